@@ -1,0 +1,304 @@
+//! Configuration: built-in defaults, then a TOML file, then `CATALOGD__SECTION__KEY`
+//! environment overrides, merged with figment. Unknown keys are an error everywhere.
+//!
+//! Secrets (the JWT key, the database password) are never values in this structure: the
+//! configuration names a file or an environment variable, and [`crate::auth`] / the store read
+//! them at start-up into `secrecy` types.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The file used when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config/catalogd.toml";
+/// Prefix of environment overrides; `__` separates section and key.
+pub const ENV_PREFIX: &str = "CATALOGD__";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub auth: AuthConfig,
+    pub monitor: MonitorConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the REST API.
+    pub listen: SocketAddr,
+    /// Largest accepted request body; larger bodies get 413.
+    pub body_limit_bytes: usize,
+    /// Requests taking longer than this are answered 503 and abandoned.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            body_limit_bytes: 256 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` (created if missing) or `postgres://user@host/db`.
+    pub url: String,
+    /// File holding the PostgreSQL password, when it is not in the URL's environment.
+    pub password_file: Option<PathBuf>,
+    /// Name of an environment variable holding the PostgreSQL password.
+    pub password_env: Option<String>,
+    pub max_connections: u32,
+    /// SQLite `synchronous` pragma: `full` (durable on power loss, the default) or `normal`.
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://data/catalogd.db".to_owned(),
+            password_file: None,
+            password_env: None,
+            max_connections: 8,
+            sqlite_synchronous: SqliteSynchronous::Full,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `catalogd=debug,sqlx=warn`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// File holding the HS256 key.
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Name of an environment variable holding the HS256 key.
+    pub jwt_secret_env: Option<String>,
+    /// PEM public key (RSA or EC P-256) for RS256 / ES256 tokens.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// PEM private key matching `jwt_public_key_file`; only `catalogd token` needs it.
+    pub jwt_private_key_file: Option<PathBuf>,
+    /// Where the HS256 key is generated when no key is configured.
+    pub generated_key_file: PathBuf,
+    /// Required `iss` claim, if set.
+    pub issuer: Option<String>,
+    /// Required `aud` claim, if set.
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret_file: None,
+            jwt_secret_env: None,
+            jwt_public_key_file: None,
+            jwt_private_key_file: None,
+            generated_key_file: PathBuf::from("data/jwt-hs256.key"),
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Default interval between health checks.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Default timeout of one check.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub degraded_after: u32,
+    pub failed_after: u32,
+    pub recover_after: u32,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(10),
+            degraded_after: 3,
+            failed_after: 5,
+            recover_after: 1,
+        }
+    }
+}
+
+impl MonitorConfig {
+    pub fn thresholds(&self) -> catalogd_actors::Thresholds {
+        catalogd_actors::Thresholds {
+            degraded_after: self.degraded_after,
+            failed_after: self.failed_after,
+            recover_after: self.recover_after,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Semantic(String),
+}
+
+impl Config {
+    /// Loads the layered configuration. `file` is `--config`; without it
+    /// [`DEFAULT_CONFIG_FILE`] is read when present.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(file, Env::prefixed(ENV_PREFIX).split("__"))
+    }
+
+    fn load_from(file: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.into())),
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE))
+            }
+            None => {}
+        }
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let m = &self.monitor;
+        let fail = |msg: &str| Err(ConfigError::Semantic(msg.to_owned()));
+        if m.interval < Duration::from_secs(1) {
+            return fail("monitor.interval must be at least 1s");
+        }
+        if m.timeout.is_zero() || m.timeout > m.interval {
+            return fail("monitor.timeout must be positive and at most monitor.interval");
+        }
+        if m.degraded_after == 0 || m.recover_after == 0 || m.failed_after < m.degraded_after {
+            return fail("monitor thresholds need degraded_after >= 1, failed_after >= degraded_after, recover_after >= 1");
+        }
+        if self.database.max_connections == 0 {
+            return fail("database.max_connections must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads `toml` as the config file with `env` set, inside a figment jail so tests do not
+    /// see each other's environment.
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let mut result = Err(String::new());
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("c.toml", toml)?;
+            for (k, v) in env {
+                jail.set_env(k, v);
+            }
+            result = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string());
+            Ok(())
+        });
+        result
+    }
+
+    #[test]
+    fn env_overrides_file_which_overrides_defaults() {
+        let c = load(
+            "[database]\nurl = \"sqlite://file.db\"\n[monitor]\ninterval = \"30s\"\n",
+            &[
+                ("CATALOGD__DATABASE__URL", "postgres://db/x"),
+                ("CATALOGD__LOG__FORMAT", "json"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.database.url, "postgres://db/x");
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.monitor.interval, Duration::from_secs(30));
+        assert_eq!(c.monitor.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn defaults_match_design() {
+        let c = Config::default();
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database.url, "sqlite://data/catalogd.db");
+        assert_eq!(c.monitor.interval, Duration::from_secs(60));
+        assert_eq!(
+            c.monitor.thresholds(),
+            catalogd_actors::Thresholds::default()
+        );
+    }
+
+    #[test]
+    fn documented_file_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_FILE);
+        let config =
+            Config::load_from(Some(&path), Env::prefixed("CATALOGD_TEST_UNUSED__")).unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = load("[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", &[]).unwrap_err();
+        assert!(e.contains("lisen"), "{e}");
+        let e = load("[htp]\n", &[]).unwrap_err();
+        assert!(e.contains("htp"), "{e}");
+        let e = load("", &[("CATALOGD__MONITOR__INTERVALL", "5s")]).unwrap_err();
+        assert!(e.contains("intervall"), "{e}");
+        let e = load("[monitor]\ninterval = \"2s\"\ntimeout = \"3s\"\n", &[]).unwrap_err();
+        assert!(e.contains("monitor.timeout"), "{e}");
+    }
+}

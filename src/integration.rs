@@ -1,0 +1,405 @@
+//! The integration resource of DESIGN §3, the user-settable spec, and the pure rules that turn a
+//! requested change into a new resource plus its audit record.
+//!
+//! The store runs [`apply_change`] inside its transaction on the row it has just locked, so
+//! every backend enforces the same version checks and lifecycle rules.
+
+use catalogd_actors::{EventKind, Input, Lifecycle, Status, Thresholds};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// The kinds of system an integration points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrationType {
+    Registry,
+    Scm,
+    Ci,
+    Host,
+    Feed,
+    Artifact,
+}
+
+impl IntegrationType {
+    pub const ALL: [IntegrationType; 6] = [
+        IntegrationType::Registry,
+        IntegrationType::Scm,
+        IntegrationType::Ci,
+        IntegrationType::Host,
+        IntegrationType::Feed,
+        IntegrationType::Artifact,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrationType::Registry => "registry",
+            IntegrationType::Scm => "scm",
+            IntegrationType::Ci => "ci",
+            IntegrationType::Host => "host",
+            IntegrationType::Feed => "feed",
+            IntegrationType::Artifact => "artifact",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// Per-integration health-check settings; every field falls back to `monitor.*`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded_after: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_after: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recover_after: Option<u32>,
+}
+
+impl HealthCheck {
+    /// This integration's thresholds, falling back to the daemon-wide defaults.
+    pub fn thresholds(&self, defaults: Thresholds) -> Thresholds {
+        Thresholds {
+            degraded_after: self.degraded_after.unwrap_or(defaults.degraded_after),
+            failed_after: self.failed_after.unwrap_or(defaults.failed_after),
+            recover_after: self.recover_after.unwrap_or(defaults.recover_after),
+        }
+    }
+}
+
+/// What a user sets on create and update. Validated by [`crate::validation`] before it
+/// reaches the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationSpec {
+    pub name: String,
+    pub description: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: IntegrationType,
+    pub provider: String,
+    pub base_url: Option<String>,
+    pub auth_ref: Option<String>,
+    #[schema(value_type = Object)]
+    pub configuration: serde_json::Map<String, serde_json::Value>,
+    pub environment: Option<String>,
+    pub tags: Vec<String>,
+    pub owner_id: Option<String>,
+    pub health_check: HealthCheck,
+}
+
+/// The integration resource exactly as DESIGN §3 names its fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Integration {
+    pub integration_id: Uuid,
+    pub tenant_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: IntegrationType,
+    pub provider: String,
+    pub base_url: Option<String>,
+    pub auth_ref: Option<String>,
+    #[schema(value_type = Object)]
+    pub configuration: serde_json::Map<String, serde_json::Value>,
+    pub environment: Option<String>,
+    pub tags: Vec<String>,
+    pub owner_id: Option<String>,
+    pub health_check: HealthCheck,
+    #[schema(value_type = String, example = "active")]
+    pub status: Status,
+    pub paused: bool,
+    pub pause_reason: Option<String>,
+    pub pause_ticket: Option<String>,
+    pub last_tested_at: Option<DateTime<Utc>>,
+    pub last_test_success: Option<bool>,
+    pub consecutive_failures: u32,
+    /// Engine bookkeeping for `recover_after`; not part of the public resource.
+    #[serde(skip)]
+    pub consecutive_successes: u32,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub modified_at: DateTime<Utc>,
+    pub modified_by: String,
+    pub version: i64,
+}
+
+impl Integration {
+    /// A new draft built from a validated spec.
+    pub fn new(tenant_id: &str, spec: IntegrationSpec, actor: &str, now: DateTime<Utc>) -> Self {
+        let lifecycle = catalogd_actors::create().state;
+        let mut integration = Integration {
+            integration_id: Uuid::now_v7(),
+            tenant_id: tenant_id.to_owned(),
+            name: String::new(),
+            description: None,
+            kind: spec.kind,
+            provider: String::new(),
+            base_url: None,
+            auth_ref: None,
+            configuration: Default::default(),
+            environment: None,
+            tags: Vec::new(),
+            owner_id: None,
+            health_check: HealthCheck::default(),
+            status: lifecycle.status,
+            paused: false,
+            pause_reason: None,
+            pause_ticket: None,
+            last_tested_at: None,
+            last_test_success: None,
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+            created_at: now,
+            created_by: actor.to_owned(),
+            modified_at: now,
+            modified_by: actor.to_owned(),
+            version: 1,
+        };
+        integration.set_spec(spec);
+        integration
+    }
+
+    pub fn spec(&self) -> IntegrationSpec {
+        IntegrationSpec {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            kind: self.kind,
+            provider: self.provider.clone(),
+            base_url: self.base_url.clone(),
+            auth_ref: self.auth_ref.clone(),
+            configuration: self.configuration.clone(),
+            environment: self.environment.clone(),
+            tags: self.tags.clone(),
+            owner_id: self.owner_id.clone(),
+            health_check: self.health_check,
+        }
+    }
+
+    fn set_spec(&mut self, spec: IntegrationSpec) {
+        let IntegrationSpec {
+            name,
+            description,
+            kind,
+            provider,
+            base_url,
+            auth_ref,
+            configuration,
+            environment,
+            tags,
+            owner_id,
+            health_check,
+        } = spec;
+        self.name = name;
+        self.description = description;
+        self.kind = kind;
+        self.provider = provider;
+        self.base_url = base_url;
+        self.auth_ref = auth_ref;
+        self.configuration = configuration;
+        self.environment = environment;
+        self.tags = tags;
+        self.owner_id = owner_id;
+        self.health_check = health_check;
+    }
+
+    pub fn lifecycle(&self) -> Lifecycle {
+        Lifecycle {
+            status: self.status,
+            consecutive_failures: self.consecutive_failures,
+            consecutive_successes: self.consecutive_successes,
+        }
+    }
+
+    fn set_lifecycle(&mut self, lifecycle: Lifecycle) {
+        self.status = lifecycle.status;
+        self.paused = lifecycle.status == Status::Paused;
+        self.consecutive_failures = lifecycle.consecutive_failures;
+        self.consecutive_successes = lifecycle.consecutive_successes;
+        if !self.paused {
+            self.pause_reason = None;
+            self.pause_ticket = None;
+        }
+    }
+
+    /// The before/after snapshot kept in the audit trail: the user-visible state without
+    /// timestamps. It never holds a secret, because validation refuses raw secrets anywhere in
+    /// the resource and an AuthRef is only a reference.
+    pub fn audit_summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "description": self.description,
+            "type": self.kind.as_str(),
+            "provider": self.provider,
+            "baseUrl": self.base_url,
+            "authRef": self.auth_ref,
+            "configuration": self.configuration,
+            "environment": self.environment,
+            "tags": self.tags,
+            "ownerId": self.owner_id,
+            "healthCheck": self.health_check,
+            "status": self.status.as_str(),
+            "pauseReason": self.pause_reason,
+            "pauseTicket": self.pause_ticket,
+            "version": self.version,
+        })
+    }
+}
+
+/// Who is making a change, and why. Recorded in the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub tenant_id: String,
+    pub subject: String,
+}
+
+/// A change a user asked for, applied by the store to the row it has locked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Update {
+        expected_version: i64,
+        spec: IntegrationSpec,
+    },
+    Delete {
+        expected_version: Option<i64>,
+    },
+    Lifecycle {
+        input: Input,
+        reason: Option<String>,
+        ticket: Option<String>,
+    },
+}
+
+/// Why a change was refused. Each variant is a 4xx at the API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("version {expected} does not match the current version {current}")]
+    VersionMismatch { expected: i64, current: i64 },
+    #[error(transparent)]
+    InvalidTransition(#[from] catalogd_actors::InvalidTransition),
+}
+
+/// An audit entry before the store chains it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub tenant_id: String,
+    pub actor: String,
+    pub action: String,
+    pub target_id: Uuid,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub reason: Option<String>,
+    pub ticket: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// The result of a change: the new row (`None` when deleted), its audit record and event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub after: Option<Integration>,
+    pub audit: AuditRecord,
+    pub event: Option<EventKind>,
+}
+
+/// The audit record of a creation.
+pub fn created(integration: &Integration) -> AuditRecord {
+    AuditRecord {
+        tenant_id: integration.tenant_id.clone(),
+        actor: integration.created_by.clone(),
+        action: "integration.create".to_owned(),
+        target_id: integration.integration_id,
+        before: None,
+        after: Some(integration.audit_summary()),
+        reason: None,
+        ticket: None,
+        occurred_at: integration.created_at,
+    }
+}
+
+/// Applies `change` to `current`, the row as it is now. Pure: the caller supplies the time.
+pub fn apply_change(
+    current: &Integration,
+    change: Change,
+    actor: &Actor,
+    defaults: Thresholds,
+    now: DateTime<Utc>,
+) -> Result<Applied, ChangeError> {
+    let check_version = |expected: i64| {
+        if expected == current.version {
+            Ok(())
+        } else {
+            Err(ChangeError::VersionMismatch {
+                expected,
+                current: current.version,
+            })
+        }
+    };
+    let thresholds = current.health_check.thresholds(defaults);
+    let mut next = current.clone();
+    let (action, input, reason, ticket) = match change {
+        Change::Update {
+            expected_version,
+            spec,
+        } => {
+            check_version(expected_version)?;
+            next.set_spec(spec);
+            ("integration.update", Input::Update, None, None)
+        }
+        Change::Delete { expected_version } => {
+            if let Some(expected) = expected_version {
+                check_version(expected)?;
+            }
+            ("integration.delete", Input::Delete, None, None)
+        }
+        Change::Lifecycle {
+            input,
+            reason,
+            ticket,
+        } => (lifecycle_action(input), input, reason, ticket),
+    };
+    let transition = catalogd_actors::apply(current.lifecycle(), input, thresholds)?;
+    next.set_lifecycle(transition.state);
+    if input == Input::Pause {
+        next.pause_reason = reason.clone();
+        next.pause_ticket = ticket.clone();
+    }
+    next.version = current.version + 1;
+    next.modified_at = now;
+    next.modified_by = actor.subject.clone();
+    let audit = AuditRecord {
+        tenant_id: current.tenant_id.clone(),
+        actor: actor.subject.clone(),
+        action: action.to_owned(),
+        target_id: current.integration_id,
+        before: Some(current.audit_summary()),
+        after: (!transition.deleted).then(|| next.audit_summary()),
+        reason,
+        ticket,
+        occurred_at: now,
+    };
+    Ok(Applied {
+        after: (!transition.deleted).then_some(next),
+        audit,
+        event: transition.event,
+    })
+}
+
+fn lifecycle_action(input: Input) -> &'static str {
+    match input {
+        Input::Submit => "integration.submit",
+        Input::Check(_) => "integration.check",
+        Input::Pause => "integration.pause",
+        Input::Resume => "integration.resume",
+        Input::Activate => "integration.activate",
+        Input::Update => "integration.update",
+        Input::Delete => "integration.delete",
+    }
+}

@@ -1,0 +1,25 @@
+//! catalogd, the Integration Catalog daemon: the adapters around the engine in
+//! `catalogd-actors`.
+//!
+//! Layout:
+//! - [`cli`]: the `catalogd` command line (serve, migrate, token, audit verify).
+//! - [`config`]: layered configuration (defaults, TOML file, `CATALOGD__*` env overrides).
+//! - [`startup`]: builds the application from a configuration and runs it until shutdown.
+//! - [`integration`]: the integration resource and the pure rules for changing it.
+//! - [`validation`]: checks a user-supplied spec before it reaches the store.
+//! - [`providers`]: the known provider names.
+//! - [`auth`]: bearer JWT verification, scopes, and token minting.
+//! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations, the audit chain.
+//! - [`http`]: the REST API (axum), one module per resource, problem+json errors, OpenAPI.
+//! - [`telemetry`]: tracing subscriber set-up.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod integration;
+pub mod providers;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod validation;

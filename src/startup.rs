@@ -1,0 +1,151 @@
+//! Builds the application from a [`Config`] and runs it until a shutdown signal.
+//!
+//! Tests use the same path as the binary: [`Application::build`] with `http.listen` on port 0,
+//! then [`Application::port`] and [`Application::run_until_stopped`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use catalogd_actors::{Clock, SystemClock};
+use tokio::net::TcpListener;
+
+use crate::auth::{Authenticator, KeySource};
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::providers::ProviderRegistry;
+use crate::store::{self, StoreOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the store (applying migrations), loads or generates the signing key and binds
+    /// the REST listener.
+    pub async fn build(config: &Config) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        let store = store::open(&store_options(config)?).await?;
+        let auth = Authenticator::from_config(&config.auth)?;
+        log_key_source(&auth.source);
+        let addr = config.http.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Listen { addr, source })?;
+        let state = AppState {
+            store,
+            auth: Arc::new(auth),
+            clock,
+            providers: Arc::new(ProviderRegistry::builtin()),
+            default_thresholds: config.monitor.thresholds(),
+            default_interval_seconds: config.monitor.interval.as_secs().max(1) as u32,
+            body_limit_bytes: config.http.body_limit_bytes,
+            request_timeout: config.http.request_timeout,
+        };
+        Ok(Application { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let addr = self.local_addr();
+        tracing::info!(%addr, "REST API listening");
+        let app = http::router(self.state);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The store options of `config`, with the PostgreSQL password read from its file or
+/// environment variable (never from the configuration itself).
+pub fn store_options(config: &Config) -> Result<StoreOptions, StartupError> {
+    let db = &config.database;
+    let password = if let Some(path) = &db.password_file {
+        Some(std::fs::read_to_string(path)?.trim().to_owned())
+    } else if let Some(var) = &db.password_env {
+        std::env::var(var).ok()
+    } else {
+        None
+    };
+    Ok(StoreOptions {
+        url: db.url.clone(),
+        password: password.map(secrecy::SecretString::from),
+        max_connections: db.max_connections,
+        sqlite_synchronous_full: db.sqlite_synchronous == crate::config::SqliteSynchronous::Full,
+        default_thresholds: config.monitor.thresholds(),
+    })
+}
+
+fn log_key_source(source: &KeySource) {
+    match source {
+        KeySource::Generated { path, new: true } => tracing::warn!(
+            key_file = %path.display(),
+            "no JWT key configured: generated an HS256 key; mint a token with \
+             `catalogd token --tenant TENANT --scope integrations.admin`"
+        ),
+        KeySource::Generated { path, new: false } => tracing::info!(
+            key_file = %path.display(),
+            "using the generated HS256 key; mint a token with `catalogd token --tenant TENANT --scope integrations.read`"
+        ),
+        other => tracing::info!(source = ?other, "JWT verification key loaded"),
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; draining requests");
+}

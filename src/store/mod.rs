@@ -1,0 +1,135 @@
+//! Persistence: one [`Store`] trait, implemented for SQLite (the embedded default) and
+//! PostgreSQL (production). The backend is chosen from the scheme of `database.url`.
+//!
+//! Every method takes the tenant id and every query filters on it: there is no way to reach a
+//! row of another tenant through this trait. Each mutation commits the row, its hash-chained
+//! audit entry (and, with the engine, its outbox event) in one transaction.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::integration::{Actor, Change, ChangeError, Integration, IntegrationType};
+use catalogd_actors::{Status, Thresholds};
+
+pub mod audit_chain;
+mod sql;
+
+pub use audit_chain::{AuditEntry, ChainProblem};
+
+/// Filters and keyset position for listing integrations. Results are ordered by
+/// `(name, integration_id)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    pub kind: Option<IntegrationType>,
+    pub provider: Option<String>,
+    pub status: Option<Status>,
+    pub environment: Option<String>,
+    pub tag: Option<String>,
+    /// Name prefix.
+    pub name_prefix: Option<String>,
+    /// Return rows strictly after this `(name, id)`.
+    pub after: Option<(String, Uuid)>,
+    pub limit: u32,
+}
+
+/// Filters and keyset position for the audit trail, ordered by the tenant's chain sequence.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub integration_id: Option<Uuid>,
+    /// Return entries with a chain sequence strictly greater than this.
+    pub after_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// A page of results; `has_more` tells whether another page follows the last item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_more: bool,
+}
+
+/// The result of verifying the audit chains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChainReport {
+    pub tenants: u64,
+    pub entries: u64,
+    /// The first bad entry found, if any.
+    pub problem: Option<ChainProblem>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("integration not found")]
+    NotFound,
+    #[error("an integration with this name already exists")]
+    NameTaken,
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    #[error("unsupported database url (expected sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Options that the store needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub url: String,
+    /// PostgreSQL password from `database.password_file` / `password_env`; overrides any in
+    /// the URL.
+    pub password: Option<secrecy::SecretString>,
+    pub max_connections: u32,
+    /// SQLite `synchronous=FULL` (durable on power loss) rather than `NORMAL`.
+    pub sqlite_synchronous_full: bool,
+    /// Lifecycle thresholds used when an integration does not set its own.
+    pub default_thresholds: Thresholds,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap liveness probe of the database, for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Inserts a new integration and its `integration.create` audit entry.
+    async fn create(&self, integration: &Integration) -> Result<(), StoreError>;
+
+    async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Integration>, StoreError>;
+
+    async fn list(
+        &self,
+        tenant_id: &str,
+        query: &ListQuery,
+    ) -> Result<Page<Integration>, StoreError>;
+
+    /// Locks the row, applies [`crate::integration::apply_change`] to it and commits the
+    /// result with its audit entry. Returns the new row, or `None` after a delete.
+    async fn change(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        change: Change,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Integration>, StoreError>;
+
+    async fn list_audit(
+        &self,
+        tenant_id: &str,
+        query: &AuditQuery,
+    ) -> Result<Page<AuditEntry>, StoreError>;
+
+    /// Walks every tenant's audit chain (or one tenant's) and reports the first bad entry.
+    async fn verify_audit(&self, tenant_id: Option<&str>) -> Result<ChainReport, StoreError>;
+}
+
+/// Opens the backend named by `options.url`, creating the SQLite file if needed, and applies
+/// the embedded migrations.
+pub async fn open(options: &StoreOptions) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    sql::open(options).await
+}
