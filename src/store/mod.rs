@@ -15,7 +15,10 @@ use crate::integration::{Actor, Change, ChangeError, Integration, IntegrationTyp
 use catalogd_actors::{Status, Thresholds};
 
 pub mod audit_chain;
+mod postgres;
+mod rows;
 mod sql;
+mod sqlite;
 
 pub use audit_chain::{AuditEntry, ChainProblem};
 

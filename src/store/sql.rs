@@ -1,9 +1,627 @@
 //! SQL implementations of [`super::Store`] for SQLite and PostgreSQL.
+//!
+//! Both backends run the same SQL text: SQLite accepts PostgreSQL's `$n` placeholders, row
+//! values and `ON CONFLICT`, and the two schemas use the same names. So the implementation is
+//! written once, in `sql_store!`, and instantiated per backend; the few statements that
+//! genuinely differ (how a write transaction starts, how a row is locked) are a [`Dialect`].
+//! Opening a pool and migrating live in [`super::sqlite`] and [`super::postgres`].
+//!
+//! Every query is built at run time (there is no database at build time) and filters on the
+//! tenant id. Lists are keyset-paginated on `(name, integration_id)`, never with OFFSET.
+//!
+//! Writes take the locks in one order (the integration row, then the tenant's audit head), so
+//! two writers of one tenant queue rather than deadlock.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use super::{Store, StoreError, StoreOptions};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::QueryBuilder;
+use uuid::Uuid;
 
-pub async fn open(_options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
-    todo!("store implementation")
+use super::audit_chain::{ChainProblem, ChainVerifier, StoredAuditEntry, GENESIS_HASH};
+use super::rows::{self, AuditRow, IntegrationRow, AUDIT_COLUMNS, INTEGRATION_COLUMNS};
+use super::{AuditEntry, AuditQuery, ChainReport, ListQuery, Page, Store, StoreError, StoreOptions};
+use crate::integration::{self, Actor, AuditRecord, Change, Integration};
+use catalogd_actors::Thresholds;
+
+/// Opens the backend named by the URL scheme and applies its migrations.
+pub async fn open(options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+    let scheme = options.url.split_once(':').map(|(scheme, _)| scheme);
+    let store: Arc<dyn Store> = match scheme {
+        Some("sqlite") => Arc::new(SqliteStore {
+            pool: super::sqlite::connect(options).await?,
+            default_thresholds: options.default_thresholds,
+        }),
+        Some("postgres" | "postgresql") => Arc::new(PostgresStore {
+            pool: super::postgres::connect(options).await?,
+            default_thresholds: options.default_thresholds,
+        }),
+        _ => return Err(StoreError::UnsupportedUrl),
+    };
+    Ok(store)
+}
+
+/// The statements in which the two backends differ.
+struct Dialect {
+    /// Starts a transaction that reads, then writes.
+    begin_write: &'static str,
+    /// Starts a read-only transaction that sees one consistent snapshot throughout.
+    begin_snapshot: &'static str,
+    /// Appended to a `SELECT` to lock its rows until the transaction ends.
+    for_update: &'static str,
+}
+
+/// SQLite has a single writer. `BEGIN IMMEDIATE` takes the write lock up front (waiting out
+/// the busy timeout), so a transaction that reads and then writes can neither deadlock nor
+/// fail to upgrade its lock with `SQLITE_BUSY`; holding that lock is also what serializes the
+/// audit chain, so no row lock is needed. A deferred `BEGIN` pins a WAL snapshot at its first
+/// read.
+const SQLITE: Dialect = Dialect {
+    begin_write: "BEGIN IMMEDIATE",
+    begin_snapshot: "BEGIN",
+    for_update: "",
+};
+
+/// PostgreSQL locks rows: `FOR UPDATE` on the integration and on the tenant's audit head.
+const POSTGRES: Dialect = Dialect {
+    begin_write: "BEGIN",
+    begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    for_update: " FOR UPDATE",
+};
+
+impl Dialect {
+    fn locked(&self, select: &str) -> String {
+        format!("{select}{}", self.for_update)
+    }
+}
+
+/// How many audit entries verification holds at a time.
+const VERIFY_BATCH: i64 = 1000;
+/// Tag rows per `INSERT`, far below either backend's bind-parameter limit.
+const TAG_ROWS_PER_INSERT: usize = 500;
+
+/// `i.integration_id, i.tenant_id, ...`: the integration columns of a select from
+/// `integrations i`.
+static SELECT_INTEGRATION_COLUMNS: LazyLock<String> =
+    LazyLock::new(|| qualified(&INTEGRATION_COLUMNS, "i"));
+
+static SELECT_INTEGRATION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM integrations i WHERE i.tenant_id = $1 AND i.integration_id = $2",
+        *SELECT_INTEGRATION_COLUMNS
+    )
+});
+
+/// Binds `$1..$26` in [`INTEGRATION_COLUMNS`] order.
+static INSERT_INTEGRATION: LazyLock<String> = LazyLock::new(|| {
+    let placeholders: Vec<String> = (1..=INTEGRATION_COLUMNS.len())
+        .map(|n| format!("${n}"))
+        .collect();
+    format!(
+        "INSERT INTO integrations ({}) VALUES ({})",
+        INTEGRATION_COLUMNS.join(", "),
+        placeholders.join(", ")
+    )
+});
+
+/// Binds like [`INSERT_INTEGRATION`]; `$1` (id) and `$2` (tenant) select the row.
+static UPDATE_INTEGRATION: LazyLock<String> = LazyLock::new(|| {
+    let assignments: Vec<String> = INTEGRATION_COLUMNS
+        .iter()
+        .enumerate()
+        .skip(2)
+        .map(|(index, column)| format!("{column} = ${}", index + 1))
+        .collect();
+    format!(
+        "UPDATE integrations SET {} WHERE integration_id = $1 AND tenant_id = $2",
+        assignments.join(", ")
+    )
+});
+
+static SELECT_AUDIT_COLUMNS: LazyLock<String> = LazyLock::new(|| AUDIT_COLUMNS.join(", "));
+
+/// Binds `$1..$14` in [`AUDIT_COLUMNS`] order.
+static INSERT_AUDIT: LazyLock<String> = LazyLock::new(|| {
+    let placeholders: Vec<String> = (1..=AUDIT_COLUMNS.len())
+        .map(|n| format!("${n}"))
+        .collect();
+    format!(
+        "INSERT INTO audit_log ({}) VALUES ({})",
+        AUDIT_COLUMNS.join(", "),
+        placeholders.join(", ")
+    )
+});
+
+static SELECT_AUDIT_BATCH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM audit_log WHERE tenant_id = $1 AND sequence > $2 \
+         ORDER BY sequence LIMIT $3",
+        *SELECT_AUDIT_COLUMNS
+    )
+});
+
+const DELETE_INTEGRATION: &str =
+    "DELETE FROM integrations WHERE tenant_id = $1 AND integration_id = $2";
+const DELETE_TAGS: &str = "DELETE FROM integration_tags WHERE tenant_id = $1 AND integration_id = $2";
+const SELECT_HEAD: &str = "SELECT sequence, hash FROM audit_heads WHERE tenant_id = $1";
+const INSERT_HEAD: &str = "INSERT INTO audit_heads (tenant_id, sequence, hash) VALUES ($1, 0, $2) \
+     ON CONFLICT (tenant_id) DO NOTHING";
+const UPDATE_HEAD: &str = "UPDATE audit_heads SET sequence = $2, hash = $3 WHERE tenant_id = $1";
+const SELECT_AUDITED_TENANTS: &str =
+    "SELECT tenant_id FROM audit_heads UNION SELECT tenant_id FROM audit_log ORDER BY tenant_id";
+
+fn qualified(columns: &[&str], table: &str) -> String {
+    let columns: Vec<String> = columns
+        .iter()
+        .map(|column| format!("{table}.{column}"))
+        .collect();
+    columns.join(", ")
+}
+
+/// The least string greater than every string that starts with `prefix` (in UTF-8 byte
+/// order, which is code point order), or `None` if there is none. A prefix search is then the
+/// index range `prefix <= name < end`, with no LIKE and no escaping.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            other => char::from_u32(u32::from(other) + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+        // `last` was U+10FFFF: nothing follows it, so carry into the previous character.
+    }
+    None
+}
+
+/// Maps a failure to read rows: undecodable values are corruption, not a database outage.
+fn read_error(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(error.to_string()),
+        other => StoreError::Database(other),
+    }
+}
+
+/// Maps a failure to write an integration row: the only unique key a caller can hit is
+/// `(tenant_id, name)`.
+fn write_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(database) if database.is_unique_violation() => StoreError::NameTaken,
+        _ => StoreError::Database(error),
+    }
+}
+
+/// Splits a page fetched with `LIMIT limit + 1` into the page and whether more follow.
+fn page<T>(mut items: Vec<T>, limit: u32) -> Page<T> {
+    let limit = limit as usize;
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    Page { items, has_more }
+}
+
+/// Instantiates the store for one backend: `$store` holds a pool of `$db`, and `$dialect` is
+/// its [`Dialect`].
+macro_rules! sql_store {
+    ($store:ident, $db:ty, $dialect:expr) => {
+        pub(super) struct $store {
+            pool: sqlx::Pool<$db>,
+            default_thresholds: Thresholds,
+        }
+
+        impl $store {
+            const DIALECT: Dialect = $dialect;
+
+            /// Binds every column of `integration` in [`INTEGRATION_COLUMNS`] order.
+            fn bind_integration<'q>(
+                query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+                integration: &'q Integration,
+            ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+                query
+                    .bind(integration.integration_id)
+                    .bind(&integration.tenant_id)
+                    .bind(&integration.name)
+                    .bind(&integration.description)
+                    .bind(integration.kind.as_str())
+                    .bind(&integration.provider)
+                    .bind(&integration.base_url)
+                    .bind(&integration.auth_ref)
+                    .bind(Json(&integration.configuration))
+                    .bind(&integration.environment)
+                    .bind(Json(&integration.tags))
+                    .bind(&integration.owner_id)
+                    .bind(Json(&integration.health_check))
+                    .bind(integration.status.as_str())
+                    .bind(integration.paused)
+                    .bind(&integration.pause_reason)
+                    .bind(&integration.pause_ticket)
+                    .bind(integration.last_tested_at)
+                    .bind(integration.last_test_success)
+                    .bind(i64::from(integration.consecutive_failures))
+                    .bind(i64::from(integration.consecutive_successes))
+                    .bind(integration.created_at)
+                    .bind(&integration.created_by)
+                    .bind(integration.modified_at)
+                    .bind(&integration.modified_by)
+                    .bind(integration.version)
+            }
+
+            /// Writes one `integration_tags` row per distinct tag.
+            async fn insert_tags(
+                connection: &mut <$db as sqlx::Database>::Connection,
+                integration: &Integration,
+            ) -> Result<(), StoreError> {
+                let mut tags: Vec<&str> = integration.tags.iter().map(String::as_str).collect();
+                tags.sort_unstable();
+                tags.dedup();
+                for chunk in tags.chunks(TAG_ROWS_PER_INSERT) {
+                    let mut insert = QueryBuilder::<$db>::new(
+                        "INSERT INTO integration_tags (tenant_id, tag, name, integration_id) ",
+                    );
+                    insert.push_values(chunk, |mut row, tag| {
+                        row.push_bind(integration.tenant_id.as_str())
+                            .push_bind(*tag)
+                            .push_bind(integration.name.as_str())
+                            .push_bind(integration.integration_id);
+                    });
+                    insert.build().execute(&mut *connection).await?;
+                }
+                Ok(())
+            }
+
+            /// Chains `record` onto its tenant's audit trail. Locks the tenant's head row
+            /// first (creating it on the tenant's first entry), so concurrent appends queue
+            /// and each links to the one before.
+            async fn append_audit(
+                connection: &mut <$db as sqlx::Database>::Connection,
+                record: &AuditRecord,
+            ) -> Result<(), StoreError> {
+                let select_head = Self::DIALECT.locked(SELECT_HEAD);
+                let head: Option<(i64, String)> = sqlx::query_as(&select_head)
+                    .bind(&record.tenant_id)
+                    .fetch_optional(&mut *connection)
+                    .await?;
+                let (sequence, hash) = match head {
+                    Some(head) => head,
+                    None => {
+                        sqlx::query(INSERT_HEAD)
+                            .bind(&record.tenant_id)
+                            .bind(GENESIS_HASH)
+                            .execute(&mut *connection)
+                            .await?;
+                        sqlx::query_as(&select_head)
+                            .bind(&record.tenant_id)
+                            .fetch_one(&mut *connection)
+                            .await?
+                    }
+                };
+                let record = AuditRecord {
+                    occurred_at: rows::stored_precision(record.occurred_at),
+                    ..record.clone()
+                };
+                let entry = StoredAuditEntry::chain(&record, sequence, &hash);
+                sqlx::query(&INSERT_AUDIT)
+                    .bind(entry.entry_id)
+                    .bind(&entry.tenant_id)
+                    .bind(entry.sequence)
+                    .bind(&entry.actor)
+                    .bind(&entry.action)
+                    .bind(&entry.target_type)
+                    .bind(entry.target_id)
+                    .bind(&entry.before)
+                    .bind(&entry.after)
+                    .bind(&entry.reason)
+                    .bind(&entry.ticket)
+                    .bind(entry.occurred_at)
+                    .bind(&entry.prev_hash)
+                    .bind(&entry.hash)
+                    .execute(&mut *connection)
+                    .await?;
+                sqlx::query(UPDATE_HEAD)
+                    .bind(&entry.tenant_id)
+                    .bind(entry.sequence)
+                    .bind(&entry.hash)
+                    .execute(&mut *connection)
+                    .await?;
+                Ok(())
+            }
+
+            /// Feeds one tenant's chain, in stored sequence order and in batches, to a
+            /// [`ChainVerifier`]. Returns the entries that verified and the first problem.
+            async fn verify_tenant(
+                connection: &mut <$db as sqlx::Database>::Connection,
+                tenant_id: &str,
+            ) -> Result<(u64, Option<ChainProblem>), StoreError> {
+                let head: Option<(i64, String)> = sqlx::query_as(SELECT_HEAD)
+                    .bind(tenant_id)
+                    .fetch_optional(&mut *connection)
+                    .await?;
+                let mut verifier = ChainVerifier::new(tenant_id);
+                // From the very bottom, so an entry forged with sequence 0 or below is seen.
+                let mut after = i64::MIN;
+                loop {
+                    let batch: Vec<AuditRow> = sqlx::query_as(&SELECT_AUDIT_BATCH)
+                        .bind(tenant_id)
+                        .bind(after)
+                        .bind(VERIFY_BATCH)
+                        .fetch_all(&mut *connection)
+                        .await
+                        .map_err(read_error)?;
+                    let done = (batch.len() as i64) < VERIFY_BATCH;
+                    for row in batch {
+                        let entry = StoredAuditEntry::from(row);
+                        after = entry.sequence;
+                        if let Err(problem) = verifier.push(&entry) {
+                            return Ok((verifier.entries(), Some(problem)));
+                        }
+                    }
+                    if done {
+                        break;
+                    }
+                }
+                let entries = verifier.entries();
+                let head = head.as_ref().map(|(sequence, hash)| (*sequence, hash.as_str()));
+                Ok((entries, verifier.finish(head).err()))
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn create(&self, integration: &Integration) -> Result<(), StoreError> {
+                let integration = rows::with_stored_precision(integration);
+                let mut transaction = self.pool.begin_with(Self::DIALECT.begin_write).await?;
+                Self::bind_integration(sqlx::query(&INSERT_INTEGRATION), &integration)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(write_error)?;
+                Self::insert_tags(&mut transaction, &integration).await?;
+                Self::append_audit(&mut transaction, &integration::created(&integration)).await?;
+                transaction.commit().await?;
+                Ok(())
+            }
+
+            async fn get(
+                &self,
+                tenant_id: &str,
+                id: Uuid,
+            ) -> Result<Option<Integration>, StoreError> {
+                let row: Option<IntegrationRow> = sqlx::query_as(&SELECT_INTEGRATION)
+                    .bind(tenant_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(read_error)?;
+                row.map(IntegrationRow::into_integration).transpose()
+            }
+
+            async fn list(
+                &self,
+                tenant_id: &str,
+                query: &ListQuery,
+            ) -> Result<Page<Integration>, StoreError> {
+                let mut select = QueryBuilder::<$db>::new("SELECT ");
+                select.push(&*SELECT_INTEGRATION_COLUMNS);
+                // With a tag, the tag index drives the scan and supplies the order; the
+                // keyset and prefix conditions go on its copy of the name so they bound
+                // that index range.
+                let key = match &query.tag {
+                    Some(tag) => {
+                        select
+                            .push(
+                                " FROM integration_tags t JOIN integrations i \
+                                 ON i.integration_id = t.integration_id \
+                                 AND i.tenant_id = t.tenant_id \
+                                 WHERE t.tenant_id = ",
+                            )
+                            .push_bind(tenant_id)
+                            .push(" AND t.tag = ")
+                            .push_bind(tag.as_str());
+                        "t"
+                    }
+                    None => {
+                        select
+                            .push(" FROM integrations i WHERE i.tenant_id = ")
+                            .push_bind(tenant_id);
+                        "i"
+                    }
+                };
+                // Only the filters that are set: `($n IS NULL OR column = $n)` would defeat
+                // the per-filter indexes.
+                if let Some(kind) = query.kind {
+                    select.push(" AND i.type = ").push_bind(kind.as_str());
+                }
+                if let Some(provider) = &query.provider {
+                    select.push(" AND i.provider = ").push_bind(provider.as_str());
+                }
+                if let Some(status) = query.status {
+                    select.push(" AND i.status = ").push_bind(status.as_str());
+                }
+                if let Some(environment) = &query.environment {
+                    select.push(" AND i.environment = ").push_bind(environment.as_str());
+                }
+                if let Some(prefix) = query.name_prefix.as_deref().filter(|p| !p.is_empty()) {
+                    select.push(format_args!(" AND {key}.name >= ")).push_bind(prefix);
+                    if let Some(end) = prefix_end(prefix) {
+                        select.push(format_args!(" AND {key}.name < ")).push_bind(end);
+                    }
+                }
+                if let Some((name, id)) = &query.after {
+                    select
+                        .push(format_args!(" AND ({key}.name, {key}.integration_id) > ("))
+                        .push_bind(name.as_str())
+                        .push(", ")
+                        .push_bind(*id)
+                        .push(")");
+                }
+                select
+                    .push(format_args!(" ORDER BY {key}.name, {key}.integration_id LIMIT "))
+                    .push_bind(i64::from(query.limit) + 1);
+                let rows: Vec<IntegrationRow> = select
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(read_error)?;
+                let items = rows
+                    .into_iter()
+                    .map(IntegrationRow::into_integration)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(page(items, query.limit))
+            }
+
+            async fn change(
+                &self,
+                actor: &Actor,
+                id: Uuid,
+                change: Change,
+                now: DateTime<Utc>,
+            ) -> Result<Option<Integration>, StoreError> {
+                let now = rows::stored_precision(now);
+                let mut transaction = self.pool.begin_with(Self::DIALECT.begin_write).await?;
+                let row: Option<IntegrationRow> =
+                    sqlx::query_as(&Self::DIALECT.locked(&SELECT_INTEGRATION))
+                        .bind(&actor.tenant_id)
+                        .bind(id)
+                        .fetch_optional(&mut *transaction)
+                        .await
+                        .map_err(read_error)?;
+                let current = row.ok_or(StoreError::NotFound)?.into_integration()?;
+                let applied = integration::apply_change(
+                    &current,
+                    change,
+                    actor,
+                    self.default_thresholds,
+                    now,
+                )?;
+                match &applied.after {
+                    Some(next) => {
+                        Self::bind_integration(sqlx::query(&UPDATE_INTEGRATION), next)
+                            .execute(&mut *transaction)
+                            .await
+                            .map_err(write_error)?;
+                        // Lifecycle changes (every health check) leave both alone.
+                        if next.name != current.name || next.tags != current.tags {
+                            sqlx::query(DELETE_TAGS)
+                                .bind(&next.tenant_id)
+                                .bind(next.integration_id)
+                                .execute(&mut *transaction)
+                                .await?;
+                            Self::insert_tags(&mut transaction, next).await?;
+                        }
+                    }
+                    // The tags go with the row (ON DELETE CASCADE).
+                    None => {
+                        sqlx::query(DELETE_INTEGRATION)
+                            .bind(&current.tenant_id)
+                            .bind(current.integration_id)
+                            .execute(&mut *transaction)
+                            .await?;
+                    }
+                }
+                Self::append_audit(&mut transaction, &applied.audit).await?;
+                transaction.commit().await?;
+                Ok(applied.after)
+            }
+
+            async fn list_audit(
+                &self,
+                tenant_id: &str,
+                query: &AuditQuery,
+            ) -> Result<Page<AuditEntry>, StoreError> {
+                let mut select = QueryBuilder::<$db>::new("SELECT ");
+                select
+                    .push(&*SELECT_AUDIT_COLUMNS)
+                    .push(" FROM audit_log WHERE tenant_id = ")
+                    .push_bind(tenant_id);
+                if let Some(target_id) = query.integration_id {
+                    select.push(" AND target_id = ").push_bind(target_id);
+                }
+                if let Some(after) = query.after_seq {
+                    select.push(" AND sequence > ").push_bind(after);
+                }
+                select
+                    .push(" ORDER BY sequence LIMIT ")
+                    .push_bind(i64::from(query.limit) + 1);
+                let rows: Vec<AuditRow> = select
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(read_error)?;
+                let items = rows
+                    .into_iter()
+                    .map(|row| StoredAuditEntry::from(row).into_entry())
+                    .collect();
+                Ok(page(items, query.limit))
+            }
+
+            async fn verify_audit(&self, tenant_id: Option<&str>) -> Result<ChainReport, StoreError> {
+                // One snapshot for the whole walk: appends committed meanwhile would
+                // otherwise make a head read before them look like a forged tail.
+                let mut transaction = self.pool.begin_with(Self::DIALECT.begin_snapshot).await?;
+                let tenants: Vec<String> = match tenant_id {
+                    Some(tenant_id) => vec![tenant_id.to_owned()],
+                    None => {
+                        sqlx::query_scalar(SELECT_AUDITED_TENANTS)
+                            .fetch_all(&mut *transaction)
+                            .await?
+                    }
+                };
+                let mut report = ChainReport {
+                    tenants: 0,
+                    entries: 0,
+                    problem: None,
+                };
+                for tenant_id in &tenants {
+                    let (entries, problem) = Self::verify_tenant(&mut transaction, tenant_id).await?;
+                    report.tenants += 1;
+                    report.entries += entries;
+                    if problem.is_some() {
+                        report.problem = problem;
+                        break;
+                    }
+                }
+                transaction.rollback().await?;
+                Ok(report)
+            }
+        }
+    };
+}
+
+sql_store!(SqliteStore, sqlx::Sqlite, SQLITE);
+sql_store!(PostgresStore, sqlx::Postgres, POSTGRES);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_least_upper_bound() {
+        assert_eq!(prefix_end("abc").as_deref(), Some("abd"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_end("\u{10FFFF}\u{10FFFF}"), None);
+        let end = prefix_end("ab").unwrap();
+        for name in ["ab", "ab\u{10FFFF}", "ab\u{10FFFF}zz", "abz"] {
+            assert!(name.starts_with("ab") && name < end.as_str(), "{name}");
+        }
+        assert!("ac" >= end.as_str());
+    }
+
+    #[test]
+    fn statements_bind_every_column() {
+        assert!(INSERT_INTEGRATION.ends_with("$26)"));
+        assert!(UPDATE_INTEGRATION.contains("version = $26 WHERE"));
+        assert!(!UPDATE_INTEGRATION.contains("tenant_id = $2,"));
+        assert!(INSERT_AUDIT.ends_with("$14)"));
+    }
 }

@@ -1,0 +1,70 @@
+//! Opening the SQLite backend: connection settings and the embedded SQLite migrations. The
+//! queries themselves are shared with PostgreSQL in [`super::sql`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use super::{StoreError, StoreOptions};
+
+/// How long a statement waits for another connection's write lock before failing with
+/// `SQLITE_BUSY`. Writers hold the lock for one short transaction each.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens (creating if missing) the database named by `options.url` and migrates it.
+pub(super) async fn connect(options: &StoreOptions) -> Result<SqlitePool, StoreError> {
+    let synchronous = if options.sqlite_synchronous_full {
+        SqliteSynchronous::Full
+    } else {
+        SqliteSynchronous::Normal
+    };
+    let connect = SqliteConnectOptions::from_str(&options.url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(synchronous)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    let pool = if is_in_memory(&options.url) {
+        // An in-memory database lives as long as one of its connections does, and a shared
+        // cache between several would trade SQLITE_BUSY for table-level SQLITE_LOCKED errors
+        // that the busy timeout does not cover: keep exactly one connection, forever.
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        if let Some(parent) = connect.get_filename().parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
+            }
+        }
+        SqlitePoolOptions::new().max_connections(options.max_connections.max(1))
+    };
+    let pool = pool.connect_with(connect).await?;
+    sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+    Ok(pool)
+}
+
+/// Whether `url` names an in-memory database (`sqlite::memory:`, `sqlite://:memory:`,
+/// `sqlite:name?mode=memory`).
+fn is_in_memory(url: &str) -> bool {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    path.ends_with(":memory:") || query.split('&').any(|pair| pair == "mode=memory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_in_memory;
+
+    #[test]
+    fn recognises_in_memory_urls() {
+        assert!(is_in_memory("sqlite::memory:"));
+        assert!(is_in_memory("sqlite://:memory:"));
+        assert!(is_in_memory("sqlite:file:x?mode=memory&cache=shared"));
+        assert!(!is_in_memory("sqlite://data/catalogd.db"));
+        assert!(!is_in_memory("sqlite://data/memory.db"));
+    }
+}
