@@ -1,0 +1,315 @@
+//! Request extractors whose every rejection is an [`ApiError`]: the caller's principal (bearer
+//! token plus scope), the integration id in the path, `If-Match`, query strings and JSON bodies.
+//!
+//! Handlers take the principal first, so authentication runs before anything else looks at
+//! the request: an unauthenticated caller never learns whether an id exists or what is wrong
+//! with its body.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::{Principal, Scope};
+
+/// A caller holding the read scope (or admin, which implies it).
+#[derive(Debug, Clone)]
+pub struct Reader(pub Principal);
+
+/// A caller holding the admin scope.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Principal);
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authorize(&parts.headers, state, Scope::Read).map(Reader)
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authorize(&parts.headers, state, Scope::Admin).map(Admin)
+    }
+}
+
+fn authorize(headers: &HeaderMap, state: &AppState, scope: Scope) -> Result<Principal, ApiError> {
+    let token = bearer_token(headers).ok_or(ApiError::Unauthorized)?;
+    let principal = state
+        .auth
+        .verify(token)
+        .map_err(|_| ApiError::Unauthorized)?;
+    if principal.has(scope) {
+        Ok(principal)
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+/// The token of the one `Authorization: Bearer <token>` header; the scheme is
+/// case-insensitive (RFC 9110 §11.1).
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The `{id}` of an integration path. Anything but a hyphenated UUID cannot name an
+/// integration, so it is a 404 exactly like an unknown id.
+#[derive(Debug, Clone, Copy)]
+pub struct IntegrationPath(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for IntegrationPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        match Uuid::try_parse(&raw) {
+            Ok(id) if raw.len() == 36 => Ok(IntegrationPath(id)),
+            _ => Err(ApiError::NotFound),
+        }
+    }
+}
+
+/// The version named by `If-Match`: `"3"`, `3` or `W/"3"`. `None` when the header is absent
+/// or `*` (any version). A header naming no version of ours (a list, an opaque tag) can
+/// never match, so it is a version mismatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfMatch(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let mut values = parts.headers.get_all(header::IF_MATCH).iter();
+        let Some(value) = values.next() else {
+            return Ok(IfMatch(None));
+        };
+        let unmatchable = || {
+            ApiError::VersionMismatch("If-Match does not name a version of this resource.".into())
+        };
+        if values.next().is_some() {
+            return Err(unmatchable());
+        }
+        let tag = value.to_str().map_err(|_| unmatchable())?.trim();
+        if tag == "*" {
+            return Ok(IfMatch(None));
+        }
+        let tag = tag.strip_prefix("W/").unwrap_or(tag);
+        let tag = tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(tag);
+        match tag.parse::<i64>() {
+            Ok(version) if version >= 1 && tag.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(IfMatch(Some(version)))
+            }
+            _ => Err(unmatchable()),
+        }
+    }
+}
+
+/// A query string deserialized into `T` (which should deny unknown fields); any failure is
+/// `invalid_query`.
+#[derive(Debug, Clone)]
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Query::try_from_uri(&parts.uri)
+            .map(|Query(params)| QueryParams(params))
+            .map_err(|rejection| {
+                let detail = describe_serde_message(&rejection.body_text())
+                    .unwrap_or_else(|| "The query string is malformed.".into());
+                ApiError::InvalidQuery(detail)
+            })
+    }
+}
+
+/// A JSON request body: `Content-Type` must be JSON (415), the body must fit the
+/// `DefaultBodyLimit`, which counts the bytes actually read, so a chunked body without
+/// `Content-Length` is cut off too (413), it must parse (`invalid_json`) and fit `T`
+/// (`invalid_body`).
+#[derive(Debug, Clone)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(request.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::InvalidBody("The request body could not be read.".into())
+                }
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(reject_json)
+    }
+}
+
+/// Deserializes an already parsed JSON value, with the same rejections as [`JsonBody`].
+pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(reject_json)
+}
+
+/// `application/json` or any `application/*+json`, with optional parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
+}
+
+/// Syntax errors are `invalid_json`; well-formed JSON of the wrong shape is `invalid_body`.
+/// serde's messages can quote values ("invalid type: string \"hunter2\""), so only the
+/// field name of unknown/missing/duplicate-field errors is passed on.
+fn reject_json(error: serde_json::Error) -> ApiError {
+    let position = if error.line() > 0 {
+        format!(" (line {}, column {})", error.line(), error.column())
+    } else {
+        String::new()
+    };
+    match error.classify() {
+        Category::Data => {
+            ApiError::InvalidBody(describe_serde_message(&error.to_string()).map_or_else(
+                || format!("A field has the wrong JSON type or value{position}."),
+                |message| format!("{message}{position}."),
+            ))
+        }
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::InvalidJson(format!("The body is not well-formed JSON{position}."))
+        }
+    }
+}
+
+/// "Unknown field `x`" and the like, with the name cut to a sane length; `None` for messages
+/// that may quote a value.
+fn describe_serde_message(message: &str) -> Option<String> {
+    const MAX_NAME_CHARS: usize = 64;
+    const KINDS: [(&str, &str); 3] = [
+        ("unknown field `", "Unknown field"),
+        ("missing field `", "Missing field"),
+        ("duplicate field `", "Duplicate field"),
+    ];
+    KINDS.iter().find_map(|(needle, label)| {
+        let rest = &message[message.find(needle)? + needle.len()..];
+        let name: String = rest[..rest.find('`')?]
+            .chars()
+            .take(MAX_NAME_CHARS)
+            .collect();
+        Some(format!("{label} `{name}`"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer_token(&headers), None);
+        for (value, expected) in [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("Basic abc", None),
+            ("Bearer ", None),
+            ("Bearer", None),
+            ("abc", None),
+        ] {
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            assert_eq!(bearer_token(&headers), expected, "{value}");
+        }
+        headers.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        assert_eq!(bearer_token(&headers), None, "two Authorization headers");
+    }
+
+    #[test]
+    fn json_content_types() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_json(&headers));
+        for (value, expected) in [
+            ("application/json", true),
+            ("Application/JSON; charset=utf-8", true),
+            ("application/merge-patch+json", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+            ("application/jsonx", false),
+        ] {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+            assert_eq!(is_json(&headers), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn json_rejections_are_classified_and_never_quote_values() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Body {
+            name: String,
+        }
+        let parse = |s: &str| {
+            serde_json::from_str::<Body>(s)
+                .map_err(reject_json)
+                .unwrap_err()
+        };
+        assert!(matches!(parse("{"), ApiError::InvalidJson(_)));
+        assert!(matches!(parse("{\"name\": }"), ApiError::InvalidJson(_)));
+        assert!(matches!(
+            parse(r#"{"name": "x"} trailing"#),
+            ApiError::InvalidJson(_)
+        ));
+        match parse(r#"{"name": "x", "extra": 1}"#) {
+            ApiError::InvalidBody(detail) => {
+                assert!(detail.starts_with("Unknown field `extra`"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(r#"{"name": ["hunter2"]}"#) {
+            ApiError::InvalidBody(detail) => assert!(!detail.contains("hunter2"), "{detail}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse("[]"), ApiError::InvalidBody(_)));
+        assert!(matches!(parse("{}"), ApiError::InvalidBody(_)));
+    }
+}

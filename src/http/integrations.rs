@@ -1,0 +1,751 @@
+//! The integration collection and its items: list, get, create, replace and delete
+//! (`/api/v1/integrations`, `/api/v1/integrations/{id}`).
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::cursor::{self, ListCursor, PageBody};
+use super::error::{ApiError, Problem};
+use super::extract::{self, Admin, IfMatch, IntegrationPath, JsonBody, QueryParams, Reader};
+use super::AppState;
+use crate::auth::Principal;
+use crate::integration::{Actor, Change, Integration, IntegrationType};
+use crate::store::ListQuery;
+use crate::validation::{self, FieldError, Rule, SpecRequest};
+
+pub const COLLECTION_PATH: &str = "/api/v1/integrations";
+
+/// Fields of the resource that only the server sets. A replace body may carry them, as a GET
+/// returned them, and they are ignored.
+const READ_ONLY_FIELDS: &[&str] = &[
+    "tenantId",
+    "status",
+    "paused",
+    "pauseReason",
+    "pauseTicket",
+    "lastTestedAt",
+    "lastTestSuccess",
+    "consecutiveFailures",
+    "createdAt",
+    "createdBy",
+    "modifiedAt",
+    "modifiedBy",
+];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/integrations", get(list).post(create))
+        .route("/api/v1/integrations/", get(list).post(create))
+        .route(
+            "/api/v1/integrations/{id}",
+            get(fetch).put(replace).delete(remove),
+        )
+}
+
+/// Filters and paging of the integration list. Every value is checked by
+/// [`crate::validation`]; unknown parameters are refused.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only integrations of this type.
+    #[serde(rename = "type")]
+    #[param(rename = "type", value_type = Option<IntegrationType>)]
+    pub kind: Option<String>,
+    /// Only integrations of this provider.
+    pub provider: Option<String>,
+    /// Only integrations in this lifecycle status (`draft`, `pending_verification`, `active`,
+    /// `degraded`, `failed`, `paused`).
+    pub status: Option<String>,
+    /// Only integrations in this environment.
+    pub environment: Option<String>,
+    /// Only integrations carrying this tag.
+    pub tag: Option<String>,
+    /// Only integrations whose name starts with this prefix.
+    pub q: Option<String>,
+    /// Page size, 1–500 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    pub limit: Option<String>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The body of a replace: every user-settable field (absent optional fields are cleared),
+/// plus the expected `version` unless `If-Match` carries it. The server-set fields of the
+/// resource may be sent back unchanged and are ignored; `integrationId` must match the path.
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateRequest {
+    #[serde(flatten)]
+    pub spec: SpecRequest,
+    /// The version being replaced, if not given in `If-Match`.
+    pub version: Option<i64>,
+    #[schema(value_type = Option<Uuid>)]
+    pub integration_id: Option<String>,
+}
+
+impl UpdateRequest {
+    /// Splits a replace body into the spec, the version and the id; the read-only fields are
+    /// dropped first so that the spec still refuses any other unknown field.
+    fn from_body(mut body: Map<String, Value>) -> Result<Self, ApiError> {
+        let integration_id = match body.remove("integrationId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) => Some(id),
+            Some(_) => {
+                return Err(ApiError::InvalidBody(
+                    "integrationId must be a string.".into(),
+                ))
+            }
+        };
+        let version = match body.remove("version") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(
+                value
+                    .as_i64()
+                    .ok_or_else(|| ApiError::InvalidBody("version must be an integer.".into()))?,
+            ),
+        };
+        for field in READ_ONLY_FIELDS {
+            body.remove(*field);
+        }
+        Ok(UpdateRequest {
+            spec: extract::from_json_value(Value::Object(body))?,
+            version,
+            integration_id,
+        })
+    }
+
+    /// The version to check: `If-Match` or the body's, which must agree when both are sent.
+    fn expected_version(&self, if_match: Option<i64>) -> Result<i64, ApiError> {
+        match (if_match, self.version) {
+            (Some(header), Some(body)) if header != body => Err(ApiError::VersionMismatch(
+                "If-Match and the body's version disagree.".into(),
+            )),
+            (Some(version), _) | (None, Some(version)) => Ok(version),
+            (None, None) => Err(ApiError::VersionRequired),
+        }
+    }
+
+    /// `id_mismatch` when the body names another integration than the path.
+    fn id_error(&self, path_id: Uuid) -> Option<FieldError> {
+        let body_id = self.integration_id.as_deref()?;
+        (Uuid::try_parse(body_id).ok() != Some(path_id)).then(|| {
+            FieldError::new(
+                "/integrationId",
+                Rule::IdMismatch,
+                "integrationId does not match the id in the path",
+            )
+        })
+    }
+}
+
+/// The resource with its version as a strong `ETag`.
+fn resource(integration: Integration) -> Response {
+    let etag = format!("\"{}\"", integration.version);
+    ([(header::ETAG, etag)], Json(integration)).into_response()
+}
+
+fn actor(principal: &Principal) -> Actor {
+    Actor {
+        tenant_id: principal.tenant_id.clone(),
+        subject: principal.subject.clone(),
+    }
+}
+
+fn list_query(params: ListParams) -> Result<ListQuery, ApiError> {
+    let after = params
+        .cursor
+        .as_deref()
+        .map(cursor::decode::<ListCursor>)
+        .transpose()?;
+    Ok(ListQuery {
+        kind: validation::kind_filter(params.kind.as_deref())?,
+        provider: validation::text_filter("provider", params.provider)?,
+        status: validation::status_filter(params.status.as_deref())?,
+        environment: validation::text_filter("environment", params.environment)?,
+        tag: validation::text_filter("tag", params.tag)?,
+        name_prefix: validation::text_filter("q", params.q)?,
+        after: after.map(|position| (position.name, position.id)),
+        limit: validation::limit(params.limit.as_deref())?,
+    })
+}
+
+/// List the tenant's integrations, ordered by name then id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations",
+    tag = "integrations",
+    params(ListParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of integrations", body = PageBody<Integration>),
+        (status = 400, description = "invalid_query, invalid_limit, invalid_filter or invalid_cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Reader(principal): Reader,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Json<PageBody<Integration>>, ApiError> {
+    let query = list_query(params)?;
+    let page = state.store.list(&principal.tenant_id, &query).await?;
+    Ok(Json(PageBody::from_page(page, |last| ListCursor {
+        name: last.name.clone(),
+        id: last.integration_id,
+    })))
+}
+
+/// Get one integration.
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations/{id}",
+    tag = "integrations",
+    params(("id" = Uuid, Path, description = "The integration id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The integration", body = Integration,
+            headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    )
+)]
+pub async fn fetch(
+    State(state): State<AppState>,
+    Reader(principal): Reader,
+    IntegrationPath(id): IntegrationPath,
+) -> Result<Response, ApiError> {
+    let integration = state
+        .store
+        .get(&principal.tenant_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(resource(integration))
+}
+
+/// Create an integration, as a draft, in the caller's tenant.
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations",
+    tag = "integrations",
+    request_body = SpecRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = Integration, headers(
+            ("Location" = String, description = "/api/v1/integrations/{id}"),
+            ("ETag" = String, description = "The version, quoted"),
+        )),
+        (status = 400, description = "invalid_json or invalid_body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+        (status = 409, description = "name_taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = Problem),
+        (status = 415, response = Problem),
+        (status = 422, description = "Field validation; `errors` lists every invalid field", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    Admin(principal): Admin,
+    JsonBody(request): JsonBody<SpecRequest>,
+) -> Result<Response, ApiError> {
+    let spec = validation::spec(request, &state.spec_rules()).map_err(ApiError::Validation)?;
+    let integration = Integration::new(
+        &principal.tenant_id,
+        spec,
+        &principal.subject,
+        state.clock.now(),
+    );
+    state.store.create(&integration).await?;
+    let location = format!("{COLLECTION_PATH}/{}", integration.integration_id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        resource(integration),
+    )
+        .into_response())
+}
+
+/// Replace the user-settable fields of an integration.
+#[utoipa::path(
+    put,
+    path = "/api/v1/integrations/{id}",
+    tag = "integrations",
+    params(
+        ("id" = Uuid, Path, description = "The integration id"),
+        ("If-Match" = Option<String>, Header, description = "The expected version: `\"3\"`, `3` or `W/\"3\"`"),
+    ),
+    request_body = UpdateRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The updated integration", body = Integration,
+            headers(("ETag" = String, description = "The new version, quoted"))),
+        (status = 400, description = "invalid_json or invalid_body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, description = "version_mismatch or name_taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = Problem),
+        (status = 415, response = Problem),
+        (status = 422, description = "Field validation, including id_mismatch", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "version_required: neither If-Match nor a body version", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn replace(
+    State(state): State<AppState>,
+    Admin(principal): Admin,
+    IntegrationPath(id): IntegrationPath,
+    IfMatch(if_match): IfMatch,
+    JsonBody(body): JsonBody<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let request = UpdateRequest::from_body(body)?;
+    let expected_version = request.expected_version(if_match)?;
+    let mut errors: Vec<FieldError> = request.id_error(id).into_iter().collect();
+    let spec = match validation::spec(request.spec, &state.spec_rules()) {
+        Ok(spec) if errors.is_empty() => spec,
+        Ok(_) => return Err(ApiError::Validation(errors)),
+        Err(spec_errors) => {
+            errors.extend(spec_errors);
+            return Err(ApiError::Validation(errors));
+        }
+    };
+    let change = Change::Update {
+        expected_version,
+        spec,
+    };
+    let now = state.clock.now();
+    match state
+        .store
+        .change(&actor(&principal), id, change, now)
+        .await?
+    {
+        Some(integration) => Ok(resource(integration)),
+        None => {
+            tracing::error!(%id, "store returned no row for an update");
+            Err(ApiError::Internal)
+        }
+    }
+}
+
+/// Delete an integration.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/integrations/{id}",
+    tag = "integrations",
+    params(
+        ("id" = Uuid, Path, description = "The integration id"),
+        ("If-Match" = Option<String>, Header, description = "Optional expected version"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, description = "version_mismatch", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn remove(
+    State(state): State<AppState>,
+    Admin(principal): Admin,
+    IntegrationPath(id): IntegrationPath,
+    IfMatch(expected_version): IfMatch,
+) -> Result<StatusCode, ApiError> {
+    let change = Change::Delete { expected_version };
+    let now = state.clock.now();
+    state
+        .store
+        .change(&actor(&principal), id, change, now)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{header, Method, StatusCode};
+    use serde_json::{json, Value};
+
+    use super::super::test_support::TestApp;
+
+    const BASE: &str = "/api/v1/integrations";
+
+    fn item(id: &Value) -> String {
+        format!("{BASE}/{}", id.as_str().unwrap())
+    }
+
+    #[tokio::test]
+    async fn create_get_and_etag() {
+        let app = TestApp::new();
+        let created = app.create("acme", "harbor-prod").await;
+        assert_eq!(created["tenantId"], "acme");
+        assert_eq!(created["createdBy"], "alice");
+        assert_eq!(created["modifiedBy"], "alice");
+        assert_eq!(created["status"], "draft");
+        assert_eq!(created["version"], 1);
+        assert_eq!(created["configuration"], json!({}));
+        let id = &created["integrationId"];
+
+        let body = json!({"name": "x", "type": "ci", "provider": "jenkins", "baseUrl": "https://ci.example.com"});
+        let response = app
+            .call(
+                Method::POST,
+                &format!("{BASE}/"),
+                Some(&app.admin("acme")),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::CREATED, "trailing slash");
+        assert_eq!(
+            response.header(header::LOCATION),
+            item(&response.body["integrationId"])
+        );
+        assert_eq!(response.header(header::ETAG), "\"1\"");
+
+        let got = app
+            .call(Method::GET, &item(id), Some(&app.reader("acme")), None)
+            .await;
+        assert_eq!(got.status, StatusCode::OK);
+        assert_eq!(got.header(header::ETAG), "\"1\"");
+        assert_eq!(got.body, created);
+    }
+
+    #[tokio::test]
+    async fn other_tenants_and_malformed_ids_look_like_unknown_ids() {
+        let app = TestApp::new();
+        let created = app.create("acme", "harbor-prod").await;
+        let other = app.admin("globex");
+        let valid = json!({"name": "x", "type": "host", "provider": "tcp"});
+        let unknown = app
+            .call(
+                Method::GET,
+                &format!("{BASE}/{}", uuid::Uuid::now_v7()),
+                Some(&other),
+                None,
+            )
+            .await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+        for uri in [
+            item(&created["integrationId"]),
+            format!("{BASE}/not-a-uuid"),
+            format!(
+                "{BASE}/{}",
+                created["integrationId"].as_str().unwrap().replace('-', "")
+            ),
+        ] {
+            let response = app.call(Method::GET, &uri, Some(&other), None).await;
+            assert_eq!(response.status, StatusCode::NOT_FOUND, "{uri}");
+            assert_eq!(response.body, unknown.body, "{uri}");
+            let put = app
+                .call_with(
+                    Method::PUT,
+                    &uri,
+                    Some(&other),
+                    Some(&valid),
+                    &[("if-match", "1")],
+                )
+                .await;
+            assert_eq!(put.status, StatusCode::NOT_FOUND, "{uri}");
+            let delete = app.call(Method::DELETE, &uri, Some(&other), None).await;
+            assert_eq!(delete.status, StatusCode::NOT_FOUND, "{uri}");
+        }
+        // Nothing was touched.
+        let got = app
+            .call(
+                Method::GET,
+                &item(&created["integrationId"]),
+                Some(&app.reader("acme")),
+                None,
+            )
+            .await;
+        assert_eq!(got.body["version"], 1);
+    }
+
+    #[tokio::test]
+    async fn auth_comes_first_and_scopes_are_enforced() {
+        let app = TestApp::new();
+        let created = app.create("acme", "harbor-prod").await;
+        let bad_body = json!({"name": ""});
+        for (method, uri, body) in [
+            (Method::GET, BASE.to_owned(), None),
+            (Method::GET, format!("{BASE}/not-a-uuid"), None),
+            (Method::POST, BASE.to_owned(), Some(&bad_body)),
+            (
+                Method::PUT,
+                item(&created["integrationId"]),
+                Some(&bad_body),
+            ),
+            (Method::DELETE, item(&created["integrationId"]), None),
+            (Method::GET, "/api/v1/audit".to_owned(), None),
+        ] {
+            for token in [None, Some("garbage"), Some("a.b.c")] {
+                let response = app.call(method.clone(), &uri, token, body).await;
+                assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+                assert_eq!(response.code(), "unauthorized");
+                assert_eq!(response.header(header::WWW_AUTHENTICATE), "Bearer");
+            }
+        }
+        let reader = app.reader("acme");
+        let forbidden = app
+            .call(Method::POST, BASE, Some(&reader), Some(&bad_body))
+            .await;
+        assert_eq!(
+            (forbidden.status, forbidden.code()),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
+        let nothing = app.token("acme", &[]);
+        let forbidden = app.call(Method::GET, BASE, Some(&nothing), None).await;
+        assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+        // Admin implies read.
+        let listed = app
+            .call(Method::GET, BASE, Some(&app.admin("acme")), None)
+            .await;
+        assert_eq!(listed.status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn create_validation_and_conflicts() {
+        let app = TestApp::new();
+        let admin = app.admin("acme");
+        let response = app
+            .call(
+                Method::POST,
+                BASE,
+                Some(&admin),
+                Some(&json!({"name": " x", "type": "nope", "provider": "harbor",
+                "configuration": {"password": "hunter2"}})),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            response.header(header::CONTENT_TYPE),
+            "application/problem+json"
+        );
+        assert_eq!(response.code(), "invalid_name");
+        let fields: Vec<&str> = response.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            ["/name", "/type", "/baseUrl", "/configuration/password"]
+        );
+        assert!(!response.body.to_string().contains("hunter2"));
+
+        app.create("acme", "dup").await;
+        let body = json!({"name": "dup", "type": "host", "provider": "tcp"});
+        let conflict = app
+            .call(Method::POST, BASE, Some(&admin), Some(&body))
+            .await;
+        assert_eq!(
+            (conflict.status, conflict.code()),
+            (StatusCode::CONFLICT, "name_taken")
+        );
+        // Names are unique per tenant only.
+        let other = app
+            .call(Method::POST, BASE, Some(&app.admin("globex")), Some(&body))
+            .await;
+        assert_eq!(other.status, StatusCode::CREATED);
+        // Server-set fields are not accepted on create.
+        let read_only = json!({"name": "y", "type": "host", "provider": "tcp", "status": "active"});
+        let refused = app
+            .call(Method::POST, BASE, Some(&admin), Some(&read_only))
+            .await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (StatusCode::BAD_REQUEST, "invalid_body")
+        );
+    }
+
+    #[tokio::test]
+    async fn replace_accepts_what_get_returned() {
+        let app = TestApp::new();
+        let admin = app.admin("acme");
+        let created = app.create("acme", "harbor-prod").await;
+        let uri = item(&created["integrationId"]);
+
+        let mut body = created.clone();
+        body["description"] = json!("now with a description");
+        let updated = app.call(Method::PUT, &uri, Some(&admin), Some(&body)).await;
+        assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+        assert_eq!(updated.body["version"], 2);
+        assert_eq!(updated.body["description"], "now with a description");
+        assert_eq!(updated.header(header::ETAG), "\"2\"");
+
+        // The same body again carries the stale version 1.
+        let stale = app.call(Method::PUT, &uri, Some(&admin), Some(&body)).await;
+        assert_eq!(
+            (stale.status, stale.code()),
+            (StatusCode::CONFLICT, "version_mismatch")
+        );
+
+        // If-Match in each accepted form.
+        let mut spec = json!({"name": "harbor-prod", "type": "registry", "provider": "harbor",
+            "baseUrl": "https://harbor.example.com"});
+        for (if_match, version) in [("\"2\"", 3), ("3", 4), ("W/\"4\"", 5)] {
+            let response = app
+                .call_with(
+                    Method::PUT,
+                    &uri,
+                    Some(&admin),
+                    Some(&spec),
+                    &[("if-match", if_match)],
+                )
+                .await;
+            assert_eq!(
+                response.status,
+                StatusCode::OK,
+                "{if_match}: {}",
+                response.body
+            );
+            assert_eq!(response.body["version"], version);
+            // Optional fields absent from a full replacement are cleared.
+            assert_eq!(response.body["tags"], json!([]));
+        }
+        for if_match in ["\"4\"", "\"abc\"", "\"5\", \"6\""] {
+            let response = app
+                .call_with(
+                    Method::PUT,
+                    &uri,
+                    Some(&admin),
+                    Some(&spec),
+                    &[("if-match", if_match)],
+                )
+                .await;
+            assert_eq!(response.code(), "version_mismatch", "{if_match}");
+        }
+
+        let missing = app.call(Method::PUT, &uri, Some(&admin), Some(&spec)).await;
+        assert_eq!(
+            (missing.status, missing.code()),
+            (StatusCode::PRECONDITION_REQUIRED, "version_required")
+        );
+
+        spec["version"] = json!(5);
+        spec["integrationId"] = json!(uuid::Uuid::now_v7());
+        let mismatch = app.call(Method::PUT, &uri, Some(&admin), Some(&spec)).await;
+        assert_eq!(
+            (mismatch.status, mismatch.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "id_mismatch")
+        );
+        spec["integrationId"] = created["integrationId"].clone();
+        spec["unknown"] = json!(1);
+        let unknown = app.call(Method::PUT, &uri, Some(&admin), Some(&spec)).await;
+        assert_eq!(
+            (unknown.status, unknown.code()),
+            (StatusCode::BAD_REQUEST, "invalid_body")
+        );
+    }
+
+    #[tokio::test]
+    async fn delete_checks_an_optional_version() {
+        let app = TestApp::new();
+        let admin = app.admin("acme");
+        let created = app.create("acme", "harbor-prod").await;
+        let uri = item(&created["integrationId"]);
+        let stale = app
+            .call_with(
+                Method::DELETE,
+                &uri,
+                Some(&admin),
+                None,
+                &[("if-match", "\"7\"")],
+            )
+            .await;
+        assert_eq!(
+            (stale.status, stale.code()),
+            (StatusCode::CONFLICT, "version_mismatch")
+        );
+        let deleted = app
+            .call_with(
+                Method::DELETE,
+                &uri,
+                Some(&admin),
+                None,
+                &[("if-match", "\"1\"")],
+            )
+            .await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+        let again = app.call(Method::DELETE, &uri, Some(&admin), None).await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn list_filters_and_pages() {
+        let app = TestApp::new();
+        let reader = app.reader("acme");
+        for name in ["c", "a", "e", "b", "d"] {
+            app.create("acme", name).await;
+        }
+        app.create("globex", "a-foreign").await;
+        let mut names = Vec::new();
+        let mut uri = format!("{BASE}?limit=2");
+        loop {
+            let page = app.call(Method::GET, &uri, Some(&reader), None).await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+            for item in page.body["items"].as_array().unwrap() {
+                names.push(item["name"].as_str().unwrap().to_owned());
+            }
+            match page.body["nextCursor"].as_str() {
+                Some(cursor) => uri = format!("{BASE}?limit=2&cursor={cursor}"),
+                None => {
+                    assert!(page.body["nextCursor"].is_null());
+                    break;
+                }
+            }
+        }
+        assert_eq!(names, ["a", "b", "c", "d", "e"]);
+
+        let filtered = app
+            .call(
+                Method::GET,
+                &format!("{BASE}/?type=registry&status=draft&provider=harbor&tag=team:core&q=b"),
+                Some(&reader),
+                None,
+            )
+            .await;
+        assert_eq!(filtered.status, StatusCode::OK);
+        assert_eq!(filtered.body["items"].as_array().unwrap().len(), 1);
+        let none = app
+            .call(
+                Method::GET,
+                &format!("{BASE}?type=scm"),
+                Some(&reader),
+                None,
+            )
+            .await;
+        assert_eq!(none.body, json!({"items": [], "nextCursor": null}));
+
+        let long = "x".repeat(129);
+        for (query, code) in [
+            ("limit=0", "invalid_limit"),
+            ("limit=501", "invalid_limit"),
+            ("limit=abc", "invalid_limit"),
+            ("type=database", "invalid_filter"),
+            ("status=broken", "invalid_filter"),
+            ("cursor=not-a-cursor", "invalid_cursor"),
+            ("bogus=1", "invalid_query"),
+            ("tag=a&tag=b", "invalid_query"),
+            (&format!("q={long}") as &str, "invalid_query"),
+        ] {
+            let response = app
+                .call(Method::GET, &format!("{BASE}?{query}"), Some(&reader), None)
+                .await;
+            assert_eq!(
+                (response.status, response.code()),
+                (StatusCode::BAD_REQUEST, code),
+                "{query}"
+            );
+        }
+    }
+}
