@@ -384,7 +384,7 @@ mod tests {
 
     #[tokio::test]
     async fn create_get_and_etag() {
-        let app = TestApp::new();
+        let app = TestApp::new().await;
         let created = app.create("acme", "harbor-prod").await;
         assert_eq!(created["tenantId"], "acme");
         assert_eq!(created["createdBy"], "alice");
@@ -420,7 +420,7 @@ mod tests {
 
     #[tokio::test]
     async fn other_tenants_and_malformed_ids_look_like_unknown_ids() {
-        let app = TestApp::new();
+        let app = TestApp::new().await;
         let created = app.create("acme", "harbor-prod").await;
         let other = app.admin("globex");
         let valid = json!({"name": "x", "type": "host", "provider": "tcp"});
@@ -471,7 +471,7 @@ mod tests {
 
     #[tokio::test]
     async fn auth_comes_first_and_scopes_are_enforced() {
-        let app = TestApp::new();
+        let app = TestApp::new().await;
         let created = app.create("acme", "harbor-prod").await;
         let bad_body = json!({"name": ""});
         for (method, uri, body) in [
@@ -488,8 +488,7 @@ mod tests {
         ] {
             for token in [None, Some("garbage"), Some("a.b.c")] {
                 let response = app.call(method.clone(), &uri, token, body).await;
-                assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
-                assert_eq!(response.code(), "unauthorized");
+                response.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
                 assert_eq!(response.header(header::WWW_AUTHENTICATE), "Bearer");
             }
         }
@@ -497,10 +496,7 @@ mod tests {
         let forbidden = app
             .call(Method::POST, BASE, Some(&reader), Some(&bad_body))
             .await;
-        assert_eq!(
-            (forbidden.status, forbidden.code()),
-            (StatusCode::FORBIDDEN, "forbidden")
-        );
+        forbidden.assert_problem(StatusCode::FORBIDDEN, "forbidden");
         let nothing = app.token("acme", &[]);
         let forbidden = app.call(Method::GET, BASE, Some(&nothing), None).await;
         assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
@@ -513,7 +509,7 @@ mod tests {
 
     #[tokio::test]
     async fn create_validation_and_conflicts() {
-        let app = TestApp::new();
+        let app = TestApp::new().await;
         let admin = app.admin("acme");
         let response = app
             .call(
@@ -524,12 +520,7 @@ mod tests {
                 "configuration": {"password": "hunter2"}})),
             )
             .await;
-        assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(
-            response.header(header::CONTENT_TYPE),
-            "application/problem+json"
-        );
-        assert_eq!(response.code(), "invalid_name");
+        response.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_name");
         let fields: Vec<&str> = response.body["errors"]
             .as_array()
             .unwrap()
@@ -547,10 +538,7 @@ mod tests {
         let conflict = app
             .call(Method::POST, BASE, Some(&admin), Some(&body))
             .await;
-        assert_eq!(
-            (conflict.status, conflict.code()),
-            (StatusCode::CONFLICT, "name_taken")
-        );
+        conflict.assert_problem(StatusCode::CONFLICT, "name_taken");
         // Names are unique per tenant only.
         let other = app
             .call(Method::POST, BASE, Some(&app.admin("globex")), Some(&body))
@@ -561,15 +549,12 @@ mod tests {
         let refused = app
             .call(Method::POST, BASE, Some(&admin), Some(&read_only))
             .await;
-        assert_eq!(
-            (refused.status, refused.code()),
-            (StatusCode::BAD_REQUEST, "invalid_body")
-        );
+        refused.assert_problem(StatusCode::BAD_REQUEST, "invalid_body");
     }
 
     #[tokio::test]
     async fn replace_accepts_what_get_returned() {
-        let app = TestApp::new();
+        let app = TestApp::new().await;
         let admin = app.admin("acme");
         let created = app.create("acme", "harbor-prod").await;
         let uri = item(&created["integrationId"]);
@@ -584,10 +569,7 @@ mod tests {
 
         // The same body again carries the stale version 1.
         let stale = app.call(Method::PUT, &uri, Some(&admin), Some(&body)).await;
-        assert_eq!(
-            (stale.status, stale.code()),
-            (StatusCode::CONFLICT, "version_mismatch")
-        );
+        stale.assert_problem(StatusCode::CONFLICT, "version_mismatch");
 
         // If-Match in each accepted form.
         let mut spec = json!({"name": "harbor-prod", "type": "registry", "provider": "harbor",
@@ -622,34 +604,39 @@ mod tests {
                     &[("if-match", if_match)],
                 )
                 .await;
-            assert_eq!(response.code(), "version_mismatch", "{if_match}");
+            response.assert_problem(StatusCode::CONFLICT, "version_mismatch");
         }
 
+        app.create("acme", "taken").await;
+        let mut rename = spec.clone();
+        rename["name"] = json!("taken");
+        let taken = app
+            .call_with(
+                Method::PUT,
+                &uri,
+                Some(&admin),
+                Some(&rename),
+                &[("if-match", "5")],
+            )
+            .await;
+        taken.assert_problem(StatusCode::CONFLICT, "name_taken");
+
         let missing = app.call(Method::PUT, &uri, Some(&admin), Some(&spec)).await;
-        assert_eq!(
-            (missing.status, missing.code()),
-            (StatusCode::PRECONDITION_REQUIRED, "version_required")
-        );
+        missing.assert_problem(StatusCode::PRECONDITION_REQUIRED, "version_required");
 
         spec["version"] = json!(5);
         spec["integrationId"] = json!(uuid::Uuid::now_v7());
         let mismatch = app.call(Method::PUT, &uri, Some(&admin), Some(&spec)).await;
-        assert_eq!(
-            (mismatch.status, mismatch.code()),
-            (StatusCode::UNPROCESSABLE_ENTITY, "id_mismatch")
-        );
+        mismatch.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "id_mismatch");
         spec["integrationId"] = created["integrationId"].clone();
         spec["unknown"] = json!(1);
         let unknown = app.call(Method::PUT, &uri, Some(&admin), Some(&spec)).await;
-        assert_eq!(
-            (unknown.status, unknown.code()),
-            (StatusCode::BAD_REQUEST, "invalid_body")
-        );
+        unknown.assert_problem(StatusCode::BAD_REQUEST, "invalid_body");
     }
 
     #[tokio::test]
     async fn delete_checks_an_optional_version() {
-        let app = TestApp::new();
+        let app = TestApp::new().await;
         let admin = app.admin("acme");
         let created = app.create("acme", "harbor-prod").await;
         let uri = item(&created["integrationId"]);
@@ -662,10 +649,7 @@ mod tests {
                 &[("if-match", "\"7\"")],
             )
             .await;
-        assert_eq!(
-            (stale.status, stale.code()),
-            (StatusCode::CONFLICT, "version_mismatch")
-        );
+        stale.assert_problem(StatusCode::CONFLICT, "version_mismatch");
         let deleted = app
             .call_with(
                 Method::DELETE,
@@ -682,28 +666,15 @@ mod tests {
 
     #[tokio::test]
     async fn list_filters_and_pages() {
-        let app = TestApp::new();
+        let app = TestApp::new().await;
         let reader = app.reader("acme");
         for name in ["c", "a", "e", "b", "d"] {
             app.create("acme", name).await;
         }
         app.create("globex", "a-foreign").await;
-        let mut names = Vec::new();
-        let mut uri = format!("{BASE}?limit=2");
-        loop {
-            let page = app.call(Method::GET, &uri, Some(&reader), None).await;
-            assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-            for item in page.body["items"].as_array().unwrap() {
-                names.push(item["name"].as_str().unwrap().to_owned());
-            }
-            match page.body["nextCursor"].as_str() {
-                Some(cursor) => uri = format!("{BASE}?limit=2&cursor={cursor}"),
-                None => {
-                    assert!(page.body["nextCursor"].is_null());
-                    break;
-                }
-            }
-        }
+        let names = app
+            .all_pages(&format!("{BASE}?limit=2"), &reader, "name")
+            .await;
         assert_eq!(names, ["a", "b", "c", "d", "e"]);
 
         let filtered = app
@@ -715,7 +686,7 @@ mod tests {
             )
             .await;
         assert_eq!(filtered.status, StatusCode::OK);
-        assert_eq!(filtered.body["items"].as_array().unwrap().len(), 1);
+        assert_eq!(filtered.item_fields("name"), ["b"]);
         let none = app
             .call(
                 Method::GET,
@@ -741,11 +712,7 @@ mod tests {
             let response = app
                 .call(Method::GET, &format!("{BASE}?{query}"), Some(&reader), None)
                 .await;
-            assert_eq!(
-                (response.status, response.code()),
-                (StatusCode::BAD_REQUEST, code),
-                "{query}"
-            );
+            response.assert_problem(StatusCode::BAD_REQUEST, code);
         }
     }
 }

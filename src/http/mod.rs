@@ -123,23 +123,17 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_routes_and_methods_are_problems() {
-        let app = TestApp::new();
+        let app = TestApp::new().await;
         for uri in ["/", "/api/v1/nope", "/api/v1/integrations/x/y"] {
             let response = app.call(Method::GET, uri, None, None).await;
-            assert_eq!(
-                (response.status, response.code()),
-                (StatusCode::NOT_FOUND, "not_found")
-            );
+            response.assert_problem(StatusCode::NOT_FOUND, "not_found");
             assert_eq!(
                 response.header(header::CONTENT_TYPE),
                 error::PROBLEM_CONTENT_TYPE
             );
         }
         let response = app.call(Method::PATCH, BASE, None, None).await;
-        assert_eq!(
-            (response.status, response.code()),
-            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
-        );
+        response.assert_problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
         assert!(response.header(header::ALLOW).contains("POST"));
         let response = app.call(Method::POST, "/healthz", None, None).await;
         assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED);
@@ -156,7 +150,7 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_are_limited_typed_and_parsed() {
-        let app = TestApp::with(|state| state.body_limit_bytes = 1024);
+        let app = TestApp::with(|state| state.body_limit_bytes = 1024).await;
         let token = app.admin("acme");
         let big = json!({"name": "x", "description": "d".repeat(2000)}).to_string();
 
@@ -167,10 +161,7 @@ mod tests {
             .body(Body::from(big.clone()))
             .unwrap();
         let sized = app.send(sized).await;
-        assert_eq!(
-            (sized.status, sized.code()),
-            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-        );
+        sized.assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
         // A stream has no known length, as a chunked body without Content-Length: the limit
         // counts the bytes as they arrive.
         let chunked = Body::from_stream(Body::from(big).into_data_stream());
@@ -185,11 +176,7 @@ mod tests {
             Some("application/x-www-form-urlencoded"),
         ] {
             let response = app.send(post(&token, content_type, Body::from("{}"))).await;
-            assert_eq!(
-                (response.status, response.code()),
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-                "{content_type:?}"
-            );
+            response.assert_problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
         }
         for (body, code) in [
             ("{", "invalid_json"),
@@ -207,11 +194,7 @@ mod tests {
             let response = app
                 .send(post(&token, Some("application/json"), Body::from(body)))
                 .await;
-            assert_eq!(
-                (response.status, response.code()),
-                (StatusCode::BAD_REQUEST, code),
-                "{body}"
-            );
+            response.assert_problem(StatusCode::BAD_REQUEST, code);
         }
     }
 
@@ -219,7 +202,7 @@ mod tests {
     #[tokio::test]
     async fn chunked_bodies_over_a_socket_are_limited() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let app = TestApp::with(|state| state.body_limit_bytes = 1024);
+        let app = TestApp::with(|state| state.body_limit_bytes = 1024).await;
         let token = app.admin("acme");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -250,27 +233,21 @@ mod tests {
 
     #[tokio::test]
     async fn slow_requests_time_out_and_database_outages_are_503() {
-        let app = TestApp::with(|state| state.request_timeout = Duration::from_millis(50));
+        let app = TestApp::with(|state| state.request_timeout = Duration::from_millis(50)).await;
         let token = app.reader("acme");
         app.store.delay_ms.store(5_000, Ordering::SeqCst);
         let slow = app.call(Method::GET, BASE, Some(&token), None).await;
-        assert_eq!(
-            (slow.status, slow.code()),
-            (StatusCode::SERVICE_UNAVAILABLE, "timeout")
-        );
+        slow.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "timeout");
 
         app.store.delay_ms.store(0, Ordering::SeqCst);
         app.store.down.store(true, Ordering::SeqCst);
         let down = app.call(Method::GET, BASE, Some(&token), None).await;
-        assert_eq!(
-            (down.status, down.code()),
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-        );
+        down.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
     }
 
     #[tokio::test]
     async fn probes_and_document_need_no_token() {
-        let app = TestApp::new();
+        let app = TestApp::new().await;
         let live = app.call(Method::GET, "/healthz", None, None).await;
         assert_eq!(
             (live.status, live.body),
@@ -300,6 +277,5 @@ mod tests {
             .await;
         assert_eq!(document.status, StatusCode::OK);
         assert!(document.body["openapi"].as_str().unwrap().starts_with("3."));
-        println!("{}", serde_json::to_string_pretty(&document.body).unwrap());
     }
 }

@@ -1,9 +1,8 @@
-//! Test doubles for the router tests: an in-memory [`Store`] that follows the trait's
-//! contract (tenant scoping, keyset paging, `apply_change`), a fixed clock, and a harness that
-//! mints tokens and sends requests with `oneshot`.
+//! The router tests' harness: a fresh SQLite store behind a fault switch, a fixed clock, token
+//! minting, and requests sent with `oneshot`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,135 +15,57 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 use uuid::Uuid;
 
+use super::error::PROBLEM_CONTENT_TYPE;
 use super::AppState;
 use crate::auth::{Authenticator, SCOPE_ADMIN, SCOPE_READ};
 use crate::config::AuthConfig;
-use crate::integration::{self, Actor, AuditRecord, Change, Integration};
+use crate::integration::{Actor, Change, Integration};
 use crate::providers::ProviderRegistry;
-use crate::store::{AuditEntry, AuditQuery, ChainReport, ListQuery, Page, Store, StoreError};
+use crate::store::{
+    AuditEntry, AuditQuery, ChainReport, ListQuery, Page, Store, StoreError, StoreOptions,
+};
 
-/// A store in a mutex. `down` makes every call fail like an unreachable database; `delay`
-/// slows `list` down, for the timeout test.
-#[derive(Default)]
-pub struct MemoryStore {
-    data: Mutex<Data>,
+/// The real SQLite store behind a switch: `down` makes every call fail like an unreachable
+/// database, and `delay_ms` slows every call down, for the timeout test.
+pub struct FaultyStore {
+    inner: Arc<dyn Store>,
     pub down: AtomicBool,
     pub delay_ms: AtomicU64,
 }
 
-#[derive(Default)]
-struct Data {
-    rows: Vec<Integration>,
-    audit: Vec<AuditEntry>,
-}
-
-impl Data {
-    fn record(&mut self, record: AuditRecord) {
-        let sequence = self
-            .audit
-            .iter()
-            .filter(|e| e.tenant_id == record.tenant_id)
-            .count() as i64
-            + 1;
-        self.audit.push(AuditEntry {
-            entry_id: Uuid::now_v7(),
-            tenant_id: record.tenant_id,
-            sequence,
-            actor: record.actor,
-            action: record.action,
-            target_type: "integration".into(),
-            target_id: record.target_id,
-            before: record.before,
-            after: record.after,
-            reason: record.reason,
-            ticket: record.ticket,
-            occurred_at: record.occurred_at,
-            prev_hash: String::new(),
-            hash: String::new(),
-        });
-    }
-
-    fn name_taken(&self, tenant_id: &str, name: &str, except: Option<Uuid>) -> bool {
-        self.rows
-            .iter()
-            .any(|r| r.tenant_id == tenant_id && r.name == name && Some(r.integration_id) != except)
-    }
-}
-
-impl MemoryStore {
-    fn available(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Database(sqlx::Error::PoolTimedOut))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-fn page<T>(mut items: Vec<T>, limit: u32) -> Page<T> {
-    let has_more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    Page { items, has_more }
-}
-
-#[async_trait]
-impl Store for MemoryStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.available()
-    }
-
-    async fn create(&self, integration: &Integration) -> Result<(), StoreError> {
-        self.available()?;
-        let mut data = self.data.lock().unwrap();
-        if data.name_taken(&integration.tenant_id, &integration.name, None) {
-            return Err(StoreError::NameTaken);
-        }
-        data.rows.push(integration.clone());
-        data.record(integration::created(integration));
-        Ok(())
-    }
-
-    async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Integration>, StoreError> {
-        self.available()?;
-        let data = self.data.lock().unwrap();
-        Ok(data
-            .rows
-            .iter()
-            .find(|r| r.tenant_id == tenant_id && r.integration_id == id)
-            .cloned())
-    }
-
-    async fn list(&self, tenant_id: &str, q: &ListQuery) -> Result<Page<Integration>, StoreError> {
-        self.available()?;
+impl FaultyStore {
+    async fn fault(&self) -> Result<(), StoreError> {
         let delay = self.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        let data = self.data.lock().unwrap();
-        let mut rows: Vec<Integration> = data
-            .rows
-            .iter()
-            .filter(|r| r.tenant_id == tenant_id)
-            .filter(|r| q.kind.is_none_or(|k| r.kind == k))
-            .filter(|r| q.status.is_none_or(|s| r.status == s))
-            .filter(|r| q.provider.as_ref().is_none_or(|p| &r.provider == p))
-            .filter(|r| q.environment.is_none() || q.environment == r.environment)
-            .filter(|r| q.tag.as_ref().is_none_or(|t| r.tags.contains(t)))
-            .filter(|r| {
-                q.name_prefix
-                    .as_ref()
-                    .is_none_or(|p| r.name.starts_with(p.as_str()))
-            })
-            .filter(|r| {
-                q.after.as_ref().is_none_or(|(name, id)| {
-                    (r.name.as_str(), r.integration_id) > (name.as_str(), *id)
-                })
-            })
-            .cloned()
-            .collect();
-        rows.sort_by(|a, b| (&a.name, a.integration_id).cmp(&(&b.name, b.integration_id)));
-        rows.truncate(q.limit as usize + 1);
-        Ok(page(rows, q.limit))
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.fault().await?;
+        self.inner.ping().await
+    }
+
+    async fn create(&self, integration: &Integration) -> Result<(), StoreError> {
+        self.fault().await?;
+        self.inner.create(integration).await
+    }
+
+    async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Integration>, StoreError> {
+        self.fault().await?;
+        self.inner.get(tenant_id, id).await
+    }
+
+    async fn list(&self, tenant_id: &str, q: &ListQuery) -> Result<Page<Integration>, StoreError> {
+        self.fault().await?;
+        self.inner.list(tenant_id, q).await
     }
 
     async fn change(
@@ -154,30 +75,8 @@ impl Store for MemoryStore {
         change: Change,
         now: DateTime<Utc>,
     ) -> Result<Option<Integration>, StoreError> {
-        self.available()?;
-        let mut data = self.data.lock().unwrap();
-        let index = data
-            .rows
-            .iter()
-            .position(|r| r.tenant_id == actor.tenant_id && r.integration_id == id)
-            .ok_or(StoreError::NotFound)?;
-        let applied = integration::apply_change(
-            &data.rows[index],
-            change,
-            actor,
-            Thresholds::default(),
-            now,
-        )?;
-        if let Some(after) = &applied.after {
-            if data.name_taken(&after.tenant_id, &after.name, Some(id)) {
-                return Err(StoreError::NameTaken);
-            }
-            data.rows[index] = after.clone();
-        } else {
-            data.rows.remove(index);
-        }
-        data.record(applied.audit);
-        Ok(applied.after)
+        self.fault().await?;
+        self.inner.change(actor, id, change, now).await
     }
 
     async fn list_audit(
@@ -185,26 +84,13 @@ impl Store for MemoryStore {
         tenant_id: &str,
         q: &AuditQuery,
     ) -> Result<Page<AuditEntry>, StoreError> {
-        self.available()?;
-        let data = self.data.lock().unwrap();
-        let entries = data
-            .audit
-            .iter()
-            .filter(|e| e.tenant_id == tenant_id)
-            .filter(|e| q.integration_id.is_none_or(|id| e.target_id == id))
-            .filter(|e| q.after_seq.is_none_or(|after| e.sequence > after))
-            .take(q.limit as usize + 1)
-            .cloned()
-            .collect();
-        Ok(page(entries, q.limit))
+        self.fault().await?;
+        self.inner.list_audit(tenant_id, q).await
     }
 
-    async fn verify_audit(&self, _tenant_id: Option<&str>) -> Result<ChainReport, StoreError> {
-        Ok(ChainReport {
-            tenants: 0,
-            entries: 0,
-            problem: None,
-        })
+    async fn verify_audit(&self, tenant_id: Option<&str>) -> Result<ChainReport, StoreError> {
+        self.fault().await?;
+        self.inner.verify_audit(tenant_id).await
     }
 }
 
@@ -216,12 +102,13 @@ impl Clock for FixedClock {
     }
 }
 
-/// A router over a [`MemoryStore`] with a generated HS256 key.
+/// A router over a fresh SQLite database (wrapped in a [`FaultyStore`]) with a generated
+/// HS256 key, both in a temporary directory.
 pub struct TestApp {
     pub router: Router,
-    pub store: Arc<MemoryStore>,
+    pub store: Arc<FaultyStore>,
     auth: Arc<Authenticator>,
-    _key_dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 /// A response, its body parsed as JSON (`Null` when empty).
@@ -236,6 +123,30 @@ impl TestResponse {
         self.body["code"].as_str().unwrap_or("")
     }
 
+    /// Asserts a problem+json response with this status and code.
+    #[track_caller]
+    pub fn assert_problem(&self, status: StatusCode, code: &str) {
+        assert_eq!((self.status, self.code()), (status, code), "{}", self.body);
+        assert_eq!(self.header(header::CONTENT_TYPE), PROBLEM_CONTENT_TYPE);
+        assert_eq!(
+            self.body["type"],
+            format!("https://catalogd.dev/problems/{code}")
+        );
+    }
+
+    /// `field` of every element of the body's `items`, as strings (numbers included).
+    pub fn item_fields(&self, field: &str) -> Vec<String> {
+        self.body["items"]
+            .as_array()
+            .expect("a page body")
+            .iter()
+            .map(|item| match &item[field] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect()
+    }
+
     pub fn header(&self, name: header::HeaderName) -> &str {
         self.headers
             .get(name)
@@ -245,20 +156,33 @@ impl TestResponse {
 }
 
 impl TestApp {
-    pub fn new() -> Self {
-        Self::with(|_| {})
+    pub async fn new() -> Self {
+        Self::with(|_| {}).await
     }
 
-    pub fn with(configure: impl FnOnce(&mut AppState)) -> Self {
-        let key_dir = tempfile::tempdir().unwrap();
+    pub async fn with(configure: impl FnOnce(&mut AppState)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = crate::store::open(&StoreOptions {
+            url: format!("sqlite://{}/catalogd.db", dir.path().display()),
+            password: None,
+            max_connections: 4,
+            sqlite_synchronous_full: false,
+            default_thresholds: Thresholds::default(),
+        })
+        .await
+        .unwrap();
+        let store = Arc::new(FaultyStore {
+            inner: sqlite,
+            down: AtomicBool::new(false),
+            delay_ms: AtomicU64::new(0),
+        });
         let auth = Arc::new(
             Authenticator::from_config(&AuthConfig {
-                generated_key_file: key_dir.path().join("key"),
+                generated_key_file: dir.path().join("key"),
                 ..AuthConfig::default()
             })
             .unwrap(),
         );
-        let store = Arc::new(MemoryStore::default());
         let mut state = AppState {
             store: store.clone(),
             auth: auth.clone(),
@@ -274,7 +198,7 @@ impl TestApp {
             router: super::router(state),
             store,
             auth,
-            _key_dir: key_dir,
+            _dir: dir,
         }
     }
 
@@ -352,6 +276,25 @@ impl TestApp {
             None => Body::empty(),
         };
         self.send(request.body(body).unwrap()).await
+    }
+
+    /// Follows `nextCursor` from `uri` (whose query string must not be empty) and returns
+    /// `field` of every item of every page.
+    pub async fn all_pages(&self, uri: &str, token: &str, field: &str) -> Vec<String> {
+        let mut values = Vec::new();
+        let mut next = uri.to_owned();
+        loop {
+            let page = self.call(Method::GET, &next, Some(token), None).await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+            values.extend(page.item_fields(field));
+            match page.body["nextCursor"].as_str() {
+                Some(cursor) => next = format!("{uri}&cursor={cursor}"),
+                None => {
+                    assert!(page.body["nextCursor"].is_null(), "nextCursor is present");
+                    return values;
+                }
+            }
+        }
     }
 
     /// Creates an integration named `name` in `tenant` and returns its body.
