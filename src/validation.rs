@@ -300,28 +300,28 @@ fn check_name(name: Option<&str>, errors: &mut Vec<FieldError>) {
 }
 
 fn check_description(description: &str, errors: &mut Vec<FieldError>) {
-    let detail = if description.chars().count() > MAX_DESCRIPTION_CHARS {
-        "description must be at most 2048 characters"
+    let (rule, detail) = if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        (
+            Rule::InvalidDescription,
+            "description must be at most 2048 characters",
+        )
     } else if description
         .chars()
         .any(|c| is_forbidden_control(c) && c != '\n' && c != '\t')
     {
-        "description must not contain control characters other than newline and tab"
+        (
+            Rule::InvalidDescription,
+            "description must not contain control characters other than newline and tab",
+        )
     } else if contains_credentials(description) {
-        errors.push(FieldError::new(
-            "/description",
+        (
             Rule::RawSecret,
             "description contains a credential (a private key or a URL with userinfo)",
-        ));
-        return;
+        )
     } else {
         return;
     };
-    errors.push(FieldError::new(
-        "/description",
-        Rule::InvalidDescription,
-        detail,
-    ));
+    errors.push(FieldError::new("/description", rule, detail));
 }
 
 fn check_kind(kind: Option<&str>, errors: &mut Vec<FieldError>) -> Option<IntegrationType> {
@@ -688,15 +688,31 @@ pub fn status_filter(raw: Option<&str>) -> Result<Option<Status>, QueryError> {
     .transpose()
 }
 
-/// A free-text filter (`provider`, `environment`, `tag`, `q`), bounded in length.
+/// A free-text filter (`provider`, `environment`, `tag`, `q`): bounded in length, and free of
+/// control characters, which no stored value holds and PostgreSQL cannot even compare (NUL).
 pub fn text_filter(parameter: &str, raw: Option<String>) -> Result<Option<String>, QueryError> {
     match raw {
-        Some(value) if value.chars().count() > MAX_FILTER_CHARS => Err(QueryError::new(
-            QueryRule::InvalidQuery,
-            format!("{parameter} must be at most {MAX_FILTER_CHARS} characters"),
-        )),
+        Some(value)
+            if value.chars().count() > MAX_FILTER_CHARS
+                || value.chars().any(is_forbidden_control) =>
+        {
+            Err(QueryError::new(
+                QueryRule::InvalidQuery,
+                format!(
+                    "{parameter} must be at most {MAX_FILTER_CHARS} characters, without control characters"
+                ),
+            ))
+        }
         other => Ok(other),
     }
+}
+
+/// Whether `name` could be an integration's name; a list cursor holding anything else was
+/// not issued by the API.
+pub fn is_possible_name(name: &str) -> bool {
+    let mut errors = Vec::new();
+    check_name(Some(name), &mut errors);
+    errors.is_empty()
 }
 
 #[cfg(test)]
@@ -1259,9 +1275,12 @@ mod tests {
             text_filter("q", Some("a".repeat(128))),
             Ok(Some("a".repeat(128)))
         );
-        assert_eq!(
-            text_filter("q", Some("a".repeat(129))).unwrap_err().rule,
-            QueryRule::InvalidQuery
-        );
+        for bad in ["a".repeat(129), "a\0b".into(), "a\nb".into()] {
+            assert_eq!(
+                text_filter("q", Some(bad)).unwrap_err().rule,
+                QueryRule::InvalidQuery
+            );
+        }
+        assert!(is_possible_name("harbor ✓") && !is_possible_name("a\0") && !is_possible_name(""));
     }
 }

@@ -165,6 +165,12 @@ fn list_query(params: ListParams) -> Result<ListQuery, ApiError> {
         .as_deref()
         .map(cursor::decode::<ListCursor>)
         .transpose()?;
+    if after
+        .as_ref()
+        .is_some_and(|position| !validation::is_possible_name(&position.name))
+    {
+        return Err(ApiError::InvalidCursor);
+    }
     Ok(ListQuery {
         kind: validation::kind_filter(params.kind.as_deref())?,
         provider: validation::text_filter("provider", params.provider)?,
@@ -705,6 +711,12 @@ mod tests {
             ("type=database", "invalid_filter"),
             ("status=broken", "invalid_filter"),
             ("cursor=not-a-cursor", "invalid_cursor"),
+            // {"n":"a\u0000","i":"00000000-0000-0000-0000-000000000000"}
+            (
+                "cursor=eyJuIjoiYVx1MDAwMCIsImkiOiIwMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDAifQ",
+                "invalid_cursor",
+            ),
+            ("q=a%00", "invalid_query"),
             ("bogus=1", "invalid_query"),
             ("tag=a&tag=b", "invalid_query"),
             (&format!("q={long}") as &str, "invalid_query"),
