@@ -1,0 +1,224 @@
+//! `spawn_app`: the real application on a random port with a fresh database per test, on
+//! SQLite or on a real PostgreSQL, plus small request helpers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalogd::auth::{Authenticator, SCOPE_ADMIN, SCOPE_READ};
+use catalogd::config::Config;
+use catalogd::startup::Application;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use crate::support;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates a `sqlite` and a `postgres` test from each `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+pub const JWT_KEY: &str = "test-key-0123456789abcdef0123456789abcdef";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub auth: Arc<Authenticator>,
+    pub database_url: String,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn database_url(backend: Backend, dir: &std::path::Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("catalogd.db").display()),
+        Backend::Postgres => support::postgres::fresh_database_url().await,
+    }
+}
+
+/// A configuration for tests: port 0, a fresh database, a known HS256 key file.
+pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
+    let key_file = dir.join("jwt.key");
+    std::fs::write(&key_file, JWT_KEY).unwrap();
+    let mut config = Config::default();
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.http.body_limit_bytes = 64 * 1024;
+    config.database.url = database_url(backend, dir).await;
+    config.database.sqlite_synchronous = catalogd::config::SqliteSynchronous::Normal;
+    config.auth.jwt_secret_file = Some(key_file);
+    config
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(backend, dir.path()).await;
+    spawn_with_config(config, dir).await
+}
+
+pub async fn spawn_with_config(config: Config, dir: tempfile::TempDir) -> TestApp {
+    let app = Application::build(&config).await.expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let auth = app.state().auth.clone();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        auth,
+        database_url: config.database.url.clone(),
+        dir,
+        shutdown: Some(tx),
+    }
+}
+
+impl TestApp {
+    pub fn token(&self, tenant: &str, subject: &str, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        self.auth
+            .mint(tenant, subject, &scopes, Duration::from_secs(3600), chrono::Utc::now())
+            .unwrap()
+    }
+
+    pub fn admin(&self, tenant: &str) -> String {
+        self.token(tenant, &format!("{tenant}-admin"), &[SCOPE_ADMIN])
+    }
+
+    pub fn reader(&self, tenant: &str) -> String {
+        self.token(tenant, &format!("{tenant}-reader"), &[SCOPE_READ])
+    }
+
+    pub fn expired(&self, tenant: &str) -> String {
+        let scopes = vec![SCOPE_ADMIN.to_owned(), SCOPE_READ.to_owned()];
+        let long_ago = chrono::Utc::now() - chrono::Duration::hours(3);
+        self.auth
+            .mint(tenant, "old", &scopes, Duration::from_secs(60), long_ago)
+            .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match token {
+            Some(t) => builder.bearer_auth(t),
+            None => builder,
+        }
+    }
+
+    pub async fn create(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST, "/api/v1/integrations", Some(token))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates an integration and returns it, asserting 201.
+    pub async fn create_ok(&self, token: &str, body: &Value) -> Value {
+        let response = self.create(token, body).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 201, "create failed: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path, Some(token))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Every item of a list, following `nextCursor` with the given page size.
+    pub async fn list_all(&self, token: &str, query: &str, limit: u32) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..100_000 {
+            let mut path = format!("/api/v1/integrations?limit={limit}{query}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let response = self.get(token, &path).await;
+            assert_eq!(response.status(), 200, "{path}");
+            let page: Value = response.json().await.unwrap();
+            let batch = page["items"].as_array().unwrap();
+            assert!(batch.len() <= limit as usize);
+            items.extend(batch.iter().cloned());
+            match page["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return items,
+            }
+        }
+        panic!("pagination did not terminate");
+    }
+}
+
+/// A minimal valid integration body.
+pub fn integration(name: &str) -> Value {
+    json!({
+        "name": name,
+        "type": "registry",
+        "provider": "harbor",
+        "baseUrl": "https://harbor.example.com",
+    })
+}
+
+/// Reads a problem+json response and returns `(status, code)`.
+pub async fn problem(response: reqwest::Response) -> (u16, String, Value) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "status {status}: content-type {content_type:?}, body {body}"
+    );
+    assert_eq!(body["status"], status, "{body}");
+    (status, body["code"].as_str().unwrap_or_default().to_owned(), body)
+}

@@ -1,0 +1,15 @@
+//! The black-box API suite: the real application on a random port, against SQLite and a real
+//! PostgreSQL, each test with a fresh database.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod helpers;
+
+mod audit;
+mod cli;
+mod integrations;
+mod isolation;
+mod pagination;
+mod probes;
+mod validation;
