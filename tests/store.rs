@@ -505,10 +505,20 @@ async fn list_paged(
     }
 }
 
+/// Name, type, provider, environment, tags, and the lifecycle inputs that set its status.
+type ListFixture = (
+    &'static str,
+    IntegrationType,
+    &'static str,
+    Option<&'static str>,
+    &'static [&'static str],
+    &'static [Input],
+);
+
 async fn every_list_filter(backend: Backend) {
     let db = backend.fresh().await;
     use IntegrationType as T;
-    let rows: &[(&str, IntegrationType, &str, Option<&str>, &[&str], &[Input])] = &[
+    let rows: &[ListFixture] = &[
         (
             "alpha",
             T::Registry,

@@ -22,7 +22,9 @@ use uuid::Uuid;
 
 use super::audit_chain::{ChainProblem, ChainVerifier, StoredAuditEntry, GENESIS_HASH};
 use super::rows::{self, AuditRow, IntegrationRow, AUDIT_COLUMNS, INTEGRATION_COLUMNS};
-use super::{AuditEntry, AuditQuery, ChainReport, ListQuery, Page, Store, StoreError, StoreOptions};
+use super::{
+    AuditEntry, AuditQuery, ChainReport, ListQuery, Page, Store, StoreError, StoreOptions,
+};
 use crate::integration::{self, Actor, AuditRecord, Change, Integration};
 use catalogd_actors::Thresholds;
 
@@ -124,9 +126,7 @@ static SELECT_AUDIT_COLUMNS: LazyLock<String> = LazyLock::new(|| AUDIT_COLUMNS.j
 
 /// Binds `$1..$14` in [`AUDIT_COLUMNS`] order.
 static INSERT_AUDIT: LazyLock<String> = LazyLock::new(|| {
-    let placeholders: Vec<String> = (1..=AUDIT_COLUMNS.len())
-        .map(|n| format!("${n}"))
-        .collect();
+    let placeholders: Vec<String> = (1..=AUDIT_COLUMNS.len()).map(|n| format!("${n}")).collect();
     format!(
         "INSERT INTO audit_log ({}) VALUES ({})",
         AUDIT_COLUMNS.join(", "),
@@ -144,7 +144,8 @@ static SELECT_AUDIT_BATCH: LazyLock<String> = LazyLock::new(|| {
 
 const DELETE_INTEGRATION: &str =
     "DELETE FROM integrations WHERE tenant_id = $1 AND integration_id = $2";
-const DELETE_TAGS: &str = "DELETE FROM integration_tags WHERE tenant_id = $1 AND integration_id = $2";
+const DELETE_TAGS: &str =
+    "DELETE FROM integration_tags WHERE tenant_id = $1 AND integration_id = $2";
 const SELECT_HEAD: &str = "SELECT sequence, hash FROM audit_heads WHERE tenant_id = $1";
 const INSERT_HEAD: &str = "INSERT INTO audit_heads (tenant_id, sequence, hash) VALUES ($1, 0, $2) \
      ON CONFLICT (tenant_id) DO NOTHING";
@@ -196,14 +197,6 @@ fn write_error(error: sqlx::Error) -> StoreError {
         sqlx::Error::Database(database) if database.is_unique_violation() => StoreError::NameTaken,
         _ => StoreError::Database(error),
     }
-}
-
-/// Splits a page fetched with `LIMIT limit + 1` into the page and whether more follow.
-fn page<T>(mut items: Vec<T>, limit: u32) -> Page<T> {
-    let limit = limit as usize;
-    let has_more = items.len() > limit;
-    items.truncate(limit);
-    Page { items, has_more }
 }
 
 /// Instantiates the store for one backend: `$store` holds a pool of `$db`, and `$dialect` is
@@ -332,6 +325,32 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            /// Ends the ordered `select` with `LIMIT limit + 1` and runs it: the extra row
+            /// only tells whether another page follows.
+            async fn fetch_page<'args, R, T>(
+                &self,
+                mut select: QueryBuilder<'args, $db>,
+                limit: u32,
+                convert: impl Fn(R) -> Result<T, StoreError> + Send,
+            ) -> Result<Page<T>, StoreError>
+            where
+                R: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+            {
+                select.push(" LIMIT ").push_bind(i64::from(limit) + 1);
+                let rows: Vec<R> = select
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(read_error)?;
+                let mut items = rows
+                    .into_iter()
+                    .map(convert)
+                    .collect::<Result<Vec<T>, _>>()?;
+                let has_more = items.len() > limit as usize;
+                items.truncate(limit as usize);
+                Ok(Page { items, has_more })
+            }
+
             /// Feeds one tenant's chain, in stored sequence order and in batches, to a
             /// [`ChainVerifier`]. Returns the entries that verified and the first problem.
             async fn verify_tenant(
@@ -366,7 +385,9 @@ macro_rules! sql_store {
                     }
                 }
                 let entries = verifier.entries();
-                let head = head.as_ref().map(|(sequence, hash)| (*sequence, hash.as_str()));
+                let head = head
+                    .as_ref()
+                    .map(|(sequence, hash)| (*sequence, hash.as_str()));
                 Ok((entries, verifier.finish(head).err()))
             }
         }
@@ -442,18 +463,26 @@ macro_rules! sql_store {
                     select.push(" AND i.type = ").push_bind(kind.as_str());
                 }
                 if let Some(provider) = &query.provider {
-                    select.push(" AND i.provider = ").push_bind(provider.as_str());
+                    select
+                        .push(" AND i.provider = ")
+                        .push_bind(provider.as_str());
                 }
                 if let Some(status) = query.status {
                     select.push(" AND i.status = ").push_bind(status.as_str());
                 }
                 if let Some(environment) = &query.environment {
-                    select.push(" AND i.environment = ").push_bind(environment.as_str());
+                    select
+                        .push(" AND i.environment = ")
+                        .push_bind(environment.as_str());
                 }
                 if let Some(prefix) = query.name_prefix.as_deref().filter(|p| !p.is_empty()) {
-                    select.push(format_args!(" AND {key}.name >= ")).push_bind(prefix);
+                    select
+                        .push(format_args!(" AND {key}.name >= "))
+                        .push_bind(prefix);
                     if let Some(end) = prefix_end(prefix) {
-                        select.push(format_args!(" AND {key}.name < ")).push_bind(end);
+                        select
+                            .push(format_args!(" AND {key}.name < "))
+                            .push_bind(end);
                     }
                 }
                 if let Some((name, id)) = &query.after {
@@ -464,19 +493,9 @@ macro_rules! sql_store {
                         .push_bind(*id)
                         .push(")");
                 }
-                select
-                    .push(format_args!(" ORDER BY {key}.name, {key}.integration_id LIMIT "))
-                    .push_bind(i64::from(query.limit) + 1);
-                let rows: Vec<IntegrationRow> = select
-                    .build_query_as()
-                    .fetch_all(&self.pool)
+                select.push(format_args!(" ORDER BY {key}.name, {key}.integration_id"));
+                self.fetch_page(select, query.limit, IntegrationRow::into_integration)
                     .await
-                    .map_err(read_error)?;
-                let items = rows
-                    .into_iter()
-                    .map(IntegrationRow::into_integration)
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(page(items, query.limit))
             }
 
             async fn change(
@@ -549,22 +568,17 @@ macro_rules! sql_store {
                 if let Some(after) = query.after_seq {
                     select.push(" AND sequence > ").push_bind(after);
                 }
-                select
-                    .push(" ORDER BY sequence LIMIT ")
-                    .push_bind(i64::from(query.limit) + 1);
-                let rows: Vec<AuditRow> = select
-                    .build_query_as()
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(read_error)?;
-                let items = rows
-                    .into_iter()
-                    .map(|row| StoredAuditEntry::from(row).into_entry())
-                    .collect();
-                Ok(page(items, query.limit))
+                select.push(" ORDER BY sequence");
+                self.fetch_page(select, query.limit, |row: AuditRow| {
+                    Ok(StoredAuditEntry::from(row).into_entry())
+                })
+                .await
             }
 
-            async fn verify_audit(&self, tenant_id: Option<&str>) -> Result<ChainReport, StoreError> {
+            async fn verify_audit(
+                &self,
+                tenant_id: Option<&str>,
+            ) -> Result<ChainReport, StoreError> {
                 // One snapshot for the whole walk: appends committed meanwhile would
                 // otherwise make a head read before them look like a forged tail.
                 let mut transaction = self.pool.begin_with(Self::DIALECT.begin_snapshot).await?;
@@ -582,7 +596,8 @@ macro_rules! sql_store {
                     problem: None,
                 };
                 for tenant_id in &tenants {
-                    let (entries, problem) = Self::verify_tenant(&mut transaction, tenant_id).await?;
+                    let (entries, problem) =
+                        Self::verify_tenant(&mut transaction, tenant_id).await?;
                     report.tenants += 1;
                     report.entries += entries;
                     if problem.is_some() {
