@@ -1279,3 +1279,20 @@ async fn sqlite_in_memory() {
         .items
         .is_empty());
 }
+
+#[tokio::test]
+async fn postgresql_scheme_and_password_option() {
+    let url = support::postgres::fresh_database_url().await;
+    let url = url.replacen("postgres://", "postgresql://", 1);
+    // The test server trusts local connections, so any password is accepted: this checks
+    // that the option is applied without breaking the connection.
+    let options = StoreOptions {
+        password: Some(secrecy::SecretString::from("not-needed")),
+        ..options(&url)
+    };
+    let store = store::open(&options).await.unwrap();
+    store.ping().await.unwrap();
+    let integration = Integration::new("acme", spec("main"), "alice", now());
+    store.create(&integration).await.unwrap();
+    assert_eq!(store.verify_audit(None).await.unwrap().entries, 1);
+}
