@@ -240,6 +240,8 @@ mod tests {
 
     /// Loads `toml` as the config file with `env` set, inside a figment jail so tests do not
     /// see each other's environment.
+    // The closure's error type is figment's own, fixed by `Jail::expect_with`.
+    #[allow(clippy::result_large_err)]
     fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
         let mut result = Err(String::new());
         figment::Jail::expect_with(|jail| {
