@@ -26,6 +26,11 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub monitor: MonitorConfig,
+    pub history: HistoryConfig,
+    pub egress: EgressConfig,
+    pub offline: OfflineConfig,
+    pub plugins: PluginsConfig,
+    pub secrets: SecretsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,6 +161,16 @@ pub struct MonitorConfig {
     pub degraded_after: u32,
     pub failed_after: u32,
     pub recover_after: u32,
+    /// Failed integrations keep probing, backing off exponentially from their interval up to
+    /// this cap.
+    #[serde(with = "humantime_serde")]
+    pub failed_backoff_max: Duration,
+    /// How often the supervisor compares its actors with the store and repairs any drift.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+    /// A crashed monitor actor is restarted after a backoff that doubles up to this cap.
+    #[serde(with = "humantime_serde")]
+    pub restart_backoff_max: Duration,
 }
 
 impl Default for MonitorConfig {
@@ -166,8 +181,119 @@ impl Default for MonitorConfig {
             degraded_after: 3,
             failed_after: 5,
             recover_after: 1,
+            failed_backoff_max: Duration::from_secs(600),
+            reconcile_interval: Duration::from_secs(60),
+            restart_backoff_max: Duration::from_secs(60),
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Raw check results are kept this long; older ones survive only as hourly rollups.
+    #[serde(with = "humantime_serde")]
+    pub raw_retention: Duration,
+    /// Hourly rollups are kept this long (uptime ratios need 30 days).
+    #[serde(with = "humantime_serde")]
+    pub rollup_retention: Duration,
+    /// Check results are written in batches at least this often.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// A batch is written as soon as it holds this many results.
+    pub batch_size: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            raw_retention: Duration::from_secs(24 * 3600),
+            rollup_retention: Duration::from_secs(35 * 24 * 3600),
+            flush_interval: Duration::from_secs(1),
+            batch_size: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Allow checks to loopback, RFC 1918, link-local, CGNAT and ULA targets.
+    pub allow_private: bool,
+    /// CIDRs that are allowed even though they are private (metadata addresses included,
+    /// but only when listed here explicitly).
+    pub allow: Vec<ipnet::IpNet>,
+    /// CIDRs that are always denied, on top of the built-in list.
+    pub deny: Vec<ipnet::IpNet>,
+    /// Redirects followed per check; each hop is checked against the policy again.
+    pub max_redirects: u32,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig {
+            allow_private: false,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            max_redirects: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfflineConfig {
+    /// Air-gap mode: network checks are skipped, not failed.
+    pub enabled: bool,
+    /// Hosts that `feed` integrations may still reach in offline mode.
+    pub feed_allowlist: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Directory of declarative provider definitions (`*.toml`), loaded at start.
+    pub directory: PathBuf,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            directory: PathBuf::from("plugins/"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// Backends tried in order to resolve `ref://scope/provider/key`: `file` reads
+    /// `<directory>/<scope>/<provider>/<key>`, `env` reads
+    /// `<env_prefix><SCOPE>_<PROVIDER>_<KEY>` (upper-cased, other characters as `_`).
+    pub backends: Vec<SecretBackend>,
+    pub directory: PathBuf,
+    pub env_prefix: String,
+    /// A resolved secret is reused for at most this long; a changed file is re-read sooner.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        SecretsConfig {
+            backends: vec![SecretBackend::File, SecretBackend::Env],
+            directory: PathBuf::from("secrets/"),
+            env_prefix: "CATALOGD_SECRET_".to_owned(),
+            cache_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretBackend {
+    File,
+    Env,
 }
 
 impl MonitorConfig {
