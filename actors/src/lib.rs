@@ -14,5 +14,6 @@ pub use lifecycle::{
     Status, Thresholds, Transition,
 };
 pub mod clock;
+pub mod ports;
 
 pub use clock::{Clock, SystemClock};

@@ -1,0 +1,108 @@
+//! The engine's ports: the traits through which monitor actors reach storage and the network.
+//! `catalogd` (src/) implements them over SQL, HTTP connectors and the outbox; tests implement
+//! them in memory.
+//!
+//! Everything that crosses a port is a value. A failed health check is a [`CheckReport`] with
+//! a failure class, never an `Err`: an `Err` or a panic in an actor handler kills the actor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::lifecycle::{CheckOutcome, Lifecycle, Thresholds, Transition};
+
+/// What one monitor actor knows about its integration.
+#[derive(Debug)]
+pub struct MonitorSpec<T> {
+    pub integration_id: Uuid,
+    pub tenant_id: Arc<str>,
+    /// The row version this spec was read at. Transitions are committed only if the row is
+    /// still at this version, so a concurrent REST change is never overwritten.
+    pub version: i64,
+    pub lifecycle: Lifecycle,
+    pub thresholds: Thresholds,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Whatever the probe needs to run a check (provider, URL, AuthRef, configuration).
+    /// Opaque to the engine.
+    pub target: Arc<T>,
+}
+
+impl<T> Clone for MonitorSpec<T> {
+    fn clone(&self) -> Self {
+        MonitorSpec {
+            integration_id: self.integration_id,
+            tenant_id: self.tenant_id.clone(),
+            version: self.version,
+            lifecycle: self.lifecycle,
+            thresholds: self.thresholds,
+            interval: self.interval,
+            timeout: self.timeout,
+            target: self.target.clone(),
+        }
+    }
+}
+
+/// The result of one health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckReport {
+    pub outcome: CheckOutcome,
+    pub started_at: DateTime<Utc>,
+    pub latency: Duration,
+    /// How late the check started against its schedule.
+    pub lateness: Duration,
+}
+
+/// Runs health checks. Implementations enforce `timeout` themselves and turn every failure
+/// into a [`CheckOutcome::Failure`] with its class.
+#[async_trait]
+pub trait Probe<T>: Send + Sync + 'static {
+    async fn check(&self, target: &T, timeout: Duration) -> CheckOutcome;
+}
+
+/// Why a port call failed. The engine retries or reloads; it never crashes on these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The outcome of committing a transition.
+#[derive(Debug)]
+pub enum Commit<T> {
+    /// Committed; the actor continues with this spec (its new version).
+    Committed(MonitorSpec<T>),
+    /// The row changed since the actor read it (a REST change won the race), or it is gone.
+    /// The actor adopts the stored spec, or stops on `None`.
+    Stale(Option<MonitorSpec<T>>),
+}
+
+/// Storage, as the engine sees it.
+#[async_trait]
+pub trait Ledger<T>: Send + Sync + 'static {
+    /// Every integration that is not a draft: the actors to run at start and on reconcile.
+    async fn monitored(&self) -> Result<Vec<MonitorSpec<T>>, PortError>;
+
+    /// `(id, version)` of every integration that is not a draft: the cheap listing the
+    /// reconciliation pass compares with the running actors.
+    async fn monitored_versions(&self) -> Result<Vec<(Uuid, i64)>, PortError>;
+
+    /// One integration's current spec, or `None` if it is gone or a draft.
+    async fn load(&self, integration_id: Uuid) -> Result<Option<MonitorSpec<T>>, PortError>;
+
+    /// Commits a lifecycle transition caused by a check, with its audit entry and outbox
+    /// event, in one transaction — only if the row is still at `spec.version`.
+    async fn commit_transition(
+        &self,
+        spec: &MonitorSpec<T>,
+        transition: &Transition,
+        report: &CheckReport,
+    ) -> Result<Commit<T>, PortError>;
+
+    /// Records a check result (health history, last-check fields, counters) that did not
+    /// change the status. Implementations batch these; the call must not block on I/O.
+    fn record(&self, spec: &MonitorSpec<T>, lifecycle: Lifecycle, report: &CheckReport);
+}
