@@ -257,15 +257,22 @@ impl Authenticator {
 fn validation(config: &AuthConfig, algorithm: Algorithm) -> Validation {
     let mut v = Validation::new(algorithm);
     v.leeway = config.leeway.as_secs();
-    v.set_required_spec_claims(&["exp", "sub"]);
     v.validate_nbf = true;
+    // jsonwebtoken checks `iss` and `aud` only when present unless they are also required, so
+    // a configured issuer or audience must be required explicitly.
+    let mut required = vec!["exp", "sub"];
     match &config.audience {
-        Some(aud) => v.set_audience(&[aud]),
+        Some(aud) => {
+            v.set_audience(&[aud]);
+            required.push("aud");
+        }
         None => v.validate_aud = false,
     }
     if let Some(iss) = &config.issuer {
         v.set_issuer(&[iss]);
+        required.push("iss");
     }
+    v.set_required_spec_claims(&required);
     v
 }
 
@@ -391,5 +398,115 @@ mod tests {
             .unwrap();
         assert!(matches!(a.verify(&foreign), Err(AuthError::Invalid)));
         assert!(matches!(a.verify("not.a.jwt"), Err(AuthError::Invalid)));
+    }
+
+    /// Generates a key pair with the openssl CLI, as an operator would.
+    fn keypair(dir: &Path, name: &str, genpkey_args: &[&str]) -> (PathBuf, PathBuf) {
+        let private = dir.join(format!("{name}.key.pem"));
+        let public = dir.join(format!("{name}.pub.pem"));
+        let ok = std::process::Command::new("openssl")
+            .arg("genpkey")
+            .args(genpkey_args)
+            .arg("-out")
+            .arg(&private)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "openssl genpkey");
+        let ok = std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(&public)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "openssl pkey -pubout");
+        (private, public)
+    }
+
+    #[test]
+    fn rs256_and_es256_from_public_key_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "rsa",
+                &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"][..],
+                Algorithm::RS256,
+            ),
+            (
+                "ec",
+                &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"][..],
+                Algorithm::ES256,
+            ),
+        ];
+        let hs = hs256(dir.path());
+        for (name, args, algorithm) in cases {
+            let (private, public) = keypair(dir.path(), name, args);
+            let verify_only = Authenticator::from_config(&AuthConfig {
+                jwt_public_key_file: Some(public.clone()),
+                ..AuthConfig::default()
+            })
+            .unwrap();
+            assert_eq!(verify_only.algorithm, algorithm);
+            let now = chrono::Utc::now();
+            let ttl = Duration::from_secs(60);
+            assert!(matches!(
+                verify_only.mint("acme", "a", &[], ttl, now),
+                Err(AuthError::NoPrivateKey)
+            ));
+            let signer = Authenticator::from_config(&AuthConfig {
+                jwt_public_key_file: Some(public),
+                jwt_private_key_file: Some(private),
+                ..AuthConfig::default()
+            })
+            .unwrap();
+            let token = signer
+                .mint("acme", "carol", &[SCOPE_ADMIN.into()], ttl, now)
+                .unwrap();
+            let p = verify_only.verify(&token).unwrap();
+            assert_eq!(
+                (p.tenant_id.as_str(), p.subject.as_str()),
+                ("acme", "carol")
+            );
+            assert!(p.has(Scope::Admin) && p.has(Scope::Read));
+            // An HS256 token is refused by an RS256/ES256 verifier (no algorithm confusion).
+            let hs_token = hs
+                .mint("acme", "carol", &[SCOPE_ADMIN.into()], ttl, now)
+                .unwrap();
+            assert!(matches!(
+                verify_only.verify(&hs_token),
+                Err(AuthError::Invalid)
+            ));
+        }
+    }
+
+    #[test]
+    fn issuer_and_audience_are_enforced_when_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k");
+        std::fs::write(&key, "shared-secret-for-this-test-0123456789").unwrap();
+        let strict = Authenticator::from_config(&AuthConfig {
+            jwt_secret_file: Some(key.clone()),
+            issuer: Some("https://sso.example.com".into()),
+            audience: Some("catalogd".into()),
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        let lax = Authenticator::from_config(&AuthConfig {
+            jwt_secret_file: Some(key),
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        let now = chrono::Utc::now();
+        let ttl = Duration::from_secs(60);
+        let good = strict
+            .mint("acme", "a", &[SCOPE_READ.into()], ttl, now)
+            .unwrap();
+        assert!(strict.verify(&good).is_ok());
+        let no_claims = lax
+            .mint("acme", "a", &[SCOPE_READ.into()], ttl, now)
+            .unwrap();
+        assert!(matches!(strict.verify(&no_claims), Err(AuthError::Invalid)));
     }
 }
