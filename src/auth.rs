@@ -87,6 +87,8 @@ pub enum AuthError {
     KeyEnv(String),
     #[error("key {0} is not a PEM RSA or EC P-256 key")]
     KeyFormat(PathBuf),
+    #[error("a tenant id is 1-64 characters of A-Z, a-z, 0-9, '_' and '-'")]
+    InvalidTenant,
     #[error("minting RS256/ES256 tokens needs auth.jwt_private_key_file")]
     NoPrivateKey,
     #[error(
@@ -210,7 +212,7 @@ impl Authenticator {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| AuthError::Invalid)?;
         let claims = data.claims;
-        if claims.sub.is_empty() || claims.tenant.is_empty() {
+        if claims.sub.is_empty() || !is_valid_tenant_id(&claims.tenant) {
             return Err(AuthError::Invalid);
         }
         let scopes: Vec<&str> = claims.scope.split_ascii_whitespace().collect();
@@ -232,6 +234,9 @@ impl Authenticator {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<String, AuthError> {
         let key = self.encoding.as_ref().ok_or(AuthError::NoPrivateKey)?;
+        if !is_valid_tenant_id(tenant) {
+            return Err(AuthError::InvalidTenant);
+        }
         let claims = Claims {
             sub: subject.to_owned(),
             tenant: tenant.to_owned(),
@@ -252,6 +257,16 @@ impl Authenticator {
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key)
             .map_err(|e| AuthError::Sign(e.to_string()))
     }
+}
+
+/// Tenant ids name NATS subjects (`integrations.events.<tenant>.<event>`), so they are
+/// restricted to characters that are safe in a subject token: 1–64 of `[A-Za-z0-9_-]`.
+/// A token for any other tenant id is refused like any invalid token.
+pub fn is_valid_tenant_id(tenant: &str) -> bool {
+    (1..=64).contains(&tenant.len())
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn validation(config: &AuthConfig, algorithm: Algorithm) -> Validation {
@@ -369,6 +384,48 @@ mod tests {
             ("acme", "alice")
         );
         assert!(p.has(Scope::Read) && !p.has(Scope::Admin));
+    }
+
+    #[test]
+    fn tenant_ids_must_be_subject_safe() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = hs256(dir.path());
+        let now = chrono::Utc::now();
+        let ttl = Duration::from_secs(60);
+        for bad in ["", "a.b", "a b", "a*", "a>", &"x".repeat(65), "ünï"] {
+            assert!(
+                matches!(
+                    a.mint(bad, "s", &[], ttl, now),
+                    Err(AuthError::InvalidTenant)
+                ),
+                "{bad:?}"
+            );
+            // A token carrying such a tenant (signed by someone else with our key) is refused.
+            let claims = Claims {
+                sub: "s".into(),
+                tenant: bad.to_string(),
+                scope: SCOPE_READ.into(),
+                exp: now.timestamp() + 60,
+                iat: None,
+                iss: None,
+                aud: None,
+            };
+            let key = EncodingKey::from_secret(
+                std::fs::read_to_string(dir.path().join("data/key"))
+                    .unwrap()
+                    .trim()
+                    .as_bytes(),
+            );
+            let token =
+                jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
+            assert!(
+                matches!(a.verify(&token), Err(AuthError::Invalid)),
+                "{bad:?}"
+            );
+        }
+        for good in ["acme", "Acme_Corp-42", &"x".repeat(64)] {
+            assert!(a.mint(good, "s", &[], ttl, now).is_ok(), "{good:?}");
+        }
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! The store runs [`apply_change`] inside its transaction on the row it has just locked, so
 //! every backend enforces the same version checks and lifecycle rules.
 
-use catalogd_actors::{EventKind, Input, Lifecycle, Status, Thresholds};
+use catalogd_actors::{CheckOutcome, EventKind, Input, Lifecycle, Status, Thresholds};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+use crate::events::EventCause;
 
 /// The kinds of system an integration points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -310,6 +312,19 @@ pub struct Applied {
     pub after: Option<Integration>,
     pub audit: AuditRecord,
     pub event: Option<EventKind>,
+    /// What the event says about why it happened.
+    pub cause: EventCause,
+}
+
+/// The subject the monitor acts as, in audit entries and events.
+pub const MONITOR_ACTOR: &str = "catalogd";
+
+/// A health check's result as it reaches a transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckSummary {
+    pub outcome: CheckOutcome,
+    pub started_at: DateTime<Utc>,
+    pub latency_ms: u64,
 }
 
 /// The audit record of a creation.
@@ -377,6 +392,12 @@ pub fn apply_change(
     next.version = current.version + 1;
     next.modified_at = now;
     next.modified_by = actor.subject.clone();
+    let cause = EventCause {
+        previous_status: Some(current.status),
+        reason: reason.clone(),
+        actor: actor.subject.clone(),
+        ..EventCause::default()
+    };
     let audit = AuditRecord {
         tenant_id: current.tenant_id.clone(),
         actor: actor.subject.clone(),
@@ -392,7 +413,60 @@ pub fn apply_change(
         after: (!transition.deleted).then_some(next),
         audit,
         event: transition.event,
+        cause,
     })
+}
+
+/// Applies a lifecycle state the monitor computed from a check (the pure state machine ran in
+/// the actor, which owns the counters) to the stored row. Bumps the version, because the status
+/// changed; leaves `modifiedAt`/`modifiedBy`, which describe edits of the resource itself.
+pub fn apply_check(
+    current: &Integration,
+    lifecycle: Lifecycle,
+    event: Option<EventKind>,
+    check: CheckSummary,
+    now: DateTime<Utc>,
+) -> Applied {
+    let mut next = current.clone();
+    next.set_lifecycle(lifecycle);
+    next.last_tested_at = Some(check.started_at);
+    next.last_test_success = Some(check.outcome == CheckOutcome::Success);
+    next.version = current.version + 1;
+    let failure_class = match check.outcome {
+        CheckOutcome::Failure(class) => Some(class),
+        _ => None,
+    };
+    let reason = match failure_class {
+        Some(class) => format!(
+            "{} consecutive failed checks ({class})",
+            lifecycle.consecutive_failures
+        ),
+        None => "check succeeded".to_owned(),
+    };
+    let audit = AuditRecord {
+        tenant_id: current.tenant_id.clone(),
+        actor: MONITOR_ACTOR.to_owned(),
+        action: "integration.health".to_owned(),
+        target_id: current.integration_id,
+        before: Some(current.audit_summary()),
+        after: Some(next.audit_summary()),
+        reason: Some(reason.clone()),
+        ticket: None,
+        occurred_at: now,
+    };
+    let cause = EventCause {
+        previous_status: Some(current.status),
+        failure_class,
+        latency_ms: Some(check.latency_ms),
+        reason: Some(reason),
+        actor: MONITOR_ACTOR.to_owned(),
+    };
+    Applied {
+        after: Some(next),
+        audit,
+        event,
+        cause,
+    }
 }
 
 fn lifecycle_action(input: Input) -> &'static str {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use catalogd_actors::{Clock, Thresholds};
+use catalogd_actors::{Clock, EventKind, Lifecycle, Thresholds};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -19,10 +19,11 @@ use super::error::PROBLEM_CONTENT_TYPE;
 use super::AppState;
 use crate::auth::{Authenticator, SCOPE_ADMIN, SCOPE_READ};
 use crate::config::AuthConfig;
-use crate::integration::{Actor, Change, Integration};
+use crate::integration::{Actor, Change, CheckSummary, Integration};
 use crate::providers::ProviderRegistry;
 use crate::store::{
-    AuditEntry, AuditQuery, ChainReport, ListQuery, Page, Store, StoreError, StoreOptions,
+    AuditEntry, AuditQuery, ChainReport, CheckCommit, ListQuery, Page, Store, StoreError,
+    StoreOptions,
 };
 
 /// The real SQLite store behind a switch: `down` makes every call fail like an unreachable
@@ -91,6 +92,40 @@ impl Store for FaultyStore {
     async fn verify_audit(&self, tenant_id: Option<&str>) -> Result<ChainReport, StoreError> {
         self.fault().await?;
         self.inner.verify_audit(tenant_id).await
+    }
+
+    async fn monitored_page(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Integration>, StoreError> {
+        self.fault().await?;
+        self.inner.monitored_page(after, limit).await
+    }
+
+    async fn monitored_versions(&self) -> Result<Vec<(Uuid, i64)>, StoreError> {
+        self.fault().await?;
+        self.inner.monitored_versions().await
+    }
+
+    async fn load(&self, id: Uuid) -> Result<Option<Integration>, StoreError> {
+        self.fault().await?;
+        self.inner.load(id).await
+    }
+
+    async fn commit_check(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        lifecycle: Lifecycle,
+        event: Option<EventKind>,
+        check: CheckSummary,
+        now: DateTime<Utc>,
+    ) -> Result<CheckCommit, StoreError> {
+        self.fault().await?;
+        self.inner
+            .commit_check(id, expected_version, lifecycle, event, check, now)
+            .await
     }
 }
 

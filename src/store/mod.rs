@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::integration::{Actor, Change, ChangeError, Integration, IntegrationType};
-use catalogd_actors::{Status, Thresholds};
+use crate::integration::{Actor, Change, ChangeError, CheckSummary, Integration, IntegrationType};
+use catalogd_actors::{EventKind, Lifecycle, Status, Thresholds};
 
 pub mod audit_chain;
 mod postgres;
@@ -129,6 +129,45 @@ pub trait Store: Send + Sync + 'static {
 
     /// Walks every tenant's audit chain (or one tenant's) and reports the first bad entry.
     async fn verify_audit(&self, tenant_id: Option<&str>) -> Result<ChainReport, StoreError>;
+
+    // --- The engine's view -------------------------------------------------------------
+    //
+    // The monitor runs every tenant's integrations, so these read across tenants by design.
+    // They are called by the engine only; no request ever reaches them.
+
+    /// Integrations that are not drafts, in id order, `limit` at a time after `after`.
+    async fn monitored_page(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Integration>, StoreError>;
+
+    /// `(id, version)` of every integration that is not a draft.
+    async fn monitored_versions(&self) -> Result<Vec<(Uuid, i64)>, StoreError>;
+
+    /// One integration by id, whatever its tenant.
+    async fn load(&self, id: Uuid) -> Result<Option<Integration>, StoreError>;
+
+    /// Commits a status change the monitor computed from a check — the new lifecycle state,
+    /// its audit entry and its outbox event in one transaction — if the row is still at
+    /// `expected_version`. Otherwise returns the row as it is now (or `None` if it is gone).
+    async fn commit_check(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        lifecycle: Lifecycle,
+        event: Option<EventKind>,
+        check: CheckSummary,
+        now: DateTime<Utc>,
+    ) -> Result<CheckCommit, StoreError>;
+}
+
+/// The outcome of [`Store::commit_check`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckCommit {
+    Committed(Integration),
+    /// The row moved on (a REST change won) or is gone; here it is as stored.
+    Stale(Option<Integration>),
 }
 
 /// Opens the backend named by `options.url`, creating the SQLite file if needed, and applies

@@ -23,10 +23,12 @@ use uuid::Uuid;
 use super::audit_chain::{ChainProblem, ChainVerifier, StoredAuditEntry, GENESIS_HASH};
 use super::rows::{self, AuditRow, IntegrationRow, AUDIT_COLUMNS, INTEGRATION_COLUMNS};
 use super::{
-    AuditEntry, AuditQuery, ChainReport, ListQuery, Page, Store, StoreError, StoreOptions,
+    AuditEntry, AuditQuery, ChainReport, CheckCommit, ListQuery, Page, Store, StoreError,
+    StoreOptions,
 };
-use crate::integration::{self, Actor, AuditRecord, Change, Integration};
-use catalogd_actors::Thresholds;
+use crate::events::{self, EventCause};
+use crate::integration::{self, Actor, Applied, AuditRecord, Change, CheckSummary, Integration};
+use catalogd_actors::{EventKind, Lifecycle, Thresholds};
 
 /// Opens the backend named by the URL scheme and applies its migrations.
 pub async fn open(options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
@@ -141,6 +143,32 @@ static SELECT_AUDIT_BATCH: LazyLock<String> = LazyLock::new(|| {
         *SELECT_AUDIT_COLUMNS
     )
 });
+
+static SELECT_INTEGRATION_BY_ID: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM integrations i WHERE i.integration_id = $1",
+        *SELECT_INTEGRATION_COLUMNS
+    )
+});
+
+static SELECT_MONITORED_PAGE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM integrations i WHERE i.status <> 'draft' AND i.integration_id > $1 \
+         ORDER BY i.integration_id LIMIT $2",
+        *SELECT_INTEGRATION_COLUMNS
+    )
+});
+
+const SELECT_MONITORED_VERSIONS: &str =
+    "SELECT integration_id, version FROM integrations WHERE status <> 'draft'";
+
+/// Takes the integration's next event sequence number. Runs under the row lock, so the
+/// numbers of one integration are gap-free and in commit order.
+const NEXT_EVENT_SEQUENCE: &str = "UPDATE integrations SET event_sequence = event_sequence + 1 \
+     WHERE integration_id = $1 RETURNING event_sequence";
+
+const INSERT_OUTBOX: &str = "INSERT INTO outbox (event_id, tenant_id, integration_id, sequence, \
+     event_type, subject, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 const DELETE_INTEGRATION: &str =
     "DELETE FROM integrations WHERE tenant_id = $1 AND integration_id = $2";
@@ -325,6 +353,79 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            /// Writes the outbox event of a change. `integration` is the row as it is after
+            /// the change, or as it was before a delete (whose row still exists here).
+            async fn append_event(
+                connection: &mut <$db as sqlx::Database>::Connection,
+                kind: EventKind,
+                integration: &Integration,
+                cause: &EventCause,
+                now: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                let sequence: i64 = sqlx::query_scalar(NEXT_EVENT_SEQUENCE)
+                    .bind(integration.integration_id)
+                    .fetch_one(&mut *connection)
+                    .await?;
+                let event = events::build(kind, integration, sequence, cause, now);
+                sqlx::query(INSERT_OUTBOX)
+                    .bind(event.event_id)
+                    .bind(&event.tenant_id)
+                    .bind(event.integration_id)
+                    .bind(event.sequence)
+                    .bind(&event.event_type)
+                    .bind(&event.subject)
+                    .bind(&event.payload)
+                    .bind(event.created_at)
+                    .execute(&mut *connection)
+                    .await?;
+                Ok(())
+            }
+
+            /// Writes what [`integration::apply_change`] or [`integration::apply_check`]
+            /// decided about `current` (whose row the transaction has locked): the new row
+            /// or the deletion, the outbox event, and the audit entry.
+            async fn write_applied(
+                connection: &mut <$db as sqlx::Database>::Connection,
+                current: &Integration,
+                applied: &Applied,
+                now: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                match &applied.after {
+                    Some(next) => {
+                        Self::bind_integration(sqlx::query(&UPDATE_INTEGRATION), next)
+                            .execute(&mut *connection)
+                            .await
+                            .map_err(write_error)?;
+                        // Lifecycle changes leave both alone.
+                        if next.name != current.name || next.tags != current.tags {
+                            sqlx::query(DELETE_TAGS)
+                                .bind(&next.tenant_id)
+                                .bind(next.integration_id)
+                                .execute(&mut *connection)
+                                .await?;
+                            Self::insert_tags(&mut *connection, next).await?;
+                        }
+                        if let Some(kind) = applied.event {
+                            Self::append_event(connection, kind, next, &applied.cause, now).await?;
+                        }
+                    }
+                    // The event is numbered from the row before it goes; the tags go with
+                    // the row (ON DELETE CASCADE).
+                    None => {
+                        if let Some(kind) = applied.event {
+                            Self::append_event(connection, kind, current, &applied.cause, now)
+                                .await?;
+                        }
+                        sqlx::query(DELETE_INTEGRATION)
+                            .bind(&current.tenant_id)
+                            .bind(current.integration_id)
+                            .execute(&mut *connection)
+                            .await?;
+                    }
+                }
+                Self::append_audit(connection, &applied.audit).await
+            }
+
             /// Ends the ordered `select` with `LIMIT limit + 1` and runs it: the extra row
             /// only tells whether another page follows.
             async fn fetch_page<'args, R, T>(
@@ -407,6 +508,19 @@ macro_rules! sql_store {
                     .await
                     .map_err(write_error)?;
                 Self::insert_tags(&mut transaction, &integration).await?;
+                let cause = EventCause {
+                    actor: integration.created_by.clone(),
+                    ..EventCause::default()
+                };
+                let now = integration.created_at;
+                Self::append_event(
+                    &mut transaction,
+                    EventKind::Created,
+                    &integration,
+                    &cause,
+                    now,
+                )
+                .await?;
                 Self::append_audit(&mut transaction, &integration::created(&integration)).await?;
                 transaction.commit().await?;
                 Ok(())
@@ -522,32 +636,7 @@ macro_rules! sql_store {
                     self.default_thresholds,
                     now,
                 )?;
-                match &applied.after {
-                    Some(next) => {
-                        Self::bind_integration(sqlx::query(&UPDATE_INTEGRATION), next)
-                            .execute(&mut *transaction)
-                            .await
-                            .map_err(write_error)?;
-                        // Lifecycle changes (every health check) leave both alone.
-                        if next.name != current.name || next.tags != current.tags {
-                            sqlx::query(DELETE_TAGS)
-                                .bind(&next.tenant_id)
-                                .bind(next.integration_id)
-                                .execute(&mut *transaction)
-                                .await?;
-                            Self::insert_tags(&mut transaction, next).await?;
-                        }
-                    }
-                    // The tags go with the row (ON DELETE CASCADE).
-                    None => {
-                        sqlx::query(DELETE_INTEGRATION)
-                            .bind(&current.tenant_id)
-                            .bind(current.integration_id)
-                            .execute(&mut *transaction)
-                            .await?;
-                    }
-                }
-                Self::append_audit(&mut transaction, &applied.audit).await?;
+                Self::write_applied(&mut transaction, &current, &applied, now).await?;
                 transaction.commit().await?;
                 Ok(applied.after)
             }
@@ -607,6 +696,76 @@ macro_rules! sql_store {
                 }
                 transaction.rollback().await?;
                 Ok(report)
+            }
+
+            async fn monitored_page(
+                &self,
+                after: Option<Uuid>,
+                limit: u32,
+            ) -> Result<Vec<Integration>, StoreError> {
+                let rows: Vec<IntegrationRow> = sqlx::query_as(&SELECT_MONITORED_PAGE)
+                    .bind(after.unwrap_or(Uuid::nil()))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(read_error)?;
+                rows.into_iter()
+                    .map(IntegrationRow::into_integration)
+                    .collect()
+            }
+
+            async fn monitored_versions(&self) -> Result<Vec<(Uuid, i64)>, StoreError> {
+                let rows: Vec<(Uuid, i64)> = sqlx::query_as(SELECT_MONITORED_VERSIONS)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(read_error)?;
+                Ok(rows)
+            }
+
+            async fn load(&self, id: Uuid) -> Result<Option<Integration>, StoreError> {
+                let row: Option<IntegrationRow> = sqlx::query_as(&SELECT_INTEGRATION_BY_ID)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(read_error)?;
+                row.map(IntegrationRow::into_integration).transpose()
+            }
+
+            async fn commit_check(
+                &self,
+                id: Uuid,
+                expected_version: i64,
+                lifecycle: Lifecycle,
+                event: Option<EventKind>,
+                check: CheckSummary,
+                now: DateTime<Utc>,
+            ) -> Result<CheckCommit, StoreError> {
+                let now = rows::stored_precision(now);
+                let check = CheckSummary {
+                    started_at: rows::stored_precision(check.started_at),
+                    ..check
+                };
+                let mut transaction = self.pool.begin_with(Self::DIALECT.begin_write).await?;
+                let row: Option<IntegrationRow> =
+                    sqlx::query_as(&Self::DIALECT.locked(&SELECT_INTEGRATION_BY_ID))
+                        .bind(id)
+                        .fetch_optional(&mut *transaction)
+                        .await
+                        .map_err(read_error)?;
+                let current = row.map(IntegrationRow::into_integration).transpose()?;
+                let current = match current {
+                    Some(current) if current.version == expected_version => current,
+                    other => {
+                        transaction.rollback().await?;
+                        return Ok(CheckCommit::Stale(other));
+                    }
+                };
+                let applied = integration::apply_check(&current, lifecycle, event, check, now);
+                Self::write_applied(&mut transaction, &current, &applied, now).await?;
+                transaction.commit().await?;
+                Ok(CheckCommit::Committed(
+                    applied.after.expect("a check never deletes"),
+                ))
             }
         }
     };

@@ -35,18 +35,34 @@ async fn every_change_is_audited(backend: Backend) {
     let mut body = integration("audited-renamed");
     body["version"] = json!(1);
     let bob = app.token("acme", "bob", &["integrations.admin"]);
-    let response = app.request(Method::PUT, &path, Some(&bob)).json(&body).send().await.unwrap();
+    let response = app
+        .request(Method::PUT, &path, Some(&bob))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    let response = app.request(Method::DELETE, &path, Some(&alice)).send().await.unwrap();
+    let response = app
+        .request(Method::DELETE, &path, Some(&alice))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 204);
     // Another integration and another tenant, which must not show up in the filter below.
     app.create_ok(&alice, &integration("other")).await;
-    app.create_ok(&app.admin("globex"), &integration("audited")).await;
+    app.create_ok(&app.admin("globex"), &integration("audited"))
+        .await;
 
     let entries = audit_entries(&app, "acme", &format!("&integrationId={id}")).await;
     let summary: Vec<(&str, &str, &str)> = entries
         .iter()
-        .map(|e| (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap(), e["tenantId"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["actor"].as_str().unwrap(),
+                e["tenantId"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
@@ -71,7 +87,10 @@ async fn every_change_is_audited(backend: Backend) {
     assert_eq!(all.len(), 4);
     for pair in all.windows(2) {
         assert_eq!(pair[1]["prevHash"], pair[0]["hash"]);
-        assert_eq!(pair[1]["sequence"].as_i64().unwrap(), pair[0]["sequence"].as_i64().unwrap() + 1);
+        assert_eq!(
+            pair[1]["sequence"].as_i64().unwrap(),
+            pair[0]["sequence"].as_i64().unwrap() + 1
+        );
     }
     // Readers may not see the audit trail.
     let response = app.get(&app.reader("acme"), "/api/v1/audit").await;
@@ -84,7 +103,10 @@ fn verify(app: &TestApp) -> (i32, String) {
         .args(["audit", "verify"])
         .current_dir(app.dir.path())
         .env("CATALOGD__DATABASE__URL", &app.database_url)
-        .env("CATALOGD__AUTH__GENERATED_KEY_FILE", app.dir.path().join("cli.key"))
+        .env(
+            "CATALOGD__AUTH__GENERATED_KEY_FILE",
+            app.dir.path().join("cli.key"),
+        )
         .output()
         .unwrap();
     let text = format!(
@@ -100,7 +122,9 @@ fn verify(app: &TestApp) -> (i32, String) {
 async fn tamper(app: &TestApp, backend: Backend, statements: &[&str]) {
     match backend {
         Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&app.database_url).await.unwrap();
+            let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
+                .await
+                .unwrap();
             let triggers: Vec<(String,)> = sqlx::query_as(
                 "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'",
             )
@@ -109,15 +133,23 @@ async fn tamper(app: &TestApp, backend: Backend, statements: &[&str]) {
             .unwrap();
             assert!(!triggers.is_empty(), "audit_log has append-only triggers");
             for (name,) in triggers {
-                sqlx::query(&format!("DROP TRIGGER \"{name}\"")).execute(&mut conn).await.unwrap();
+                sqlx::query(&format!("DROP TRIGGER \"{name}\""))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
             }
             for sql in statements {
                 sqlx::query(sql).execute(&mut conn).await.unwrap();
             }
         }
         Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
-            sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER USER").execute(&mut conn).await.unwrap();
+            let mut conn = sqlx::PgConnection::connect(&app.database_url)
+                .await
+                .unwrap();
+            sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER USER")
+                .execute(&mut conn)
+                .await
+                .unwrap();
             for sql in statements {
                 sqlx::query(sql).execute(&mut conn).await.unwrap();
             }
@@ -134,15 +166,30 @@ async fn app_with_history(backend: Backend) -> TestApp {
     app.create_ok(&app.admin("globex"), &integration("g")).await;
     let (code, text) = verify(&app);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("intact: 5 entries across 2 tenants"), "{text}");
+    assert!(
+        text.contains("intact: 5 entries across 2 tenants"),
+        "{text}"
+    );
     app
 }
 
 async fn verify_detects_tampering(backend: Backend) {
     let cases: &[(&str, &[&str], &str)] = &[
-        ("edit", &["UPDATE audit_log SET actor = 'mallory' WHERE tenant_id = 'acme' AND sequence = 2"], "entry #2"),
-        ("delete a middle entry", &["DELETE FROM audit_log WHERE tenant_id = 'acme' AND sequence = 2"], "entry #3"),
-        ("delete the last entry", &["DELETE FROM audit_log WHERE tenant_id = 'acme' AND sequence = 4"], "entry #4"),
+        (
+            "edit",
+            &["UPDATE audit_log SET actor = 'mallory' WHERE tenant_id = 'acme' AND sequence = 2"],
+            "entry #2",
+        ),
+        (
+            "delete a middle entry",
+            &["DELETE FROM audit_log WHERE tenant_id = 'acme' AND sequence = 2"],
+            "entry #3",
+        ),
+        (
+            "delete the last entry",
+            &["DELETE FROM audit_log WHERE tenant_id = 'acme' AND sequence = 4"],
+            "entry #4",
+        ),
         (
             "reorder",
             &[
@@ -158,7 +205,10 @@ async fn verify_detects_tampering(backend: Backend) {
         tamper(&app, backend, statements).await;
         let (code, text) = verify(&app);
         assert_eq!(code, 2, "{what}: {text}");
-        assert!(text.contains("BROKEN") && text.contains("\"acme\"") && text.contains(names), "{what}: {text}");
+        assert!(
+            text.contains("BROKEN") && text.contains("\"acme\"") && text.contains(names),
+            "{what}: {text}"
+        );
         // The untouched tenant still verifies on its own.
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_catalogd"))
             .args(["audit", "verify", "--tenant", "globex"])
@@ -166,7 +216,11 @@ async fn verify_detects_tampering(backend: Backend) {
             .env("CATALOGD__DATABASE__URL", &app.database_url)
             .output()
             .unwrap();
-        assert!(output.status.success(), "{what}: {}", String::from_utf8_lossy(&output.stdout));
+        assert!(
+            output.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
     }
 }
 
@@ -179,22 +233,35 @@ async fn audit_log_refuses_changes(backend: Backend) {
     for sql in statements {
         let result = match backend {
             Backend::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&app.database_url).await.unwrap();
+                let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
+                    .await
+                    .unwrap();
                 sqlx::query(sql).execute(&mut conn).await.map(|_| ())
             }
             Backend::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
+                let mut conn = sqlx::PgConnection::connect(&app.database_url)
+                    .await
+                    .unwrap();
                 sqlx::query(sql).execute(&mut conn).await.map(|_| ())
             }
         };
         assert!(result.is_err(), "{sql} was allowed");
     }
     if backend == Backend::Postgres {
-        let mut conn = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
-        assert!(sqlx::query("TRUNCATE audit_log").execute(&mut conn).await.is_err());
+        let mut conn = sqlx::PgConnection::connect(&app.database_url)
+            .await
+            .unwrap();
+        assert!(sqlx::query("TRUNCATE audit_log")
+            .execute(&mut conn)
+            .await
+            .is_err());
     }
     let (code, text) = verify(&app);
     assert_eq!(code, 0, "{text}");
 }
 
-crate::both_backends!(every_change_is_audited, verify_detects_tampering, audit_log_refuses_changes);
+crate::both_backends!(
+    every_change_is_audited,
+    verify_detects_tampering,
+    audit_log_refuses_changes
+);

@@ -38,7 +38,11 @@ impl Drop for Daemon {
 
 impl Daemon {
     fn start(mut command: Command) -> Daemon {
-        let mut child = command.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        let mut child = command
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -48,9 +52,19 @@ impl Daemon {
                 }
             }
         });
-        let mut daemon = Daemon { child, address: String::new(), log: rx };
+        let mut daemon = Daemon {
+            child,
+            address: String::new(),
+            log: rx,
+        };
         let line = daemon.wait_for_log("REST API listening");
-        let addr = line.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
+        let addr = line
+            .split("addr=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
         daemon.address = format!("http://{addr}");
         daemon
     }
@@ -65,7 +79,9 @@ impl Daemon {
                 Ok(line) => seen.push(line),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Ok(Some(status)) = self.child.try_wait() {
-                        panic!("catalogd exited with {status} before logging {needle:?}: {seen:#?}");
+                        panic!(
+                            "catalogd exited with {status} before logging {needle:?}: {seen:#?}"
+                        );
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -76,7 +92,11 @@ impl Daemon {
 
     fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -89,8 +109,24 @@ impl Daemon {
 }
 
 fn mint(dir: &Path, extra: &[&str]) -> String {
-    let output = catalogd(dir).args(["token", "--tenant", "acme", "--scope", "integrations.admin", "--subject", "ops"]).args(extra).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = catalogd(dir)
+        .args([
+            "token",
+            "--tenant",
+            "acme",
+            "--scope",
+            "integrations.admin",
+            "--subject",
+            "ops",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
@@ -100,7 +136,8 @@ async fn quick_start(backend: Backend) {
     // No configuration at all besides the port and database: the key is generated.
     let mut daemon = Daemon::start({
         let mut c = catalogd(dir.path());
-        c.env("CATALOGD__HTTP__LISTEN", "127.0.0.1:0").env("CATALOGD__DATABASE__URL", &url);
+        c.env("CATALOGD__HTTP__LISTEN", "127.0.0.1:0")
+            .env("CATALOGD__DATABASE__URL", &url);
         c
     });
     let key = dir.path().join("data/jwt-hs256.key");
@@ -135,7 +172,11 @@ async fn config_flag_works_with_every_subcommand(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let url = database_url(backend, dir.path()).await;
     let config = dir.path().join("custom.toml");
-    std::fs::write(dir.path().join("secret.key"), "a-test-key-with-enough-entropy-0123456789").unwrap();
+    std::fs::write(
+        dir.path().join("secret.key"),
+        "a-test-key-with-enough-entropy-0123456789",
+    )
+    .unwrap();
     std::fs::write(
         &config,
         format!(
@@ -146,9 +187,16 @@ async fn config_flag_works_with_every_subcommand(backend: Backend) {
     .unwrap();
     let config = config.to_str().unwrap();
 
-    for args in [vec!["--config", config, "migrate"], vec!["migrate", "--config", config]] {
+    for args in [
+        vec!["--config", config, "migrate"],
+        vec!["migrate", "--config", config],
+    ] {
         let output = catalogd(dir.path()).args(&args).output().unwrap();
-        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let before = mint(dir.path(), &["--config", config]);
     let mut daemon = Daemon::start({
@@ -162,11 +210,21 @@ async fn config_flag_works_with_every_subcommand(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200, "a token minted with --config is accepted");
-    assert!(!dir.path().join("data/jwt-hs256.key").exists(), "no key generated when one is configured");
+    assert_eq!(
+        response.status(),
+        200,
+        "a token minted with --config is accepted"
+    );
+    assert!(
+        !dir.path().join("data/jwt-hs256.key").exists(),
+        "no key generated when one is configured"
+    );
     assert!(daemon.terminate().success());
 
-    let output = catalogd(dir.path()).args(["audit", "verify", "--config", config]).output().unwrap();
+    let output = catalogd(dir.path())
+        .args(["audit", "verify", "--config", config])
+        .output()
+        .unwrap();
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("intact"));
 }
@@ -176,23 +234,42 @@ fn unknown_configuration_keys_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "[database]\nurll = \"sqlite://x\"\n").unwrap();
-    let output = catalogd(dir.path()).args(["migrate", "--config", config.to_str().unwrap()]).output().unwrap();
+    let output = catalogd(dir.path())
+        .args(["migrate", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("urll"));
 
-    let output = catalogd(dir.path()).arg("migrate").env("CATALOGD__MONITOR__INTERVALL", "5s").output().unwrap();
+    let output = catalogd(dir.path())
+        .arg("migrate")
+        .env("CATALOGD__MONITOR__INTERVALL", "5s")
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("intervall"));
 
-    let output = catalogd(dir.path()).args(["serve", "--config", "/nonexistent.toml"]).output().unwrap();
+    let output = catalogd(dir.path())
+        .args(["serve", "--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
 }
 
 #[test]
 fn serve_help_explains_the_configuration() {
-    let output = catalogd(Path::new(".")).args(["serve", "--help"]).output().unwrap();
+    let output = catalogd(Path::new("."))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
     let help = String::from_utf8(output.stdout).unwrap();
-    for needle in ["CATALOGD__SECTION__KEY", "--config", "[database]", "jwt_secret_file", "degraded_after"] {
+    for needle in [
+        "CATALOGD__SECTION__KEY",
+        "--config",
+        "[database]",
+        "jwt_secret_file",
+        "degraded_after",
+    ] {
         assert!(help.contains(needle), "serve --help mentions {needle}");
     }
 }

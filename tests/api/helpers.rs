@@ -87,7 +87,9 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_with_config(config: Config, dir: tempfile::TempDir) -> TestApp {
-    let app = Application::build(&config).await.expect("application builds");
+    let app = Application::build(&config)
+        .await
+        .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let auth = app.state().auth.clone();
     let (tx, rx) = oneshot::channel();
@@ -111,7 +113,13 @@ impl TestApp {
     pub fn token(&self, tenant: &str, subject: &str, scopes: &[&str]) -> String {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         self.auth
-            .mint(tenant, subject, &scopes, Duration::from_secs(3600), chrono::Utc::now())
+            .mint(
+                tenant,
+                subject,
+                &scopes,
+                Duration::from_secs(3600),
+                chrono::Utc::now(),
+            )
             .unwrap()
     }
 
@@ -220,5 +228,9 @@ pub async fn problem(response: reqwest::Response) -> (u16, String, Value) {
         "status {status}: content-type {content_type:?}, body {body}"
     );
     assert_eq!(body["status"], status, "{body}");
-    (status, body["code"].as_str().unwrap_or_default().to_owned(), body)
+    (
+        status,
+        body["code"].as_str().unwrap_or_default().to_owned(),
+        body,
+    )
 }

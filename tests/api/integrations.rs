@@ -57,7 +57,12 @@ async fn create_returns_the_resource_with_location(backend: Backend) {
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let created: Value = response.json().await.unwrap();
 
-    let mut keys: Vec<&str> = created.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = created
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort();
     let mut expected = RESOURCE_FIELDS.to_vec();
     expected.sort();
@@ -86,23 +91,39 @@ async fn create_returns_the_resource_with_location(backend: Backend) {
 
 async fn names_are_unique_per_tenant_only(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.create_ok(&app.admin("acme"), &integration("shared-name")).await;
-    let (status, code, _) = problem(app.create(&app.admin("acme"), &integration("shared-name")).await).await;
+    app.create_ok(&app.admin("acme"), &integration("shared-name"))
+        .await;
+    let (status, code, _) = problem(
+        app.create(&app.admin("acme"), &integration("shared-name"))
+            .await,
+    )
+    .await;
     assert_eq!((status, code.as_str()), (409, "name_taken"));
     // Another tenant may use the same name, and learns nothing about the first tenant.
-    app.create_ok(&app.admin("globex"), &integration("shared-name")).await;
+    app.create_ok(&app.admin("globex"), &integration("shared-name"))
+        .await;
 }
 
 async fn update_checks_the_version(backend: Backend) {
     let app = spawn_app(backend).await;
     let admin = app.token("acme", "bob", &["integrations.admin"]);
-    let created = app.create_ok(&app.admin("acme"), &full_body("gitlab")).await;
-    let path = format!("/api/v1/integrations/{}", created["integrationId"].as_str().unwrap());
+    let created = app
+        .create_ok(&app.admin("acme"), &full_body("gitlab"))
+        .await;
+    let path = format!(
+        "/api/v1/integrations/{}",
+        created["integrationId"].as_str().unwrap()
+    );
 
     let mut body = full_body("gitlab-renamed");
     body["description"] = json!("moved");
     // No version anywhere: 428.
-    let response = app.request(reqwest::Method::PUT, &path, Some(&admin)).json(&body).send().await.unwrap();
+    let response = app
+        .request(reqwest::Method::PUT, &path, Some(&admin))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(response).await.1, "version_required");
 
     // If-Match with the current version.
@@ -124,12 +145,15 @@ async fn update_checks_the_version(backend: Backend) {
 
     // A stale version, in the header or in the body: 409, and nothing changes.
     for request in [
-        app.request(reqwest::Method::PUT, &path, Some(&admin)).header("If-Match", "\"1\"").json(&body),
-        app.request(reqwest::Method::PUT, &path, Some(&admin)).json(&{
-            let mut b = body.clone();
-            b["version"] = json!(1);
-            b
-        }),
+        app.request(reqwest::Method::PUT, &path, Some(&admin))
+            .header("If-Match", "\"1\"")
+            .json(&body),
+        app.request(reqwest::Method::PUT, &path, Some(&admin))
+            .json(&{
+                let mut b = body.clone();
+                b["version"] = json!(1);
+                b
+            }),
     ] {
         let (status, code, _) = problem(request.send().await.unwrap()).await;
         assert_eq!((status, code.as_str()), (409, "version_mismatch"));
@@ -141,18 +165,33 @@ async fn update_checks_the_version(backend: Backend) {
     let mut round_trip = current.clone();
     round_trip["description"] = json!("round trip");
     round_trip["status"] = json!("active");
-    let response = app.request(reqwest::Method::PUT, &path, Some(&admin)).json(&round_trip).send().await.unwrap();
+    let response = app
+        .request(reqwest::Method::PUT, &path, Some(&admin))
+        .json(&round_trip)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let updated: Value = response.json().await.unwrap();
     assert_eq!(updated["description"], "round trip");
-    assert_eq!(updated["status"], "draft", "status is not settable through PUT");
+    assert_eq!(
+        updated["status"], "draft",
+        "status is not settable through PUT"
+    );
     assert_eq!(updated["version"], 3);
 
     // Renaming onto another integration's name: 409 name_taken.
     app.create_ok(&admin, &integration("taken")).await;
     let mut clash = updated.clone();
     clash["name"] = json!("taken");
-    let (status, code, _) = problem(app.request(reqwest::Method::PUT, &path, Some(&admin)).json(&clash).send().await.unwrap()).await;
+    let (status, code, _) = problem(
+        app.request(reqwest::Method::PUT, &path, Some(&admin))
+            .json(&clash)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, code.as_str()), (409, "name_taken"));
 }
 
@@ -160,16 +199,32 @@ async fn delete_removes_it(backend: Backend) {
     let app = spawn_app(backend).await;
     let admin = app.admin("acme");
     let created = app.create_ok(&admin, &integration("to-delete")).await;
-    let path = format!("/api/v1/integrations/{}", created["integrationId"].as_str().unwrap());
+    let path = format!(
+        "/api/v1/integrations/{}",
+        created["integrationId"].as_str().unwrap()
+    );
 
-    let stale = app.request(reqwest::Method::DELETE, &path, Some(&admin)).header("If-Match", "\"7\"").send().await.unwrap();
+    let stale = app
+        .request(reqwest::Method::DELETE, &path, Some(&admin))
+        .header("If-Match", "\"7\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(stale).await.1, "version_mismatch");
 
-    let response = app.request(reqwest::Method::DELETE, &path, Some(&admin)).send().await.unwrap();
+    let response = app
+        .request(reqwest::Method::DELETE, &path, Some(&admin))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 204);
     let (status, code, _) = problem(app.get(&admin, &path).await).await;
     assert_eq!((status, code.as_str()), (404, "not_found"));
-    let again = app.request(reqwest::Method::DELETE, &path, Some(&admin)).send().await.unwrap();
+    let again = app
+        .request(reqwest::Method::DELETE, &path, Some(&admin))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(problem(again).await.1, "not_found");
     // The name is free again.
     app.create_ok(&admin, &integration("to-delete")).await;
@@ -189,7 +244,10 @@ async fn list_filters(backend: Backend) {
     }
     let reader = app.reader("acme");
     let names = |items: Vec<Value>| -> Vec<String> {
-        items.iter().map(|i| i["name"].as_str().unwrap().to_owned()).collect()
+        items
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_owned())
+            .collect()
     };
     let cases: &[(&str, &[&str])] = &[
         ("", &["a-harbor", "ab-memory", "b-gitlab", "c-jenkins"]),
@@ -200,7 +258,10 @@ async fn list_filters(backend: Backend) {
         ("&tag=x&environment=dev", &["b-gitlab"]),
         ("&q=a", &["a-harbor", "ab-memory"]),
         ("&q=ab", &["ab-memory"]),
-        ("&status=draft", &["a-harbor", "ab-memory", "b-gitlab", "c-jenkins"]),
+        (
+            "&status=draft",
+            &["a-harbor", "ab-memory", "b-gitlab", "c-jenkins"],
+        ),
         ("&status=active", &[]),
         ("&q=zzz", &[]),
     ];
@@ -211,7 +272,12 @@ async fn list_filters(backend: Backend) {
         }
     }
     // The default page answers with the envelope of DESIGN §5.
-    let page: Value = app.get(&reader, "/api/v1/integrations/").await.json().await.unwrap();
+    let page: Value = app
+        .get(&reader, "/api/v1/integrations/")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 4);
     assert_eq!(page["nextCursor"], Value::Null);
 }

@@ -81,7 +81,10 @@ async fn tenant_isolation_matrix(backend: Backend) {
     // A distinctive integration per tenant, whose id and name must never leak.
     let mut secrets = Vec::new();
     for tenant in tenants {
-        let body = integration(&format!("{tenant}-private-{}", uuid::Uuid::new_v4().simple()));
+        let body = integration(&format!(
+            "{tenant}-private-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         let created = app.create_ok(&app.admin(tenant), &body).await;
         secrets.push(created);
     }
@@ -95,7 +98,13 @@ async fn tenant_isolation_matrix(backend: Backend) {
         Endpoint::Audit,
         Endpoint::AuditByIntegration,
     ];
-    let creds = [Cred::Read, Cred::Admin, Cred::NoToken, Cred::BadToken, Cred::Expired];
+    let creds = [
+        Cred::Read,
+        Cred::Admin,
+        Cred::NoToken,
+        Cred::BadToken,
+        Cred::Expired,
+    ];
     let mut checked = 0;
     for (me, tenant) in tenants.iter().enumerate() {
         let foreign = &secrets[1 - me];
@@ -105,7 +114,8 @@ async fn tenant_isolation_matrix(backend: Backend) {
             for cred in creds {
                 for target in [Target::Own, Target::Foreign] {
                     let want = expected(endpoint, cred, target);
-                    let (status, body) = call(&app, tenant, endpoint, cred, target, &foreign_id).await;
+                    let (status, body) =
+                        call(&app, tenant, endpoint, cred, target, &foreign_id).await;
                     assert_eq!(
                         status, want,
                         "{tenant} {endpoint:?} {cred:?} {target:?}: {body}"
@@ -115,15 +125,26 @@ async fn tenant_isolation_matrix(backend: Backend) {
                         !text.contains(&foreign_id),
                         "{tenant} {endpoint:?} {cred:?} leaked the other tenant's id: {text}"
                     );
-                    assert!(!text.contains(&foreign_name), "{tenant} {endpoint:?} {cred:?} leaked a name: {text}");
+                    assert!(
+                        !text.contains(&foreign_name),
+                        "{tenant} {endpoint:?} {cred:?} leaked a name: {text}"
+                    );
                     let other_tenant = tenants[1 - me];
-                    assert!(!text.contains(&format!("\"{other_tenant}")), "{tenant} {endpoint:?} {cred:?} leaked the tenant: {text}");
+                    assert!(
+                        !text.contains(&format!("\"{other_tenant}")),
+                        "{tenant} {endpoint:?} {cred:?} leaked the tenant: {text}"
+                    );
                     checked += 1;
                 }
             }
         }
         // The other tenant's integration is still there, untouched.
-        let response = app.get(&app.admin(tenants[1 - me]), &format!("/api/v1/integrations/{foreign_id}")).await;
+        let response = app
+            .get(
+                &app.admin(tenants[1 - me]),
+                &format!("/api/v1/integrations/{foreign_id}"),
+            )
+            .await;
         assert_eq!(response.status(), 200);
         let now: Value = response.json().await.unwrap();
         assert_eq!(now["version"], foreign["version"]);
@@ -145,7 +166,10 @@ async fn call(
         Target::Foreign => foreign_id.to_owned(),
         Target::Own => {
             let body = integration(&format!("own-{}", uuid::Uuid::new_v4().simple()));
-            app.create_ok(&admin, &body).await["integrationId"].as_str().unwrap().to_owned()
+            app.create_ok(&admin, &body).await["integrationId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
         }
     };
     let token = match cred {
@@ -157,15 +181,23 @@ async fn call(
     };
     let item = format!("/api/v1/integrations/{target_id}");
     let request = match endpoint {
-        Endpoint::List => app.request(Method::GET, "/api/v1/integrations?limit=500", token.as_deref()),
+        Endpoint::List => app.request(
+            Method::GET,
+            "/api/v1/integrations?limit=500",
+            token.as_deref(),
+        ),
         Endpoint::Get => app.request(Method::GET, &item, token.as_deref()),
         Endpoint::Create => app
             .request(Method::POST, "/api/v1/integrations", token.as_deref())
-            .json(&integration(&format!("new-{}", uuid::Uuid::new_v4().simple()))),
+            .json(&integration(&format!(
+                "new-{}",
+                uuid::Uuid::new_v4().simple()
+            ))),
         Endpoint::Put => {
             let mut body = integration(&format!("renamed-{}", uuid::Uuid::new_v4().simple()));
             body["version"] = 1.into();
-            app.request(Method::PUT, &item, token.as_deref()).json(&body)
+            app.request(Method::PUT, &item, token.as_deref())
+                .json(&body)
         }
         Endpoint::Delete => app.request(Method::DELETE, &item, token.as_deref()),
         Endpoint::Audit => app.request(Method::GET, "/api/v1/audit?limit=500", token.as_deref()),
@@ -178,10 +210,20 @@ async fn call(
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     if status == 401 {
-        assert_eq!(response.headers().get("www-authenticate").map(|v| v.to_str().unwrap().starts_with("Bearer")), Some(true));
+        assert_eq!(
+            response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().starts_with("Bearer")),
+            Some(true)
+        );
     }
     let text = response.text().await.unwrap();
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() };
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    };
     if status >= 400 {
         assert!(body["code"].is_string(), "{body}");
     }

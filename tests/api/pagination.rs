@@ -15,7 +15,9 @@ async fn pages_return_each_integration_once_under_concurrent_inserts(backend: Ba
     let app = Arc::new(spawn_app(backend).await);
     let admin = app.admin("acme");
     // Names in an order unrelated to creation order, so the index does the sorting.
-    let names: Vec<String> = (0..1000).map(|i| format!("int-{:04}", (i * 7919) % 1000)).collect();
+    let names: Vec<String> = (0..1000)
+        .map(|i| format!("int-{:04}", (i * 7919) % 1000))
+        .collect();
     futures::stream::iter(names.iter())
         .for_each_concurrent(8, |name| {
             let (app, admin) = (app.clone(), admin.clone());
@@ -50,7 +52,12 @@ async fn pages_return_each_integration_once_under_concurrent_inserts(backend: Ba
 
     let keys: Vec<(String, String)> = walked
         .iter()
-        .map(|i: &Value| (i["name"].as_str().unwrap().to_owned(), i["integrationId"].as_str().unwrap().to_owned()))
+        .map(|i: &Value| {
+            (
+                i["name"].as_str().unwrap().to_owned(),
+                i["integrationId"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let mut sorted = keys.clone();
     sorted.sort();

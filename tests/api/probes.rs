@@ -17,7 +17,12 @@ async fn healthz_and_readyz(backend: Backend) {
 
 async fn openapi_lists_every_route(backend: Backend) {
     let app = spawn_app(backend).await;
-    let response = app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let doc: Value = response.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
@@ -30,12 +35,16 @@ async fn openapi_lists_every_route(backend: Backend) {
         ("/readyz", &["get"][..]),
     ];
     for (path, methods) in expect {
-        let item = paths.get(path).unwrap_or_else(|| panic!("{path} missing from {:?}", paths.keys()));
+        let item = paths
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} missing from {:?}", paths.keys()));
         for method in methods {
             assert!(item.get(*method).is_some(), "{method} {path}");
         }
     }
-    assert!(doc["components"]["securitySchemes"].as_object().is_some_and(|s| !s.is_empty()));
+    assert!(doc["components"]["securitySchemes"]
+        .as_object()
+        .is_some_and(|s| !s.is_empty()));
 }
 
 crate::both_backends!(healthz_and_readyz, openapi_lists_every_route);
