@@ -5,6 +5,7 @@
 //! - [`cli`]: the `catalogd` command line (serve, migrate, token, audit verify).
 //! - [`config`]: layered configuration (defaults, TOML file, `CATALOGD__*` env overrides).
 //! - [`startup`]: builds the application from a configuration and runs it until shutdown.
+//! - [`engine`]: how API changes reach the monitor actors.
 //! - [`events`]: lifecycle events as CloudEvents, written to the outbox at commit time.
 //! - [`integration`]: the integration resource and the pure rules for changing it.
 //! - [`validation`]: checks a user-supplied spec before it reaches the store.
@@ -17,6 +18,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod events;
 pub mod http;
 pub mod integration;

@@ -63,6 +63,7 @@ impl Application {
             default_interval_seconds: config.monitor.interval.as_secs().max(1) as u32,
             body_limit_bytes: config.http.body_limit_bytes,
             request_timeout: config.http.request_timeout,
+            engine: Arc::new(crate::engine::Detached),
         };
         Ok(Application { listener, state })
     }

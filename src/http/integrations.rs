@@ -147,12 +147,12 @@ impl UpdateRequest {
 }
 
 /// The resource with its version as a strong `ETag`.
-fn resource(integration: Integration) -> Response {
+pub(super) fn resource(integration: Integration) -> Response {
     let etag = format!("\"{}\"", integration.version);
     ([(header::ETAG, etag)], Json(integration)).into_response()
 }
 
-fn actor(principal: &Principal) -> Actor {
+pub(super) fn actor(principal: &Principal) -> Actor {
     Actor {
         tenant_id: principal.tenant_id.clone(),
         subject: principal.subject.clone(),
@@ -272,6 +272,7 @@ pub async fn create(
         state.clock.now(),
     );
     state.store.create(&integration).await?;
+    state.engine.changed(integration.integration_id, false);
     let location = format!("{COLLECTION_PATH}/{}", integration.integration_id);
     Ok((
         StatusCode::CREATED,
@@ -334,7 +335,10 @@ pub async fn replace(
         .change(&actor(&principal), id, change, now)
         .await?
     {
-        Some(integration) => Ok(resource(integration)),
+        Some(integration) => {
+            state.engine.changed(id, false);
+            Ok(resource(integration))
+        }
         None => {
             tracing::error!(%id, "store returned no row for an update");
             Err(ApiError::Internal)
@@ -372,6 +376,7 @@ pub async fn remove(
         .store
         .change(&actor(&principal), id, change, now)
         .await?;
+    state.engine.deleted(id);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,6 +1,7 @@
 //! The REST API: one module per resource, each owning its router, merged here.
 //!
 //! - [`integrations`]: the integration collection and items.
+//! - [`lifecycle`]: submit, pause, resume and activate.
 //! - [`audit`]: the tenant's audit trail.
 //! - [`probes`]: `/healthz` and `/readyz`.
 //! - [`openapi`]: the generated OpenAPI document.
@@ -24,6 +25,7 @@ use tower_http::LatencyUnit;
 use tracing::Level;
 
 use crate::auth::Authenticator;
+use crate::engine::EngineControl;
 use crate::providers::ProviderRegistry;
 use crate::store::Store;
 use crate::validation::SpecRules;
@@ -33,6 +35,7 @@ mod cursor;
 pub mod error;
 mod extract;
 mod integrations;
+mod lifecycle;
 pub mod openapi;
 mod probes;
 #[cfg(test)]
@@ -52,6 +55,8 @@ pub struct AppState {
     pub default_interval_seconds: u32,
     pub body_limit_bytes: usize,
     pub request_timeout: std::time::Duration,
+    /// Told about every committed change, so the owning monitor actor follows it.
+    pub engine: Arc<dyn EngineControl>,
 }
 
 impl AppState {
@@ -83,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         );
     Router::new()
         .merge(integrations::router())
+        .merge(lifecycle::router())
         .merge(audit::router())
         .merge(probes::router())
         .merge(openapi::router())

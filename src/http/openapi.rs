@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, ProblemField};
-use super::{audit, integrations, probes, AppState};
+use super::{audit, integrations, lifecycle, probes, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,10 @@ use super::{audit, integrations, probes, AppState};
         integrations::create,
         integrations::replace,
         integrations::remove,
+        lifecycle::submit,
+        lifecycle::pause,
+        lifecycle::resume,
+        lifecycle::activate,
         audit::list,
         probes::healthz,
         probes::readyz,
@@ -34,6 +38,7 @@ use super::{audit, integrations, probes, AppState};
     modifiers(&BearerScheme),
     tags(
         (name = "integrations", description = "The integration catalog"),
+        (name = "lifecycle", description = "Submit, pause, resume and activate"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "probes", description = "Liveness and readiness of the daemon"),
         (name = "meta", description = "This document"),

@@ -227,6 +227,7 @@ impl TestApp {
             default_interval_seconds: 60,
             body_limit_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(5),
+            engine: Arc::new(crate::engine::Detached),
         };
         configure(&mut state);
         TestApp {

@@ -10,6 +10,7 @@ mod audit;
 mod cli;
 mod integrations;
 mod isolation;
+mod lifecycle;
 mod pagination;
 mod probes;
 mod validation;
