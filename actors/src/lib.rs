@@ -1,19 +1,41 @@
 //! `catalogd-actors`: catalogd's engine, with no SQL, HTTP or NATS dependency.
 //!
+//! One supervised actor per monitored integration watches its health and moves it through
+//! its lifecycle. The engine reaches storage and the network only through the traits in
+//! [`ports`], which the `catalogd` crate implements; tests implement them in memory
+//! ([`testing`]).
+//!
 //! Layout:
 //! - [`lifecycle`]: the pure state machine of DESIGN §4, `(state, input) → (state, effects)`.
-//!
-//! The supervisor and the per-integration monitor actors arrive with the engine issue; they
-//! reach storage, connectors and the event bus only through traits that the `catalogd`
-//! crate implements.
+//! - [`schedule`]: the pure schedule math — phase offsets derived from the integration id,
+//!   drift-free next due times, the failed-integration and restart backoffs.
+//! - [`ports`]: the traits the engine talks through (`Ledger`, `Probe`) and the values that
+//!   cross them (`MonitorSpec`, `CheckReport`, `Commit`).
+//! - [`clock`]: the injected wall clock.
+//! - `monitor` (private): one actor per integration. It owns that integration's health
+//!   state, runs each check in its own task under a timeout and hears back by message, so
+//!   its mailbox never waits on a target.
+//! - `supervisor` (private): keeps one monitor per monitored integration, following change
+//!   notifications, reconciling with the store, restarting crashed actors with backoff.
+//! - [`engine`]: [`Engine`], the handle the daemon holds — the API boundary of this crate.
+//! - [`stats`]: lock-free counters for the daemon's metrics.
+//! - [`testing`]: in-memory `Ledger` and `Probe` for tests and examples.
 
+pub mod clock;
+pub mod engine;
 pub mod lifecycle;
+mod monitor;
+pub mod ports;
+pub mod schedule;
+pub mod stats;
+mod supervisor;
+pub mod testing;
 
+pub use clock::{Clock, SystemClock};
+pub use engine::{Engine, EngineError, EngineOptions};
 pub use lifecycle::{
     apply, create, CheckOutcome, EventKind, FailureClass, Input, InvalidTransition, Lifecycle,
     Status, Thresholds, Transition,
 };
-pub mod clock;
-pub mod ports;
-
-pub use clock::{Clock, SystemClock};
+pub use ports::{CheckReport, Commit, Ledger, MonitorSpec, PortError, Probe};
+pub use stats::EngineStats;

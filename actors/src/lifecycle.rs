@@ -445,7 +445,9 @@ mod tests {
         use Input as I;
         use Status::*;
         let ok = Some;
-        let rows: &[(Status, Input, Option<(Status, EventKind)>)] = &[
+        // (from, input, Some((to, event)) or None for a refused input)
+        type Row = (Status, Input, Option<(Status, EventKind)>);
+        let rows: &[Row] = &[
             (Draft, I::Submit, ok((PendingVerification, E::Updated))),
             (PendingVerification, I::Submit, None),
             (Active, I::Submit, None),

@@ -1,0 +1,193 @@
+//! The engine's public handle: what the daemon holds to start the supervisor, tell it about
+//! changes, deliver test results, read its counters and stop it.
+//!
+//! **API Boundary:** the daemon talks to the actors only through [`Engine`]; the message
+//! types of the supervisor and the monitors are private to this crate.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef, ActorStatus};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::monitor::MonitorContext;
+use crate::ports::{CheckReport, Ledger, PortError, Probe};
+use crate::stats::EngineStats;
+use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
+
+/// Tuning of the supervisor and the monitors; `monitor.*` in the daemon's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// How often the actor set is compared with the store and drift repaired.
+    pub reconcile_interval: Duration,
+    /// The first delay before re-spawning a crashed actor; it doubles per consecutive crash.
+    pub restart_backoff_base: Duration,
+    /// The cap of the restart delay. An actor that then runs for twice this long without
+    /// crashing starts from the base again.
+    pub restart_backoff_max: Duration,
+    /// Failed integrations back off from their interval up to this cap.
+    pub failed_backoff_max: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            reconcile_interval: Duration::from_secs(60),
+            restart_backoff_base: Duration::from_secs(1),
+            restart_backoff_max: Duration::from_secs(60),
+            failed_backoff_max: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("could not load the monitored integrations: {0}")]
+    Ledger(#[from] PortError),
+    #[error("could not start the supervisor: {0}")]
+    Spawn(String),
+    #[error("the engine is stopped")]
+    Stopped,
+}
+
+/// A handle to the running engine. Cheap to clone; every clone talks to the same supervisor.
+///
+/// Notifications (`changed`, `deleted`, `deliver`) are fire-and-forget: they never wait for
+/// the supervisor, and after `stop` they are dropped.
+pub struct Engine<T> {
+    supervisor: ActorRef<SupervisorMsg>,
+    stats: Arc<EngineStats>,
+    spawned: watch::Receiver<bool>,
+    target: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Engine<T> {
+    fn clone(&self) -> Self {
+        Engine {
+            supervisor: self.supervisor.clone(),
+            stats: self.stats.clone(),
+            spawned: self.spawned.clone(),
+            target: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Engine<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("supervisor", &self.supervisor.get_id())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<T: Send + Sync + 'static> Engine<T> {
+    /// Loads every monitored integration and starts the supervisor.
+    ///
+    /// Returns once the fleet is loaded and the supervisor runs; the actors are then being
+    /// spawned in batches in the background (a million take about 20 s). Use [`spawned`]
+    /// to wait for the whole initial fleet. Fails if the store cannot list the fleet.
+    ///
+    /// [`spawned`]: Engine::spawned
+    pub async fn start(
+        ledger: Arc<dyn Ledger<T>>,
+        probe: Arc<dyn Probe<T>>,
+        clock: Arc<dyn Clock>,
+        options: EngineOptions,
+    ) -> Result<Self, EngineError> {
+        let fleet = ledger.monitored().await?;
+        let stats = Arc::new(EngineStats::default());
+        let context = Arc::new(MonitorContext {
+            ledger,
+            probe,
+            clock,
+            epoch: Instant::now(),
+            failed_backoff_max: options.failed_backoff_max,
+            stats: stats.clone(),
+        });
+        tracing::info!(integrations = fleet.len(), "starting the monitor engine");
+        let (spawned_sender, spawned) = watch::channel(false);
+        let args = SupervisorArgs {
+            fleet,
+            spawned: spawned_sender,
+        };
+        let (supervisor, _) = Supervisor::spawn(None, Supervisor::new(context, options), args)
+            .await
+            .map_err(|error| EngineError::Spawn(error.to_string()))?;
+        Ok(Engine {
+            supervisor,
+            stats,
+            spawned,
+            target: PhantomData,
+        })
+    }
+
+    /// The integration changed in the store (create, update, submit, pause, resume,
+    /// activate). Its actor is started, reconfigured or stopped to match; with `check_now`
+    /// (submit, resume) it checks at once.
+    pub fn changed(&self, id: Uuid, check_now: bool) {
+        self.notify(SupervisorMsg::Changed { id, check_now });
+    }
+
+    /// The integration was deleted: its actor stops.
+    pub fn deleted(&self, id: Uuid) {
+        self.notify(SupervisorMsg::Deleted { id });
+    }
+
+    /// Hands a manual connection test's result to the integration's actor, which applies it
+    /// like one of its own checks, so that only the actor writes health state. Dropped when
+    /// the integration has no running actor (draft, or an actor waiting to be restarted).
+    pub fn deliver(&self, id: Uuid, report: CheckReport) {
+        self.notify(SupervisorMsg::Deliver {
+            id,
+            report: Box::new(report),
+        });
+    }
+
+    /// The number of running monitor actors, as the supervisor sees it (after every message
+    /// sent before this call from this task).
+    pub async fn actor_count(&self) -> Result<usize, EngineError> {
+        match self.supervisor.call(SupervisorMsg::Count, None).await {
+            Ok(CallResult::Success(count)) => Ok(count),
+            _ => Err(EngineError::Stopped),
+        }
+    }
+
+    /// Waits until the initial fleet is spawned.
+    pub async fn spawned(&self) -> Result<(), EngineError> {
+        let mut spawned = self.spawned.clone();
+        spawned
+            .wait_for(|spawned| *spawned)
+            .await
+            .map(|_| ())
+            .map_err(|_| EngineError::Stopped)
+    }
+
+    /// Counters for metrics: restarts, running actors, checks in flight.
+    pub fn stats(&self) -> Arc<EngineStats> {
+        self.stats.clone()
+    }
+
+    /// Whether the supervisor is running (for readiness).
+    pub fn is_running(&self) -> bool {
+        self.supervisor.get_status() == ActorStatus::Running
+    }
+
+    /// Stops every actor, letting each finish its current message, and waits.
+    pub async fn stop(&self) {
+        if let Err(error) = self.supervisor.stop_and_wait(None, None).await {
+            tracing::debug!(%error, "engine already stopped");
+        }
+    }
+
+    fn notify(&self, message: SupervisorMsg) {
+        if self.supervisor.cast(message).is_err() {
+            tracing::debug!("engine stopped; notification dropped");
+        }
+    }
+}

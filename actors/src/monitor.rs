@@ -1,0 +1,473 @@
+//! One monitor actor per integration. It owns that integration's health state (DESIGN §8):
+//! it runs checks on the integration's schedule, feeds each result to the lifecycle state
+//! machine and commits what comes out. Nothing else writes the health state while it lives.
+//!
+//! A check never runs inside a handler: it runs in its own task and reports back with a
+//! [`MonitorMsg::CheckDone`] message, so pause, reconfigure and delete are handled at once even
+//! while a target hangs. Timers are messages too ([`MonitorMsg::Tick`]), re-armed after each
+//! check, so at most one check per integration is ever in flight.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::lifecycle::{self, CheckOutcome, FailureClass, Input};
+use crate::ports::{CheckReport, Commit, Ledger, MonitorSpec, Probe};
+use crate::schedule;
+use crate::stats::EngineStats;
+use crate::supervisor::SupervisorMsg;
+
+/// The exit reason of an actor that stopped itself because its integration is gone from
+/// the store (deleted, or turned back into a draft). The supervisor does not restart it.
+pub(crate) const GONE: &str = "integration gone";
+
+/// What every monitor actor of one engine shares: the ports and the engine's time base.
+/// Read-only, so it lives behind one `Arc` instead of being copied into each actor.
+pub(crate) struct MonitorContext<T> {
+    pub(crate) ledger: Arc<dyn Ledger<T>>,
+    pub(crate) probe: Arc<dyn Probe<T>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The instant schedule times count from (see [`schedule`]). Shared by all actors so
+    /// that a restarted actor finds its slots where its predecessor left them.
+    pub(crate) epoch: Instant,
+    pub(crate) failed_backoff_max: Duration,
+    pub(crate) stats: Arc<EngineStats>,
+}
+
+impl<T> MonitorContext<T> {
+    fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.epoch)
+    }
+}
+
+/// The actor. `self` holds only the shared, read-only context; everything that changes is
+/// in [`MonitorState`].
+pub(crate) struct Monitor<T> {
+    context: Arc<MonitorContext<T>>,
+}
+
+impl<T> Monitor<T> {
+    pub(crate) fn new(context: Arc<MonitorContext<T>>) -> Self {
+        Monitor { context }
+    }
+}
+
+pub(crate) struct MonitorArgs<T> {
+    pub(crate) spec: MonitorSpec<T>,
+    /// Check at once instead of waiting for the integration's first slot (submit, resume).
+    pub(crate) check_now: bool,
+}
+
+/// Payloads are boxed so that the enum stays two words: ractor allocates every message.
+pub(crate) enum MonitorMsg<T> {
+    /// The timer armed with this generation fired. Older generations were cancelled.
+    Tick(u32),
+    /// The check started by the last tick (or by `check_now`) finished.
+    CheckDone(Box<FinishedCheck>),
+    /// The result of a manual connection test, applied as if it were a scheduled check.
+    Deliver(Box<CheckReport>),
+    /// The stored integration changed: adopt this spec.
+    Reconfigure {
+        spec: Box<MonitorSpec<T>>,
+        check_now: bool,
+    },
+}
+
+pub(crate) struct FinishedCheck {
+    /// The slot the check was due at, since the epoch.
+    due: Duration,
+    started_at: DateTime<Utc>,
+    lateness: Duration,
+    latency: Duration,
+    /// `Err` carries the message of a probe that panicked.
+    result: Result<CheckOutcome, String>,
+}
+
+pub(crate) struct MonitorState<T> {
+    spec: MonitorSpec<T>,
+    timer: Timer,
+    /// `Some` while a check is in flight, saying what to do once it is done.
+    in_flight: Option<AfterCheck>,
+}
+
+/// What to do when the check in flight finishes. Ordered: a later request can only
+/// strengthen an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum AfterCheck {
+    /// Schedule the next check one step after this one was due.
+    Continue,
+    /// The status or interval changed meanwhile: go back to the integration's phase.
+    Rephase,
+    /// A `check_now` arrived meanwhile: check again at once.
+    CheckNow,
+}
+
+/// The one timer of an actor. Each arming bumps the generation, so a tick that was already
+/// in the mailbox when the timer was cancelled is recognised and ignored.
+#[derive(Default)]
+struct Timer {
+    handle: Option<JoinHandle<()>>,
+    generation: u32,
+    /// The slot the armed timer fires at, since the epoch.
+    due: Duration,
+}
+
+impl Timer {
+    fn cancel(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
+        self.generation = self.generation.wrapping_add(1);
+    }
+}
+
+impl Drop for Timer {
+    /// A stopped or crashed actor must not leave a sleeping task behind for up to an interval.
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+/// What applying a check result did to the actor.
+#[derive(Debug, PartialEq, Eq)]
+enum Applied {
+    /// The state moved as the state machine said (or stayed, on a storage error).
+    Kept,
+    /// A concurrent change won: the stored spec was adopted instead.
+    Adopted,
+    /// The integration is gone; the actor is stopping.
+    Stopped,
+}
+
+#[ractor::async_trait]
+impl<T: Send + Sync + 'static> Actor for Monitor<T> {
+    type Msg = MonitorMsg<T>;
+    type State = MonitorState<T>;
+    type Arguments = MonitorArgs<T>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: MonitorArgs<T>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = MonitorState {
+            spec: args.spec,
+            timer: Timer::default(),
+            in_flight: None,
+        };
+        // Arming only spawns a timer (or a check) task that messages this actor later, so it
+        // is safe before the actor runs and keeps `post_start` free.
+        self.replan(&myself, &mut state, args.check_now);
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            MonitorMsg::Tick(generation) => {
+                if generation == state.timer.generation && state.in_flight.is_none() {
+                    state.timer.handle = None;
+                    let due = state.timer.due;
+                    self.start_check(&myself, state, due);
+                }
+            }
+            MonitorMsg::CheckDone(finished) => self.check_done(&myself, state, *finished).await?,
+            MonitorMsg::Deliver(report) => {
+                let before = state.spec.lifecycle.status;
+                let applied = self.apply(&myself, state, *report).await;
+                if applied != Applied::Stopped && state.spec.lifecycle.status != before {
+                    // E.g. a manual test recovered a failed integration: leave its backoff.
+                    self.replan(&myself, state, false);
+                }
+            }
+            MonitorMsg::Reconfigure { spec, check_now } => {
+                let before = (state.spec.lifecycle.status, state.spec.interval);
+                adopt(&mut state.spec, *spec, check_now);
+                let after = (state.spec.lifecycle.status, state.spec.interval);
+                let idle = state.timer.handle.is_none() && state.in_flight.is_none();
+                if check_now || before != after || idle {
+                    self.replan(&myself, state, check_now);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T: Send + Sync + 'static> Monitor<T> {
+    /// Decides the next check from scratch: none while not monitored (paused: no request at
+    /// all), at once on `check_now`, otherwise at the integration's next phase slot.
+    fn replan(
+        &self,
+        myself: &ActorRef<MonitorMsg<T>>,
+        state: &mut MonitorState<T>,
+        check_now: bool,
+    ) {
+        state.timer.cancel();
+        if !state.spec.lifecycle.status.is_monitored() {
+            return;
+        }
+        if let Some(after) = &mut state.in_flight {
+            let wanted = if check_now {
+                AfterCheck::CheckNow
+            } else {
+                AfterCheck::Rephase
+            };
+            *after = (*after).max(wanted);
+            return;
+        }
+        let now = self.context.now();
+        if check_now {
+            self.start_check(myself, state, now);
+        } else {
+            let due = self.phase_slot(&state.spec, now);
+            self.arm(myself, state, due);
+        }
+    }
+
+    fn phase_slot(&self, spec: &MonitorSpec<T>, now: Duration) -> Duration {
+        let offset = schedule::phase_offset(spec.integration_id, spec.interval);
+        schedule::first_due(now, spec.interval, offset)
+    }
+
+    fn arm(&self, myself: &ActorRef<MonitorMsg<T>>, state: &mut MonitorState<T>, due: Duration) {
+        state.timer.cancel();
+        let generation = state.timer.generation;
+        let at = self.context.epoch + due;
+        let myself = myself.clone();
+        state.timer.due = due;
+        state.timer.handle = Some(tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            // The actor may be gone by now; then there is nobody left to tell.
+            let _ = myself.cast(MonitorMsg::Tick(generation));
+        }));
+    }
+
+    fn start_check(
+        &self,
+        myself: &ActorRef<MonitorMsg<T>>,
+        state: &mut MonitorState<T>,
+        due: Duration,
+    ) {
+        state.in_flight = Some(AfterCheck::Continue);
+        let context = self.context.clone();
+        let target = state.spec.target.clone();
+        let timeout = state.spec.timeout;
+        let myself = myself.clone();
+        let started = Instant::now();
+        let started_at = context.clock.now();
+        let lateness = started.saturating_duration_since(context.epoch + due);
+        tokio::spawn(async move {
+            let result = {
+                let _in_flight = context.stats.check_started();
+                run_check(context.probe.clone(), target, timeout).await
+            };
+            let finished = FinishedCheck {
+                due,
+                started_at,
+                lateness,
+                latency: started.elapsed(),
+                result,
+            };
+            let _ = myself.cast(MonitorMsg::CheckDone(Box::new(finished)));
+        });
+    }
+
+    async fn check_done(
+        &self,
+        myself: &ActorRef<MonitorMsg<T>>,
+        state: &mut MonitorState<T>,
+        finished: FinishedCheck,
+    ) -> Result<(), ActorProcessingErr> {
+        let mut after = state.in_flight.take().unwrap_or(AfterCheck::Continue);
+        // A panicking probe is a bug in a connector, not a property of the target: fail, so
+        // the supervisor restarts this actor from the stored state, with backoff.
+        let outcome = finished
+            .result
+            .map_err(|panic| format!("probe panicked: {panic}"))?;
+        let report = CheckReport {
+            outcome,
+            started_at: finished.started_at,
+            latency: finished.latency,
+            lateness: finished.lateness,
+        };
+        match self.apply(myself, state, report).await {
+            Applied::Stopped => return Ok(()),
+            Applied::Adopted => after = after.max(AfterCheck::Rephase),
+            Applied::Kept => {}
+        }
+        if !state.spec.lifecycle.status.is_monitored() {
+            state.timer.cancel();
+            return Ok(());
+        }
+        let now = self.context.now();
+        match after {
+            AfterCheck::CheckNow => self.start_check(myself, state, now),
+            AfterCheck::Rephase => {
+                let due = self.phase_slot(&state.spec, now);
+                self.arm(myself, state, due);
+            }
+            AfterCheck::Continue => {
+                let spec = &state.spec;
+                let step = schedule::step(
+                    spec.interval,
+                    spec.lifecycle,
+                    spec.thresholds,
+                    self.context.failed_backoff_max,
+                );
+                let due = schedule::next_due(finished.due, step, spec.interval, now);
+                self.arm(myself, state, due);
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds one result to the state machine and persists what comes out: a commit with
+    /// audit entry and event when the status changes, a non-blocking record otherwise.
+    async fn apply(
+        &self,
+        myself: &ActorRef<MonitorMsg<T>>,
+        state: &mut MonitorState<T>,
+        report: CheckReport,
+    ) -> Applied {
+        let spec = &state.spec;
+        let id = spec.integration_id;
+        let transition = match lifecycle::apply(
+            spec.lifecycle,
+            Input::Check(report.outcome),
+            spec.thresholds,
+        ) {
+            Ok(transition) => transition,
+            Err(refused) => {
+                // Checks are valid input in every status; keep going if that ever changes.
+                tracing::error!(integration_id = %id, %refused, "check result refused");
+                return Applied::Kept;
+            }
+        };
+        if transition.event.is_none() {
+            self.context.ledger.record(spec, transition.state, &report);
+            state.spec.lifecycle = transition.state;
+            return Applied::Kept;
+        }
+        let committed = self
+            .context
+            .ledger
+            .commit_transition(spec, &transition, &report)
+            .await;
+        match committed {
+            Ok(Commit::Committed(committed)) => {
+                tracing::info!(
+                    integration_id = %id,
+                    from = %transition.from,
+                    to = %committed.lifecycle.status,
+                    "lifecycle transition committed"
+                );
+                state.spec = committed;
+                report_version(myself, &state.spec);
+                Applied::Kept
+            }
+            Ok(Commit::Stale(Some(stored))) => {
+                tracing::info!(
+                    integration_id = %id,
+                    stored_version = stored.version,
+                    "integration changed concurrently; adopting the stored state"
+                );
+                adopt(&mut state.spec, stored, false);
+                report_version(myself, &state.spec);
+                Applied::Adopted
+            }
+            Ok(Commit::Stale(None)) => {
+                tracing::info!(integration_id = %id, "integration gone; stopping its monitor");
+                state.timer.cancel();
+                myself.stop(Some(GONE.to_owned()));
+                Applied::Stopped
+            }
+            Err(error) => {
+                // Keep the in-memory state as it was: the next check's result is applied to
+                // it again, so the transition is retried then, neither lost nor doubled.
+                tracing::warn!(
+                    integration_id = %id,
+                    %error,
+                    "could not commit a lifecycle transition; retrying at the next check"
+                );
+                Applied::Kept
+            }
+        }
+    }
+}
+
+/// Runs one check under its timeout.
+///
+/// The probe runs in a task of its own so that a panic surfaces here as a `JoinError`
+/// (turned into `Err`) instead of silently killing the task that must report back; and so
+/// that a probe that hangs is aborted when its timeout expires rather than lingering.
+async fn run_check<T: Send + Sync + 'static>(
+    probe: Arc<dyn Probe<T>>,
+    target: Arc<T>,
+    timeout: Duration,
+) -> Result<CheckOutcome, String> {
+    let check = tokio::spawn(async move { probe.check(&target, timeout).await });
+    let abort = check.abort_handle();
+    match tokio::time::timeout(timeout, check).await {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(error)) => match error.try_into_panic() {
+            Ok(panic) => Err(panic_message(panic)),
+            // Cancelled: only happens when the runtime shuts down.
+            Err(_) => Ok(CheckOutcome::Failure(FailureClass::Internal)),
+        },
+        Err(_elapsed) => {
+            abort.abort();
+            Ok(CheckOutcome::Failure(FailureClass::Timeout))
+        }
+    }
+}
+
+fn panic_message(panic: Box<dyn Any + Send>) -> String {
+    match panic.downcast::<String>() {
+        Ok(message) => *message,
+        Err(panic) => match panic.downcast::<&'static str>() {
+            Ok(message) => (*message).to_owned(),
+            Err(_) => "(non-string panic payload)".to_owned(),
+        },
+    }
+}
+
+/// Adopts a spec read from the store.
+///
+/// The stored consecutive-result counters may lag behind the actor's own: the actor is their
+/// only writer and `Ledger::record` is batched. So unless the status changed (pause, resume,
+/// activate and transitions reset the counters) or the caller asks for a fresh start
+/// (`check_now`: submit, resume), the actor keeps the counters it has.
+fn adopt<T>(current: &mut MonitorSpec<T>, stored: MonitorSpec<T>, check_now: bool) {
+    let keep_counters = !check_now && stored.lifecycle.status == current.lifecycle.status;
+    let lifecycle = if keep_counters {
+        current.lifecycle
+    } else {
+        stored.lifecycle
+    };
+    *current = MonitorSpec {
+        lifecycle,
+        ..stored
+    };
+}
+
+/// Tells the supervisor which version of the row this actor now holds, so that its
+/// reconciliation pass does not mistake the actor's own commits for drift.
+fn report_version<T>(myself: &ActorRef<MonitorMsg<T>>, spec: &MonitorSpec<T>) {
+    if let Some(supervisor) = myself.try_get_supervisor() {
+        let _ = supervisor.send_message(SupervisorMsg::VersionSeen {
+            id: spec.integration_id,
+            version: spec.version,
+        });
+    }
+}

@@ -1,0 +1,356 @@
+//! In-memory ports for tests and examples: a [`MemoryLedger`] that keeps every check
+//! result it is given, a [`ScriptedProbe`] whose outcomes (including hangs and panics) are
+//! scripted per integration, a [`NoopProbe`], and a [`TestClock`] that follows tokio's
+//! (pausable) clock. The target type is the integration id itself.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::lifecycle::{CheckOutcome, Lifecycle, Status, Thresholds, Transition};
+use crate::ports::{CheckReport, Commit, Ledger, MonitorSpec, PortError, Probe};
+
+/// A spec for integration `id` in `status`, checked every `interval` with a timeout of
+/// half of it and the default thresholds. Its target is its id.
+pub fn spec(id: Uuid, status: Status, interval: Duration) -> MonitorSpec<Uuid> {
+    MonitorSpec {
+        integration_id: id,
+        tenant_id: Arc::from("tenant"),
+        version: 1,
+        lifecycle: Lifecycle {
+            status,
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+        },
+        thresholds: Thresholds::default(),
+        interval,
+        timeout: interval / 2,
+        target: Arc::new(id),
+    }
+}
+
+/// One check result as the ledger received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub report: CheckReport,
+    /// The lifecycle after this result.
+    pub lifecycle: Lifecycle,
+    /// `Some((from, to))` when the result was committed as a transition.
+    pub transition: Option<(Status, Status)>,
+}
+
+/// A store in memory. Rows can be changed "behind the engine's back" with [`update`],
+/// which bumps the version like a REST change would, and the store can be made
+/// unavailable to exercise the engine's error paths.
+///
+/// [`update`]: MemoryLedger::update
+pub struct MemoryLedger<T> {
+    inner: Mutex<Inner<T>>,
+    unavailable: AtomicBool,
+}
+
+struct Inner<T> {
+    rows: HashMap<Uuid, MonitorSpec<T>>,
+    history: HashMap<Uuid, Vec<HistoryEntry>>,
+}
+
+impl<T> Default for MemoryLedger<T> {
+    fn default() -> Self {
+        MemoryLedger {
+            inner: Mutex::new(Inner {
+                rows: HashMap::new(),
+                history: HashMap::new(),
+            }),
+            unavailable: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<T> MemoryLedger<T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
+        // A panicking test thread must not hide the store from the others.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn insert(&self, spec: MonitorSpec<T>) {
+        self.lock().rows.insert(spec.integration_id, spec);
+    }
+
+    /// Changes a row as a REST call would: applies `change` and bumps the version.
+    /// Returns the new version, or `None` if there is no such row.
+    pub fn update(&self, id: Uuid, change: impl FnOnce(&mut MonitorSpec<T>)) -> Option<i64> {
+        let mut inner = self.lock();
+        let row = inner.rows.get_mut(&id)?;
+        change(row);
+        row.version += 1;
+        Some(row.version)
+    }
+
+    pub fn remove(&self, id: Uuid) -> bool {
+        self.lock().rows.remove(&id).is_some()
+    }
+
+    pub fn get(&self, id: Uuid) -> Option<MonitorSpec<T>> {
+        self.lock().rows.get(&id).cloned()
+    }
+
+    /// Every check result received for `id`, in order.
+    pub fn history(&self, id: Uuid) -> Vec<HistoryEntry> {
+        self.lock().history.get(&id).cloned().unwrap_or_default()
+    }
+
+    /// The committed transitions of `id`, each with the index of the check result (in
+    /// [`history`](MemoryLedger::history)) that caused it.
+    pub fn transitions(&self, id: Uuid) -> Vec<(usize, Status, Status)> {
+        self.history(id)
+            .iter()
+            .enumerate()
+            .filter_map(|(index, entry)| entry.transition.map(|(from, to)| (index, from, to)))
+            .collect()
+    }
+
+    /// Every check report received, for all integrations.
+    pub fn reports(&self) -> Vec<CheckReport> {
+        self.lock()
+            .history
+            .values()
+            .flatten()
+            .map(|entry| entry.report)
+            .collect()
+    }
+
+    /// While unavailable, every async call fails with [`PortError::Unavailable`].
+    /// `record` keeps working: a real implementation buffers it.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    fn available(&self) -> Result<(), PortError> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(PortError::Unavailable(
+                "memory ledger switched off".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn monitored<T>(spec: &MonitorSpec<T>) -> bool {
+    spec.lifecycle.status != Status::Draft
+}
+
+#[async_trait]
+impl<T: Send + Sync + 'static> Ledger<T> for MemoryLedger<T> {
+    async fn monitored(&self) -> Result<Vec<MonitorSpec<T>>, PortError> {
+        self.available()?;
+        Ok(self
+            .lock()
+            .rows
+            .values()
+            .filter(|spec| monitored(spec))
+            .cloned()
+            .collect())
+    }
+
+    async fn monitored_versions(&self) -> Result<Vec<(Uuid, i64)>, PortError> {
+        self.available()?;
+        Ok(self
+            .lock()
+            .rows
+            .values()
+            .filter(|spec| monitored(spec))
+            .map(|spec| (spec.integration_id, spec.version))
+            .collect())
+    }
+
+    async fn load(&self, integration_id: Uuid) -> Result<Option<MonitorSpec<T>>, PortError> {
+        self.available()?;
+        Ok(self
+            .lock()
+            .rows
+            .get(&integration_id)
+            .filter(|spec| monitored(spec))
+            .cloned())
+    }
+
+    async fn commit_transition(
+        &self,
+        spec: &MonitorSpec<T>,
+        transition: &Transition,
+        report: &CheckReport,
+    ) -> Result<Commit<T>, PortError> {
+        self.available()?;
+        let mut inner = self.lock();
+        let id = spec.integration_id;
+        let Some(row) = inner.rows.get_mut(&id) else {
+            return Ok(Commit::Stale(None));
+        };
+        if row.version != spec.version {
+            return Ok(Commit::Stale(Some(row.clone())));
+        }
+        row.lifecycle = transition.state;
+        row.version += 1;
+        let committed = row.clone();
+        inner.history.entry(id).or_default().push(HistoryEntry {
+            report: *report,
+            lifecycle: transition.state,
+            transition: Some((transition.from, transition.state.status)),
+        });
+        Ok(Commit::Committed(committed))
+    }
+
+    fn record(&self, spec: &MonitorSpec<T>, lifecycle: Lifecycle, report: &CheckReport) {
+        let mut inner = self.lock();
+        let id = spec.integration_id;
+        if let Some(row) = inner.rows.get_mut(&id) {
+            // Counters only; a row changed since the actor read it keeps its own.
+            if row.version == spec.version {
+                row.lifecycle = lifecycle;
+            }
+        }
+        inner.history.entry(id).or_default().push(HistoryEntry {
+            report: *report,
+            lifecycle,
+            transition: None,
+        });
+    }
+}
+
+/// What a [`ScriptedProbe`] does on one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    Outcome(CheckOutcome),
+    /// Never returns: the engine's timeout must end the check.
+    Hang,
+    Panic,
+}
+
+type Script = Arc<dyn Fn(usize) -> Behaviour + Send + Sync>;
+
+/// A probe whose behaviour is scripted per integration as a function of the call number
+/// (0-based), and which remembers when it was called.
+pub struct ScriptedProbe {
+    default: Behaviour,
+    scripts: Mutex<HashMap<Uuid, Script>>,
+    calls: Mutex<HashMap<Uuid, Vec<Instant>>>,
+}
+
+impl ScriptedProbe {
+    /// A probe that behaves as `default` for every integration without a script.
+    pub fn new(default: Behaviour) -> Self {
+        ScriptedProbe {
+            default,
+            scripts: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn script(&self, id: Uuid, script: impl Fn(usize) -> Behaviour + Send + Sync + 'static) {
+        lock(&self.scripts).insert(id, Arc::new(script));
+    }
+
+    pub fn always(&self, id: Uuid, behaviour: Behaviour) {
+        self.script(id, move |_| behaviour);
+    }
+
+    /// How often `id` was checked.
+    pub fn calls(&self, id: Uuid) -> usize {
+        lock(&self.calls).get(&id).map_or(0, Vec::len)
+    }
+
+    /// When `id` was checked, in tokio's clock.
+    pub fn call_times(&self, id: Uuid) -> Vec<Instant> {
+        lock(&self.calls).get(&id).cloned().unwrap_or_default()
+    }
+
+    /// When each integration was first checked.
+    pub fn first_calls(&self) -> HashMap<Uuid, Instant> {
+        lock(&self.calls)
+            .iter()
+            .filter_map(|(id, times)| Some((*id, *times.first()?)))
+            .collect()
+    }
+
+    pub fn total_calls(&self) -> usize {
+        lock(&self.calls).values().map(Vec::len).sum()
+    }
+}
+
+fn lock<V>(mutex: &Mutex<V>) -> MutexGuard<'_, V> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[async_trait]
+impl Probe<Uuid> for ScriptedProbe {
+    async fn check(&self, target: &Uuid, _timeout: Duration) -> CheckOutcome {
+        let call = {
+            let mut calls = lock(&self.calls);
+            let times = calls.entry(*target).or_default();
+            times.push(Instant::now());
+            times.len() - 1
+        };
+        let script = lock(&self.scripts).get(target).cloned();
+        let behaviour = script.map_or(self.default, |script| script(call));
+        match behaviour {
+            Behaviour::Outcome(outcome) => outcome,
+            Behaviour::Hang => std::future::pending().await,
+            Behaviour::Panic => panic!("scripted probe panic for {target}"),
+        }
+    }
+}
+
+/// A probe that succeeds at once and keeps nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopProbe;
+
+#[async_trait]
+impl<T: Send + Sync + 'static> Probe<T> for NoopProbe {
+    async fn check(&self, _target: &T, _timeout: Duration) -> CheckOutcome {
+        CheckOutcome::Success
+    }
+}
+
+/// A wall clock that advances with tokio's clock, so paused-time tests get consistent
+/// `started_at` values.
+#[derive(Debug, Clone, Copy)]
+pub struct TestClock {
+    base: DateTime<Utc>,
+    start: Instant,
+}
+
+impl TestClock {
+    pub fn new() -> Self {
+        TestClock {
+            base: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Default for TestClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = chrono::Duration::from_std(self.start.elapsed()).unwrap_or_default();
+        (self.base + elapsed).trunc_subsecs(6)
+    }
+}

@@ -1,0 +1,699 @@
+//! The engine driven through its public handle, against the in-memory ports.
+//!
+//! Most tests run on tokio's paused clock: timers fire exactly at their deadlines and time
+//! jumps ahead whenever everything is idle, so schedules can be asserted to the millisecond
+//! and long stretches cost nothing. The tests about hanging and panicking probes run in real
+//! time on a multi-threaded runtime, because what they show is that one integration's
+//! trouble does not delay the others' real schedule.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalogd_actors::testing::{spec, Behaviour, MemoryLedger, ScriptedProbe, TestClock};
+use catalogd_actors::{
+    CheckOutcome, CheckReport, Engine, EngineOptions, FailureClass, MonitorSpec, Status, Thresholds,
+};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+const SUCCESS: Behaviour = Behaviour::Outcome(CheckOutcome::Success);
+
+fn fail(class: FailureClass) -> Behaviour {
+    Behaviour::Outcome(CheckOutcome::Failure(class))
+}
+
+fn options() -> EngineOptions {
+    EngineOptions {
+        reconcile_interval: Duration::from_secs(3600),
+        restart_backoff_base: Duration::from_millis(50),
+        restart_backoff_max: Duration::from_millis(800),
+        failed_backoff_max: Duration::from_secs(4),
+    }
+}
+
+struct Harness {
+    ledger: Arc<MemoryLedger<Uuid>>,
+    probe: Arc<ScriptedProbe>,
+    engine: Engine<Uuid>,
+}
+
+async fn start(
+    specs: impl IntoIterator<Item = MonitorSpec<Uuid>>,
+    probe: ScriptedProbe,
+    options: EngineOptions,
+) -> Harness {
+    let ledger = Arc::new(MemoryLedger::new());
+    for spec in specs {
+        ledger.insert(spec);
+    }
+    let probe = Arc::new(probe);
+    let engine = Engine::start(
+        ledger.clone(),
+        probe.clone(),
+        Arc::new(TestClock::new()),
+        options,
+    )
+    .await
+    .expect("engine starts");
+    engine.spawned().await.expect("fleet spawned");
+    Harness {
+        ledger,
+        probe,
+        engine,
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds; fails after `within`.
+async fn eventually(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + n)
+}
+
+fn with_thresholds(mut spec: MonitorSpec<Uuid>, d: u32, f: u32, r: u32) -> MonitorSpec<Uuid> {
+    spec.thresholds = Thresholds {
+        degraded_after: d,
+        failed_after: f,
+        recover_after: r,
+    };
+    spec
+}
+
+fn gaps_ms(times: &[Instant]) -> Vec<u128> {
+    times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect()
+}
+
+fn percentile(mut values: Vec<Duration>, p: f64) -> Duration {
+    values.sort();
+    values[((values.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::test(start_paused = true)]
+async fn transitions_happen_exactly_at_each_integrations_thresholds() {
+    use Status::*;
+    let (a, b, c) = (id(1), id(2), id(3));
+    let second = Duration::from_secs(1);
+    let probe = ScriptedProbe::new(SUCCESS);
+    // a: 7 failures then successes, thresholds 3/5/1.
+    probe.script(a, |call| {
+        if call < 7 {
+            fail(FailureClass::HttpStatus)
+        } else {
+            SUCCESS
+        }
+    });
+    // b: 6 failures then successes, thresholds 2/4/2.
+    probe.script(b, |call| {
+        if call < 6 {
+            fail(FailureClass::Connect)
+        } else {
+            SUCCESS
+        }
+    });
+    // c: failures that never count.
+    probe.script(c, |call| {
+        if call % 2 == 0 {
+            fail(FailureClass::RateLimited)
+        } else {
+            fail(FailureClass::Config)
+        }
+    });
+    let h = start(
+        [
+            with_thresholds(spec(a, Active, second), 3, 5, 1),
+            with_thresholds(spec(b, Active, second), 2, 4, 2),
+            spec(c, Active, second),
+        ],
+        probe,
+        options(),
+    )
+    .await;
+
+    eventually(
+        "every integration checked 10 times",
+        Duration::from_secs(60),
+        || [a, b, c].iter().all(|&id| h.ledger.history(id).len() >= 10),
+    )
+    .await;
+
+    // The index of the check result that caused each commit: none early, none late.
+    assert_eq!(
+        h.ledger.transitions(a),
+        [
+            (2, Active, Degraded),
+            (4, Degraded, Failed),
+            (7, Failed, Active)
+        ]
+    );
+    assert_eq!(
+        h.ledger.transitions(b),
+        [
+            (1, Active, Degraded),
+            (3, Degraded, Failed),
+            (7, Failed, Active)
+        ]
+    );
+    assert_eq!(h.ledger.transitions(c), []);
+    assert_eq!(h.ledger.get(c).unwrap().lifecycle.status, Active);
+    assert_eq!(h.ledger.get(a).unwrap().lifecycle.status, Active);
+    let degraded = h.ledger.history(a)[2];
+    assert_eq!(degraded.lifecycle.consecutive_failures, 3);
+    assert_eq!(
+        degraded.report.outcome,
+        CheckOutcome::Failure(FailureClass::HttpStatus)
+    );
+
+    // Failed integrations back off: 1 s at the transition, then 2 s, then the 4 s cap;
+    // after recovery, back to the interval.
+    let gaps = gaps_ms(&h.probe.call_times(a));
+    assert_eq!(&gaps[3..8], [1000, 1000, 2000, 4000, 1000], "{gaps:?}");
+    h.engine.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn paused_integrations_are_never_probed_and_resume_checks_at_once() {
+    let (paused, active) = (id(1), id(2));
+    let interval = Duration::from_secs(1);
+    let h = start(
+        [
+            spec(paused, Status::Paused, interval),
+            spec(active, Status::Active, interval),
+        ],
+        ScriptedProbe::new(SUCCESS),
+        options(),
+    )
+    .await;
+    assert_eq!(
+        h.engine.actor_count().await.unwrap(),
+        2,
+        "paused ones get an idle actor"
+    );
+
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(h.probe.calls(paused), 0);
+    assert!(h.probe.calls(active) >= 59);
+
+    // Resume: counters reset, status active, and a check at once — not at the next slot.
+    h.ledger
+        .update(paused, |s| s.lifecycle.status = Status::Active);
+    let resumed_at = Instant::now();
+    h.engine.changed(paused, true);
+    eventually(
+        "resumed integration checked",
+        Duration::from_secs(5),
+        || h.probe.calls(paused) == 1,
+    )
+    .await;
+    assert!(resumed_at.elapsed() < Duration::from_millis(50));
+
+    // Pause the other one: it stops at once, whatever its schedule.
+    h.ledger
+        .update(active, |s| s.lifecycle.status = Status::Paused);
+    h.engine.changed(active, false);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let calls = h.probe.calls(active);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(h.probe.calls(active), calls);
+    h.engine.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn submit_spawns_and_verifies_at_once_drafts_get_no_actor() {
+    let (submitted, draft) = (id(1), id(2));
+    let h = start([], ScriptedProbe::new(SUCCESS), options()).await;
+    let hour = Duration::from_secs(3600);
+
+    h.ledger.insert(spec(draft, Status::Draft, hour));
+    h.engine.changed(draft, false);
+    h.ledger
+        .insert(spec(submitted, Status::PendingVerification, hour));
+    h.engine.changed(submitted, true);
+
+    eventually("verification committed", Duration::from_secs(1), || {
+        h.ledger.transitions(submitted) == [(0, Status::PendingVerification, Status::Active)]
+    })
+    .await;
+    assert_eq!(h.engine.actor_count().await.unwrap(), 1);
+    assert_eq!(h.probe.calls(draft), 0);
+
+    // Delete: the actor stops and is not restarted.
+    h.ledger.remove(submitted);
+    h.engine.deleted(submitted);
+    assert_eq!(h.engine.actor_count().await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
+    assert_eq!(h.probe.calls(submitted), 1);
+    assert_eq!(h.engine.stats().restarts(), 0);
+    h.engine.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_checks_of_a_fleet_are_spread_over_the_interval() {
+    let interval = Duration::from_secs(10);
+    let ids: Vec<Uuid> = (0..1000).map(id).collect();
+    let started = Instant::now();
+    let h = start(
+        ids.iter().map(|&id| spec(id, Status::Active, interval)),
+        ScriptedProbe::new(SUCCESS),
+        options(),
+    )
+    .await;
+    eventually(
+        "every integration checked once",
+        Duration::from_secs(11),
+        || h.probe.first_calls().len() == ids.len(),
+    )
+    .await;
+
+    let offsets: Vec<Duration> = h
+        .probe
+        .first_calls()
+        .values()
+        .map(|first| *first - started)
+        .collect();
+    assert!(offsets.iter().all(|offset| *offset < interval));
+    let mut seconds = [0usize; 10];
+    let mut tenths = [0usize; 100];
+    for offset in &offsets {
+        seconds[offset.as_secs() as usize] += 1;
+        tenths[(offset.as_millis() / 100) as usize] += 1;
+    }
+    // Uniform would be 100 per second and 10 per tenth of a second.
+    assert!(
+        seconds.iter().all(|&n| (60..=140).contains(&n)),
+        "{seconds:?}"
+    );
+    assert!(tenths.iter().all(|&n| n <= 30), "{tenths:?}");
+
+    // A restarted engine keeps every phase: the slots depend only on the id and interval.
+    let before: HashMap<Uuid, Duration> = h
+        .probe
+        .first_calls()
+        .into_iter()
+        .map(|(id, t)| (id, t - started))
+        .collect();
+    h.engine.stop().await;
+    let probe = Arc::new(ScriptedProbe::new(SUCCESS));
+    let restarted_at = Instant::now();
+    let engine = Engine::start(
+        h.ledger.clone(),
+        probe.clone(),
+        Arc::new(TestClock::new()),
+        options(),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "every integration checked again",
+        Duration::from_secs(11),
+        || probe.first_calls().len() == ids.len(),
+    )
+    .await;
+    for (id, first) in probe.first_calls() {
+        assert_eq!(first - restarted_at, before[&id]);
+    }
+    engine.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rest_change_that_wins_the_race_is_adopted() {
+    let a = id(1);
+    let probe = ScriptedProbe::new(fail(FailureClass::Connect));
+    let h = start(
+        [spec(a, Status::Active, Duration::from_secs(1))],
+        probe,
+        options(),
+    )
+    .await;
+    eventually("first failure", Duration::from_secs(2), || {
+        h.ledger.history(a).len() == 1
+    })
+    .await;
+
+    // A pause committed by REST whose notification has not reached the engine yet.
+    let version = h
+        .ledger
+        .update(a, |s| {
+            s.lifecycle.status = Status::Paused;
+            s.lifecycle.consecutive_failures = 0;
+        })
+        .unwrap();
+    // The third failure would degrade it: the commit is stale, the actor adopts the pause.
+    eventually("third check", Duration::from_secs(5), || {
+        h.probe.calls(a) == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(h.probe.calls(a), 3, "paused: no further request");
+    assert_eq!(h.ledger.transitions(a), []);
+    let stored = h.ledger.get(a).unwrap();
+    assert_eq!(
+        (stored.lifecycle.status, stored.version),
+        (Status::Paused, version)
+    );
+    h.engine.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_storage_error_neither_kills_the_actor_nor_loses_the_transition() {
+    let a = id(1);
+    let h = start(
+        [spec(a, Status::Active, Duration::from_secs(1))],
+        ScriptedProbe::new(fail(FailureClass::Timeout)),
+        options(),
+    )
+    .await;
+    eventually("two failures", Duration::from_secs(3), || {
+        h.ledger.history(a).len() == 2
+    })
+    .await;
+    h.ledger.set_unavailable(true);
+    eventually("third check", Duration::from_secs(3), || {
+        h.probe.calls(a) == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.ledger.set_unavailable(false);
+
+    // The third failure's commit failed, so the in-memory state stayed at two failures and
+    // the fourth failure commits the transition.
+    eventually("degraded committed", Duration::from_secs(3), || {
+        !h.ledger.transitions(a).is_empty()
+    })
+    .await;
+    assert_eq!(
+        h.ledger.transitions(a),
+        [(2, Status::Active, Status::Degraded)]
+    );
+    assert_eq!(h.probe.calls(a), 4);
+    assert_eq!(h.ledger.history(a)[2].lifecycle.consecutive_failures, 3);
+    assert_eq!(h.engine.stats().restarts(), 0);
+    h.engine.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn delivered_test_results_are_applied_by_the_owning_actor() {
+    let (pending, active) = (id(1), id(2));
+    let hour = Duration::from_secs(3600);
+    let h = start(
+        [
+            spec(pending, Status::PendingVerification, hour),
+            with_thresholds(spec(active, Status::Active, hour), 1, 2, 1),
+        ],
+        ScriptedProbe::new(SUCCESS),
+        options(),
+    )
+    .await;
+    let report = |outcome| CheckReport {
+        outcome,
+        started_at: chrono::Utc::now(),
+        latency: Duration::from_millis(12),
+        lateness: Duration::ZERO,
+    };
+    h.engine.deliver(pending, report(CheckOutcome::Success));
+    h.engine
+        .deliver(active, report(CheckOutcome::Failure(FailureClass::Auth)));
+    h.engine.deliver(id(99), report(CheckOutcome::Success));
+    eventually("both applied", Duration::from_secs(1), || {
+        h.ledger.transitions(pending).len() == 1 && h.ledger.transitions(active).len() == 1
+    })
+    .await;
+    assert_eq!(
+        h.ledger.transitions(pending),
+        [(0, Status::PendingVerification, Status::Active)]
+    );
+    assert_eq!(
+        h.ledger.transitions(active),
+        [(0, Status::Active, Status::Degraded)]
+    );
+    assert_eq!(
+        h.ledger.history(pending)[0].report.latency,
+        Duration::from_millis(12)
+    );
+    assert_eq!(
+        h.probe.total_calls(),
+        0,
+        "a delivered result is not a probe call"
+    );
+    h.engine.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconciliation_repairs_drift_within_one_interval() {
+    let (kept, added, removed) = (id(1), id(2), id(3));
+    let second = Duration::from_secs(1);
+    let reconcile = Duration::from_secs(5);
+    let h = start(
+        [
+            spec(kept, Status::Active, second),
+            spec(removed, Status::Active, second),
+        ],
+        ScriptedProbe::new(SUCCESS),
+        EngineOptions {
+            reconcile_interval: reconcile,
+            ..options()
+        },
+    )
+    .await;
+    let within = reconcile + Duration::from_millis(50);
+
+    // Added behind the engine's back: spawned, and checked at its first slot.
+    h.ledger.insert(spec(added, Status::Active, second));
+    let changed_at = Instant::now();
+    eventually("added integration checked", within + second, || {
+        h.probe.calls(added) > 0
+    })
+    .await;
+    assert_eq!(h.engine.actor_count().await.unwrap(), 3);
+    assert!(changed_at.elapsed() <= within + second);
+
+    // Removed behind its back: stopped.
+    h.ledger.remove(removed);
+    let mut count = 3;
+    let changed_at = Instant::now();
+    while count != 2 {
+        assert!(
+            changed_at.elapsed() <= within,
+            "not stopped within a reconcile interval"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        count = h.engine.actor_count().await.unwrap();
+    }
+    let calls = h.probe.calls(removed);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(h.probe.calls(removed), calls);
+
+    // Changed behind its back (paused by another daemon): reloaded, so it stops probing.
+    h.ledger
+        .update(kept, |s| s.lifecycle.status = Status::Paused);
+    tokio::time::sleep(within).await;
+    let calls = h.probe.calls(kept);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(h.probe.calls(kept), calls);
+    assert!(h.probe.calls(added) >= 20, "the others keep going");
+    h.engine.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_interval_is_adopted_at_once() {
+    let a = id(1);
+    let h = start(
+        [spec(a, Status::Active, Duration::from_secs(3600))],
+        ScriptedProbe::new(SUCCESS),
+        options(),
+    )
+    .await;
+    h.ledger.update(a, |s| {
+        s.interval = Duration::from_secs(1);
+        s.timeout = Duration::from_millis(500);
+    });
+    h.engine.changed(a, false);
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    let calls = h.probe.calls(a);
+    assert!((10..=11).contains(&calls), "{calls}");
+    h.engine.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_stops_every_actor() {
+    let ids: Vec<Uuid> = (0..100).map(id).collect();
+    let h = start(
+        ids.iter()
+            .map(|&id| spec(id, Status::Active, Duration::from_secs(1))),
+        ScriptedProbe::new(SUCCESS),
+        options(),
+    )
+    .await;
+    assert_eq!(h.engine.stats().actors(), 100);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    h.engine.stop().await;
+    assert!(!h.engine.is_running());
+    assert!(h.engine.actor_count().await.is_err());
+    let calls = h.probe.total_calls();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(h.probe.total_calls(), calls);
+    assert_eq!(h.engine.stats().checks_in_flight(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_target_times_out_and_delays_nobody() {
+    let interval = Duration::from_millis(200);
+    let hanging = id(0);
+    let others: Vec<Uuid> = (1..=200).map(id).collect();
+    let probe = ScriptedProbe::new(SUCCESS);
+    probe.always(hanging, Behaviour::Hang);
+    let mut hanging_spec = spec(hanging, Status::Active, interval);
+    hanging_spec.timeout = Duration::from_millis(100);
+    hanging_spec.thresholds.degraded_after = 100;
+    let h = start(
+        std::iter::once(hanging_spec)
+            .chain(others.iter().map(|&id| spec(id, Status::Active, interval))),
+        probe,
+        options(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let timeouts = h.ledger.history(hanging);
+    assert!(timeouts.len() >= 10, "{}", timeouts.len());
+    for entry in &timeouts {
+        assert_eq!(
+            entry.report.outcome,
+            CheckOutcome::Failure(FailureClass::Timeout)
+        );
+        assert!(entry.report.latency >= Duration::from_millis(100));
+        assert!(
+            entry.report.latency < interval,
+            "{:?}",
+            entry.report.latency
+        );
+    }
+    for &other in &others {
+        assert!(h.ledger.history(other).len() >= 12, "{other} fell behind");
+    }
+    let lateness: Vec<Duration> = others
+        .iter()
+        .flat_map(|&other| h.ledger.history(other))
+        .map(|entry| entry.report.lateness)
+        .collect();
+    let p99 = percentile(lateness, 0.99);
+    println!("lateness p99 with a hanging target: {p99:?}");
+    assert!(p99 < Duration::from_millis(100), "{p99:?}");
+    h.engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_probe_restarts_its_actor_with_backoff_and_nobody_else_notices() {
+    let interval = Duration::from_millis(100);
+    let panicking = id(0);
+    let others: Vec<Uuid> = (1..=1000).map(id).collect();
+    let probe = ScriptedProbe::new(SUCCESS);
+    probe.always(panicking, Behaviour::Panic);
+    // Keep the expected panic messages out of the test output.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.to_string().contains("scripted probe panic") {
+            default_hook(info);
+        }
+    }));
+    let h = start(
+        std::iter::once(panicking)
+            .chain(others.iter().copied())
+            .map(|id| spec(id, Status::Active, interval)),
+        probe,
+        options(),
+    )
+    .await;
+    let stats = h.engine.stats();
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let early_restarts = stats.restarts();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let restarts = stats.restarts();
+    assert!(early_restarts >= 3, "{early_restarts}");
+    assert!(restarts > early_restarts);
+
+    // One panic per incarnation; the time between them grows with the backoff
+    // (50 ms doubling to 800 ms, each restart waiting for its next 100 ms slot).
+    let gaps = gaps_ms(&h.probe.call_times(panicking));
+    println!("restarts: {restarts}, gaps between panics (ms): {gaps:?}");
+    let (restarts, calls) = (stats.restarts(), h.probe.calls(panicking) as u64);
+    assert!(
+        calls >= restarts && calls <= restarts + 1,
+        "{calls} calls, {restarts} restarts"
+    );
+    assert!(gaps.last().unwrap() >= &(3 * gaps[0]), "{gaps:?}");
+    assert!(gaps.windows(2).all(|w| w[1] + 60 >= w[0]), "{gaps:?}");
+    assert_eq!(
+        h.ledger.transitions(panicking),
+        [],
+        "a panic is not a check result"
+    );
+
+    // The supervisor is alive and everyone else kept their schedule.
+    let count = h.engine.actor_count().await.unwrap();
+    assert!(count == 1000 || count == 1001, "{count}");
+    for &other in &others {
+        assert!(h.ledger.history(other).len() >= 40, "{other} fell behind");
+    }
+    let lateness: Vec<Duration> = others
+        .iter()
+        .flat_map(|&other| h.ledger.history(other))
+        .map(|entry| entry.report.lateness)
+        .collect();
+    let (p99, max) = (
+        percentile(lateness.clone(), 0.99),
+        percentile(lateness, 1.0),
+    );
+    println!("lateness of 1000 neighbours: p99 {p99:?}, max {max:?}");
+    assert!(p99 < Duration::from_millis(100), "{p99:?}");
+    h.engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawning_a_large_fleet_does_not_hold_up_notifications() {
+    let hour = Duration::from_secs(3600);
+    let fleet: Vec<Uuid> = (1..=50_000).map(id).collect();
+    let ledger = Arc::new(MemoryLedger::new());
+    for &id in &fleet {
+        ledger.insert(spec(id, Status::Active, hour));
+    }
+    let probe = Arc::new(ScriptedProbe::new(SUCCESS));
+    let engine = Engine::start(
+        ledger.clone(),
+        probe.clone(),
+        Arc::new(TestClock::new()),
+        options(),
+    )
+    .await
+    .unwrap();
+    let submitted = id(0);
+    ledger.insert(spec(submitted, Status::PendingVerification, hour));
+    let started = Instant::now();
+    engine.changed(submitted, true);
+    eventually(
+        "submitted integration checked",
+        Duration::from_secs(60),
+        || probe.calls(submitted) == 1,
+    )
+    .await;
+    let checked_after = started.elapsed();
+    engine.spawned().await.unwrap();
+    let spawned_after = started.elapsed();
+    println!("50k fleet: new integration checked after {checked_after:?}, fleet spawned after {spawned_after:?}");
+    assert!(
+        checked_after < spawned_after / 2,
+        "{checked_after:?} vs {spawned_after:?}"
+    );
+    assert_eq!(engine.actor_count().await.unwrap(), fleet.len() + 1);
+    engine.stop().await;
+}
