@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::monitor::MonitorContext;
 use crate::ports::{CheckReport, Ledger, PortError, Probe};
 use crate::stats::EngineStats;
-use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, SPAWN_PAGE};
 
 /// Tuning of the supervisor and the monitors; `monitor.*` in the daemon's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,11 +87,12 @@ impl<T> std::fmt::Debug for Engine<T> {
 }
 
 impl<T: Send + Sync + 'static> Engine<T> {
-    /// Loads every monitored integration and starts the supervisor.
+    /// Starts the supervisor, which spawns one actor per monitored integration.
     ///
-    /// Returns once the fleet is loaded and the supervisor runs; the actors are then being
-    /// spawned in batches in the background (a million take about 20 s). Use [`spawned`]
-    /// to wait for the whole initial fleet. Fails if the store cannot list the fleet.
+    /// Returns once the first page of integrations is loaded and the supervisor runs; the
+    /// fleet is then being spawned page by page in the background (a million actors take
+    /// about 20 s), while notifications are already handled. Use [`spawned`] to wait for the
+    /// whole initial fleet. Fails if the store cannot list integrations.
     ///
     /// [`spawned`]: Engine::spawned
     pub async fn start(
@@ -100,7 +101,7 @@ impl<T: Send + Sync + 'static> Engine<T> {
         clock: Arc<dyn Clock>,
         options: EngineOptions,
     ) -> Result<Self, EngineError> {
-        let fleet = ledger.monitored().await?;
+        let first_page = ledger.monitored_page(None, SPAWN_PAGE).await?;
         let stats = Arc::new(EngineStats::default());
         let context = Arc::new(MonitorContext {
             ledger,
@@ -110,10 +111,10 @@ impl<T: Send + Sync + 'static> Engine<T> {
             failed_backoff_max: options.failed_backoff_max,
             stats: stats.clone(),
         });
-        tracing::info!(integrations = fleet.len(), "starting the monitor engine");
+        tracing::info!("starting the monitor engine");
         let (spawned_sender, spawned) = watch::channel(false);
         let args = SupervisorArgs {
-            fleet,
+            first_page,
             spawned: spawned_sender,
         };
         let (supervisor, _) = Supervisor::spawn(None, Supervisor::new(context, options), args)

@@ -58,6 +58,10 @@ pub struct CheckReport {
 
 /// Runs health checks. Implementations enforce `timeout` themselves and turn every failure
 /// into a [`CheckOutcome::Failure`] with its class.
+///
+/// The engine also enforces the timeout: a check still running when it expires is dropped
+/// (cancelled at its next await) and counts as a `timeout` failure. A panic is not a result:
+/// it restarts the integration's actor with backoff.
 #[async_trait]
 pub trait Probe<T>: Send + Sync + 'static {
     async fn check(&self, target: &T, timeout: Duration) -> CheckOutcome;
@@ -83,18 +87,27 @@ pub enum Commit<T> {
 /// Storage, as the engine sees it.
 #[async_trait]
 pub trait Ledger<T>: Send + Sync + 'static {
-    /// Every integration that is not a draft: the actors to run at start and on reconcile.
-    async fn monitored(&self) -> Result<Vec<MonitorSpec<T>>, PortError>;
+    /// Integrations that are not drafts, in id order: at most `limit` of them, with an id
+    /// greater than `after`. The supervisor pages through these at start, spawning each page
+    /// before it loads the next, so a large fleet is never held in memory twice.
+    async fn monitored_page(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<MonitorSpec<T>>, PortError>;
 
     /// `(id, version)` of every integration that is not a draft: the cheap listing the
     /// reconciliation pass compares with the running actors.
     async fn monitored_versions(&self) -> Result<Vec<(Uuid, i64)>, PortError>;
 
-    /// One integration's current spec, or `None` if it is gone or a draft.
+    /// One integration's current spec, or `None` if it is gone or a draft. Called on every
+    /// change notification, restart and reconciliation repair.
     async fn load(&self, integration_id: Uuid) -> Result<Option<MonitorSpec<T>>, PortError>;
 
     /// Commits a lifecycle transition caused by a check, with its audit entry and outbox
-    /// event, in one transaction — only if the row is still at `spec.version`.
+    /// event, in one transaction — only if the row is still at `spec.version`. The report
+    /// belongs to the same check: it goes to the health history as well (`record` is not
+    /// called for it). On `Committed`, the returned spec carries the new version.
     async fn commit_transition(
         &self,
         spec: &MonitorSpec<T>,
@@ -104,5 +117,10 @@ pub trait Ledger<T>: Send + Sync + 'static {
 
     /// Records a check result (health history, last-check fields, counters) that did not
     /// change the status. Implementations batch these; the call must not block on I/O.
+    ///
+    /// It must not bump the row version: the actor keeps committing against the version it
+    /// holds. Counters may be written late or not at all (a crash loses the batch); the
+    /// actor is their only writer and keeps its own copy, and a restarted actor starts from
+    /// whatever the store has.
     fn record(&self, spec: &MonitorSpec<T>, lifecycle: Lifecycle, report: &CheckReport);
 }

@@ -7,7 +7,7 @@
 //! supervisor when any child exits; this one overrides it. Children are kept in a typed map
 //! keyed by integration id, never in ractor's global name registry.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -21,10 +21,11 @@ use crate::monitor::{Monitor, MonitorArgs, MonitorContext, MonitorMsg, GONE};
 use crate::ports::{CheckReport, MonitorSpec, PortError};
 use crate::schedule;
 
-/// How many actors the initial spawn creates per message. Spawning costs about 20 µs per
-/// actor, so a batch holds the mailbox for roughly 20 ms; notifications that arrive during
-/// start-up are handled between batches instead of after the whole fleet.
-const SPAWN_BATCH: usize = 1024;
+/// How many integrations the initial spawn loads and spawns per message. Spawning costs
+/// about 20 µs per actor, so a page holds the mailbox for roughly 20 ms plus one query;
+/// notifications that arrive during start-up are handled between pages instead of after
+/// the whole fleet.
+pub(crate) const SPAWN_PAGE: usize = 1024;
 
 /// How long `stop` lets the actors finish what they are doing (a commit in progress).
 const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -48,8 +49,8 @@ pub(crate) enum SupervisorMsg {
     Restart { id: Uuid },
     /// A child committed (or adopted) this version of its row.
     VersionSeen { id: Uuid, version: i64 },
-    /// Spawn the next batch of the initial fleet.
-    SpawnBatch,
+    /// Load and spawn the next page of the initial fleet.
+    SpawnPage,
 }
 
 pub(crate) struct Supervisor<T> {
@@ -64,8 +65,9 @@ impl<T> Supervisor<T> {
 }
 
 pub(crate) struct SupervisorArgs<T> {
-    /// Every monitored integration, as loaded at start.
-    pub(crate) fleet: Vec<MonitorSpec<T>>,
+    /// The first page of monitored integrations, loaded by `Engine::start` so that a store
+    /// that cannot list them fails the start.
+    pub(crate) first_page: Vec<MonitorSpec<T>>,
     /// Set to `true` once the whole initial fleet is spawned.
     pub(crate) spawned: watch::Sender<bool>,
 }
@@ -78,12 +80,23 @@ pub(crate) struct SupervisorState<T> {
     owners: HashMap<ActorId, Uuid>,
     /// Crash history, only for integrations whose actor crashed recently.
     restarts: HashMap<Uuid, Restarts>,
-    /// The part of the initial fleet not spawned yet.
-    pending: Vec<MonitorSpec<T>>,
-    /// Integrations deleted while their initial spawn was still pending.
-    deleted_while_starting: HashSet<Uuid>,
+    /// The initial spawn's progress: `Some(after)` while pages remain, where `after` is
+    /// the last id spawned; `None` once the whole fleet runs.
+    initial: Option<Option<Uuid>>,
+    /// The page `Engine::start` loaded, spawned by the first `SpawnPage`.
+    first_page: Vec<MonitorSpec<T>>,
     reconciling: bool,
     spawned: watch::Sender<bool>,
+}
+
+impl<T> SupervisorState<T> {
+    /// The integration's actor crashed and its restart is scheduled: nothing else may spawn
+    /// it before the backoff has elapsed.
+    fn restart_pending(&self, id: Uuid) -> bool {
+        self.restarts
+            .get(&id)
+            .is_some_and(|restarts| restarts.pending)
+    }
 }
 
 struct Child<T> {
@@ -113,11 +126,11 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
         args: SupervisorArgs<T>,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(SupervisorState {
-            children: HashMap::with_capacity(args.fleet.len()),
-            owners: HashMap::with_capacity(args.fleet.len()),
+            children: HashMap::new(),
+            owners: HashMap::new(),
             restarts: HashMap::new(),
-            pending: args.fleet,
-            deleted_while_starting: HashSet::new(),
+            initial: Some(None),
+            first_page: args.first_page,
             reconciling: false,
             spawned: args.spawned,
         })
@@ -128,7 +141,7 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
         myself: ActorRef<Self::Msg>,
         _state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        myself.cast(SupervisorMsg::SpawnBatch)?;
+        myself.cast(SupervisorMsg::SpawnPage)?;
         myself.send_interval(self.options.reconcile_interval, || SupervisorMsg::Reconcile);
         Ok(())
     }
@@ -159,9 +172,6 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
             SupervisorMsg::Deleted { id } => {
                 self.stop_child(state, id);
                 state.restarts.remove(&id);
-                if !state.pending.is_empty() {
-                    state.deleted_while_starting.insert(id);
-                }
             }
             SupervisorMsg::Deliver { id, report } => match state.children.get(&id) {
                 Some(child) => {
@@ -189,7 +199,7 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
                     child.version = child.version.max(version);
                 }
             }
-            SupervisorMsg::SpawnBatch => self.spawn_batch(&myself, state).await?,
+            SupervisorMsg::SpawnPage => self.spawn_page(&myself, state).await?,
         }
         Ok(())
     }
@@ -230,37 +240,59 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
 }
 
 impl<T: Send + Sync + 'static> Supervisor<T> {
-    async fn spawn_batch(
+    /// Spawns the next page of the initial fleet, then queues the page after it.
+    ///
+    /// Each page is loaded when it is spawned, so an integration deleted before its page
+    /// comes is never spawned, and one deleted after is stopped by the `Deleted` that follows.
+    async fn spawn_page(
         &self,
         myself: &ActorRef<SupervisorMsg>,
         state: &mut SupervisorState<T>,
     ) -> Result<(), ActorProcessingErr> {
-        for _ in 0..SPAWN_BATCH {
-            let Some(spec) = state.pending.pop() else {
-                break;
-            };
+        let Some(after) = state.initial else {
+            return Ok(());
+        };
+        let page = if after.is_none() {
+            std::mem::take(&mut state.first_page)
+        } else {
+            match self.context.ledger.monitored_page(after, SPAWN_PAGE).await {
+                Ok(page) => page,
+                Err(error) => {
+                    let retry = self.options.restart_backoff_base;
+                    tracing::warn!(%error, retry_ms = retry.as_millis() as u64, "could not load the next page of integrations; retrying");
+                    myself.send_after(retry, || SupervisorMsg::SpawnPage);
+                    return Ok(());
+                }
+            }
+        };
+        let last = page.last().map(|spec| spec.integration_id);
+        let exhausted = page.len() < SPAWN_PAGE;
+        for spec in page {
             let id = spec.integration_id;
-            // A notification handled between batches may already have spawned or deleted it.
-            if state.children.contains_key(&id)
-                || state.deleted_while_starting.contains(&id)
-                || spec.lifecycle.status == Status::Draft
+            // A notification handled between pages may already have spawned it, or it may
+            // have crashed already and be waiting for its restart.
+            let waiting = state.restart_pending(id);
+            if state.children.contains_key(&id) || waiting || spec.lifecycle.status == Status::Draft
             {
                 continue;
             }
             self.spawn(myself, state, spec, false).await;
         }
         self.count_actors(state);
-        if state.pending.is_empty() {
-            state.pending = Vec::new();
-            state.deleted_while_starting = HashSet::new();
-            state.spawned.send_replace(true);
-            tracing::info!(
-                actors = state.children.len(),
-                "initial monitor fleet spawned"
-            );
-        } else {
-            // Back of the mailbox: whatever arrived meanwhile is handled first.
-            myself.cast(SupervisorMsg::SpawnBatch)?;
+        match last {
+            Some(last) if !exhausted => {
+                state.initial = Some(Some(last));
+                // Back of the mailbox: whatever arrived meanwhile is handled first.
+                myself.cast(SupervisorMsg::SpawnPage)?;
+            }
+            _ => {
+                state.initial = None;
+                state.spawned.send_replace(true);
+                tracing::info!(
+                    actors = state.children.len(),
+                    "initial monitor fleet spawned"
+                );
+            }
         }
         Ok(())
     }
@@ -329,7 +361,7 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
                 spec: Box::new(spec),
                 check_now,
             });
-        } else if state.restarts.get(&id).is_some_and(|r| r.pending) {
+        } else if state.restart_pending(id) {
             // The crashed actor's backoff wins; the restart loads the latest state anyway.
             tracing::debug!(integration_id = %id, "change deferred to the pending restart");
         } else {
@@ -431,8 +463,8 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
         myself: &ActorRef<SupervisorMsg>,
         state: &mut SupervisorState<T>,
     ) {
-        // During the initial spawn every pending integration would look like drift.
-        if state.reconciling || !state.pending.is_empty() {
+        // During the initial spawn every integration not spawned yet would look like drift.
+        if state.reconciling || state.initial.is_some() {
             return;
         }
         state.reconciling = true;
@@ -461,7 +493,7 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
             match state.children.get(&id) {
                 Some(child) if child.version >= version => {}
                 Some(_) => drift.push(id),
-                None if state.restarts.get(&id).is_some_and(|r| r.pending) => {}
+                None if state.restart_pending(id) => {}
                 None => drift.push(id),
             }
         }

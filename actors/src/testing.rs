@@ -3,7 +3,7 @@
 //! scripted per integration, a [`NoopProbe`], and a [`TestClock`] that follows tokio's
 //! (pausable) clock. The target type is the integration id itself.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -57,7 +57,8 @@ pub struct MemoryLedger<T> {
 }
 
 struct Inner<T> {
-    rows: HashMap<Uuid, MonitorSpec<T>>,
+    /// Ordered by id, for `monitored_page`.
+    rows: BTreeMap<Uuid, MonitorSpec<T>>,
     history: HashMap<Uuid, Vec<HistoryEntry>>,
 }
 
@@ -65,7 +66,7 @@ impl<T> Default for MemoryLedger<T> {
     fn default() -> Self {
         MemoryLedger {
             inner: Mutex::new(Inner {
-                rows: HashMap::new(),
+                rows: BTreeMap::new(),
                 history: HashMap::new(),
             }),
             unavailable: AtomicBool::new(false),
@@ -154,13 +155,21 @@ fn monitored<T>(spec: &MonitorSpec<T>) -> bool {
 
 #[async_trait]
 impl<T: Send + Sync + 'static> Ledger<T> for MemoryLedger<T> {
-    async fn monitored(&self) -> Result<Vec<MonitorSpec<T>>, PortError> {
+    async fn monitored_page(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<MonitorSpec<T>>, PortError> {
+        use std::ops::Bound::{Excluded, Unbounded};
         self.available()?;
+        let start = after.map_or(Unbounded, Excluded);
         Ok(self
             .lock()
             .rows
-            .values()
+            .range((start, Unbounded))
+            .map(|(_, spec)| spec)
             .filter(|spec| monitored(spec))
+            .take(limit)
             .cloned()
             .collect())
     }

@@ -680,6 +680,9 @@ async fn spawning_a_large_fleet_does_not_hold_up_notifications() {
     ledger.insert(spec(submitted, Status::PendingVerification, hour));
     let started = Instant::now();
     engine.changed(submitted, true);
+    // Deleted before its page is spawned: never spawned.
+    ledger.remove(*fleet.last().unwrap());
+    engine.deleted(*fleet.last().unwrap());
     eventually(
         "submitted integration checked",
         Duration::from_secs(60),
@@ -694,6 +697,24 @@ async fn spawning_a_large_fleet_does_not_hold_up_notifications() {
         checked_after < spawned_after / 2,
         "{checked_after:?} vs {spawned_after:?}"
     );
-    assert_eq!(engine.actor_count().await.unwrap(), fleet.len() + 1);
+    assert_eq!(engine.actor_count().await.unwrap(), fleet.len());
+    assert_eq!(engine.stats().actors(), fleet.len() as u64);
     engine.stop().await;
+}
+
+#[tokio::test]
+async fn start_fails_when_the_store_cannot_list_integrations() {
+    let ledger = Arc::new(MemoryLedger::<Uuid>::new());
+    ledger.set_unavailable(true);
+    let started = Engine::start(
+        ledger,
+        Arc::new(ScriptedProbe::new(SUCCESS)),
+        Arc::new(TestClock::new()),
+        options(),
+    )
+    .await;
+    assert!(matches!(
+        started,
+        Err(catalogd_actors::EngineError::Ledger(_))
+    ));
 }
