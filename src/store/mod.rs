@@ -15,6 +15,7 @@ use crate::integration::{Actor, Change, ChangeError, CheckSummary, Integration, 
 use catalogd_actors::{EventKind, Lifecycle, Status, Thresholds};
 
 pub mod audit_chain;
+pub mod history;
 mod postgres;
 mod rows;
 mod sql;
