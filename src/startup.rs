@@ -14,6 +14,7 @@ use crate::auth::{Authenticator, KeySource};
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::providers::ProviderRegistry;
+use crate::store::history::HistoryStore;
 use crate::store::{self, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,7 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         let store = store::open(&store_options(config)?).await?;
+        let history = HistoryStore::open(&store_options(config)?, (&config.history).into()).await?;
         let auth = Authenticator::from_config(&config.auth)?;
         log_key_source(&auth.source);
         let addr = config.http.listen;
@@ -64,6 +66,7 @@ impl Application {
             body_limit_bytes: config.http.body_limit_bytes,
             request_timeout: config.http.request_timeout,
             engine: Arc::new(crate::engine::Detached),
+            history,
         };
         Ok(Application { listener, state })
     }

@@ -2,6 +2,7 @@
 //!
 //! - [`integrations`]: the integration collection and items.
 //! - [`lifecycle`]: submit, pause, resume and activate.
+//! - [`health`]: one integration's health and check history.
 //! - [`audit`]: the tenant's audit trail.
 //! - [`probes`]: `/healthz` and `/readyz`.
 //! - [`openapi`]: the generated OpenAPI document.
@@ -27,6 +28,7 @@ use tracing::Level;
 use crate::auth::Authenticator;
 use crate::engine::EngineControl;
 use crate::providers::ProviderRegistry;
+use crate::store::history::HistoryStore;
 use crate::store::Store;
 use crate::validation::SpecRules;
 
@@ -34,6 +36,7 @@ mod audit;
 mod cursor;
 pub mod error;
 mod extract;
+mod health;
 mod integrations;
 mod lifecycle;
 pub mod openapi;
@@ -57,6 +60,8 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
     /// Told about every committed change, so the owning monitor actor follows it.
     pub engine: Arc<dyn EngineControl>,
+    /// Health history, for `/{id}/health` and `/{id}/history`.
+    pub history: HistoryStore,
 }
 
 impl AppState {
@@ -89,6 +94,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(integrations::router())
         .merge(lifecycle::router())
+        .merge(health::router())
         .merge(audit::router())
         .merge(probes::router())
         .merge(openapi::router())

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, ProblemField};
-use super::{audit, integrations, lifecycle, probes, AppState};
+use super::{audit, health, integrations, lifecycle, probes, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,8 @@ use super::{audit, integrations, lifecycle, probes, AppState};
         lifecycle::pause,
         lifecycle::resume,
         lifecycle::activate,
+        health::health,
+        health::history,
         audit::list,
         probes::healthz,
         probes::readyz,
@@ -39,6 +41,7 @@ use super::{audit, integrations, lifecycle, probes, AppState};
     tags(
         (name = "integrations", description = "The integration catalog"),
         (name = "lifecycle", description = "Submit, pause, resume and activate"),
+        (name = "health", description = "Health, uptime and check history of one integration"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "probes", description = "Liveness and readiness of the daemon"),
         (name = "meta", description = "This document"),
@@ -93,6 +96,8 @@ mod tests {
         for (path, methods) in [
             ("/api/v1/integrations", &["get", "post"][..]),
             ("/api/v1/integrations/{id}", &["get", "put", "delete"]),
+            ("/api/v1/integrations/{id}/health", &["get"]),
+            ("/api/v1/integrations/{id}/history", &["get"]),
             ("/api/v1/audit", &["get"]),
             ("/healthz", &["get"]),
             ("/readyz", &["get"]),

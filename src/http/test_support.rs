@@ -228,6 +228,14 @@ impl TestApp {
             body_limit_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(5),
             engine: Arc::new(crate::engine::Detached),
+            history: crate::store::history::HistoryStore::sqlite(
+                sqlx::SqlitePool::connect_lazy(&format!(
+                    "sqlite://{}/catalogd.db",
+                    dir.path().display()
+                ))
+                .unwrap(),
+                Default::default(),
+            ),
         };
         configure(&mut state);
         TestApp {
