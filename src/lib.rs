@@ -10,6 +10,10 @@
 //! - [`integration`]: the integration resource and the pure rules for changing it.
 //! - [`validation`]: checks a user-supplied spec before it reaches the store.
 //! - [`providers`]: the known provider names.
+//! - [`connectors`]: health-check connectors per provider, declarative providers, staged
+//!   connection-test diagnostics; the engine's `Probe`.
+//! - [`egress`]: the SSRF policy and the only client that opens outbound connections.
+//! - [`secrets`]: AuthRef resolution from files and environment variables.
 //! - [`auth`]: bearer JWT verification, scopes, and token minting.
 //! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations, the audit chain.
 //! - [`http`]: the REST API (axum), one module per resource, problem+json errors, OpenAPI.
@@ -18,11 +22,14 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod connectors;
+pub mod egress;
 pub mod engine;
 pub mod events;
 pub mod http;
 pub mod integration;
 pub mod providers;
+pub mod secrets;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
