@@ -430,6 +430,13 @@ impl Connectors {
             context: &self.inner.context,
             diagnostics,
         };
+        // A missing or malformed base URL is found before any stage runs, so the test
+        // reports it as a `config` stage rather than as a failed network stage.
+        if self.inner.providers.needs_base_url(&target.provider) {
+            if let Err(failure) = session.base_url() {
+                return Verdict::Failed(failure);
+            }
+        }
         let work = async {
             match operation {
                 Operation::Check => connector.check_health(&session).await,
