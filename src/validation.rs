@@ -721,6 +721,61 @@ pub fn is_possible_name(name: &str) -> bool {
     errors.is_empty()
 }
 
+/// Longest pause reason or activation comment.
+const MAX_REASON_CHARS: usize = 1024;
+/// Longest change ticket reference.
+const MAX_TICKET_CHARS: usize = 128;
+
+/// A pause's reason (required) and ticket (optional), or an activation's optional comment:
+/// free text for the audit trail, bounded, without control characters other than newlines
+/// and tabs.
+pub fn reason(
+    field: &str,
+    value: Option<String>,
+    required: bool,
+) -> Result<Option<String>, FieldError> {
+    let value = value.filter(|v| !v.trim().is_empty());
+    match value {
+        None if required => Err(FieldError::new(
+            format!("/{field}"),
+            Rule::InvalidReason,
+            format!("{field} is required"),
+        )),
+        None => Ok(None),
+        Some(v)
+            if v.chars().count() > MAX_REASON_CHARS
+                || v.chars()
+                    .any(|c| is_forbidden_control(c) && c != '\n' && c != '\t') =>
+        {
+            Err(FieldError::new(
+                format!("/{field}"),
+                Rule::InvalidReason,
+                format!("{field} must be at most 1024 characters without control characters"),
+            ))
+        }
+        Some(v) => Ok(Some(v)),
+    }
+}
+
+/// An optional change-ticket reference: 1–128 characters without control characters.
+pub fn ticket(value: Option<String>) -> Result<Option<String>, FieldError> {
+    match value {
+        None => Ok(None),
+        Some(v)
+            if v.is_empty()
+                || v.chars().count() > MAX_TICKET_CHARS
+                || v.chars().any(is_forbidden_control) =>
+        {
+            Err(FieldError::new(
+                "/ticket",
+                Rule::InvalidTicket,
+                "ticket must be 1-128 characters without control characters",
+            ))
+        }
+        Some(v) => Ok(Some(v)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -1288,60 +1343,5 @@ mod tests {
             );
         }
         assert!(is_possible_name("harbor ✓") && !is_possible_name("a\0") && !is_possible_name(""));
-    }
-}
-
-/// Longest pause reason or activation comment.
-const MAX_REASON_CHARS: usize = 1024;
-/// Longest change ticket reference.
-const MAX_TICKET_CHARS: usize = 128;
-
-/// A pause's reason (required) and ticket (optional), or an activation's optional comment:
-/// free text for the audit trail, bounded, without control characters other than newlines
-/// and tabs.
-pub fn reason(
-    field: &str,
-    value: Option<String>,
-    required: bool,
-) -> Result<Option<String>, FieldError> {
-    let value = value.filter(|v| !v.trim().is_empty());
-    match value {
-        None if required => Err(FieldError::new(
-            format!("/{field}"),
-            Rule::InvalidReason,
-            format!("{field} is required"),
-        )),
-        None => Ok(None),
-        Some(v)
-            if v.chars().count() > MAX_REASON_CHARS
-                || v.chars()
-                    .any(|c| is_forbidden_control(c) && c != '\n' && c != '\t') =>
-        {
-            Err(FieldError::new(
-                format!("/{field}"),
-                Rule::InvalidReason,
-                format!("{field} must be at most 1024 characters without control characters"),
-            ))
-        }
-        Some(v) => Ok(Some(v)),
-    }
-}
-
-/// An optional change-ticket reference: 1–128 characters without control characters.
-pub fn ticket(value: Option<String>) -> Result<Option<String>, FieldError> {
-    match value {
-        None => Ok(None),
-        Some(v)
-            if v.is_empty()
-                || v.chars().count() > MAX_TICKET_CHARS
-                || v.chars().any(is_forbidden_control) =>
-        {
-            Err(FieldError::new(
-                "/ticket",
-                Rule::InvalidTicket,
-                "ticket must be 1-128 characters without control characters",
-            ))
-        }
-        Some(v) => Ok(Some(v)),
     }
 }
