@@ -331,28 +331,17 @@ async fn network_failures_are_classified() {
 
 #[tokio::test]
 async fn names_resolve_through_the_resolver_and_unresolvable_names_are_dns() {
-    use catalogd::connectors::Context;
     use catalogd::egress::{EgressClient, ResolverOverrides};
-    use catalogd::secrets::SecretResolver;
     let fake = fakes::start(fakes::http_target()).await;
     let resolver = ResolverOverrides::new()
         .with("fake.test", &["127.0.0.1".parse().unwrap()])
         .with("nothing.test", &[]);
-    let context = Context {
-        egress: EgressClient::new(&EgressConfig {
-            allow_private: true,
-            ..EgressConfig::default()
-        })
-        .with_resolver(Arc::new(resolver)),
-        secrets: SecretResolver::new(&SecretsConfig::default()),
-        clock: Arc::new(SystemClock),
-    };
-    let connectors = Connectors::from_context(
-        context,
-        &OfflineConfig::default(),
-        &PluginsConfig::default(),
-    )
-    .unwrap();
+    let egress = EgressClient::new(&EgressConfig {
+        allow_private: true,
+        ..EgressConfig::default()
+    })
+    .with_resolver(Arc::new(resolver));
+    let connectors = fakes::connectors_with(egress, &SecretsConfig::default());
     let port = fake.addr.port();
     let named = Target::new("http", Some(&format!("http://fake.test:{port}/ok")));
     assert_eq!(
@@ -457,7 +446,7 @@ async fn oci_registry_challenge_and_token_exchange() {
     let report = h.test(&registry).await;
     assert!(report.success, "{report:?}");
     assert_eq!(stage_names(&report), ["dns", "tcp", "http", "auth"]);
-    assert_eq!(report.stages[2].message, "HTTP 401");
+    assert_eq!(report.stages[2].message, "HTTP 401 with a Bearer challenge");
     assert_eq!(report.stages[3].message, "authenticated: HTTP 200");
     let token_request = fake
         .recorded()

@@ -19,11 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalogd::config::{EgressConfig, OfflineConfig, PluginsConfig, SecretsConfig};
-use catalogd::connectors::{Connectors, Context, Target};
+use catalogd::config::{EgressConfig, SecretsConfig};
+use catalogd::connectors::{Connectors, Target};
 use catalogd::egress::{Dial, EgressClient, Resolve, ResolverOverrides, TcpDialer};
-use catalogd::secrets::SecretResolver;
-use catalogd_actors::{CheckOutcome, FailureClass, SystemClock};
+use catalogd_actors::{CheckOutcome, FailureClass};
 use serde_json::json;
 use tokio::net::TcpStream;
 
@@ -87,19 +86,10 @@ fn connectors(
     dialer: Arc<dyn Dial>,
     resolver: Arc<dyn Resolve>,
 ) -> Connectors {
-    let context = Context {
-        egress: EgressClient::new(&egress)
-            .with_dialer(dialer)
-            .with_resolver(resolver),
-        secrets: SecretResolver::new(&SecretsConfig::default()),
-        clock: Arc::new(SystemClock),
-    };
-    Connectors::from_context(
-        context,
-        &OfflineConfig::default(),
-        &PluginsConfig::default(),
-    )
-    .unwrap()
+    let egress = EgressClient::new(&egress)
+        .with_dialer(dialer)
+        .with_resolver(resolver);
+    fakes::connectors_with(egress, &SecretsConfig::default())
 }
 
 fn default_policy() -> EgressConfig {
@@ -540,23 +530,17 @@ async fn credentials_do_not_follow_a_redirect_to_another_origin() {
     let secrets = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(secrets.path().join("t/x")).unwrap();
     std::fs::write(secrets.path().join("t/x/token"), "redirect-token").unwrap();
-    let context = Context {
-        egress: EgressClient::new(&EgressConfig {
-            allow_private: true,
-            ..EgressConfig::default()
-        }),
-        secrets: SecretResolver::new(&SecretsConfig {
+    let egress = EgressClient::new(&EgressConfig {
+        allow_private: true,
+        ..EgressConfig::default()
+    });
+    let connectors = fakes::connectors_with(
+        egress,
+        &SecretsConfig {
             directory: secrets.path().to_owned(),
             ..SecretsConfig::default()
-        }),
-        clock: Arc::new(SystemClock),
-    };
-    let connectors = Connectors::from_context(
-        context,
-        &OfflineConfig::default(),
-        &PluginsConfig::default(),
-    )
-    .unwrap();
+        },
+    );
     let target = Target::new("http", Some(&first.url()))
         .with_auth_ref("ref://t/x/token")
         .with_configuration(json!({

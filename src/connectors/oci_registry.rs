@@ -18,8 +18,8 @@ use serde_json::Value;
 use url::Url;
 
 use super::request::{
-    basic_authorization, header_value, json_body, missing_auth_ref, Call, CallConnector, Expect,
-    StatusSet,
+    auth_stage, basic_authorization, header_value, json_body, missing_auth_ref, Call,
+    CallConnector, Expect, StatusSet,
 };
 use super::{Connector, Failure, Session, Verdict};
 use crate::egress::{Request, Response};
@@ -65,34 +65,15 @@ fn speaks_v2(response: &Response) -> Result<Cow<'static, str>, Failure> {
 }
 
 async fn test(session: &Session<'_>) -> Result<(), Failure> {
-    let connector = base_check();
-    let response = session
-        .diagnostics
-        .stage(
-            "http",
-            async {
-                let (response, _) = connector.check.send(session, false, None).await?;
-                connector.check.expect.evaluate(&response, false)?;
-                Ok(response)
-            },
-            |response| Cow::Owned(format!("HTTP {}", response.status.as_u16())),
-        )
-        .await?;
+    let response = base_check().http_stage(session).await?;
     if session.target.auth_ref.is_none() {
         return Ok(());
     }
-    session
-        .diagnostics
-        .stage(
-            "auth",
-            async {
-                let secret = session.secret()?.ok_or_else(missing_auth_ref)?;
-                authenticate(session, &secret, challenge(&response)).await
-            },
-            Clone::clone,
-        )
-        .await?;
-    Ok(())
+    auth_stage(session, async {
+        let secret = session.secret()?.ok_or_else(missing_auth_ref)?;
+        authenticate(session, &secret, challenge(&response)).await
+    })
+    .await
 }
 
 async fn authenticate(

@@ -592,22 +592,7 @@ impl CallConnector {
     /// are credentials to try (or the provider needs them), the authenticated call, judged
     /// fully.
     pub async fn run_test(&self, session: &Session<'_>) -> Result<(), Failure> {
-        let anonymous = !self.check.uses_credentials();
-        session
-            .diagnostics
-            .stage(
-                "http",
-                async {
-                    let (response, _) = self.check.send(session, false, None).await?;
-                    if anonymous {
-                        self.check.expect.evaluate(&response, false)
-                    } else {
-                        reachable(&response)
-                    }
-                },
-                Clone::clone,
-            )
-            .await?;
+        self.http_stage(session).await?;
         let call = self.auth_test.as_ref().unwrap_or(&self.check);
         if session.target.auth_ref.is_none()
             && !self.requires_credentials
@@ -615,24 +600,50 @@ impl CallConnector {
         {
             return Ok(());
         }
-        session
+        auth_stage(session, async {
+            let secret = session.secret()?;
+            if secret.is_none() && self.requires_credentials {
+                return Err(missing_auth_ref());
+            }
+            let (response, with_credentials) = call.send(session, true, secret.as_ref()).await?;
+            call.expect.evaluate(&response, with_credentials)
+        })
+        .await
+    }
+
+    /// The connection test's `http` stage; returns the response for later stages.
+    pub async fn http_stage(&self, session: &Session<'_>) -> Result<Response, Failure> {
+        let anonymous = !self.check.uses_credentials();
+        let (response, _) = session
             .diagnostics
             .stage(
-                "auth",
+                "http",
                 async {
-                    let secret = session.secret()?;
-                    if secret.is_none() && self.requires_credentials {
-                        return Err(missing_auth_ref());
-                    }
-                    let (response, with_credentials) =
-                        call.send(session, true, secret.as_ref()).await?;
-                    call.expect.evaluate(&response, with_credentials)
+                    let (response, _) = self.check.send(session, false, None).await?;
+                    let message = if anonymous {
+                        self.check.expect.evaluate(&response, false)?
+                    } else {
+                        reachable(&response)?
+                    };
+                    Ok((response, message))
                 },
-                Clone::clone,
+                |(_, message)| message.clone(),
             )
             .await?;
-        Ok(())
+        Ok(response)
     }
+}
+
+/// The connection test's `auth` stage around `body`, which judges the authenticated call.
+pub async fn auth_stage<F>(session: &Session<'_>, body: F) -> Result<(), Failure>
+where
+    F: std::future::Future<Output = Result<Cow<'static, str>, Failure>>,
+{
+    session
+        .diagnostics
+        .stage("auth", body, Clone::clone)
+        .await
+        .map(drop)
 }
 
 /// Reachability: any answer below 500 means the service is there.

@@ -36,12 +36,15 @@ pub struct Recorded {
     pub headers: HeaderMap,
 }
 
+/// A status with the headers every request gets while a fake is failing.
+type Failing = (u16, Vec<(String, String)>);
+
 /// Shared switches of one fake server.
 #[derive(Default)]
 pub struct Control {
     requests: AtomicUsize,
     hang: AtomicBool,
-    fail: Mutex<Option<(u16, Vec<(String, String)>)>>,
+    fail: Mutex<Option<Failing>>,
     recorded: Mutex<Vec<Recorded>>,
 }
 
@@ -614,4 +617,22 @@ pub fn anything() -> Router {
             .insert("x-jenkins", HeaderValue::from_static("2.452"));
         response
     })
+}
+
+/// Connectors over `egress` (a test resolver or dialer), online, without plugins.
+pub fn connectors_with(
+    egress: catalogd::egress::EgressClient,
+    secrets: &catalogd::config::SecretsConfig,
+) -> catalogd::connectors::Connectors {
+    let context = catalogd::connectors::Context {
+        egress,
+        secrets: catalogd::secrets::SecretResolver::new(secrets),
+        clock: Arc::new(catalogd_actors::SystemClock),
+    };
+    catalogd::connectors::Connectors::from_context(
+        context,
+        &catalogd::config::OfflineConfig::default(),
+        &catalogd::config::PluginsConfig::default(),
+    )
+    .unwrap()
 }
