@@ -901,3 +901,50 @@ async fn report_wire_format() {
         json!("http_status")
     );
 }
+
+#[tokio::test]
+async fn tls_certificates_are_verified() {
+    use catalogd::egress::{tls_config, EgressClient, ResolverOverrides};
+    let (addr, _server) = fakes::tls_server().await;
+    let port = addr.port();
+    // The default trust store does not know the test CA.
+    let h = Harness::new();
+    let by_ip = Target::new("http", Some(&format!("https://127.0.0.1:{port}/")));
+    assert_eq!(h.check(&by_ip).await, fail(FailureClass::Tls));
+    let report = h.test(&by_ip).await;
+    assert_eq!(stage_names(&report), ["dns", "tcp", "tls"]);
+    assert_eq!(last_message(&report), "certificate not trusted");
+
+    // Trusting it, the same server is healthy; under another name it is a mismatch.
+    let resolver = ResolverOverrides::new()
+        .with("tls.test", &["127.0.0.1".parse().unwrap()])
+        .with("wrong.test", &["127.0.0.1".parse().unwrap()]);
+    let egress = EgressClient::new(&EgressConfig {
+        allow_private: true,
+        ..EgressConfig::default()
+    })
+    .with_resolver(Arc::new(resolver))
+    .with_tls_config(Arc::new(tls_config(fakes::tls_roots())));
+    let connectors = fakes::connectors_with(egress, &SecretsConfig::default());
+    for url in [
+        format!("https://127.0.0.1:{port}/"),
+        format!("https://tls.test:{port}/"),
+    ] {
+        let report = connectors
+            .test(&Target::new("http", Some(&url)), TIMEOUT)
+            .await;
+        assert!(report.success, "{url}: {report:?}");
+        assert_eq!(stage_names(&report), ["dns", "tcp", "tls", "http"]);
+        assert!(report.stages[2].message.ends_with("handshake complete"));
+    }
+    let wrong = Target::new("http", Some(&format!("https://wrong.test:{port}/")));
+    assert_eq!(
+        connectors.check(&wrong, TIMEOUT).await,
+        fail(FailureClass::Tls)
+    );
+    let report = connectors.test(&wrong, TIMEOUT).await;
+    assert_eq!(
+        last_message(&report),
+        "certificate does not match the host name"
+    );
+}

@@ -636,3 +636,65 @@ pub fn connectors_with(
     )
     .unwrap()
 }
+
+/// The test CA (its key was thrown away after signing the server certificate) and a server
+/// certificate for `tls.test` and 127.0.0.1.
+pub const TLS_CA: &str = include_str!("tls_ca.pem");
+const TLS_SERVER_CERT: &str = include_str!("tls_server.pem");
+const TLS_SERVER_KEY: &str = include_str!("tls_server.key");
+
+/// Trust roots holding only the test CA.
+pub fn tls_roots() -> rustls::RootCertStore {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(TLS_CA.as_bytes()).unwrap())
+        .unwrap();
+    roots
+}
+
+/// An HTTPS server (test certificate) answering every request `200 ok`.
+pub async fn tls_server() -> (SocketAddr, JoinHandle<()>) {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    use tokio::io::AsyncReadExt;
+    let certificates = CertificateDer::pem_slice_iter(TLS_SERVER_CERT.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(TLS_SERVER_KEY.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certificates, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, task)
+}
