@@ -280,6 +280,9 @@ pub enum ConnectorError {
     },
 }
 
+/// Why offline mode skipped a check.
+const OFFLINE: &str = "offline mode";
+
 /// Every connector, by provider name. Cheap to clone.
 #[derive(Clone)]
 pub struct Connectors {
@@ -397,9 +400,7 @@ impl Connectors {
             .await;
         log_verdict(target, "test", &verdict);
         let stages = match &verdict {
-            Verdict::Skipped(reason) if self.skipped_offline(target) => {
-                offline_stages(target, reason)
-            }
+            Verdict::Skipped(OFFLINE) => offline_stages(target, OFFLINE),
             verdict => diagnostics.finish(verdict.failure()),
         };
         ConnectionTestReport {
@@ -423,7 +424,7 @@ impl Connectors {
             return Verdict::Failed(Failure::config("unknown provider"));
         };
         if connector.uses_network() && self.skipped_offline(target) {
-            return Verdict::Skipped("offline mode");
+            return Verdict::Skipped(OFFLINE);
         }
         let session = Session {
             target,
