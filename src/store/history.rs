@@ -374,7 +374,7 @@ fn clamp_micros(duration: Duration) -> i32 {
 /// How a database column holds a time: SQLite INTEGER microseconds, PostgreSQL TIMESTAMPTZ.
 trait DbTime: Sized {
     fn to_db(time: DateTime<Utc>) -> Self;
-    fn from_db(self) -> Result<DateTime<Utc>, StoreError>;
+    fn into_time(self) -> Result<DateTime<Utc>, StoreError>;
 }
 
 impl DbTime for i64 {
@@ -382,7 +382,7 @@ impl DbTime for i64 {
         time.timestamp_micros()
     }
 
-    fn from_db(self) -> Result<DateTime<Utc>, StoreError> {
+    fn into_time(self) -> Result<DateTime<Utc>, StoreError> {
         DateTime::from_timestamp_micros(self)
             .ok_or_else(|| StoreError::Corrupt(format!("history time out of range: {self}")))
     }
@@ -393,7 +393,7 @@ impl DbTime for DateTime<Utc> {
         time
     }
 
-    fn from_db(self) -> Result<DateTime<Utc>, StoreError> {
+    fn into_time(self) -> Result<DateTime<Utc>, StoreError> {
         Ok(self)
     }
 }
@@ -769,8 +769,8 @@ fn scoped_from(source: Source) -> String {
 }
 
 /// Rolls one chunk of integrations (`$1` < id <= `$2`) up into `target` for the bucket
-/// `[$3, $4)`. `CROSS JOIN` makes SQLite drive from the integrations, one index range of the
-/// source per integration.
+/// `[$3, $4)`. `CROSS JOIN` makes SQLite drive from the integrations, in id order (so the
+/// grouping needs no sort), with one index range of the source per integration.
 fn rollup_statement(target: Source) -> String {
     let (source, aggregates) = match target {
         Source::Daily => (Source::Hourly, ROLLUP_AGGREGATES),
@@ -778,11 +778,11 @@ fn rollup_statement(target: Source) -> String {
     };
     let c = source.time_column();
     format!(
-        "INSERT INTO {target} {BUCKET_INSERT} SELECT x.integration_id, $3, {aggregates} \
+        "INSERT INTO {target} {BUCKET_INSERT} SELECT i.integration_id, $3, {aggregates} \
          FROM integrations i CROSS JOIN {source} x \
          WHERE x.integration_id = i.integration_id AND i.integration_id > $1 \
          AND i.integration_id <= $2 AND x.{c} >= $3 AND x.{c} < $4 \
-         GROUP BY x.integration_id {BUCKET_UPSERT}",
+         GROUP BY i.integration_id {BUCKET_UPSERT}",
         target = target.table(),
         source = source.table(),
     )
@@ -796,7 +796,7 @@ fn bucket_from_row<T: DbTime>(row: BucketRow<T>) -> Result<Bucket, StoreError> {
         u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative count {value}")))
     };
     Ok(Bucket {
-        start: start.from_db()?,
+        start: start.into_time()?,
         successes: count(successes)?,
         failures: count(failures)?,
         skipped: count(skipped)?,
@@ -811,7 +811,7 @@ fn result_from_row<T: DbTime>(row: ResultRow<T>) -> Result<CheckResult, StoreErr
     let (checked_at, latency, lateness, outcome, class) = row;
     let duration = |us: i32| Duration::from_micros(u64::try_from(us).unwrap_or(0));
     Ok(CheckResult {
-        checked_at: checked_at.from_db()?,
+        checked_at: checked_at.into_time()?,
         outcome: decode_outcome(outcome, class.as_deref())?,
         latency: duration(latency),
         lateness: duration(lateness),
@@ -1031,7 +1031,7 @@ macro_rules! history_backend {
                     sqlx::query_as(SELECT_STATE).fetch_all(&self.pool).await?;
                 let mut marks = (None, None);
                 for (resolution, through) in rows {
-                    let through = Some(through.from_db()?);
+                    let through = Some(through.into_time()?);
                     match resolution.as_str() {
                         "hour" => marks.0 = through,
                         "day" => marks.1 = through,
@@ -1194,7 +1194,7 @@ macro_rules! history_backend {
                 );
                 let earliest: Option<$time> =
                     sqlx::query_scalar(&sql).fetch_one(&self.pool).await?;
-                earliest.map(<$time>::from_db).transpose()
+                earliest.map(<$time>::into_time).transpose()
             }
 
             async fn any_between(
@@ -1838,7 +1838,8 @@ impl Flusher {
         mut commands: mpsc::UnboundedReceiver<Control>,
     ) {
         let batch_size = self.store.options.batch_size;
-        let mut ticker = tokio::time::interval(self.store.options.flush_interval);
+        let every = self.store.options.flush_interval;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let room = batch_size - self.buffer.len();
@@ -1947,5 +1948,168 @@ async fn maintain_every(
             }
             _ = stop.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(time: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(time)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn segment(source: Source, from: &str, to: &str) -> Segment {
+        Segment {
+            source,
+            from: at(from),
+            to: at(to),
+        }
+    }
+
+    #[test]
+    fn buckets_floor_and_ceil() {
+        let t = at("2025-03-31T12:30:00.5Z");
+        assert_eq!(floor_to(t, HOUR), at("2025-03-31T12:00:00Z"));
+        assert_eq!(ceil_to(t, HOUR), at("2025-03-31T13:00:00Z"));
+        assert_eq!(
+            ceil_to(at("2025-03-31T12:00:00Z"), HOUR),
+            at("2025-03-31T12:00:00Z")
+        );
+        assert_eq!(floor_to(t, DAY), at("2025-03-31T00:00:00Z"));
+        assert_eq!(ceil_to(t, DAY), at("2025-04-01T00:00:00Z"));
+        assert_eq!(
+            floor_to(at("1969-12-31T23:30:00Z"), HOUR),
+            at("1969-12-31T23:00:00Z")
+        );
+    }
+
+    #[test]
+    fn plans_cover_each_window_once_with_the_coarsest_complete_data() {
+        let now = at("2025-03-31T12:30:00Z");
+        let options = HistoryOptions::default();
+        let rolled = Horizons::new(
+            now,
+            Some(at("2025-03-31T12:00:00Z")),
+            Some(at("2025-03-31T00:00:00Z")),
+            &options,
+        );
+        use Source::*;
+        let cases = [
+            (
+                "1h",
+                HOUR,
+                &rolled,
+                vec![
+                    segment(Raw, "2025-03-31T11:30:00Z", "2025-03-31T12:00:00Z"),
+                    segment(Raw, "2025-03-31T12:00:00Z", "2025-03-31T12:30:00Z"),
+                ],
+            ),
+            (
+                "24h",
+                TimeDelta::hours(24),
+                &rolled,
+                vec![
+                    segment(Raw, "2025-03-30T12:30:00Z", "2025-03-30T13:00:00Z"),
+                    segment(Hourly, "2025-03-30T13:00:00Z", "2025-03-31T12:00:00Z"),
+                    segment(Raw, "2025-03-31T12:00:00Z", "2025-03-31T12:30:00Z"),
+                ],
+            ),
+            (
+                "7d",
+                TimeDelta::days(7),
+                &rolled,
+                vec![
+                    segment(Hourly, "2025-03-24T13:00:00Z", "2025-03-31T12:00:00Z"),
+                    segment(Raw, "2025-03-31T12:00:00Z", "2025-03-31T12:30:00Z"),
+                ],
+            ),
+            (
+                "30d",
+                TimeDelta::days(30),
+                &rolled,
+                vec![
+                    segment(Daily, "2025-03-02T00:00:00Z", "2025-03-24T00:00:00Z"),
+                    segment(Hourly, "2025-03-24T00:00:00Z", "2025-03-31T12:00:00Z"),
+                    segment(Raw, "2025-03-31T12:00:00Z", "2025-03-31T12:30:00Z"),
+                ],
+            ),
+        ];
+        for (name, length, horizons, expected) in cases {
+            assert_eq!(plan(now - length, now, horizons), expected, "{name}");
+        }
+        // Nothing rolled up yet: nothing is pruned either, the raw results cover it all.
+        let fresh = Horizons::new(now, None, None, &options);
+        assert_eq!(
+            plan(now - TimeDelta::days(30), now, &fresh),
+            vec![segment(Raw, "2025-03-01T12:30:00Z", "2025-03-31T12:30:00Z")]
+        );
+        // Hours rolled up but no day yet: hours are never pruned before their day is.
+        let hours_only = Horizons::new(now, Some(at("2025-03-31T12:00:00Z")), None, &options);
+        assert_eq!(
+            plan(now - TimeDelta::days(30), now, &hours_only),
+            vec![
+                segment(Hourly, "2025-03-01T13:00:00Z", "2025-03-31T12:00:00Z"),
+                segment(Raw, "2025-03-31T12:00:00Z", "2025-03-31T12:30:00Z"),
+            ]
+        );
+    }
+
+    #[test]
+    fn batches_sort_deduplicate_and_observe_the_last_check_that_ran() {
+        let id = |n: u128| Uuid::from_u128(n);
+        let record = |n, minute: i64, outcome| CheckRecord {
+            integration_id: id(n),
+            checked_at: at("2025-03-31T12:00:00Z") + TimeDelta::minutes(minute),
+            latency_us: 1,
+            lateness_us: 0,
+            outcome,
+            version: minute,
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+        };
+        let batch = Batch::new(vec![
+            record(2, 1, CheckOutcome::Success),
+            record(1, 3, CheckOutcome::Skipped),
+            record(1, 2, CheckOutcome::Failure(FailureClass::Timeout)),
+            record(1, 1, CheckOutcome::Success),
+            record(2, 1, CheckOutcome::Success),
+        ]);
+        let keys: Vec<(Uuid, i64)> = batch
+            .results
+            .iter()
+            .map(|r| (r.integration_id, r.version))
+            .collect();
+        assert_eq!(keys, [(id(1), 1), (id(1), 2), (id(1), 3), (id(2), 1)]);
+        let observed: Vec<(Uuid, i64)> = batch
+            .observations
+            .iter()
+            .map(|o| (o.integration_id, o.version))
+            .collect();
+        assert_eq!(observed, [(id(1), 2), (id(2), 1)]);
+        let json: serde_json::Value = serde_json::from_str(&batch.results_json()).unwrap();
+        assert_eq!(json[1][5], "timeout");
+        assert!(json[0][5].is_null());
+        let json: serde_json::Value = serde_json::from_str(&batch.observations_json()).unwrap();
+        assert_eq!(json[0][2], "2025-03-31T12:02:00+00:00");
+    }
+
+    #[test]
+    fn options_keep_what_the_read_path_relies_on() {
+        let options = HistoryOptions {
+            raw_retention: Duration::from_secs(60),
+            hourly_retention: Duration::ZERO,
+            daily_retention: Duration::ZERO,
+            batch_size: 0,
+            ..HistoryOptions::default()
+        }
+        .normalized();
+        assert!(options.raw_retention >= options.rollup_grace + Duration::from_secs(7200));
+        assert!(options.hourly_retention > options.raw_retention);
+        assert!(options.daily_retention >= options.hourly_retention);
+        assert_eq!(options.batch_size, 1);
+        assert_eq!(ago(at("2025-01-01T00:00:00Z"), Duration::MAX), EARLIEST);
     }
 }
