@@ -194,7 +194,10 @@ pub struct HistoryConfig {
     /// Raw check results are kept this long; older ones survive only as hourly rollups.
     #[serde(with = "humantime_serde")]
     pub raw_retention: Duration,
-    /// Hourly rollups are kept this long (uptime ratios need 30 days).
+    /// Hourly rollups are kept this long.
+    #[serde(with = "humantime_serde")]
+    pub hourly_retention: Duration,
+    /// Daily rollups are kept this long (the 30-day uptime ratio needs 30 days).
     #[serde(with = "humantime_serde")]
     pub rollup_retention: Duration,
     /// Check results are written in batches at least this often.
@@ -208,6 +211,7 @@ impl Default for HistoryConfig {
     fn default() -> Self {
         HistoryConfig {
             raw_retention: Duration::from_secs(24 * 3600),
+            hourly_retention: Duration::from_secs(8 * 24 * 3600),
             rollup_retention: Duration::from_secs(35 * 24 * 3600),
             flush_interval: Duration::from_secs(1),
             batch_size: 5000,

@@ -1,10 +1,26 @@
-//! The daemon's side of the engine: how REST (and later NATS) changes reach the monitor
-//! actors. Handlers commit a change to the store first, then tell the engine which
-//! integration changed; the supervisor reloads it from the store and starts, re-configures or
-//! stops its actor. The store stays the source of truth, so a lost notification is repaired
-//! by the supervisor's reconciliation pass.
+//! The daemon's side of the engine: the [`Ledger`] the monitor actors persist through (the
+//! SQL store for transitions, the batched history writer for every check result), and how
+//! REST (and later NATS) changes reach the actors.
+//!
+//! Handlers commit a change to the store first, then tell the engine which integration
+//! changed; the supervisor reloads it from the store and starts, re-configures or stops its
+//! actor. The store stays the source of truth, so a lost notification is repaired by the
+//! supervisor's reconciliation pass.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use catalogd_actors::{
+    CheckReport, Clock, Commit, Engine, Ledger, Lifecycle, MonitorSpec, PortError, Status,
+    Thresholds, Transition,
+};
 use uuid::Uuid;
+
+use crate::connectors::Target;
+use crate::integration::{CheckSummary, Integration};
+use crate::store::history::HistoryWriter;
+use crate::store::{CheckCommit, Store, StoreError};
 
 /// What the API tells the engine after it committed a change.
 pub trait EngineControl: Send + Sync + 'static {
@@ -14,9 +30,12 @@ pub trait EngineControl: Send + Sync + 'static {
 
     /// The integration was deleted; its actor must stop.
     fn deleted(&self, id: Uuid);
+
+    /// A manual connection test's result, for the owning actor to apply like its own check.
+    fn deliver(&self, id: Uuid, report: CheckReport);
 }
 
-/// No engine: for commands that only serve the API (and tests of the API alone).
+/// No engine: for tests of the API alone.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Detached;
 
@@ -24,4 +43,159 @@ impl EngineControl for Detached {
     fn changed(&self, _id: Uuid, _check_now: bool) {}
 
     fn deleted(&self, _id: Uuid) {}
+
+    fn deliver(&self, _id: Uuid, _report: CheckReport) {}
+}
+
+impl EngineControl for Engine<Target> {
+    fn changed(&self, id: Uuid, check_now: bool) {
+        Engine::changed(self, id, check_now);
+    }
+
+    fn deleted(&self, id: Uuid) {
+        Engine::deleted(self, id);
+    }
+
+    fn deliver(&self, id: Uuid, report: CheckReport) {
+        Engine::deliver(self, id, report);
+    }
+}
+
+/// `monitor.*`: what an integration's `healthCheck` falls back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonitorDefaults {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub thresholds: Thresholds,
+}
+
+/// The [`Ledger`] over the SQL store and the history writer.
+pub struct StoreLedger {
+    store: Arc<dyn Store>,
+    history: HistoryWriter,
+    clock: Arc<dyn Clock>,
+    defaults: MonitorDefaults,
+}
+
+impl StoreLedger {
+    pub fn new(
+        store: Arc<dyn Store>,
+        history: HistoryWriter,
+        clock: Arc<dyn Clock>,
+        defaults: MonitorDefaults,
+    ) -> Self {
+        StoreLedger {
+            store,
+            history,
+            clock,
+            defaults,
+        }
+    }
+
+    /// The monitor's view of an integration; `None` for a draft, which has no actor.
+    fn spec(&self, integration: &Integration) -> Option<MonitorSpec<Target>> {
+        if integration.status == Status::Draft {
+            return None;
+        }
+        let check = &integration.health_check;
+        let interval = check
+            .interval_seconds
+            .map_or(self.defaults.interval, |s| Duration::from_secs(s.into()));
+        // A timeout longer than the interval would overlap checks; validation refuses it
+        // for explicit values, and the defaults are checked at start-up.
+        let timeout = check
+            .timeout_seconds
+            .map_or(self.defaults.timeout, |s| Duration::from_secs(s.into()))
+            .min(interval);
+        Some(MonitorSpec {
+            integration_id: integration.integration_id,
+            tenant_id: Arc::from(integration.tenant_id.as_str()),
+            version: integration.version,
+            lifecycle: integration.lifecycle(),
+            thresholds: check.thresholds(self.defaults.thresholds),
+            interval,
+            timeout,
+            target: Arc::new(Target::from(integration)),
+        })
+    }
+}
+
+fn port_error(error: StoreError) -> PortError {
+    // The message is for the engine's logs; store errors carry no secrets (validation keeps
+    // them out of every stored field).
+    PortError::Unavailable(error.to_string())
+}
+
+#[async_trait]
+impl Ledger<Target> for StoreLedger {
+    async fn monitored_page(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<MonitorSpec<Target>>, PortError> {
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let page = self
+            .store
+            .monitored_page(after, limit)
+            .await
+            .map_err(port_error)?;
+        Ok(page.iter().filter_map(|i| self.spec(i)).collect())
+    }
+
+    async fn monitored_versions(&self) -> Result<Vec<(Uuid, i64)>, PortError> {
+        self.store.monitored_versions().await.map_err(port_error)
+    }
+
+    async fn load(&self, id: Uuid) -> Result<Option<MonitorSpec<Target>>, PortError> {
+        let integration = self.store.load(id).await.map_err(port_error)?;
+        Ok(integration.as_ref().and_then(|i| self.spec(i)))
+    }
+
+    async fn commit_transition(
+        &self,
+        spec: &MonitorSpec<Target>,
+        transition: &Transition,
+        report: &CheckReport,
+    ) -> Result<Commit<Target>, PortError> {
+        let check = CheckSummary {
+            outcome: report.outcome,
+            started_at: report.started_at,
+            latency_ms: u64::try_from(report.latency.as_millis()).unwrap_or(u64::MAX),
+        };
+        let committed = self
+            .store
+            .commit_check(
+                spec.integration_id,
+                spec.version,
+                transition.state,
+                transition.event,
+                check,
+                self.clock.now(),
+            )
+            .await
+            .map_err(port_error)?;
+        Ok(match committed {
+            CheckCommit::Committed(integration) => {
+                // The check that caused the transition belongs in the history too.
+                self.history.record(
+                    integration.integration_id,
+                    integration.version,
+                    transition.state,
+                    report,
+                );
+                match self.spec(&integration) {
+                    Some(spec) => Commit::Committed(spec),
+                    None => Commit::Stale(None),
+                }
+            }
+            CheckCommit::Stale(current) => {
+                Commit::Stale(current.as_ref().and_then(|i| self.spec(i)))
+            }
+        })
+    }
+
+    fn record(&self, spec: &MonitorSpec<Target>, lifecycle: Lifecycle, report: &CheckReport) {
+        self.history
+            .record(spec.integration_id, spec.version, lifecycle, report);
+    }
 }

@@ -7,14 +7,15 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use catalogd_actors::{Clock, SystemClock};
+use catalogd_actors::{Clock, Engine, EngineOptions, EngineStats, SystemClock};
 use tokio::net::TcpListener;
 
 use crate::auth::{Authenticator, KeySource};
 use crate::config::Config;
+use crate::connectors::{ConnectorError, Connectors, Target};
+use crate::engine::{MonitorDefaults, StoreLedger};
 use crate::http::{self, AppState};
-use crate::providers::ProviderRegistry;
-use crate::store::history::HistoryStore;
+use crate::store::history::{HistoryStore, HistoryWriter};
 use crate::store::{self, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,11 +31,19 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Connectors(#[from] ConnectorError),
+    #[error("cannot start the monitor engine: {0}")]
+    Engine(#[from] catalogd_actors::EngineError),
 }
 
+/// The running parts of the daemon: the REST listener and its state, the monitor engine and
+/// the history writer.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    engine: Engine<Target>,
+    history_writer: HistoryWriter,
 }
 
 impl Application {
@@ -52,6 +61,37 @@ impl Application {
         let history = HistoryStore::open(&store_options(config)?, (&config.history).into()).await?;
         let auth = Authenticator::from_config(&config.auth)?;
         log_key_source(&auth.source);
+        let connectors = Arc::new(Connectors::new(
+            &config.egress,
+            &config.offline,
+            &config.plugins,
+            &config.secrets,
+            clock.clone(),
+        )?);
+        let monitor = MonitorDefaults {
+            interval: config.monitor.interval,
+            timeout: config.monitor.timeout,
+            thresholds: config.monitor.thresholds(),
+        };
+        let history_writer = HistoryWriter::spawn(history.clone(), clock.clone());
+        let ledger = StoreLedger::new(
+            store.clone(),
+            history_writer.clone(),
+            clock.clone(),
+            monitor,
+        );
+        let engine = Engine::start(
+            Arc::new(ledger),
+            connectors.clone(),
+            clock.clone(),
+            EngineOptions {
+                reconcile_interval: config.monitor.reconcile_interval,
+                restart_backoff_max: config.monitor.restart_backoff_max,
+                failed_backoff_max: config.monitor.failed_backoff_max,
+                ..EngineOptions::default()
+            },
+        )
+        .await?;
         let addr = config.http.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -60,15 +100,22 @@ impl Application {
             store,
             auth: Arc::new(auth),
             clock,
-            providers: Arc::new(ProviderRegistry::builtin()),
+            providers: Arc::new(connectors.providers()),
             default_thresholds: config.monitor.thresholds(),
             default_interval_seconds: config.monitor.interval.as_secs().max(1) as u32,
             body_limit_bytes: config.http.body_limit_bytes,
             request_timeout: config.http.request_timeout,
-            engine: Arc::new(crate::engine::Detached),
+            engine: Arc::new(engine.clone()),
             history,
+            connectors,
+            monitor,
         };
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            state,
+            engine,
+            history_writer,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -83,6 +130,16 @@ impl Application {
         &self.state
     }
 
+    /// The engine's counters: running actors, restarts, checks.
+    pub fn engine_stats(&self) -> Arc<EngineStats> {
+        self.engine.stats()
+    }
+
+    /// A handle to the monitor engine (for tests and benchmarks that wait for the fleet).
+    pub fn engine(&self) -> Engine<Target> {
+        self.engine.clone()
+    }
+
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
     pub async fn run_until_stopped(
         self,
@@ -91,11 +148,15 @@ impl Application {
         let addr = self.local_addr();
         tracing::info!(%addr, "REST API listening");
         let app = http::router(self.state);
-        axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
-            .await?;
+            .await;
+        // Requests are drained: stop the actors (each finishes its current message), then
+        // write the check results they recorded.
+        self.engine.stop().await;
+        self.history_writer.close().await;
         tracing::info!("stopped");
-        Ok(())
+        Ok(served?)
     }
 }
 

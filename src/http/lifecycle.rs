@@ -1,12 +1,14 @@
-//! Lifecycle operations on one integration (DESIGN §4, §5): submit, pause, resume and
-//! activate. Each commits the state machine's transition with its audit entry and outbox
+//! Lifecycle operations on one integration (DESIGN §4, §5): submit, pause, resume,
+//! activate, and the manual connection test. Each commits the state machine's transition with its audit entry and outbox
 //! event through the store, then tells the engine so the owning actor follows.
+
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
-use axum::Router;
-use catalogd_actors::Input;
+use axum::{Json, Router};
+use catalogd_actors::{CheckReport, Input};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -16,6 +18,7 @@ use super::extract::{Admin, IntegrationPath, JsonBody, OptionalJsonBody};
 use super::integrations::{actor, resource};
 use super::AppState;
 use crate::auth::Principal;
+use crate::connectors::{ConnectionTestReport, Target};
 use crate::integration::Change;
 use crate::validation;
 
@@ -25,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/integrations/{id}/pause", post(pause))
         .route("/api/v1/integrations/{id}/resume", post(resume))
         .route("/api/v1/integrations/{id}/activate", post(activate))
+        .route("/api/v1/integrations/{id}/test", post(test))
 }
 
 /// The body of a pause.
@@ -187,4 +191,69 @@ pub async fn activate(
     let comment = validation::reason("comment", request.comment, false)
         .map_err(|error| ApiError::Validation(vec![error]))?;
     transition(&state, &principal, id, Input::Activate, comment, None).await
+}
+
+/// Run a staged connection test now (DNS → TCP → TLS → HTTP → authenticated call). The
+/// result is audited; for a monitored integration it also counts as a check, applied by the
+/// integration's own actor (a successful test verifies a pending integration).
+#[utoipa::path(
+    post,
+    path = "/api/v1/integrations/{id}/test",
+    tag = "lifecycle",
+    params(("id" = Uuid, Path, description = "The integration id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The staged test report; a failed test is still a 200", body = ConnectionTestReport),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+    )
+)]
+pub async fn test(
+    State(state): State<AppState>,
+    Admin(principal): Admin,
+    IntegrationPath(id): IntegrationPath,
+    OptionalJsonBody(_empty): OptionalJsonBody<EmptyRequest>,
+) -> Result<Json<ConnectionTestReport>, ApiError> {
+    let integration = state
+        .store
+        .get(&principal.tenant_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let timeout = integration
+        .health_check
+        .timeout_seconds
+        .map_or(state.monitor.timeout, |s| Duration::from_secs(s.into()));
+    let report = state
+        .connectors
+        .test(&Target::from(&integration), timeout)
+        .await;
+    let result = serde_json::json!({
+        "success": report.success,
+        "failureClass": report.failure_class.map(|c| c.as_str()),
+        "latencyMs": report.latency_ms,
+        "skipped": report.skipped,
+    });
+    state
+        .store
+        .record_test(
+            &actor(&principal),
+            id,
+            &result,
+            report.success,
+            report.tested_at,
+        )
+        .await?;
+    if integration.status.is_monitored() {
+        state.engine.deliver(
+            id,
+            CheckReport {
+                outcome: report.outcome(),
+                started_at: report.tested_at,
+                latency: Duration::from_millis(report.latency_ms),
+                lateness: Duration::ZERO,
+            },
+        );
+    }
+    Ok(Json(report))
 }

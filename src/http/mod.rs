@@ -26,7 +26,8 @@ use tower_http::LatencyUnit;
 use tracing::Level;
 
 use crate::auth::Authenticator;
-use crate::engine::EngineControl;
+use crate::connectors::Connectors;
+use crate::engine::{EngineControl, MonitorDefaults};
 use crate::providers::ProviderRegistry;
 use crate::store::history::HistoryStore;
 use crate::store::Store;
@@ -62,6 +63,10 @@ pub struct AppState {
     pub engine: Arc<dyn EngineControl>,
     /// Health history, for `/{id}/health` and `/{id}/history`.
     pub history: HistoryStore,
+    /// Runs manual connection tests (`/{id}/test`).
+    pub connectors: Arc<Connectors>,
+    /// `monitor.*` defaults: the timeout of a manual test without its own.
+    pub monitor: MonitorDefaults,
 }
 
 impl AppState {

@@ -29,6 +29,7 @@ use super::{audit, health, integrations, lifecycle, probes, AppState};
         lifecycle::pause,
         lifecycle::resume,
         lifecycle::activate,
+        lifecycle::test,
         health::health,
         health::history,
         audit::list,

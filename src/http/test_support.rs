@@ -94,6 +94,20 @@ impl Store for FaultyStore {
         self.inner.verify_audit(tenant_id).await
     }
 
+    async fn record_test(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        result: &Value,
+        success: bool,
+        tested_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.fault().await?;
+        self.inner
+            .record_test(actor, id, result, success, tested_at)
+            .await
+    }
+
     async fn monitored_page(
         &self,
         after: Option<Uuid>,
@@ -236,6 +250,21 @@ impl TestApp {
                 .unwrap(),
                 Default::default(),
             ),
+            connectors: Arc::new(
+                crate::connectors::Connectors::new(
+                    &Default::default(),
+                    &Default::default(),
+                    &Default::default(),
+                    &Default::default(),
+                    Arc::new(FixedClock),
+                )
+                .unwrap(),
+            ),
+            monitor: crate::engine::MonitorDefaults {
+                interval: Duration::from_secs(60),
+                timeout: Duration::from_secs(10),
+                thresholds: Thresholds::default(),
+            },
         };
         configure(&mut state);
         TestApp {

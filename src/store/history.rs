@@ -96,10 +96,6 @@ pub struct HistoryOptions {
     pub prune_max_batches: u32,
 }
 
-/// Hourly rollups are kept this long unless configured otherwise: the 7-day window reads
-/// hours, the 30-day window days.
-pub const DEFAULT_HOURLY_RETENTION: Duration = Duration::from_secs(8 * 24 * 3600);
-
 impl Default for HistoryOptions {
     fn default() -> Self {
         HistoryOptions::from(&HistoryConfig::default())
@@ -111,7 +107,7 @@ impl From<&HistoryConfig> for HistoryOptions {
         let batch_size = config.batch_size.max(1);
         HistoryOptions {
             raw_retention: config.raw_retention,
-            hourly_retention: DEFAULT_HOURLY_RETENTION.min(config.rollup_retention),
+            hourly_retention: config.hourly_retention.min(config.rollup_retention),
             daily_retention: config.rollup_retention,
             flush_interval: config.flush_interval,
             batch_size,

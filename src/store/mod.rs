@@ -131,6 +131,18 @@ pub trait Store: Send + Sync + 'static {
     /// Walks every tenant's audit chain (or one tenant's) and reports the first bad entry.
     async fn verify_audit(&self, tenant_id: Option<&str>) -> Result<ChainReport, StoreError>;
 
+    /// Records a manual connection test: the integration's last-test fields and an
+    /// `integration.test` audit entry with the result, in one transaction. Does not change
+    /// the version or the lifecycle (the owning actor applies the result as a check).
+    async fn record_test(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        result: &serde_json::Value,
+        success: bool,
+        tested_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
     // --- The engine's view -------------------------------------------------------------
     //
     // The monitor runs every tenant's integrations, so these read across tenants by design.

@@ -170,6 +170,9 @@ const NEXT_EVENT_SEQUENCE: &str = "UPDATE integrations SET event_sequence = even
 const INSERT_OUTBOX: &str = "INSERT INTO outbox (event_id, tenant_id, integration_id, sequence, \
      event_type, subject, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
+const UPDATE_LAST_TEST: &str = "UPDATE integrations SET last_tested_at = $3, \
+     last_test_success = $4 WHERE tenant_id = $1 AND integration_id = $2";
+
 const DELETE_INTEGRATION: &str =
     "DELETE FROM integrations WHERE tenant_id = $1 AND integration_id = $2";
 const DELETE_TAGS: &str =
@@ -696,6 +699,43 @@ macro_rules! sql_store {
                 }
                 transaction.rollback().await?;
                 Ok(report)
+            }
+
+            async fn record_test(
+                &self,
+                actor: &Actor,
+                id: Uuid,
+                result: &serde_json::Value,
+                success: bool,
+                tested_at: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                let tested_at = rows::stored_precision(tested_at);
+                let mut transaction = self.pool.begin_with(Self::DIALECT.begin_write).await?;
+                let updated = sqlx::query(UPDATE_LAST_TEST)
+                    .bind(&actor.tenant_id)
+                    .bind(id)
+                    .bind(tested_at)
+                    .bind(success)
+                    .execute(&mut *transaction)
+                    .await?;
+                if updated.rows_affected() == 0 {
+                    transaction.rollback().await?;
+                    return Err(StoreError::NotFound);
+                }
+                let record = AuditRecord {
+                    tenant_id: actor.tenant_id.clone(),
+                    actor: actor.subject.clone(),
+                    action: "integration.test".to_owned(),
+                    target_id: id,
+                    before: None,
+                    after: Some(result.clone()),
+                    reason: None,
+                    ticket: None,
+                    occurred_at: tested_at,
+                };
+                Self::append_audit(&mut transaction, &record).await?;
+                transaction.commit().await?;
+                Ok(())
             }
 
             async fn monitored_page(
