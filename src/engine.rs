@@ -33,6 +33,16 @@ pub trait EngineControl: Send + Sync + 'static {
 
     /// A manual connection test's result, for the owning actor to apply like its own check.
     fn deliver(&self, id: Uuid, report: CheckReport);
+
+    /// Whether the engine runs and how many actors it has; `None` without an engine.
+    fn snapshot(&self) -> Option<EngineSnapshot>;
+}
+
+/// The engine's state, for `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineSnapshot {
+    pub running: bool,
+    pub actors: u64,
 }
 
 /// No engine: for tests of the API alone.
@@ -45,6 +55,10 @@ impl EngineControl for Detached {
     fn deleted(&self, _id: Uuid) {}
 
     fn deliver(&self, _id: Uuid, _report: CheckReport) {}
+
+    fn snapshot(&self) -> Option<EngineSnapshot> {
+        None
+    }
 }
 
 impl EngineControl for Engine<Target> {
@@ -58,6 +72,13 @@ impl EngineControl for Engine<Target> {
 
     fn deliver(&self, id: Uuid, report: CheckReport) {
         Engine::deliver(self, id, report);
+    }
+
+    fn snapshot(&self) -> Option<EngineSnapshot> {
+        Some(EngineSnapshot {
+            running: self.is_running(),
+            actors: self.stats().actors(),
+        })
     }
 }
 

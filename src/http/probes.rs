@@ -41,6 +41,11 @@ pub struct ReadinessChecks {
     /// `ok` or `error`.
     #[schema(example = "ok")]
     pub database: &'static str,
+    /// The monitor engine: `running`, `stopped`, or `detached` (no engine in this process).
+    #[schema(example = "running")]
+    pub engine: &'static str,
+    /// Monitor actors running now (one per integration that is not a draft).
+    pub actors: u64,
 }
 
 /// Liveness: answers while the process serves requests.
@@ -54,7 +59,7 @@ pub async fn healthz() -> Json<Liveness> {
     Json(Liveness { status: "ok" })
 }
 
-/// Readiness: whether the database answers.
+/// Readiness: whether the database answers and the monitor engine runs.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -77,16 +82,26 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
             false
         }
     };
-    let (status, readiness, database) = if database_ok {
-        (StatusCode::OK, "ready", "ok")
+    let engine = state.engine.snapshot();
+    let engine_ok = engine.is_none_or(|e| e.running);
+    let (status, readiness) = if database_ok && engine_ok {
+        (StatusCode::OK, "ready")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not_ready", "error")
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
     };
     (
         status,
         Json(Readiness {
             status: readiness,
-            checks: ReadinessChecks { database },
+            checks: ReadinessChecks {
+                database: if database_ok { "ok" } else { "error" },
+                engine: match engine {
+                    None => "detached",
+                    Some(e) if e.running => "running",
+                    Some(_) => "stopped",
+                },
+                actors: engine.map_or(0, |e| e.actors),
+            },
         }),
     )
 }

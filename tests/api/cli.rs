@@ -1,15 +1,13 @@
 //! The `catalogd` binary as an operator runs it: the quick start with a generated key,
 //! `token`, `migrate`, `--config` on every subcommand, unknown keys, and graceful shutdown.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::Value;
 
 use crate::helpers::{database_url, integration, Backend};
+use crate::support::daemon::Daemon;
 
 fn catalogd(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_catalogd"));
@@ -20,92 +18,6 @@ fn catalogd(dir: &Path) -> Command {
         }
     }
     command
-}
-
-/// A running `catalogd serve`; killed on drop if still running.
-struct Daemon {
-    child: Child,
-    address: String,
-    log: mpsc::Receiver<String>,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn start(mut command: Command) -> Daemon {
-        let mut child = command
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut daemon = Daemon {
-            child,
-            address: String::new(),
-            log: rx,
-        };
-        let line = daemon.wait_for_log("REST API listening");
-        let addr = line
-            .split("addr=")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap();
-        daemon.address = format!("http://{addr}");
-        daemon
-    }
-
-    /// Waits for a log line containing `needle`, with a deadline.
-    fn wait_for_log(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            match self.log.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Ok(Some(status)) = self.child.try_wait() {
-                        panic!(
-                            "catalogd exited with {status} before logging {needle:?}: {seen:#?}"
-                        );
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        panic!("no log line {needle:?} within the deadline: {seen:#?}");
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("catalogd did not stop on SIGTERM");
-    }
 }
 
 fn mint(dir: &Path, extra: &[&str]) -> String {

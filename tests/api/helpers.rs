@@ -1,6 +1,9 @@
 //! `spawn_app`: the real application on a random port with a fresh database per test, on
 //! SQLite or on a real PostgreSQL, plus small request helpers.
 
+// Shared with the engine test binary, which uses only part of it.
+#![allow(dead_code)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +52,8 @@ pub struct TestApp {
     pub auth: Arc<Authenticator>,
     pub database_url: String,
     pub dir: tempfile::TempDir,
+    /// The monitor engine's counters (restarts, running actors).
+    pub engine_stats: Arc<catalogd_actors::EngineStats>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -92,6 +97,7 @@ pub async fn spawn_with_config(config: Config, dir: tempfile::TempDir) -> TestAp
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let auth = app.state().auth.clone();
+    let engine_stats = app.engine_stats();
     let (tx, rx) = oneshot::channel();
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -105,6 +111,7 @@ pub async fn spawn_with_config(config: Config, dir: tempfile::TempDir) -> TestAp
         auth,
         database_url: config.database.url.clone(),
         dir,
+        engine_stats,
         shutdown: Some(tx),
     }
 }

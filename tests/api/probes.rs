@@ -13,6 +13,11 @@ async fn healthz_and_readyz(backend: Backend) {
     let body: Value = readyz.json().await.unwrap();
     assert_eq!(body["status"], "ready");
     assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(body["checks"]["engine"], "running");
+    assert_eq!(
+        body["checks"]["actors"], 0,
+        "no integration is monitored yet"
+    );
 }
 
 async fn openapi_lists_every_route(backend: Backend) {

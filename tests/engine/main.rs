@@ -1,0 +1,12 @@
+//! End-to-end tests of the monitor engine inside the real daemon: real HTTP targets on
+//! loopback that the tests flip between healthy, failing and hanging, on SQLite and on
+//! PostgreSQL.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+#[path = "../api/helpers.rs"]
+mod helpers;
+
+mod lifecycle;
+mod supervision;
