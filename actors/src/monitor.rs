@@ -191,6 +191,13 @@ impl<T: Send + Sync + 'static> Actor for Monitor<T> {
                 }
             }
             MonitorMsg::Reconfigure { spec, check_now } => {
+                if spec.version < state.spec.version {
+                    // Loaded before this actor's own latest commit: it holds the newer row.
+                    if check_now {
+                        self.replan(&myself, state, true);
+                    }
+                    return Ok(());
+                }
                 let before = (state.spec.lifecycle.status, state.spec.interval);
                 adopt(&mut state.spec, *spec, check_now);
                 let after = (state.spec.lifecycle.status, state.spec.interval);

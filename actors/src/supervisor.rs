@@ -189,7 +189,7 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
             SupervisorMsg::Reconciled(listing) => {
                 state.reconciling = false;
                 match *listing {
-                    Ok(listing) => self.reconcile(&myself, state, listing),
+                    Ok(listing) => self.reconcile(&myself, state, listing).await,
                     Err(error) => tracing::warn!(%error, "reconciliation skipped"),
                 }
             }
@@ -356,7 +356,7 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
             }
         };
         if let Some(child) = state.children.get_mut(&id) {
-            child.version = spec.version;
+            child.version = child.version.max(spec.version);
             let _ = child.actor.cast(MonitorMsg::Reconfigure {
                 spec: Box::new(spec),
                 check_now,
@@ -471,7 +471,17 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
         let ledger = self.context.ledger.clone();
         let myself = myself.clone();
         tokio::spawn(async move {
-            let listing = ledger.monitored_versions().await;
+            let listing = match ledger.monitored_versions().await {
+                // Sorting a million entries takes tens of milliseconds of CPU: off the async
+                // workers, which run the monitors' timers and checks.
+                Ok(mut listing) => tokio::task::spawn_blocking(move || {
+                    listing.sort_unstable_by_key(|&(id, _)| id);
+                    listing
+                })
+                .await
+                .map_err(|error| PortError::Unavailable(format!("sorting the listing: {error}"))),
+                Err(error) => Err(error),
+            };
             let _ = myself.cast(SupervisorMsg::Reconciled(Box::new(listing)));
         });
     }
@@ -480,28 +490,47 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
     /// actor, older version) becomes a `Changed` notification to itself, which loads the row
     /// and decides then: the listing may be older than a notification handled meanwhile, and
     /// the load is authoritative.
-    fn reconcile(
+    ///
+    /// The listing arrives sorted by id and is binary-searched rather than hashed: no second
+    /// map of a million entries. The comparison yields to the runtime every few thousand
+    /// entries, so that a large fleet's pass does not hold a worker thread (and the checks
+    /// scheduled on it) for hundreds of milliseconds.
+    async fn reconcile(
         &self,
         myself: &ActorRef<SupervisorMsg>,
         state: &mut SupervisorState<T>,
-        mut listing: Vec<(Uuid, i64)>,
+        listing: Vec<(Uuid, i64)>,
     ) {
-        // Sorted and binary-searched rather than hashed: no second map of a million entries.
-        listing.sort_unstable_by_key(|&(id, _)| id);
+        let started = Instant::now();
         let mut drift = Vec::new();
-        for &(id, version) in &listing {
+        let mut listed_children = 0;
+        for (index, &(id, version)) in listing.iter().enumerate() {
+            yield_every_chunk(index).await;
             match state.children.get(&id) {
-                Some(child) if child.version >= version => {}
-                Some(_) => drift.push(id),
+                Some(child) => {
+                    listed_children += 1;
+                    if child.version < version {
+                        drift.push(id);
+                    }
+                }
                 None if state.restart_pending(id) => {}
                 None => drift.push(id),
             }
         }
-        drift.extend(
-            state
-                .children
-                .keys()
-                .filter(|id| listing.binary_search_by_key(*id, |(id, _)| *id).is_err()),
+        // Only when some child was not listed is it worth searching for which.
+        if listed_children < state.children.len() {
+            for (index, id) in state.children.keys().enumerate() {
+                yield_every_chunk(index).await;
+                if listing.binary_search_by_key(id, |(id, _)| *id).is_err() {
+                    drift.push(*id);
+                }
+            }
+        }
+        tracing::debug!(
+            integrations = listing.len(),
+            drift = drift.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "reconciliation pass"
         );
         let now = Instant::now();
         let stable_after = self.stable_after();
@@ -517,5 +546,15 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
                 check_now: false,
             });
         }
+    }
+}
+
+/// Lets other tasks on this worker thread run once every few thousand iterations of a long
+/// loop inside a handler. The supervisor's own mailbox still waits: the handler resumes
+/// before any other message of this actor is handled.
+async fn yield_every_chunk(index: usize) {
+    const CHUNK: usize = 8192;
+    if index % CHUNK == CHUNK - 1 {
+        tokio::task::yield_now().await;
     }
 }
