@@ -61,12 +61,7 @@ fn main() {
 }
 
 fn measure(mode: &str, n: usize) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    runtime().block_on(async {
         match mode {
             "bare" => {
                 let before = rss_bytes();
@@ -87,23 +82,9 @@ fn measure(mode: &str, n: usize) {
                 } else {
                     Status::Active
                 };
-                let ledger = Arc::new(MemoryLedger::new());
-                for i in 0..n {
-                    let id = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + i as u128);
-                    ledger.insert(spec(id, status, Duration::from_secs(24 * 3600)));
-                }
+                let ledger = fleet(n, status, Duration::from_secs(24 * 3600));
                 let before = rss_bytes();
-                let started = Instant::now();
-                let engine = Engine::start(
-                    ledger.clone(),
-                    Arc::new(NoopProbe),
-                    Arc::new(SystemClock),
-                    EngineOptions::default(),
-                )
-                .await
-                .expect("engine starts");
-                engine.spawned().await.expect("spawned");
-                let elapsed = started.elapsed();
+                let (engine, elapsed) = start(&ledger).await;
                 assert_eq!(engine.actor_count().await.unwrap(), n);
                 // Let the spawning garbage (pages, spawn futures) be freed before measuring.
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -115,28 +96,10 @@ fn measure(mode: &str, n: usize) {
 }
 
 fn load(n: usize, interval: Duration, run: Duration) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let ledger = Arc::new(MemoryLedger::new());
-        for i in 0..n {
-            let id = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + i as u128);
-            ledger.insert(spec(id, Status::Active, interval));
-        }
+    runtime().block_on(async {
+        let ledger = fleet(n, Status::Active, interval);
         let started = Instant::now();
-        let engine = Engine::start(
-            ledger.clone(),
-            Arc::new(NoopProbe),
-            Arc::new(SystemClock),
-            EngineOptions::default(),
-        )
-        .await
-        .expect("engine starts");
-        engine.spawned().await.expect("spawned");
-        let spawned = started.elapsed();
+        let (engine, spawned) = start(&ledger).await;
         let spawned_at = SystemClock.now();
         tokio::time::sleep(run.saturating_sub(spawned)).await;
         let checks = engine.stats().checks_started();
@@ -170,6 +133,40 @@ fn load(n: usize, interval: Duration, run: Duration) {
             );
         }
     });
+}
+
+/// Two worker threads, like the machine the daemon's figures are quoted for.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A store holding `n` integrations in `status`, checked every `interval`.
+fn fleet(n: usize, status: Status, interval: Duration) -> Arc<MemoryLedger<Uuid>> {
+    let ledger = Arc::new(MemoryLedger::new());
+    for i in 0..n {
+        let id = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + i as u128);
+        ledger.insert(spec(id, status, interval));
+    }
+    ledger
+}
+
+/// Starts the engine with a no-op probe and waits for the whole fleet to be spawned.
+async fn start(ledger: &Arc<MemoryLedger<Uuid>>) -> (Engine<Uuid>, Duration) {
+    let started = Instant::now();
+    let engine = Engine::start(
+        ledger.clone(),
+        Arc::new(NoopProbe),
+        Arc::new(SystemClock),
+        EngineOptions::default(),
+    )
+    .await
+    .expect("engine starts");
+    engine.spawned().await.expect("spawned");
+    (engine, started.elapsed())
 }
 
 fn report(mode: &str, n: usize, before: u64, elapsed: Duration) {

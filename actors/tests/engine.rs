@@ -48,20 +48,29 @@ async fn start(
         ledger.insert(spec);
     }
     let probe = Arc::new(probe);
-    let engine = Engine::start(
-        ledger.clone(),
-        probe.clone(),
-        Arc::new(TestClock::new()),
-        options,
-    )
-    .await
-    .expect("engine starts");
+    let engine = start_on(&ledger, &probe, options).await;
     engine.spawned().await.expect("fleet spawned");
     Harness {
         ledger,
         probe,
         engine,
     }
+}
+
+/// Starts an engine on an existing store; the fleet is then being spawned.
+async fn start_on(
+    ledger: &Arc<MemoryLedger<Uuid>>,
+    probe: &Arc<ScriptedProbe>,
+    options: EngineOptions,
+) -> Engine<Uuid> {
+    Engine::start(
+        ledger.clone(),
+        probe.clone(),
+        Arc::new(TestClock::new()),
+        options,
+    )
+    .await
+    .expect("engine starts")
 }
 
 /// Polls `condition` every 10 ms until it holds; fails after `within`.
@@ -304,14 +313,7 @@ async fn first_checks_of_a_fleet_are_spread_over_the_interval() {
     h.engine.stop().await;
     let probe = Arc::new(ScriptedProbe::new(SUCCESS));
     let restarted_at = Instant::now();
-    let engine = Engine::start(
-        h.ledger.clone(),
-        probe.clone(),
-        Arc::new(TestClock::new()),
-        options(),
-    )
-    .await
-    .unwrap();
+    let engine = start_on(&h.ledger, &probe, options()).await;
     eventually(
         "every integration checked again",
         Duration::from_secs(11),
@@ -668,14 +670,7 @@ async fn spawning_a_large_fleet_does_not_hold_up_notifications() {
         ledger.insert(spec(id, Status::Active, hour));
     }
     let probe = Arc::new(ScriptedProbe::new(SUCCESS));
-    let engine = Engine::start(
-        ledger.clone(),
-        probe.clone(),
-        Arc::new(TestClock::new()),
-        options(),
-    )
-    .await
-    .unwrap();
+    let engine = start_on(&ledger, &probe, options()).await;
     let submitted = id(0);
     ledger.insert(spec(submitted, Status::PendingVerification, hour));
     let started = Instant::now();
