@@ -8,5 +8,6 @@ mod support;
 #[path = "../api/helpers.rs"]
 mod helpers;
 
+mod canary;
 mod lifecycle;
 mod supervision;

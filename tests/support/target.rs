@@ -2,11 +2,11 @@
 //! and hanging, and that counts the requests it receives.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::any;
 use axum::Router;
 
@@ -22,6 +22,8 @@ pub enum Mode {
 struct Shared {
     mode: AtomicU8,
     requests: AtomicU64,
+    /// Every Authorization and PRIVATE-TOKEN header value received.
+    credentials: Mutex<Vec<String>>,
 }
 
 /// A running target; stops when dropped.
@@ -62,10 +64,20 @@ impl Target {
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
     }
+
+    /// The credential headers received so far (Authorization, PRIVATE-TOKEN).
+    pub fn credentials(&self) -> Vec<String> {
+        self.shared.credentials.lock().unwrap().clone()
+    }
 }
 
-async fn answer(State(shared): State<Arc<Shared>>) -> StatusCode {
+async fn answer(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> StatusCode {
     shared.requests.fetch_add(1, Ordering::SeqCst);
+    for name in ["authorization", "private-token"] {
+        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            shared.credentials.lock().unwrap().push(value.to_owned());
+        }
+    }
     match shared.mode.load(Ordering::SeqCst) {
         0 => StatusCode::OK,
         1 => StatusCode::INTERNAL_SERVER_ERROR,
