@@ -95,6 +95,26 @@ fn with_thresholds(mut spec: MonitorSpec<Uuid>, d: u32, f: u32, r: u32) -> Monit
     spec
 }
 
+/// Serialises the real-time tests: they measure how late checks start, and two of them
+/// sharing the machine's cores would measure each other.
+async fn real_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static REAL_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    REAL_TIME.lock().await
+}
+
+/// Keeps the expected panic messages of scripted probes out of the test output.
+fn quiet_scripted_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !info.to_string().contains("scripted probe panic") {
+                default_hook(info);
+            }
+        }));
+    });
+}
+
 fn gaps_ms(times: &[Instant]) -> Vec<u128> {
     times
         .windows(2)
@@ -548,6 +568,7 @@ async fn stop_stops_every_actor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_target_times_out_and_delays_nobody() {
+    let _real_time = real_time().await;
     let interval = Duration::from_millis(200);
     let hanging = id(0);
     let others: Vec<Uuid> = (1..=200).map(id).collect();
@@ -595,18 +616,13 @@ async fn a_hanging_target_times_out_and_delays_nobody() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_probe_restarts_its_actor_with_backoff_and_nobody_else_notices() {
+    let _real_time = real_time().await;
     let interval = Duration::from_millis(100);
     let panicking = id(0);
     let others: Vec<Uuid> = (1..=1000).map(id).collect();
     let probe = ScriptedProbe::new(SUCCESS);
     probe.always(panicking, Behaviour::Panic);
-    // Keep the expected panic messages out of the test output.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !info.to_string().contains("scripted probe panic") {
-            default_hook(info);
-        }
-    }));
+    quiet_scripted_panics();
     let h = start(
         std::iter::once(panicking)
             .chain(others.iter().copied())
@@ -661,8 +677,49 @@ async fn a_panicking_probe_restarts_its_actor_with_backoff_and_nobody_else_notic
     h.engine.stop().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn restart_backoff_doubles_and_resets_after_a_healthy_run() {
+    quiet_scripted_panics();
+    let a = id(1);
+    let probe = ScriptedProbe::new(SUCCESS);
+    probe.script(a, |call| {
+        if call < 4 || call == 40 {
+            Behaviour::Panic
+        } else {
+            SUCCESS
+        }
+    });
+    // Backoff 50 ms doubling to 800 ms; a run of 1.6 s without a crash resets it.
+    let h = start(
+        [spec(a, Status::Active, Duration::from_millis(100))],
+        probe,
+        options(),
+    )
+    .await;
+    eventually("42 checks", Duration::from_secs(30), || {
+        h.probe.calls(a) >= 42
+    })
+    .await;
+    let gaps = gaps_ms(&h.probe.call_times(a));
+    // Four crashes in a row wait 50, 100, 200 and 400 ms; each restarted actor then checks
+    // at its next 100 ms slot (the phase is kept), so a gap is its backoff rounded up to a
+    // slot — or one slot more when the restart lands a hair after a slot boundary.
+    let on_slot_after =
+        |gap: u128, backoff: u128| gap >= backoff && gap <= backoff + 100 && gap % 100 == 0;
+    for (gap, backoff) in gaps.iter().zip([50, 100, 200, 400]) {
+        assert!(on_slot_after(*gap, backoff), "{gaps:?}");
+    }
+    assert!(gaps[4..40].iter().all(|&gap| gap == 100), "{gaps:?}");
+    // After 3.6 s of healthy checks the next crash starts from the base again (not 800 ms).
+    assert!(on_slot_after(gaps[40], 50), "{gaps:?}");
+    assert_eq!(h.engine.stats().restarts(), 5);
+    assert_eq!(h.engine.actor_count().await.unwrap(), 1);
+    h.engine.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawning_a_large_fleet_does_not_hold_up_notifications() {
+    let _real_time = real_time().await;
     let hour = Duration::from_secs(3600);
     let fleet: Vec<Uuid> = (1..=50_000).map(id).collect();
     let ledger = Arc::new(MemoryLedger::new());
