@@ -45,6 +45,9 @@ pub enum Command {
     /// Audit trail tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Lifecycle events on NATS.
+    #[command(subcommand)]
+    Events(EventsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +74,12 @@ pub enum AuditCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print events as they are published, one readable line each (uses `[nats]`).
+    Watch(crate::watch::WatchArgs),
 }
 
 /// Exit code of `audit verify` when a chain is broken (1 is any other error).
@@ -116,6 +125,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 chrono::Utc::now(),
             )?;
             println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Events(EventsCommand::Watch(args)) => {
+            runtime.block_on(crate::watch::run(&config.nats, &args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify { tenant }) => runtime.block_on(async {

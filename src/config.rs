@@ -31,6 +31,7 @@ pub struct Config {
     pub offline: OfflineConfig,
     pub plugins: PluginsConfig,
     pub secrets: SecretsConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,6 +146,33 @@ impl Default for AuthConfig {
             issuer: None,
             audience: None,
             leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus exporter (see [`crate::metrics`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus `/metrics` listener, separate from the REST API.
+    pub listen: SocketAddr,
+    /// Per-integration series (`catalogd_integration_*`): a handful per integration.
+    pub per_integration: bool,
+    /// How often integration counts, statuses and labels are re-read from the store.
+    #[serde(with = "humantime_serde")]
+    pub refresh: Duration,
+    /// How often the per-integration uptime ratios are recomputed from the health history.
+    #[serde(with = "humantime_serde")]
+    pub uptime_refresh: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9464".parse().expect("valid default address"),
+            per_integration: true,
+            refresh: Duration::from_secs(15),
+            uptime_refresh: Duration::from_secs(300),
         }
     }
 }

@@ -19,6 +19,8 @@ use uuid::Uuid;
 
 use crate::connectors::Target;
 use crate::integration::{CheckSummary, Integration};
+use crate::metrics::events::{CheckCompleted, InternalEvent, TransitionCommitted};
+use crate::metrics::IntegrationGauges;
 use crate::store::history::HistoryWriter;
 use crate::store::{CheckCommit, Store, StoreError};
 
@@ -96,6 +98,7 @@ pub struct StoreLedger {
     history: HistoryWriter,
     clock: Arc<dyn Clock>,
     defaults: MonitorDefaults,
+    gauges: Option<IntegrationGauges>,
 }
 
 impl StoreLedger {
@@ -110,6 +113,28 @@ impl StoreLedger {
             history,
             clock,
             defaults,
+            gauges: None,
+        }
+    }
+
+    /// Keeps the per-integration gauges (`up`, last check duration) current with every result.
+    pub fn with_gauges(mut self, gauges: IntegrationGauges) -> Self {
+        self.gauges = Some(gauges);
+        self
+    }
+
+    /// The one place a check result is measured: every check reaches the ledger exactly once,
+    /// through [`Ledger::record`] or [`Ledger::commit_transition`].
+    fn measure(&self, spec: &MonitorSpec<Target>, report: &CheckReport) {
+        CheckCompleted {
+            integration_id: spec.integration_id,
+            kind: spec.target.kind.as_str(),
+            provider: &spec.target.provider,
+            report,
+        }
+        .emit();
+        if let Some(gauges) = &self.gauges {
+            gauges.observe(spec.integration_id, report.outcome, report.latency);
         }
     }
 
@@ -178,6 +203,7 @@ impl Ledger<Target> for StoreLedger {
         transition: &Transition,
         report: &CheckReport,
     ) -> Result<Commit<Target>, PortError> {
+        self.measure(spec, report);
         let check = CheckSummary {
             outcome: report.outcome,
             started_at: report.started_at,
@@ -197,6 +223,14 @@ impl Ledger<Target> for StoreLedger {
             .map_err(port_error)?;
         Ok(match committed {
             CheckCommit::Committed(integration) => {
+                if integration.status != spec.lifecycle.status {
+                    TransitionCommitted {
+                        integration_id: integration.integration_id,
+                        from: spec.lifecycle.status,
+                        to: integration.status,
+                    }
+                    .emit();
+                }
                 // The check that caused the transition belongs in the history too.
                 self.history.record(
                     integration.integration_id,
@@ -216,6 +250,7 @@ impl Ledger<Target> for StoreLedger {
     }
 
     fn record(&self, spec: &MonitorSpec<Target>, lifecycle: Lifecycle, report: &CheckReport) {
+        self.measure(spec, report);
         self.history
             .record(spec.integration_id, spec.version, lifecycle, report);
     }

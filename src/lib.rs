@@ -17,6 +17,7 @@
 //! - [`auth`]: bearer JWT verification, scopes, and token minting.
 //! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations, the audit chain.
 //! - [`http`]: the REST API (axum), one module per resource, problem+json errors, OpenAPI.
+//! - [`metrics`]: the Prometheus exporter, internal events (log + metric), gauges.
 //! - [`telemetry`]: tracing subscriber set-up.
 
 pub mod auth;
@@ -28,6 +29,7 @@ pub mod engine;
 pub mod events;
 pub mod http;
 pub mod integration;
+pub mod metrics;
 pub mod providers;
 pub mod secrets;
 pub mod startup;

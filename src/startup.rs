@@ -3,7 +3,7 @@
 //! Tests use the same path as the binary: [`Application::build`] with `http.listen` on port 0,
 //! then [`Application::port`] and [`Application::run_until_stopped`].
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -15,7 +15,9 @@ use crate::config::Config;
 use crate::connectors::{ConnectorError, Connectors, Target};
 use crate::engine::{MonitorDefaults, StoreLedger};
 use crate::http::{self, AppState};
+use crate::metrics::{self, Exporter, IntegrationGauges, Refresher};
 use crate::store::history::{HistoryStore, HistoryWriter};
+use crate::store::stats::StatsStore;
 use crate::store::{self, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,9 @@ pub struct Application {
     state: AppState,
     engine: Engine<Target>,
     history_writer: HistoryWriter,
+    metrics_listener: TcpListener,
+    exporter: Exporter,
+    refresher: Refresher,
 }
 
 impl Application {
@@ -74,12 +79,14 @@ impl Application {
             thresholds: config.monitor.thresholds(),
         };
         let history_writer = HistoryWriter::spawn(history.clone(), clock.clone());
+        let gauges = IntegrationGauges::new(config.metrics.per_integration);
         let ledger = StoreLedger::new(
             store.clone(),
             history_writer.clone(),
             clock.clone(),
             monitor,
-        );
+        )
+        .with_gauges(gauges.clone());
         let engine = Engine::start(
             Arc::new(ledger),
             connectors.clone(),
@@ -96,6 +103,19 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Listen { addr, source })?;
+        let addr = config.metrics.listen;
+        let metrics_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Listen { addr, source })?;
+        let exporter = Exporter::new(engine.stats(), gauges.clone());
+        let refresher = Refresher {
+            stats: StatsStore::open(&store_options(config)?).await?,
+            history: history.clone(),
+            gauges,
+            clock: clock.clone(),
+            refresh: config.metrics.refresh,
+            uptime_refresh: config.metrics.uptime_refresh,
+        };
         let state = AppState {
             store,
             auth: Arc::new(auth),
@@ -115,7 +135,25 @@ impl Application {
             state,
             engine,
             history_writer,
+            metrics_listener,
+            exporter,
+            refresher,
         })
+    }
+
+    /// The address of the Prometheus `/metrics` listener.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listener.local_addr().expect("bound listener")
+    }
+
+    /// What `/metrics` serves (for tests and benchmarks that render it directly).
+    pub fn exporter(&self) -> Exporter {
+        self.exporter.clone()
+    }
+
+    /// The background task that refreshes the store-derived gauges.
+    pub fn refresher(&self) -> Refresher {
+        self.refresher.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -146,11 +184,28 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let addr = self.local_addr();
+        let (stop_metrics, stopped) = tokio::sync::watch::channel(false);
+        metrics::log_listening(self.metrics_addr());
+        let refresher = self.refresher.spawn(stopped.clone());
+        let mut metrics_stopped = stopped;
+        let metrics_server = tokio::spawn(
+            axum::serve(self.metrics_listener, self.exporter.router())
+                .with_graceful_shutdown(async move {
+                    let _ = metrics_stopped.wait_for(|stop| *stop).await;
+                })
+                .into_future(),
+        );
         tracing::info!(%addr, "REST API listening");
         let app = http::router(self.state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        // Metrics stay up while the REST API drains, then stop with it.
+        let _ = stop_metrics.send(true);
+        let _ = refresher.await;
+        if let Ok(Err(error)) = metrics_server.await {
+            tracing::warn!(%error, "metrics listener failed");
+        }
         // Requests are drained: stop the actors (each finishes its current message), then
         // write the check results they recorded.
         self.engine.stop().await;

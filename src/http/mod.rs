@@ -28,6 +28,7 @@ use tracing::Level;
 use crate::auth::Authenticator;
 use crate::connectors::Connectors;
 use crate::engine::{EngineControl, MonitorDefaults};
+use crate::metrics::events::InternalEvent as _;
 use crate::providers::ProviderRegistry;
 use crate::store::history::HistoryStore;
 use crate::store::Store;
@@ -110,8 +111,28 @@ pub fn router(state: AppState) -> Router {
             state.request_timeout,
             time_limit,
         ))
+        .layer(middleware::from_fn(measure))
         .layer(trace)
         .with_state(state)
+}
+
+/// `catalogd_http_*`: method, route template (never the raw path) and status of each request.
+async fn measure(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = crate::metrics::events::method_label(request.method());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    crate::metrics::events::HttpRequestServed {
+        method,
+        route: route.as_deref().unwrap_or("unmatched"),
+        status: response.status().as_u16(),
+        duration: started.elapsed(),
+    }
+    .emit();
+    response
 }
 
 /// Abandons a request (extractors, handler and store call) after `limit`: 503 `timeout`.

@@ -6,11 +6,12 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::nats::NatsReadiness;
 
 /// The longest a readiness probe waits for the database; kept below the request timeout so
 /// that a hung database reads as "not ready" rather than as a timed-out request.
@@ -46,6 +47,10 @@ pub struct ReadinessChecks {
     pub engine: &'static str,
     /// Monitor actors running now (one per integration that is not a draft).
     pub actors: u64,
+    /// NATS: `ok`, `degraded` (configured but not connected: events wait in the outbox, and
+    /// the daemon stays ready) or `disabled`.
+    #[schema(example = "ok")]
+    pub nats: &'static str,
 }
 
 /// Liveness: answers while the process serves requests.
@@ -69,7 +74,10 @@ pub async fn healthz() -> Json<Liveness> {
         (status = 503, description = "A dependency is down", body = Readiness),
     )
 )]
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+pub async fn readyz(
+    State(state): State<AppState>,
+    nats: Option<Extension<NatsReadiness>>,
+) -> (StatusCode, Json<Readiness>) {
     let limit = PING_TIMEOUT.min(state.request_timeout / 2);
     let database_ok = match tokio::time::timeout(limit, state.store.ping()).await {
         Ok(Ok(())) => true,
@@ -101,6 +109,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
                     Some(_) => "stopped",
                 },
                 actors: engine.map_or(0, |e| e.actors),
+                nats: nats.map_or("disabled", |Extension(nats)| nats.check()),
             },
         }),
     )

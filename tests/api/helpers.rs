@@ -78,6 +78,7 @@ pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
     std::fs::write(&key_file, JWT_KEY).unwrap();
     let mut config = Config::default();
     config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.metrics.listen = "127.0.0.1:0".parse().unwrap();
     config.http.body_limit_bytes = 64 * 1024;
     config.database.url = database_url(backend, dir).await;
     config.database.sqlite_synchronous = catalogd::config::SqliteSynchronous::Normal;

@@ -22,6 +22,13 @@ impl Drop for Daemon {
 
 impl Daemon {
     pub fn start(mut command: Command) -> Daemon {
+        // Several daemons run at once in tests: never the default metrics port.
+        if !command
+            .get_envs()
+            .any(|(key, _)| key == "CATALOGD__METRICS__LISTEN")
+        {
+            command.env("CATALOGD__METRICS__LISTEN", "127.0.0.1:0");
+        }
         let mut child = command
             .stderr(Stdio::piped())
             .stdout(Stdio::null())

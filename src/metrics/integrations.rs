@@ -1,0 +1,428 @@
+//! Gauges read from the store rather than counted: `catalogd_integrations{tenant,status}` and
+//! the per-integration series (`catalogd_integration_*`).
+//!
+//! They live in one table per daemon, rendered straight into the `/metrics` text instead of
+//! going through the `metrics` recorder, for two reasons:
+//!
+//! - **No stale series.** The refresh task replaces the set of integrations wholesale from the
+//!   store, so a deleted integration's series disappear at the next refresh; the recorder has
+//!   no way to remove one series.
+//! - **Render cost.** Each integration's label set is escaped once, when it is read from the
+//!   store, and rendering is a copy of it per series (see the cardinality budget in README).
+//!
+//! Between refreshes, every check result updates its integration's `up` and last duration
+//! ([`IntegrationGauges::observe`]); it never adds an integration, so a result arriving after
+//! a delete cannot bring its series back.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use catalogd_actors::{CheckOutcome, Clock, EngineStats, Status};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::events::{GaugesRefreshFailed, GaugesRefreshed, InternalEvent};
+use super::names;
+use crate::store::history::{HistoryStore, Uptime, UPTIME_WINDOWS};
+use crate::store::stats::{IntegrationLabels, StatsStore, StatusCount};
+use crate::store::StoreError;
+
+/// The statuses in the order of their `catalogd_integration_status` value.
+const STATUSES: [Status; 6] = [
+    Status::Draft,
+    Status::PendingVerification,
+    Status::Active,
+    Status::Degraded,
+    Status::Failed,
+    Status::Paused,
+];
+
+/// The `catalogd_integration_status` value of a status (its index in [`STATUSES`]).
+pub fn status_value(status: Status) -> u8 {
+    STATUSES.iter().position(|s| *s == status).unwrap_or(0) as u8
+}
+
+#[derive(Debug)]
+struct Series {
+    /// `tenant="…",integration="…",name="…",type="…",provider="…"`, escaped.
+    labels: String,
+    tenant: String,
+    status: u8,
+    up: Option<bool>,
+    duration: Option<f64>,
+    uptime: Uptime,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    counts: Vec<StatusCount>,
+    series: HashMap<Uuid, Series>,
+}
+
+/// The store-derived gauges of one daemon. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct IntegrationGauges {
+    per_integration: bool,
+    table: Arc<Mutex<Table>>,
+}
+
+impl IntegrationGauges {
+    pub fn new(per_integration: bool) -> Self {
+        IntegrationGauges {
+            per_integration,
+            table: Arc::default(),
+        }
+    }
+
+    pub fn per_integration(&self) -> bool {
+        self.per_integration
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock leaves plain data behind, still usable.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Integrations with per-integration series.
+    pub fn len(&self) -> usize {
+        self.lock().series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A check result of `id`: its `up` and last duration. Skipped checks change nothing.
+    pub fn observe(&self, id: Uuid, outcome: CheckOutcome, latency: Duration) {
+        if !self.per_integration || outcome == CheckOutcome::Skipped {
+            return;
+        }
+        if let Some(series) = self.lock().series.get_mut(&id) {
+            series.up = Some(outcome == CheckOutcome::Success);
+            series.duration = Some(latency.as_secs_f64());
+        }
+    }
+
+    fn set_counts(&self, counts: Vec<StatusCount>) {
+        self.lock().counts = counts;
+    }
+
+    /// Makes the set of integrations exactly `rows`: removes the others, adds new ones and
+    /// updates labels and status. Live values (`up`, duration, uptime) of kept ones stay.
+    fn sync(&self, rows: Vec<IntegrationLabels>) {
+        let mut fresh: HashMap<Uuid, IntegrationLabels> = rows
+            .into_iter()
+            .map(|row| (row.integration_id, row))
+            .collect();
+        let mut table = self.lock();
+        table.series.retain(|id, _| fresh.contains_key(id));
+        for (id, row) in fresh.drain() {
+            let status = Status::from_str(&row.status).map_or(0, status_value);
+            let labels = label_set(&row);
+            match table.series.get_mut(&id) {
+                Some(series) => {
+                    series.status = status;
+                    if series.labels != labels {
+                        series.labels = labels;
+                        series.tenant = row.tenant_id;
+                    }
+                    if series.up.is_none() {
+                        series.up = row.last_test_success;
+                    }
+                }
+                None => {
+                    table.series.insert(
+                        id,
+                        Series {
+                            labels,
+                            tenant: row.tenant_id,
+                            status,
+                            up: row.last_test_success,
+                            duration: None,
+                            uptime: Uptime::default(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn set_uptime(&self, id: Uuid, uptime: Uptime) {
+        if let Some(series) = self.lock().series.get_mut(&id) {
+            series.uptime = uptime;
+        }
+    }
+
+    /// `(id, tenant)` of every integration with series, for the uptime pass.
+    fn ids(&self) -> Vec<(Uuid, String)> {
+        self.lock()
+            .series
+            .iter()
+            .map(|(id, s)| (*id, s.tenant.clone()))
+            .collect()
+    }
+
+    /// Appends `catalogd_integrations` and, when on, the per-integration families.
+    pub fn render_into(&self, out: &mut String) {
+        let table = self.lock();
+        family(
+            out,
+            names::INTEGRATIONS,
+            "gauge",
+            "Integrations per tenant and status.",
+        );
+        for count in &table.counts {
+            let _ = writeln!(
+                out,
+                "{}{{tenant=\"{}\",status=\"{}\"}} {}",
+                names::INTEGRATIONS,
+                escape(&count.tenant_id),
+                escape(&count.status),
+                count.count
+            );
+        }
+        if !self.per_integration || table.series.is_empty() {
+            return;
+        }
+        family(
+            out,
+            names::INTEGRATION_UP,
+            "gauge",
+            "1 if the integration's last health check succeeded, 0 if it failed.",
+        );
+        for s in table.series.values() {
+            if let Some(up) = s.up {
+                series_line(out, names::INTEGRATION_UP, &s.labels, "", f64::from(up as u8));
+            }
+        }
+        family(
+            out,
+            names::INTEGRATION_STATUS,
+            "gauge",
+            "Lifecycle status: 0 draft, 1 pending_verification, 2 active, 3 degraded, 4 failed, 5 paused.",
+        );
+        for s in table.series.values() {
+            series_line(out, names::INTEGRATION_STATUS, &s.labels, "", f64::from(s.status));
+        }
+        family(
+            out,
+            names::INTEGRATION_CHECK_DURATION,
+            "gauge",
+            "Duration of the integration's last health check, in seconds.",
+        );
+        for s in table.series.values() {
+            if let Some(duration) = s.duration {
+                series_line(out, names::INTEGRATION_CHECK_DURATION, &s.labels, "", duration);
+            }
+        }
+        family(
+            out,
+            names::INTEGRATION_UPTIME,
+            "gauge",
+            "Share of successful health checks over the window, from the health history.",
+        );
+        for s in table.series.values() {
+            for (window, ratio) in s.uptime.by_window() {
+                if let Some(ratio) = ratio {
+                    let window = match window {
+                        "1h" => ",window=\"1h\"",
+                        "24h" => ",window=\"24h\"",
+                        "7d" => ",window=\"7d\"",
+                        _ => ",window=\"30d\"",
+                    };
+                    series_line(out, names::INTEGRATION_UPTIME, &s.labels, window, ratio);
+                }
+            }
+        }
+    }
+}
+
+/// Appends the engine's own gauges, read at scrape time from its lock-free counters.
+pub fn render_engine(out: &mut String, stats: &EngineStats) {
+    family(
+        out,
+        names::ACTORS,
+        "gauge",
+        "Monitor actors running (one per monitored integration).",
+    );
+    let _ = writeln!(out, "{} {}", names::ACTORS, stats.actors());
+    family(
+        out,
+        names::ACTOR_RESTARTS_TOTAL,
+        "counter",
+        "Monitor actors restarted after a failure, since start.",
+    );
+    let _ = writeln!(out, "{} {}", names::ACTOR_RESTARTS_TOTAL, stats.restarts());
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn series_line(out: &mut String, name: &str, labels: &str, extra: &str, value: f64) {
+    let _ = writeln!(out, "{name}{{{labels}{extra}}} {value}");
+}
+
+fn label_set(row: &IntegrationLabels) -> String {
+    format!(
+        "tenant=\"{}\",integration=\"{}\",name=\"{}\",type=\"{}\",provider=\"{}\"",
+        escape(&row.tenant_id),
+        row.integration_id,
+        escape(&row.name),
+        escape(&row.kind),
+        escape(&row.provider)
+    )
+}
+
+/// Escapes a label value for the text exposition format.
+fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}
+
+/// How the refresh task reads the store.
+#[derive(Clone)]
+pub struct Refresher {
+    pub stats: StatsStore,
+    pub history: HistoryStore,
+    pub gauges: IntegrationGauges,
+    pub clock: Arc<dyn Clock>,
+    /// Counts, statuses and labels are re-read this often.
+    pub refresh: Duration,
+    /// Uptime ratios are recomputed this often.
+    pub uptime_refresh: Duration,
+}
+
+/// Integrations read per page, and uptimes computed between two yields.
+const PAGE: u32 = 1000;
+
+impl Refresher {
+    /// Runs until `stop` turns true (or its sender is dropped).
+    pub fn spawn(self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut uptime_at: Option<Instant> = None;
+            loop {
+                let with_uptime = uptime_at.is_none_or(|at| at.elapsed() >= self.uptime_refresh);
+                let started = Instant::now();
+                match self.refresh_once(with_uptime).await {
+                    Ok((integrations, uptimes)) => {
+                        if with_uptime {
+                            uptime_at = Some(started);
+                        }
+                        GaugesRefreshed {
+                            integrations,
+                            uptimes,
+                            duration: started.elapsed(),
+                        }
+                        .emit();
+                    }
+                    Err(error) => GaugesRefreshFailed { error: &error }.emit(),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(self.refresh) => {}
+                    changed = stop.changed() => {
+                        if changed.is_err() || *stop.borrow() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// One pass: counts, then (when per-integration series are on) the integrations, then
+    /// (when `with_uptime`) each one's uptime ratios from the health history. Returns the
+    /// integrations with series and the uptimes computed.
+    pub async fn refresh_once(&self, with_uptime: bool) -> Result<(usize, usize), StoreError> {
+        self.gauges.set_counts(self.stats.counts().await?);
+        if !self.gauges.per_integration() {
+            return Ok((0, 0));
+        }
+        let mut rows = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.stats.page(after, PAGE).await?;
+            let full = page.len() == PAGE as usize;
+            after = page.last().map(|row| row.integration_id);
+            rows.extend(page);
+            if !full {
+                break;
+            }
+        }
+        let integrations = rows.len();
+        self.gauges.sync(rows);
+        if !with_uptime {
+            return Ok((integrations, 0));
+        }
+        // One statement of at most 16 index range scans per integration (see
+        // `HistoryStore::uptime`), one at a time so the pass never competes with the history
+        // writer for more than one connection.
+        let now = self.clock.now();
+        let mut uptimes = 0;
+        for (index, (id, tenant)) in self.gauges.ids().into_iter().enumerate() {
+            let uptime = self.history.uptime(&tenant, id, now).await?;
+            self.gauges.set_uptime(id, uptime);
+            uptimes += 1;
+            if index % PAGE as usize == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        debug_assert_eq!(UPTIME_WINDOWS.len(), 4);
+        Ok((integrations, uptimes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: Uuid, name: &str, status: &str) -> IntegrationLabels {
+        IntegrationLabels {
+            integration_id: id,
+            tenant_id: "acme".into(),
+            name: name.into(),
+            kind: "host".into(),
+            provider: "http".into(),
+            status: status.into(),
+            last_test_success: None,
+        }
+    }
+
+    #[test]
+    fn sync_removes_deleted_and_observe_never_adds() {
+        let gauges = IntegrationGauges::new(true);
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        gauges.sync(vec![row(a, "a \"quoted\"\nname", "active"), row(b, "b", "failed")]);
+        gauges.observe(a, CheckOutcome::Success, Duration::from_millis(20));
+        let mut out = String::new();
+        gauges.render_into(&mut out);
+        assert!(out.contains(&format!("integration=\"{a}\"")));
+        assert!(out.contains("name=\"a \\\"quoted\\\"\\nname\""));
+        assert!(out.contains("} 0.02\n"));
+        gauges.sync(vec![row(b, "b", "failed")]);
+        gauges.observe(a, CheckOutcome::Success, Duration::from_millis(20));
+        let mut out = String::new();
+        gauges.render_into(&mut out);
+        assert!(!out.contains(&a.to_string()));
+        assert!(out.contains(&format!("integration=\"{b}\"")));
+    }
+
+    #[test]
+    fn per_integration_off_renders_none() {
+        let gauges = IntegrationGauges::new(false);
+        gauges.sync(vec![row(Uuid::new_v4(), "a", "active")]);
+        let mut out = String::new();
+        gauges.render_into(&mut out);
+        assert!(!out.contains("catalogd_integration_"));
+    }
+}

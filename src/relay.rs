@@ -1,0 +1,551 @@
+//! The outbox relay: publishes the lifecycle events that commits wrote to the outbox
+//! ([`crate::store::outbox`]) to NATS, in order per integration, and marks each one published
+//! only once NATS has taken it.
+//!
+//! # Delivery
+//!
+//! - **JetStream** (`events.jetstream = "auto"` and the server has it): each event is published
+//!   with `Nats-Msg-Id` = event id and marked published when its PubAck arrives. The stream
+//!   (`events.stream`, created or updated at start unless `events.manage_stream = false`)
+//!   drops a repeated id inside its duplicate window and the ack says `duplicate`; those are
+//!   counted. Delivery is at least once from the outbox; beyond the window consumers
+//!   deduplicate by event id.
+//! - **Core NATS** (no JetStream, or `jetstream = "off"`): a page of events is published, then
+//!   the connection is flushed, and only after a successful flush are they marked. That is
+//!   best effort: the client can drop a publish made during a reconnect and still return `Ok`
+//!   (nats-io/nats.rs#182), and a subscriber that is not connected misses the event.
+//!
+//! # Order and progress
+//!
+//! A pass walks the unpublished rows by `(integration_id, sequence)`. Events of different
+//! integrations are in flight together (up to `events.max_in_flight`), but an integration has
+//! at most one event in flight: its next event is sent only after the previous one was acked
+//! (JetStream), so a failed publish can never let a later event overtake it. An integration
+//! whose publish failed is skipped for the rest of the pass and retried in the next one.
+//!
+//! The relay wakes at once when [`RelayHandle::wake`] is called after a commit, and sweeps every
+//! `events.sweep_interval` anyway, so an event committed without a wake-up (another daemon on
+//! the same database, a restart) still goes out. Published rows are pruned after
+//! `events.retention`, a bounded batch at a time.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::AccountErrorKind;
+use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::{Client, HeaderMap};
+use chrono::{TimeDelta, Utc};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::config::{EventsConfig, JetStreamMode};
+use crate::events::SUBJECT_PREFIX;
+use crate::store::outbox::{OutboxPosition, OutboxStore, PendingEvent};
+
+/// How the relay publishes, from `[events]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayOptions {
+    pub jetstream: JetStreamMode,
+    pub stream: String,
+    pub manage_stream: bool,
+    pub duplicate_window: Duration,
+    pub retention: Duration,
+    pub sweep_interval: Duration,
+    pub max_in_flight: usize,
+    /// Rows read per query.
+    pub page_size: u32,
+    /// How long a publish, an ack or a flush may take before the pass gives up.
+    pub publish_timeout: Duration,
+    /// How often published rows are pruned.
+    pub prune_interval: Duration,
+    /// Rows per pruning `DELETE`, and the most such statements per run.
+    pub prune_batch: u32,
+    pub prune_max_batches: u32,
+    /// How long a stopping relay keeps trying to publish what is left.
+    pub final_pass_timeout: Duration,
+}
+
+impl From<&EventsConfig> for RelayOptions {
+    fn from(config: &EventsConfig) -> Self {
+        RelayOptions {
+            jetstream: config.jetstream,
+            stream: config.stream.clone(),
+            manage_stream: config.manage_stream,
+            duplicate_window: config.duplicate_window,
+            retention: config.retention,
+            sweep_interval: config.sweep_interval.max(Duration::from_millis(10)),
+            max_in_flight: config.max_in_flight.max(1),
+            page_size: 1024,
+            publish_timeout: Duration::from_secs(5),
+            prune_interval: Duration::from_secs(60),
+            prune_batch: 10_000,
+            prune_max_batches: 100,
+            final_pass_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions::from(&EventsConfig::default())
+    }
+}
+
+/// The relay's counters, for `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    backlog: AtomicU64,
+    published: AtomicU64,
+    duplicates: AtomicU64,
+    failures: AtomicU64,
+    pruned: AtomicU64,
+    jetstream: AtomicBool,
+    publish_micros_sum: AtomicU64,
+}
+
+impl RelayStats {
+    /// Unpublished events at the last sweep (`catalogd_outbox_backlog`).
+    pub fn backlog(&self) -> u64 {
+        self.backlog.load(Ordering::Relaxed)
+    }
+    /// Events marked published, duplicates included.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+    /// PubAcks with `duplicate` set: the stream already held the event.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
+    }
+    /// Publishes, acks or flushes that failed (the event stays in the outbox).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+    pub fn pruned(&self) -> u64 {
+        self.pruned.load(Ordering::Relaxed)
+    }
+    /// Whether the last publishes went to JetStream (else core NATS).
+    pub fn jetstream(&self) -> bool {
+        self.jetstream.load(Ordering::Relaxed)
+    }
+    /// Total seconds from publish to ack (or flush) over [`RelayStats::published`] events.
+    pub fn publish_seconds_sum(&self) -> f64 {
+        self.publish_micros_sum.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+/// Wakes the relay and reads its counters. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct RelayHandle {
+    wake: Arc<Notify>,
+    stats: Arc<RelayStats>,
+}
+
+impl RelayHandle {
+    /// Call after a commit that wrote outbox rows: the relay starts a pass at once (or right
+    /// after the current one). Never blocks; wake-ups while a pass runs coalesce into one.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn stats(&self) -> &Arc<RelayStats> {
+        &self.stats
+    }
+}
+
+/// The running relay task.
+pub struct Relay {
+    handle: RelayHandle,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    /// Starts the relay over `outbox`. With `client` `None` (NATS disabled) it publishes
+    /// nothing but still reports the backlog and prunes.
+    pub fn spawn(outbox: OutboxStore, client: Option<Client>, options: RelayOptions) -> Relay {
+        let handle = RelayHandle::default();
+        let (stop, stopped) = watch::channel(false);
+        let worker = Worker {
+            outbox,
+            client,
+            options,
+            handle: handle.clone(),
+            publisher: None,
+            last_error_log: None,
+        };
+        let task = tokio::spawn(worker.run(stopped));
+        Relay { handle, stop, task }
+    }
+
+    pub fn handle(&self) -> RelayHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the relay after one last pass (bounded by `final_pass_timeout`), so events of
+    /// the final commits go out when NATS is up; whatever is left waits in the outbox.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Where events go on the current connection.
+#[derive(Clone)]
+enum Publisher {
+    JetStream(jetstream::Context),
+    Core(Client),
+}
+
+/// Why a pass ended early.
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    #[error("NATS is not connected")]
+    Disconnected,
+    #[error("outbox: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Nats(String),
+}
+
+struct Worker {
+    outbox: OutboxStore,
+    client: Option<Client>,
+    options: RelayOptions,
+    handle: RelayHandle,
+    publisher: Option<Publisher>,
+    last_error_log: Option<Instant>,
+}
+
+impl Worker {
+    async fn run(mut self, mut stopped: watch::Receiver<bool>) {
+        let mut sweep = tokio::time::interval(self.options.sweep_interval);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let wake = self.handle.wake.clone();
+        let mut next_prune = Instant::now();
+        loop {
+            tokio::select! {
+                _ = stopped.changed() => break,
+                () = wake.notified() => {}
+                _ = sweep.tick() => self.update_backlog().await,
+            }
+            if *stopped.borrow() {
+                break;
+            }
+            self.pass_logged().await;
+            if Instant::now() >= next_prune {
+                self.prune().await;
+                next_prune = Instant::now() + self.options.prune_interval;
+            }
+        }
+        let limit = self.options.final_pass_timeout;
+        let _ = tokio::time::timeout(limit, self.pass_logged()).await;
+        self.update_backlog().await;
+        tracing::debug!(backlog = self.handle.stats.backlog(), "event relay stopped");
+    }
+
+    async fn update_backlog(&self) {
+        match self.outbox.backlog().await {
+            Ok(backlog) => {
+                self.handle.stats.backlog.store(backlog, Ordering::Relaxed);
+                metrics::gauge!("catalogd_outbox_backlog").set(backlog as f64);
+            }
+            Err(error) => tracing::warn!(%error, "event relay: cannot count the outbox backlog"),
+        }
+    }
+
+    async fn pass_logged(&mut self) {
+        match self.pass().await {
+            Ok(()) | Err(PassError::Disconnected) => {}
+            Err(error) => {
+                // A publish failure drops the publisher, so the next pass looks at the
+                // connection afresh (JetStream may have come or gone).
+                self.publisher = None;
+                // Failures repeat on every sweep while NATS or the stream is missing: log
+                // one a minute.
+                let quiet = self
+                    .last_error_log
+                    .is_some_and(|at| at.elapsed() < Duration::from_secs(60));
+                if !quiet {
+                    tracing::warn!(%error, "event relay: publishing failed; events wait in the outbox");
+                    self.last_error_log = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Publishes every unpublished event it can, page by page.
+    async fn pass(&mut self) -> Result<(), PassError> {
+        let Some(client) = self.client.clone() else {
+            return Ok(());
+        };
+        if client.connection_state() != State::Connected {
+            return Err(PassError::Disconnected);
+        }
+        let publisher = match &self.publisher {
+            Some(publisher) => publisher.clone(),
+            None => {
+                let publisher = self.choose_publisher(&client).await?;
+                self.publisher = Some(publisher.clone());
+                publisher
+            }
+        };
+        let mut position = OutboxPosition::START;
+        let mut blocked: HashSet<Uuid> = HashSet::new();
+        let mut first_error = None;
+        loop {
+            let page = self
+                .outbox
+                .pending(position, self.options.page_size)
+                .await?;
+            let Some(last) = page.last() else { break };
+            position = OutboxPosition {
+                integration_id: last.integration_id,
+                sequence: last.sequence,
+            };
+            let full = page.len() >= self.options.page_size as usize;
+            let result = match &publisher {
+                Publisher::JetStream(context) => {
+                    self.publish_jetstream(context, page, &mut blocked).await
+                }
+                Publisher::Core(client) => self.publish_core(client, page).await,
+            };
+            if let Err(error) = result {
+                match &publisher {
+                    // Later pages are other integrations: carry on with them.
+                    Publisher::JetStream(_) => {
+                        first_error.get_or_insert(error);
+                    }
+                    Publisher::Core(_) => return Err(error),
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(error) => Err(error),
+        }
+    }
+
+    /// JetStream when it is wanted and the server has it (creating or checking the stream),
+    /// else core NATS.
+    async fn choose_publisher(&self, client: &Client) -> Result<Publisher, PassError> {
+        if self.options.jetstream == JetStreamMode::Off {
+            self.handle.stats.jetstream.store(false, Ordering::Relaxed);
+            return Ok(Publisher::Core(client.clone()));
+        }
+        let context = jetstream::ContextBuilder::new()
+            .timeout(self.options.publish_timeout)
+            .build(client.clone());
+        match context.query_account().await {
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    AccountErrorKind::JetStreamUnavailable | AccountErrorKind::JetStream(_)
+                ) =>
+            {
+                tracing::info!(%error, "no JetStream on the NATS server: events go to core NATS, best effort");
+                self.handle.stats.jetstream.store(false, Ordering::Relaxed);
+                return Ok(Publisher::Core(client.clone()));
+            }
+            Err(error) => return Err(PassError::Nats(format!("JetStream account info: {error}"))),
+        }
+        let name = &self.options.stream;
+        if self.options.manage_stream {
+            let config = jetstream::stream::Config {
+                name: name.clone(),
+                subjects: vec![format!("{SUBJECT_PREFIX}.>")],
+                storage: jetstream::stream::StorageType::File,
+                duplicate_window: self.options.duplicate_window,
+                ..Default::default()
+            };
+            match context.create_or_update_stream(config).await {
+                Ok(info) => tracing::info!(
+                    stream = %info.config.name,
+                    messages = info.state.messages,
+                    "JetStream stream ready: events are acknowledged and deduplicated"
+                ),
+                Err(error) => {
+                    return Err(PassError::Nats(format!(
+                        "cannot create or update the JetStream stream {name}: {error}"
+                    )))
+                }
+            }
+        } else {
+            match context.get_stream(name).await {
+                Ok(_) => tracing::info!(stream = %name, "using the existing JetStream stream"),
+                Err(error) => {
+                    return Err(PassError::Nats(format!(
+                        "the JetStream stream {name} (events.manage_stream = false) is \
+                         not available: {error}; create it on {SUBJECT_PREFIX}.>"
+                    )))
+                }
+            }
+        }
+        self.handle.stats.jetstream.store(true, Ordering::Relaxed);
+        Ok(Publisher::JetStream(context))
+    }
+
+    /// Publishes one page in rounds: each round sends the next event of up to
+    /// `max_in_flight` integrations, awaits their acks, and marks the acknowledged ones.
+    async fn publish_jetstream(
+        &self,
+        context: &jetstream::Context,
+        page: Vec<PendingEvent>,
+        blocked: &mut HashSet<Uuid>,
+    ) -> Result<(), PassError> {
+        let mut queues: VecDeque<VecDeque<PendingEvent>> = VecDeque::new();
+        for event in page {
+            if blocked.contains(&event.integration_id) {
+                continue;
+            }
+            match queues.back_mut() {
+                Some(queue) if queue[0].integration_id == event.integration_id => {
+                    queue.push_back(event)
+                }
+                _ => queues.push_back(VecDeque::from([event])),
+            }
+        }
+        let mut first_error = None;
+        while !queues.is_empty() {
+            let take = queues.len().min(self.options.max_in_flight);
+            let mut round: Vec<VecDeque<PendingEvent>> = queues.drain(..take).collect();
+            let mut in_flight = Vec::with_capacity(round.len());
+            for queue in &mut round {
+                let event = queue.pop_front().expect("queues are never empty");
+                let started = Instant::now();
+                let publish = PublishMessage::build()
+                    .payload(event.payload.clone().into())
+                    .message_id(event.event_id.to_string())
+                    .header("Content-Type", "application/cloudevents+json");
+                let sent = context.send_publish(event.subject.clone(), publish).await;
+                in_flight.push((event, started, sent));
+            }
+            let mut acked = Vec::with_capacity(in_flight.len());
+            for ((event, started, sent), mut queue) in in_flight.into_iter().zip(round) {
+                let result = match sent {
+                    Ok(ack) => ack.await.map_err(|error| error.to_string()),
+                    Err(error) => Err(error.to_string()),
+                };
+                match result {
+                    Ok(ack) => {
+                        if ack.duplicate {
+                            self.handle.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.observe(&event, started.elapsed());
+                        acked.push(event.event_id);
+                        if !queue.is_empty() {
+                            queues.push_back(queue);
+                        }
+                    }
+                    Err(error) => {
+                        self.handle.stats.failures.fetch_add(1, Ordering::Relaxed);
+                        blocked.insert(event.integration_id);
+                        queue.clear();
+                        first_error.get_or_insert(PassError::Nats(format!(
+                            "publishing event {} on {}: {error}",
+                            event.event_id, event.subject
+                        )));
+                    }
+                }
+            }
+            self.mark(&acked).await?;
+        }
+        match first_error {
+            None => Ok(()),
+            Some(error) => Err(error),
+        }
+    }
+
+    /// Publishes one page in order on the connection, flushes, and marks it all.
+    async fn publish_core(&self, client: &Client, page: Vec<PendingEvent>) -> Result<(), PassError> {
+        let started = Instant::now();
+        let timeout = self.options.publish_timeout;
+        for event in &page {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
+            headers.insert("Content-Type", "application/cloudevents+json");
+            let publish = client.publish_with_headers(
+                event.subject.clone(),
+                headers,
+                event.payload.clone().into(),
+            );
+            match tokio::time::timeout(timeout, publish).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(self.core_failure(format!("publish: {error}"))),
+                Err(_) => return Err(self.core_failure("publish timed out".to_owned())),
+            }
+        }
+        match tokio::time::timeout(timeout, client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(self.core_failure(format!("flush: {error}"))),
+            Err(_) => return Err(self.core_failure("flush timed out".to_owned())),
+        }
+        // A flush that completed across a reconnect proves nothing about what was sent
+        // before it; check the connection is still the one that carried the page.
+        if client.connection_state() != State::Connected {
+            return Err(self.core_failure("disconnected during the flush".to_owned()));
+        }
+        let elapsed = started.elapsed();
+        for event in &page {
+            self.observe(event, elapsed);
+        }
+        let ids: Vec<Uuid> = page.iter().map(|event| event.event_id).collect();
+        self.mark(&ids).await
+    }
+
+    fn core_failure(&self, message: String) -> PassError {
+        self.handle.stats.failures.fetch_add(1, Ordering::Relaxed);
+        PassError::Nats(format!("core NATS {message}"))
+    }
+
+    fn observe(&self, event: &PendingEvent, elapsed: Duration) {
+        let stats = &self.handle.stats;
+        stats.published.fetch_add(1, Ordering::Relaxed);
+        stats.publish_micros_sum.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        metrics::histogram!("catalogd_event_publish_duration_seconds")
+            .record(elapsed.as_secs_f64());
+        let kind = event
+            .event_type
+            .strip_prefix("integration.")
+            .unwrap_or(&event.event_type);
+        metrics::counter!("catalogd_events_published_total", "type" => kind.to_owned())
+            .increment(1);
+    }
+
+    async fn mark(&self, ids: &[Uuid]) -> Result<(), PassError> {
+        self.outbox.mark_published(ids, Utc::now()).await?;
+        Ok(())
+    }
+
+    /// Deletes rows published longer than `retention` ago, in bounded batches.
+    async fn prune(&self) {
+        let Ok(retention) = TimeDelta::from_std(self.options.retention) else {
+            return;
+        };
+        let before = Utc::now() - retention;
+        for _ in 0..self.options.prune_max_batches {
+            match self.outbox.prune(before, self.options.prune_batch).await {
+                Ok(deleted) => {
+                    self.handle.stats.pruned.fetch_add(deleted, Ordering::Relaxed);
+                    if deleted < u64::from(self.options.prune_batch) {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "event relay: pruning the outbox failed");
+                    break;
+                }
+            }
+        }
+    }
+}

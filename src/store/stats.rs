@@ -1,0 +1,176 @@
+//! Fleet-wide reads for the metrics gauges (`catalogd_integrations`, the per-integration
+//! labels and statuses). They read across tenants by design, like the engine's view of the
+//! store, and are called only by [`crate::metrics`]'s refresh task, never by a request.
+//!
+//! Both are cheap at scale: one `GROUP BY` over the `(tenant_id, …)` rows, and a keyset page
+//! over the primary key.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{StoreError, StoreOptions};
+
+/// What a per-integration series is labelled with, and its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrationLabels {
+    pub integration_id: Uuid,
+    pub tenant_id: String,
+    pub name: String,
+    pub kind: String,
+    pub provider: String,
+    pub status: String,
+    /// The last check's result as stored (`None`: never checked).
+    pub last_test_success: Option<bool>,
+}
+
+/// Integrations per tenant and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCount {
+    pub tenant_id: String,
+    pub status: String,
+    pub count: u64,
+}
+
+const COUNTS: &str = "SELECT tenant_id, status, CAST(COUNT(*) AS BIGINT) FROM integrations \
+                      GROUP BY tenant_id, status ORDER BY tenant_id, status";
+
+const PAGE_FIRST: &str = "SELECT integration_id, tenant_id, name, type, provider, status, \
+                          last_test_success FROM integrations \
+                          ORDER BY integration_id LIMIT $1";
+
+const PAGE_AFTER: &str = "SELECT integration_id, tenant_id, name, type, provider, status, \
+                          last_test_success FROM integrations WHERE integration_id > $1 \
+                          ORDER BY integration_id LIMIT $2";
+
+type LabelRow = (Uuid, String, String, String, String, String, Option<bool>);
+
+fn labels(row: LabelRow) -> IntegrationLabels {
+    let (integration_id, tenant_id, name, kind, provider, status, last_test_success) = row;
+    IntegrationLabels {
+        integration_id,
+        tenant_id,
+        name,
+        kind,
+        provider,
+        status,
+        last_test_success,
+    }
+}
+
+fn count(row: (String, String, i64)) -> StatusCount {
+    StatusCount {
+        tenant_id: row.0,
+        status: row.1,
+        count: u64::try_from(row.2).unwrap_or(0),
+    }
+}
+
+#[async_trait]
+trait Backend: Send + Sync + 'static {
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError>;
+    async fn page(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<IntegrationLabels>, StoreError>;
+}
+
+macro_rules! backend {
+    ($name:ident, $pool:ty) => {
+        struct $name {
+            pool: $pool,
+        }
+
+        #[async_trait]
+        impl Backend for $name {
+            async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+                let rows: Vec<(String, String, i64)> =
+                    sqlx::query_as(COUNTS).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(count).collect())
+            }
+
+            async fn page(
+                &self,
+                after: Option<Uuid>,
+                limit: u32,
+            ) -> Result<Vec<IntegrationLabels>, StoreError> {
+                let limit = i64::from(limit);
+                let rows: Vec<LabelRow> = match after {
+                    None => {
+                        sqlx::query_as(PAGE_FIRST)
+                            .bind(limit)
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                    Some(after) => {
+                        sqlx::query_as(PAGE_AFTER)
+                            .bind(after)
+                            .bind(limit)
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                };
+                Ok(rows.into_iter().map(labels).collect())
+            }
+        }
+    };
+}
+
+backend!(SqliteStats, sqlx::SqlitePool);
+backend!(PostgresStats, sqlx::PgPool);
+
+/// The metrics' reads, on either backend. Cheap to clone.
+#[derive(Clone)]
+pub struct StatsStore {
+    backend: Arc<dyn Backend>,
+}
+
+impl std::fmt::Debug for StatsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsStore").finish_non_exhaustive()
+    }
+}
+
+impl StatsStore {
+    /// Opens its own small pool on the database of `store` (see
+    /// [`super::history::HistoryStore::open`]; an in-memory SQLite database cannot be shared
+    /// this way: use [`StatsStore::sqlite`] with the store's pool).
+    pub async fn open(store: &StoreOptions) -> Result<Self, StoreError> {
+        let scheme = store.url.split_once(':').map(|(scheme, _)| scheme);
+        match scheme {
+            Some("sqlite") => Ok(Self::sqlite(super::sqlite::connect(store).await?)),
+            Some("postgres" | "postgresql") => {
+                Ok(Self::postgres(super::postgres::connect(store).await?))
+            }
+            _ => Err(StoreError::UnsupportedUrl),
+        }
+    }
+
+    pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
+        StatsStore {
+            backend: Arc::new(SqliteStats { pool }),
+        }
+    }
+
+    pub fn postgres(pool: sqlx::PgPool) -> Self {
+        StatsStore {
+            backend: Arc::new(PostgresStats { pool }),
+        }
+    }
+
+    /// Integrations per tenant and status (drafts included), in one `GROUP BY`.
+    pub async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        self.backend.counts().await
+    }
+
+    /// Every integration of every tenant, in id order, `limit` at a time after `after`.
+    pub async fn page(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<IntegrationLabels>, StoreError> {
+        self.backend.page(after, limit).await
+    }
+}
