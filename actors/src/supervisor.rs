@@ -214,17 +214,7 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
         let (cell, reason) = match &event {
             SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string()),
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                if reason.as_deref() == Some(GONE) {
-                    if let Some(id) = state.owners.remove(&cell.get_id()) {
-                        tracing::debug!(integration_id = %id, "monitor stopped: integration gone");
-                        state.children.remove(&id);
-                        state.restarts.remove(&id);
-                        self.count_actors(state);
-                    }
-                    return Ok(());
-                }
-                let reason = reason.as_deref().unwrap_or("no reason given");
-                (cell, format!("terminated: {reason}"))
+                (cell, reason.clone().unwrap_or_else(|| "stopped".to_owned()))
             }
             _ => return Ok(()),
         };
@@ -234,7 +224,13 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
         };
         state.children.remove(&id);
         self.count_actors(state);
-        self.schedule_restart(&myself, state, id, &reason);
+        if matches!(&event, SupervisionEvent::ActorTerminated(..)) && reason == GONE {
+            // It found its integration deleted (or back to draft) when committing.
+            tracing::debug!(integration_id = %id, "monitor stopped: integration gone");
+            state.restarts.remove(&id);
+        } else {
+            self.schedule_restart(&myself, state, id, &reason);
+        }
         Ok(())
     }
 }

@@ -386,6 +386,33 @@ async fn a_rest_change_that_wins_the_race_is_adopted() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_actor_whose_integration_vanished_stops_for_good() {
+    let a = id(1);
+    let h = start(
+        [with_thresholds(
+            spec(a, Status::Active, Duration::from_secs(1)),
+            1,
+            2,
+            1,
+        )],
+        ScriptedProbe::new(fail(FailureClass::Dns)),
+        options(),
+    )
+    .await;
+    // Deleted with no notification (say, by another daemon); reconciliation is an hour away.
+    h.ledger.remove(a);
+    eventually("actor stopped", Duration::from_secs(2), || {
+        h.engine.stats().actors() == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(h.probe.calls(a), 1, "its first failure found the row gone");
+    assert_eq!(h.engine.actor_count().await.unwrap(), 0);
+    assert_eq!(h.engine.stats().restarts(), 0);
+    h.engine.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_storage_error_neither_kills_the_actor_nor_loses_the_transition() {
     let a = id(1);
     let h = start(
