@@ -16,6 +16,8 @@
 //! - [`secrets`]: AuthRef resolution from files and environment variables.
 //! - [`auth`]: bearer JWT verification, scopes, and token minting.
 //! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations, the audit chain.
+//! - [`operations`]: the operations REST and the NATS control service share (auth, scopes,
+//!   tenant rules, validation), each one function returning `Result<T, ApiError>`.
 //! - [`http`]: the REST API (axum), one module per resource, problem+json errors, OpenAPI.
 //! - [`metrics`]: the Prometheus exporter, internal events (log + metric), gauges.
 //! - [`telemetry`]: tracing subscriber set-up.
@@ -30,6 +32,7 @@ pub mod events;
 pub mod http;
 pub mod integration;
 pub mod metrics;
+pub mod operations;
 pub mod providers;
 pub mod secrets;
 pub mod startup;

@@ -10,12 +10,12 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use serde::de::DeserializeOwned;
-use serde_json::error::Category;
 use uuid::Uuid;
 
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{Principal, Scope};
+use crate::operations::{self, describe_serde_message, reject_json};
 
 /// A caller holding the read scope (or admin, which implies it).
 #[derive(Debug, Clone)]
@@ -41,30 +41,21 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// [`operations::authenticate`], shared with the NATS control service, on the request's
+/// `Authorization` header.
 fn authorize(headers: &HeaderMap, state: &AppState, scope: Scope) -> Result<Principal, ApiError> {
-    let token = bearer_token(headers).ok_or(ApiError::Unauthorized)?;
-    let principal = state
-        .auth
-        .verify(token)
-        .map_err(|_| ApiError::Unauthorized)?;
-    if principal.has(scope) {
-        Ok(principal)
-    } else {
-        Err(ApiError::Forbidden)
-    }
+    operations::authenticate(state, authorization(headers), scope)
 }
 
-/// The token of the one `Authorization: Bearer <token>` header; the scheme is
-/// case-insensitive (RFC 9110 §11.1).
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+/// The value of the one `Authorization` header; `None` when it is absent, repeated or not
+/// text.
+fn authorization(headers: &HeaderMap) -> Option<&str> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let value = values.next()?;
     if values.next().is_some() {
         return None;
     }
-    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    value.to_str().ok()
 }
 
 /// The `{id}` of an integration path. Anything but a hyphenated UUID cannot name an
@@ -79,10 +70,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IntegrationPath {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::NotFound)?;
-        match Uuid::try_parse(&raw) {
-            Ok(id) if raw.len() == 36 => Ok(IntegrationPath(id)),
-            _ => Err(ApiError::NotFound),
-        }
+        operations::integration_id(&raw).map(IntegrationPath)
     }
 }
 
@@ -204,10 +192,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     }
 }
 
-/// Deserializes an already parsed JSON value, with the same rejections as [`JsonBody`].
-pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    serde_json::from_value(value).map_err(reject_json)
-}
+pub use crate::operations::from_json_value;
 
 /// `application/json` or any `application/*+json`, with optional parameters.
 fn is_json(headers: &HeaderMap) -> bool {
@@ -229,52 +214,15 @@ fn is_json(headers: &HeaderMap) -> bool {
             .is_some_and(|subtype| subtype.ends_with("+json"))
 }
 
-/// Syntax errors are `invalid_json`; well-formed JSON of the wrong shape is `invalid_body`.
-/// serde's messages can quote values ("invalid type: string \"hunter2\""), so only the
-/// field name of unknown/missing/duplicate-field errors is passed on.
-fn reject_json(error: serde_json::Error) -> ApiError {
-    let position = if error.line() > 0 {
-        format!(" (line {}, column {})", error.line(), error.column())
-    } else {
-        String::new()
-    };
-    match error.classify() {
-        Category::Data => {
-            ApiError::InvalidBody(describe_serde_message(&error.to_string()).map_or_else(
-                || format!("A field has the wrong JSON type or value{position}."),
-                |message| format!("{message}{position}."),
-            ))
-        }
-        Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::InvalidJson(format!("The body is not well-formed JSON{position}."))
-        }
-    }
-}
-
-/// "Unknown field `x`" and the like, with the name cut to a sane length; `None` for messages
-/// that may quote a value.
-fn describe_serde_message(message: &str) -> Option<String> {
-    const MAX_NAME_CHARS: usize = 64;
-    const KINDS: [(&str, &str); 3] = [
-        ("unknown field `", "Unknown field"),
-        ("missing field `", "Missing field"),
-        ("duplicate field `", "Duplicate field"),
-    ];
-    KINDS.iter().find_map(|(needle, label)| {
-        let rest = &message[message.find(needle)? + needle.len()..];
-        let name: String = rest[..rest.find('`')?]
-            .chars()
-            .take(MAX_NAME_CHARS)
-            .collect();
-        Some(format!("{label} `{name}`"))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
 
     use super::*;
+
+    fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+        authorization(headers).and_then(operations::bearer_token)
+    }
 
     #[test]
     fn bearer_tokens() {

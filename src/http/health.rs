@@ -7,16 +7,17 @@ use axum::{Json, Router};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use super::cursor;
 use super::error::{ApiError, Problem};
 use super::extract::{IntegrationPath, QueryParams, Reader};
 use super::AppState;
-use crate::store::history::{
-    Bucket, CheckResult, Health, HistoryItem, HistoryQuery, LastCheck, Resolution, Uptime,
-};
+use crate::operations::{self, failure_class, millis};
+use crate::store::history::{Bucket, CheckResult, HistoryItem, HistoryQuery, Resolution};
 use catalogd_actors::{CheckOutcome, FailureClass};
+
+/// Shared with the NATS control service; re-exported for the OpenAPI document.
+pub use crate::operations::{HealthBody, Outcome};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -27,95 +28,6 @@ pub fn router() -> Router<AppState> {
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 const DEFAULT_RANGE: TimeDelta = TimeDelta::hours(1);
-
-/// How a check ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Success,
-    Failure,
-    /// Offline mode: the check was not run.
-    Skipped,
-}
-
-impl From<CheckOutcome> for Outcome {
-    fn from(outcome: CheckOutcome) -> Self {
-        match outcome {
-            CheckOutcome::Success => Outcome::Success,
-            CheckOutcome::Failure(_) => Outcome::Failure,
-            CheckOutcome::Skipped => Outcome::Skipped,
-        }
-    }
-}
-
-fn failure_class(outcome: Option<CheckOutcome>) -> Option<FailureClass> {
-    match outcome {
-        Some(CheckOutcome::Failure(class)) => Some(class),
-        _ => None,
-    }
-}
-
-fn millis(duration: std::time::Duration) -> f64 {
-    duration.as_micros() as f64 / 1000.0
-}
-
-/// The most recent check.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LastCheckBody {
-    pub checked_at: DateTime<Utc>,
-    pub success: bool,
-    /// `null` when the result itself is older than the raw history window and only its
-    /// success is known.
-    pub outcome: Option<Outcome>,
-    pub latency_ms: Option<f64>,
-    /// `timeout`, `dns`, `connect`, `tls`, `http_status`, `auth`, `rate_limited`,
-    /// `assertion`, `config` or `internal`; only for failures.
-    #[schema(value_type = Option<String>, example = "timeout")]
-    pub failure_class: Option<FailureClass>,
-}
-
-impl From<LastCheck> for LastCheckBody {
-    fn from(check: LastCheck) -> Self {
-        LastCheckBody {
-            checked_at: check.checked_at,
-            success: check.success,
-            outcome: check.outcome.map(Outcome::from),
-            latency_ms: check.latency.map(millis),
-            failure_class: failure_class(check.outcome),
-        }
-    }
-}
-
-/// An integration's health: its status, its last check and its uptime.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthBody {
-    pub integration_id: Uuid,
-    #[schema(value_type = String, example = "active")]
-    pub status: catalogd_actors::Status,
-    pub paused: bool,
-    pub last_check: Option<LastCheckBody>,
-    pub consecutive_failures: u32,
-    /// `successes / (successes + failures)` over the last hour, day, week and 30 days;
-    /// skipped checks are left out, and a window without checks is `null`. The 7-day window
-    /// starts on a whole hour and the 30-day window on a whole day once their start is older
-    /// than the raw history.
-    pub uptime: Uptime,
-}
-
-impl From<Health> for HealthBody {
-    fn from(health: Health) -> Self {
-        HealthBody {
-            integration_id: health.integration_id,
-            status: health.status,
-            paused: health.paused,
-            last_check: health.last_check.map(LastCheckBody::from),
-            consecutive_failures: health.consecutive_failures,
-            uptime: health.uptime,
-        }
-    }
-}
 
 /// One check result (`resolution=raw`).
 #[derive(Debug, Serialize, ToSchema)]
@@ -307,12 +219,7 @@ pub async fn health(
     Reader(principal): Reader,
     IntegrationPath(id): IntegrationPath,
 ) -> Result<Json<HealthBody>, ApiError> {
-    let health = state
-        .history
-        .health(&principal.tenant_id, id, state.clock.now())
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(health.into()))
+    operations::health(&state, &principal, id).await.map(Json)
 }
 
 /// An integration's check results, or hourly or daily rollups of them, over a time range,

@@ -6,19 +6,20 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::{Map, Value};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::cursor::{self, ListCursor, PageBody};
+use super::cursor::PageBody;
 use super::error::{ApiError, Problem};
 use super::extract::{self, Admin, IfMatch, IntegrationPath, JsonBody, QueryParams, Reader};
 use super::AppState;
-use crate::auth::Principal;
-use crate::integration::{Actor, Change, Integration, IntegrationType};
-use crate::store::ListQuery;
+use crate::integration::{Change, Integration};
+use crate::operations::{self, actor};
 use crate::validation::{self, FieldError, Rule, SpecRequest};
+
+/// Shared with the NATS control service; re-exported for the OpenAPI document.
+pub use crate::operations::ListParams;
 
 pub const COLLECTION_PATH: &str = "/api/v1/integrations";
 
@@ -47,34 +48,6 @@ pub fn router() -> Router<AppState> {
             "/api/v1/integrations/{id}",
             get(fetch).put(replace).delete(remove),
         )
-}
-
-/// Filters and paging of the integration list. Every value is checked by
-/// [`crate::validation`]; unknown parameters are refused.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Only integrations of this type.
-    #[serde(rename = "type")]
-    #[param(rename = "type", value_type = Option<IntegrationType>)]
-    pub kind: Option<String>,
-    /// Only integrations of this provider.
-    pub provider: Option<String>,
-    /// Only integrations in this lifecycle status (`draft`, `pending_verification`, `active`,
-    /// `degraded`, `failed`, `paused`).
-    pub status: Option<String>,
-    /// Only integrations in this environment.
-    pub environment: Option<String>,
-    /// Only integrations carrying this tag.
-    pub tag: Option<String>,
-    /// Only integrations whose name starts with this prefix.
-    pub q: Option<String>,
-    /// Page size, 1–500 (default 50).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
-    pub limit: Option<String>,
-    /// The `nextCursor` of the previous page.
-    pub cursor: Option<String>,
 }
 
 /// The body of a replace: every user-settable field (absent optional fields are cleared),
@@ -152,37 +125,6 @@ pub(super) fn resource(integration: Integration) -> Response {
     ([(header::ETAG, etag)], Json(integration)).into_response()
 }
 
-pub(super) fn actor(principal: &Principal) -> Actor {
-    Actor {
-        tenant_id: principal.tenant_id.clone(),
-        subject: principal.subject.clone(),
-    }
-}
-
-fn list_query(params: ListParams) -> Result<ListQuery, ApiError> {
-    let after = params
-        .cursor
-        .as_deref()
-        .map(cursor::decode::<ListCursor>)
-        .transpose()?;
-    if after
-        .as_ref()
-        .is_some_and(|position| !validation::is_possible_name(&position.name))
-    {
-        return Err(ApiError::InvalidCursor);
-    }
-    Ok(ListQuery {
-        kind: validation::kind_filter(params.kind.as_deref())?,
-        provider: validation::text_filter("provider", params.provider)?,
-        status: validation::status_filter(params.status.as_deref())?,
-        environment: validation::text_filter("environment", params.environment)?,
-        tag: validation::text_filter("tag", params.tag)?,
-        name_prefix: validation::text_filter("q", params.q)?,
-        after: after.map(|position| (position.name, position.id)),
-        limit: validation::limit(params.limit.as_deref())?,
-    })
-}
-
 /// List the tenant's integrations, ordered by name then id.
 #[utoipa::path(
     get,
@@ -202,12 +144,7 @@ pub async fn list(
     Reader(principal): Reader,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<PageBody<Integration>>, ApiError> {
-    let query = list_query(params)?;
-    let page = state.store.list(&principal.tenant_id, &query).await?;
-    Ok(Json(PageBody::from_page(page, |last| ListCursor {
-        name: last.name.clone(),
-        id: last.integration_id,
-    })))
+    operations::list(&state, &principal, params).await.map(Json)
 }
 
 /// Get one integration.
@@ -230,12 +167,7 @@ pub async fn fetch(
     Reader(principal): Reader,
     IntegrationPath(id): IntegrationPath,
 ) -> Result<Response, ApiError> {
-    let integration = state
-        .store
-        .get(&principal.tenant_id, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(resource(integration))
+    operations::get(&state, &principal, id).await.map(resource)
 }
 
 /// Create an integration, as a draft, in the caller's tenant.

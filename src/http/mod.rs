@@ -35,7 +35,7 @@ use crate::store::Store;
 use crate::validation::SpecRules;
 
 mod audit;
-mod cursor;
+pub mod cursor;
 pub mod error;
 mod extract;
 mod health;
