@@ -31,6 +31,8 @@ pub struct Config {
     pub offline: OfflineConfig,
     pub plugins: PluginsConfig,
     pub secrets: SecretsConfig,
+    pub nats: NatsConfig,
+    pub events: EventsConfig,
     pub metrics: MetricsConfig,
 }
 
@@ -175,6 +177,77 @@ impl Default for MetricsConfig {
             uptime_refresh: Duration::from_secs(300),
         }
     }
+}
+
+/// `[nats]`: the NATS connection events are published on (see [`crate::nats`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// `nats://host:port` (or `tls://`, or a comma-separated list); empty disables NATS, and
+    /// events then wait in the outbox.
+    pub url: String,
+    /// A `.creds` file (user JWT and NKey seed), as issued by `nsc`.
+    pub credentials_file: Option<PathBuf>,
+    /// Name of an environment variable holding a server token.
+    pub token_env: Option<String>,
+    /// PEM CA certificate(s) trusted for the server's TLS certificate; setting it requires TLS.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            credentials_file: None,
+            token_env: None,
+            tls_ca_file: None,
+        }
+    }
+}
+
+/// `[events]`: how the outbox relay publishes lifecycle events (see [`crate::relay`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// `auto`: publish to JetStream (acknowledged, deduplicated) when the server has it,
+    /// else core NATS; `off`: always core NATS (best effort).
+    pub jetstream: JetStreamMode,
+    /// The JetStream stream capturing `integrations.events.>`.
+    pub stream: String,
+    /// Create or update the stream at start; `false` uses an existing stream as it is.
+    pub manage_stream: bool,
+    /// The stream's deduplication window (by `Nats-Msg-Id`), when catalogd manages it.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+    /// Published outbox rows are deleted after this long.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// The relay looks for unpublished events at least this often.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Events published concurrently (never two of one integration at once).
+    pub max_in_flight: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            jetstream: JetStreamMode::Auto,
+            stream: "INTEGRATION_EVENTS".to_owned(),
+            manage_stream: true,
+            duplicate_window: Duration::from_secs(120),
+            retention: Duration::from_secs(24 * 3600),
+            sweep_interval: Duration::from_secs(1),
+            max_in_flight: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JetStreamMode {
+    Auto,
+    Off,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,8 +16,9 @@
 //! - [`secrets`]: AuthRef resolution from files and environment variables.
 //! - [`auth`]: bearer JWT verification, scopes, and token minting.
 //! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations, the audit chain.
-//! - [`operations`]: the operations REST and the NATS control service share (auth, scopes,
-//!   tenant rules, validation), each one function returning `Result<T, ApiError>`.
+//! - [`nats`]: the NATS connection from `[nats]`, in the background; its readiness.
+//! - [`relay`]: publishes outbox events to NATS (JetStream or core), in order per integration.
+//! - [`watch`]: `catalogd events watch`, a terminal view of the events.
 //! - [`http`]: the REST API (axum), one module per resource, problem+json errors, OpenAPI.
 //! - [`metrics`]: the Prometheus exporter, internal events (log + metric), gauges.
 //! - [`telemetry`]: tracing subscriber set-up.
@@ -31,11 +32,13 @@ pub mod engine;
 pub mod events;
 pub mod http;
 pub mod integration;
+pub mod nats;
 pub mod metrics;
-pub mod operations;
 pub mod providers;
+pub mod relay;
 pub mod secrets;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod validation;
+pub mod watch;

@@ -16,7 +16,10 @@ use crate::connectors::{ConnectorError, Connectors, Target};
 use crate::engine::{MonitorDefaults, StoreLedger};
 use crate::http::{self, AppState};
 use crate::metrics::{self, Exporter, IntegrationGauges, Refresher};
+use crate::nats::NatsReadiness;
+use crate::relay::{Relay, RelayHandle, RelayOptions};
 use crate::store::history::{HistoryStore, HistoryWriter};
+use crate::store::outbox::OutboxStore;
 use crate::store::stats::StatsStore;
 use crate::store::{self, StoreOptions};
 
@@ -35,6 +38,8 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Connectors(#[from] ConnectorError),
+    #[error(transparent)]
+    Nats(#[from] crate::nats::NatsError),
     #[error("cannot start the monitor engine: {0}")]
     Engine(#[from] catalogd_actors::EngineError),
 }
@@ -46,6 +51,8 @@ pub struct Application {
     state: AppState,
     engine: Engine<Target>,
     history_writer: HistoryWriter,
+    relay: Relay,
+    nats: Option<async_nats::Client>,
     metrics_listener: TcpListener,
     exporter: Exporter,
     refresher: Refresher,
@@ -64,6 +71,14 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let store = store::open(&store_options(config)?).await?;
         let history = HistoryStore::open(&store_options(config)?, (&config.history).into()).await?;
+        // NATS connects in the background: the daemon never waits for it (events wait in
+        // the outbox).
+        let nats = crate::nats::connect(&config.nats, "catalogd").await?;
+        let relay = Relay::spawn(
+            OutboxStore::open(&store_options(config)?).await?,
+            nats.clone(),
+            RelayOptions::from(&config.events),
+        );
         let auth = Authenticator::from_config(&config.auth)?;
         log_key_source(&auth.source);
         let connectors = Arc::new(Connectors::new(
@@ -135,6 +150,8 @@ impl Application {
             state,
             engine,
             history_writer,
+            relay,
+            nats,
             metrics_listener,
             exporter,
             refresher,
@@ -173,6 +190,16 @@ impl Application {
         self.engine.stats()
     }
 
+    /// Wakes the outbox relay after a commit; its counters.
+    pub fn relay(&self) -> RelayHandle {
+        self.relay.handle()
+    }
+
+    /// The NATS connection (`None` when `nats.url` is empty); it may not be connected yet.
+    pub fn nats(&self) -> Option<async_nats::Client> {
+        self.nats.clone()
+    }
+
     /// A handle to the monitor engine (for tests and benchmarks that wait for the fleet).
     pub fn engine(&self) -> Engine<Target> {
         self.engine.clone()
@@ -196,7 +223,8 @@ impl Application {
                 .into_future(),
         );
         tracing::info!(%addr, "REST API listening");
-        let app = http::router(self.state);
+        let app = http::router(self.state)
+            .layer(axum::Extension(NatsReadiness::new(self.nats.clone())));
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
@@ -210,6 +238,8 @@ impl Application {
         // write the check results they recorded.
         self.engine.stop().await;
         self.history_writer.close().await;
+        // Last, so the events of the final transitions still go out.
+        self.relay.stop().await;
         tracing::info!("stopped");
         Ok(served?)
     }

@@ -16,6 +16,7 @@ use catalogd_actors::{EventKind, Lifecycle, Status, Thresholds};
 
 pub mod audit_chain;
 pub mod history;
+pub mod outbox;
 pub mod stats;
 mod postgres;
 mod rows;
