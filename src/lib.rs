@@ -16,6 +16,8 @@
 //! - [`secrets`]: AuthRef resolution from files and environment variables.
 //! - [`auth`]: bearer JWT verification, scopes, and token minting.
 //! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations, the audit chain.
+//! - [`operations`]: the operations REST and the NATS control service share (auth, scopes,
+//!   tenant rules, validation), each one function returning `Result<T, ApiError>`.
 //! - [`nats`]: the NATS connection from `[nats]`, in the background; its readiness.
 //! - [`relay`]: publishes outbox events to NATS (JetStream or core), in order per integration.
 //! - [`watch`]: `catalogd events watch`, a terminal view of the events.
@@ -34,6 +36,7 @@ pub mod http;
 pub mod integration;
 pub mod nats;
 pub mod metrics;
+pub mod operations;
 pub mod providers;
 pub mod relay;
 pub mod secrets;
