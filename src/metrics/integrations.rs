@@ -113,7 +113,7 @@ impl IntegrationGauges {
 
     /// Makes the set of integrations exactly `rows`: removes the others, adds new ones and
     /// updates labels and status. Live values (`up`, duration, uptime) of kept ones stay.
-    fn sync(&self, rows: Vec<IntegrationLabels>) {
+    pub fn sync(&self, rows: Vec<IntegrationLabels>) {
         let mut fresh: HashMap<Uuid, IntegrationLabels> = rows
             .into_iter()
             .map(|row| (row.integration_id, row))
@@ -151,7 +151,7 @@ impl IntegrationGauges {
         }
     }
 
-    fn set_uptime(&self, id: Uuid, uptime: Uptime) {
+    pub fn set_uptime(&self, id: Uuid, uptime: Uptime) {
         if let Some(series) = self.lock().series.get_mut(&id) {
             series.uptime = uptime;
         }
@@ -196,7 +196,13 @@ impl IntegrationGauges {
         );
         for s in table.series.values() {
             if let Some(up) = s.up {
-                series_line(out, names::INTEGRATION_UP, &s.labels, "", f64::from(up as u8));
+                series_line(
+                    out,
+                    names::INTEGRATION_UP,
+                    &s.labels,
+                    "",
+                    f64::from(up as u8),
+                );
             }
         }
         family(
@@ -206,7 +212,13 @@ impl IntegrationGauges {
             "Lifecycle status: 0 draft, 1 pending_verification, 2 active, 3 degraded, 4 failed, 5 paused.",
         );
         for s in table.series.values() {
-            series_line(out, names::INTEGRATION_STATUS, &s.labels, "", f64::from(s.status));
+            series_line(
+                out,
+                names::INTEGRATION_STATUS,
+                &s.labels,
+                "",
+                f64::from(s.status),
+            );
         }
         family(
             out,
@@ -216,7 +228,13 @@ impl IntegrationGauges {
         );
         for s in table.series.values() {
             if let Some(duration) = s.duration {
-                series_line(out, names::INTEGRATION_CHECK_DURATION, &s.labels, "", duration);
+                series_line(
+                    out,
+                    names::INTEGRATION_CHECK_DURATION,
+                    &s.labels,
+                    "",
+                    duration,
+                );
             }
         }
         family(
@@ -402,7 +420,10 @@ mod tests {
     fn sync_removes_deleted_and_observe_never_adds() {
         let gauges = IntegrationGauges::new(true);
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        gauges.sync(vec![row(a, "a \"quoted\"\nname", "active"), row(b, "b", "failed")]);
+        gauges.sync(vec![
+            row(a, "a \"quoted\"\nname", "active"),
+            row(b, "b", "failed"),
+        ]);
         gauges.observe(a, CheckOutcome::Success, Duration::from_millis(20));
         let mut out = String::new();
         gauges.render_into(&mut out);
