@@ -22,6 +22,7 @@
 //! - [`relay`]: publishes outbox events to NATS (JetStream or core), in order per integration.
 //! - [`watch`]: `catalogd events watch`, a terminal view of the events.
 //! - [`http`]: the REST API (axum), one module per resource, problem+json errors, OpenAPI.
+//! - [`control`]: the NATS request-reply control service, adapters around [`operations`].
 //! - [`metrics`]: the Prometheus exporter, internal events (log + metric), gauges.
 //! - [`telemetry`]: tracing subscriber set-up.
 
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod control;
 pub mod egress;
 pub mod engine;
 pub mod events;
