@@ -37,13 +37,14 @@ pub async fn connect_options(config: &NatsConfig, name: &str) -> Result<ConnectO
         .connection_timeout(Duration::from_secs(5))
         .reconnect_delay_callback(reconnect_delay);
     if let Some(path) = &config.credentials_file {
-        options = options
-            .credentials_file(path)
-            .await
-            .map_err(|source| NatsError::Credentials {
-                path: path.clone(),
-                source,
-            })?;
+        options =
+            options
+                .credentials_file(path)
+                .await
+                .map_err(|source| NatsError::Credentials {
+                    path: path.clone(),
+                    source,
+                })?;
     }
     if let Some(var) = &config.token_env {
         let token = std::env::var(var).map_err(|_| NatsError::MissingToken(var.clone()))?;

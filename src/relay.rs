@@ -34,7 +34,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
-use async_nats::jetstream::context::AccountErrorKind;
+use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, message::PublishMessage};
 use async_nats::{Client, HeaderMap};
 use chrono::{TimeDelta, Utc};
@@ -342,20 +343,13 @@ impl Worker {
         let context = jetstream::ContextBuilder::new()
             .timeout(self.options.publish_timeout)
             .build(client.clone());
-        match context.query_account().await {
-            Ok(_) => {}
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    AccountErrorKind::JetStreamUnavailable | AccountErrorKind::JetStream(_)
-                ) =>
-            {
-                tracing::info!(%error, "no JetStream on the NATS server: events go to core NATS, best effort");
-                self.handle.stats.jetstream.store(false, Ordering::Relaxed);
-                return Ok(Publisher::Core(client.clone()));
-            }
-            Err(error) => return Err(PassError::Nats(format!("JetStream account info: {error}"))),
-        }
+        // Whether the server has JetStream shows in the answer to the stream request (the
+        // account-info request is not used: its reply differs between server versions).
+        let core = || {
+            tracing::info!("no JetStream on the NATS server: events go to core NATS, best effort");
+            self.handle.stats.jetstream.store(false, Ordering::Relaxed);
+            Ok(Publisher::Core(client.clone()))
+        };
         let name = &self.options.stream;
         if self.options.manage_stream {
             let config = jetstream::stream::Config {
@@ -371,21 +365,36 @@ impl Worker {
                     messages = info.state.messages,
                     "JetStream stream ready: events are acknowledged and deduplicated"
                 ),
-                Err(error) => {
-                    return Err(PassError::Nats(format!(
-                        "cannot create or update the JetStream stream {name}: {error}"
-                    )))
-                }
+                Err(error) => match error.kind() {
+                    CreateStreamErrorKind::JetStreamUnavailable => return core(),
+                    CreateStreamErrorKind::JetStream(error)
+                        if jetstream_disabled(error.error_code()) =>
+                    {
+                        return core()
+                    }
+                    _ => {
+                        return Err(PassError::Nats(format!(
+                            "cannot create or update the JetStream stream {name}: {error}"
+                        )))
+                    }
+                },
             }
         } else {
             match context.get_stream(name).await {
                 Ok(_) => tracing::info!(stream = %name, "using the existing JetStream stream"),
-                Err(error) => {
-                    return Err(PassError::Nats(format!(
-                        "the JetStream stream {name} (events.manage_stream = false) is \
-                         not available: {error}; create it on {SUBJECT_PREFIX}.>"
-                    )))
-                }
+                Err(error) => match error.kind() {
+                    GetStreamErrorKind::JetStream(error)
+                        if jetstream_disabled(error.error_code()) =>
+                    {
+                        return core()
+                    }
+                    _ => {
+                        return Err(PassError::Nats(format!(
+                            "the JetStream stream {name} (events.manage_stream = false) is \
+                             not available: {error}; create it on {SUBJECT_PREFIX}.>"
+                        )))
+                    }
+                },
             }
         }
         self.handle.stats.jetstream.store(true, Ordering::Relaxed);
@@ -464,12 +473,19 @@ impl Worker {
     }
 
     /// Publishes one page in order on the connection, flushes, and marks it all.
-    async fn publish_core(&self, client: &Client, page: Vec<PendingEvent>) -> Result<(), PassError> {
+    async fn publish_core(
+        &self,
+        client: &Client,
+        page: Vec<PendingEvent>,
+    ) -> Result<(), PassError> {
         let started = Instant::now();
         let timeout = self.options.publish_timeout;
         for event in &page {
             let mut headers = HeaderMap::new();
-            headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                event.event_id.to_string().as_str(),
+            );
             headers.insert("Content-Type", "application/cloudevents+json");
             let publish = client.publish_with_headers(
                 event.subject.clone(),
@@ -536,7 +552,10 @@ impl Worker {
         for _ in 0..self.options.prune_max_batches {
             match self.outbox.prune(before, self.options.prune_batch).await {
                 Ok(deleted) => {
-                    self.handle.stats.pruned.fetch_add(deleted, Ordering::Relaxed);
+                    self.handle
+                        .stats
+                        .pruned
+                        .fetch_add(deleted, Ordering::Relaxed);
                     if deleted < u64::from(self.options.prune_batch) {
                         break;
                     }
@@ -548,4 +567,9 @@ impl Worker {
             }
         }
     }
+}
+
+/// Whether a JetStream API error says JetStream is off on the server or for the account.
+fn jetstream_disabled(code: ErrorCode) -> bool {
+    code == ErrorCode::JETSTREAM_NOT_ENABLED || code == ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT
 }

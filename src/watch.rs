@@ -81,7 +81,10 @@ pub fn format_line(event: &Value) -> String {
     let text = |value: &Value| value.as_str().map(str::to_owned);
     let data = &event["data"];
     let kind = text(&event["type"]).unwrap_or_else(|| "?".to_owned());
-    let kind = kind.strip_prefix("integration.").unwrap_or(&kind).to_owned();
+    let kind = kind
+        .strip_prefix("integration.")
+        .unwrap_or(&kind)
+        .to_owned();
     let mut line = format!(
         "{}  {}  {:<9}  {} ({})  {} → {}",
         text(&event["time"]).unwrap_or_else(|| "-".to_owned()),
@@ -140,10 +143,17 @@ pub async fn run(config: &NatsConfig, args: &WatchArgs) -> anyhow::Result<()> {
         } else {
             match serde_json::from_slice::<Value>(&message.payload) {
                 Ok(event) => format_line(&event),
-                Err(_) => format!("{}: (not JSON) {} bytes", message.subject, message.payload.len()),
+                Err(_) => format!(
+                    "{}: (not JSON) {} bytes",
+                    message.subject,
+                    message.payload.len()
+                ),
             }
         };
-        if writeln!(stdout, "{line}").and_then(|()| stdout.flush()).is_err() {
+        if writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
             // The reader went away (a closed pipe): stop quietly.
             break;
         }

@@ -53,7 +53,8 @@ impl OutboxPosition {
 
 type Row = (Uuid, Uuid, i64, String, String, String);
 
-const SELECT_PENDING: &str = "SELECT event_id, integration_id, sequence, event_type, subject, payload \
+const SELECT_PENDING: &str =
+    "SELECT event_id, integration_id, sequence, event_type, subject, payload \
      FROM outbox WHERE published_at IS NULL AND (integration_id, sequence) > ($1, $2) \
      ORDER BY integration_id, sequence LIMIT $3";
 
