@@ -106,13 +106,18 @@ async fn main() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if let Some(addr) = line.split("addr=").nth(1) {
                 let _ = tx.send(addr.split_whitespace().next().unwrap().to_owned());
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(120)).expect("daemon listening");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("daemon listening");
     let client = reqwest::Client::new();
     let all_actors = loop {
         let ready: serde_json::Value = client
@@ -146,12 +151,11 @@ async fn main() {
     };
     let rss_checked = rss_kib(pid);
     // How the first checks spread over the interval: per-second buckets after start.
-    let firsts: Vec<(i64,)> = sqlx::query_as(
-        "SELECT min(checked_at) FROM check_results GROUP BY integration_id",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
+    let firsts: Vec<(i64,)> =
+        sqlx::query_as("SELECT min(checked_at) FROM check_results GROUP BY integration_id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
     let origin = started_at.timestamp_micros();
     let mut buckets = vec![0usize; interval as usize * 3 + 120];
     let last = buckets.len() - 1;
@@ -161,11 +165,19 @@ async fn main() {
     }
     let busiest = buckets.iter().max().copied().unwrap_or(0);
     let even = n as f64 / f64::from(interval);
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let _ = child.wait();
 
-    println!("figure, startup_all_actors_running_s, {:.2}, n={n}", all_actors.as_secs_f64());
-    println!("figure, startup_all_first_checks_s, {:.2}, interval={interval}s", all_checked.as_secs_f64());
+    println!(
+        "figure, startup_all_actors_running_s, {:.2}, n={n}",
+        all_actors.as_secs_f64()
+    );
+    println!(
+        "figure, startup_all_first_checks_s, {:.2}, interval={interval}s",
+        all_checked.as_secs_f64()
+    );
     println!(
         "figure, rss_per_integration_kib, {:.2}, rss={} MiB after first checks ({} MiB when all actors ran)",
         rss_checked as f64 / n as f64,

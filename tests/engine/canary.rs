@@ -203,8 +203,15 @@ async fn canary_secrets_never_leave_the_connectors() {
     // The canaries were really used: the target received them (as a token, and inside the
     // Basic credentials of jenkins and harbor).
     let received = target.credentials();
-    assert!(received.iter().any(|c| c.contains(CANARY_TOKEN)), "the token reached the target");
+    assert!(
+        received.iter().any(|c| c.contains(CANARY_TOKEN)),
+        "the token reached the target"
+    );
     use base64::Engine as _;
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("robot:{CANARY_PASSWORD}"));
-    assert!(received.iter().any(|c| c.contains(&basic)), "the password reached the target");
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("robot:{CANARY_PASSWORD}"));
+    assert!(
+        received.iter().any(|c| c.contains(&basic)),
+        "the password reached the target"
+    );
 }
