@@ -27,16 +27,8 @@ use helpers::{spawn_with_config, test_config, Backend, TestApp, JWT_KEY};
 use nats_server::NatsServer;
 
 const STREAM: &str = "INTEGRATION_EVENTS";
-const ALL_TYPES: [&str; 8] = [
-    "created",
-    "updated",
-    "deleted",
-    "paused",
-    "resumed",
-    "healthy",
-    "unhealthy",
-    "activated",
-];
+/// Every event kind catalogd emits.
+const ALL_TYPES: [&str; 8] = catalogd::watch::KINDS;
 
 // --- Helpers ---------------------------------------------------------------------------------
 
