@@ -5,7 +5,6 @@
 //! `metrics.per_integration = false`.
 
 #[path = "support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::io::Write;

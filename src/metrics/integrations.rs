@@ -31,19 +31,9 @@ use crate::store::history::{HistoryStore, Uptime, UPTIME_WINDOWS};
 use crate::store::stats::{IntegrationLabels, StatsStore, StatusCount};
 use crate::store::StoreError;
 
-/// The statuses in the order of their `catalogd_integration_status` value.
-const STATUSES: [Status; 6] = [
-    Status::Draft,
-    Status::PendingVerification,
-    Status::Active,
-    Status::Degraded,
-    Status::Failed,
-    Status::Paused,
-];
-
-/// The `catalogd_integration_status` value of a status (its index in [`STATUSES`]).
+/// The `catalogd_integration_status` value of a status: its index in [`Status::ALL`].
 pub fn status_value(status: Status) -> u8 {
-    STATUSES.iter().position(|s| *s == status).unwrap_or(0) as u8
+    Status::ALL.iter().position(|s| *s == status).unwrap_or(0) as u8
 }
 
 #[derive(Debug)]
