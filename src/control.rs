@@ -139,7 +139,8 @@ async fn serve(
         );
         in_flight.abort_all();
     }
-    let _ = client.flush().await;
+    // Bounded: with NATS down a flush would wait for the reconnection.
+    let _ = tokio::time::timeout(STOP_GRACE, client.flush()).await;
     tracing::info!("NATS control service stopped");
 }
 

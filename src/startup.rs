@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::auth::{Authenticator, KeySource};
 use crate::config::Config;
 use crate::connectors::{ConnectorError, Connectors, Target};
+use crate::control;
 use crate::engine::{MonitorDefaults, StoreLedger};
 use crate::http::{self, AppState};
 use crate::metrics::{self, Exporter, IntegrationGauges, Refresher};
@@ -222,12 +223,26 @@ impl Application {
                 })
                 .into_future(),
         );
+        // The NATS control service answers with the same state, operations and rules as the
+        // REST API. It subscribes even while NATS is down (the client re-subscribes on
+        // reconnect); a failure to start it leaves the daemon running without it.
+        let control = match &self.nats {
+            Some(client) => control::start(client.clone(), self.state.clone())
+                .await
+                .map_err(|error| tracing::warn!(%error, "NATS control service not started"))
+                .ok(),
+            None => None,
+        };
         tracing::info!(%addr, "REST API listening");
         let app = http::router(self.state)
             .layer(axum::Extension(NatsReadiness::new(self.nats.clone())));
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        // Control requests drain with the REST API, while the engine still runs.
+        if let Some(control) = control {
+            control.stop().await;
+        }
         // Metrics stay up while the REST API drains, then stop with it.
         let _ = stop_metrics.send(true);
         let _ = refresher.await;

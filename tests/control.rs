@@ -561,6 +561,8 @@ async fn collect(
     while replies.len() < expected {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, subscriber.next()).await {
+            // The server's "no responders" status when nobody listens is not an answer.
+            Ok(Some(message)) if message.status.is_some() => {}
             Ok(Some(message)) => {
                 replies.push(serde_json::from_slice(&message.payload).unwrap_or(Value::Null))
             }
@@ -679,5 +681,54 @@ async fn discoverable_and_shared_by_two_daemons() {
     for _ in 0..10 {
         let answer = second.nats("list", Some(&token), &json!({})).await;
         assert!(matches!(answer, Answer::Ok(_)), "{answer:?}");
+    }
+}
+
+/// The daemon starts the service on its own NATS connection, even while NATS is down (the
+/// REST API is not held up), serves once NATS is up, and stops the service at shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_control_on_its_nats_connection() {
+    let mut nats = NatsServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = helpers::test_config(Backend::Sqlite, dir.path()).await;
+    config.nats.url = nats.url();
+    let app = helpers::spawn_with_config(config, dir).await;
+    let created = app
+        .create_ok(&app.admin(TENANT), &helpers::integration("own"))
+        .await;
+    nats.start_again();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "Authorization",
+        format!("Bearer {}", app.reader(TENANT)).as_str(),
+    );
+    let payload = json!({"integrationId": created["integrationId"]}).to_string();
+    // The daemon connects in the background: retry until its service has subscribed.
+    let deadline = Instant::now() + DEADLINE;
+    let reply = loop {
+        match client
+            .request_with_headers(
+                "integrations.control.get",
+                headers.clone(),
+                payload.clone().into(),
+            )
+            .await
+        {
+            Ok(reply) => break reply,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "no control service: {error}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(nats_answer(&reply), Answer::Ok(created));
+    drop(app);
+    let deadline = Instant::now() + DEADLINE;
+    while !discover(&client, "PING", 1, Duration::from_millis(200))
+        .await
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the service outlived the daemon");
     }
 }
