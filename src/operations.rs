@@ -550,20 +550,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bearer_tokens() {
-        for (value, expected) in [
-            ("Bearer abc", Some("abc")),
-            ("bearer abc", Some("abc")),
-            ("Basic abc", None),
-            ("Bearer ", None),
-            ("Bearer", None),
-            ("abc", None),
-        ] {
-            assert_eq!(bearer_token(value), expected, "{value}");
-        }
-    }
-
-    #[test]
     fn ids_and_scopes() {
         let id = Uuid::now_v7();
         assert_eq!(integration_id(&id.to_string()).unwrap(), id);
