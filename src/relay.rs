@@ -168,7 +168,22 @@ impl Relay {
     /// Starts the relay over `outbox`. With `client` `None` (NATS disabled) it publishes
     /// nothing but still reports the backlog and prunes.
     pub fn spawn(outbox: OutboxStore, client: Option<Client>, options: RelayOptions) -> Relay {
-        let handle = RelayHandle::default();
+        Self::spawn_woken_by(outbox, client, options, Arc::default())
+    }
+
+    /// Like [`Relay::spawn`], woken by `wake`, which the store notifies after every commit
+    /// that wrote an outbox row ([`crate::store::Database::outbox_written`]), so events go
+    /// out at once rather than at the next sweep.
+    pub fn spawn_woken_by(
+        outbox: OutboxStore,
+        client: Option<Client>,
+        options: RelayOptions,
+        wake: Arc<Notify>,
+    ) -> Relay {
+        let handle = RelayHandle {
+            wake,
+            stats: Arc::default(),
+        };
         let (stop, stopped) = watch::channel(false);
         let worker = Worker {
             outbox,

@@ -19,10 +19,8 @@ use crate::http::{self, AppState};
 use crate::metrics::{self, Exporter, IntegrationGauges, Refresher};
 use crate::nats::NatsReadiness;
 use crate::relay::{Relay, RelayHandle, RelayOptions};
-use crate::store::history::{HistoryStore, HistoryWriter};
-use crate::store::outbox::OutboxStore;
-use crate::store::stats::StatsStore;
-use crate::store::{self, StoreOptions};
+use crate::store::history::HistoryWriter;
+use crate::store::{self, Database, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -70,15 +68,19 @@ impl Application {
         config: &Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let store = store::open(&store_options(config)?).await?;
-        let history = HistoryStore::open(&store_options(config)?, (&config.history).into()).await?;
+        // One pool for every store over the database; migrations run once.
+        let database = Database::connect(&store_options(config)?).await?;
+        let store = database.store(config.monitor.thresholds());
+        let history = database.history((&config.history).into());
         // NATS connects in the background: the daemon never waits for it (events wait in
         // the outbox).
         let nats = crate::nats::connect(&config.nats, "catalogd").await?;
-        let relay = Relay::spawn(
-            OutboxStore::open(&store_options(config)?).await?,
+        // The store wakes the relay after every commit that wrote an event.
+        let relay = Relay::spawn_woken_by(
+            database.outbox(),
             nats.clone(),
             RelayOptions::from(&config.events),
+            database.outbox_written(),
         );
         let auth = Authenticator::from_config(&config.auth)?;
         log_key_source(&auth.source);
@@ -125,7 +127,7 @@ impl Application {
             .map_err(|source| StartupError::Listen { addr, source })?;
         let exporter = Exporter::new(engine.stats(), gauges.clone());
         let refresher = Refresher {
-            stats: StatsStore::open(&store_options(config)?).await?,
+            stats: database.stats(),
             history: history.clone(),
             gauges,
             clock: clock.clone(),
@@ -234,8 +236,8 @@ impl Application {
             None => None,
         };
         tracing::info!(%addr, "REST API listening");
-        let app = http::router(self.state)
-            .layer(axum::Extension(NatsReadiness::new(self.nats.clone())));
+        let app =
+            http::router(self.state).layer(axum::Extension(NatsReadiness::new(self.nats.clone())));
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;

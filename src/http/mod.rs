@@ -296,7 +296,9 @@ mod tests {
             (ready.status, ready.body),
             (
                 StatusCode::OK,
-                json!({"status": "ready", "checks": {"database": "ok"}})
+                json!({"status": "ready", "checks": {
+                    "database": "ok", "engine": "detached", "actors": 0, "nats": "disabled"
+                }})
             )
         );
         app.store.down.store(true, Ordering::SeqCst);
@@ -305,7 +307,9 @@ mod tests {
             (not_ready.status, not_ready.body),
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"status": "not_ready", "checks": {"database": "error"}})
+                json!({"status": "not_ready", "checks": {
+                    "database": "error", "engine": "detached", "actors": 0, "nats": "disabled"
+                }})
             )
         );
         let live = app.call(Method::GET, "/healthz", None, None).await;

@@ -1280,19 +1280,10 @@ impl std::fmt::Debug for HistoryStore {
 }
 
 impl HistoryStore {
-    /// Opens its own pool on the database of `store` (migrating it, which is a no-op when the
-    /// store did already). An in-memory SQLite database cannot be shared this way: use
-    /// [`HistoryStore::sqlite`] with the store's pool.
+    /// Connects to the database of `store` (migrating it) for the history alone; the daemon
+    /// builds it over its one shared pool with [`super::Database::history`] instead.
     pub async fn open(store: &StoreOptions, options: HistoryOptions) -> Result<Self, StoreError> {
-        let scheme = store.url.split_once(':').map(|(scheme, _)| scheme);
-        match scheme {
-            Some("sqlite") => Ok(Self::sqlite(super::sqlite::connect(store).await?, options)),
-            Some("postgres" | "postgresql") => Ok(Self::postgres(
-                super::postgres::connect(store).await?,
-                options,
-            )),
-            _ => Err(StoreError::UnsupportedUrl),
-        }
+        Ok(super::Database::connect(store).await?.history(options))
     }
 
     pub fn sqlite(pool: sqlx::SqlitePool, options: HistoryOptions) -> Self {

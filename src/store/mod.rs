@@ -17,11 +17,11 @@ use catalogd_actors::{EventKind, Lifecycle, Status, Thresholds};
 pub mod audit_chain;
 pub mod history;
 pub mod outbox;
-pub mod stats;
 mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+pub mod stats;
 
 pub use audit_chain::{AuditEntry, ChainProblem};
 
@@ -184,6 +184,8 @@ pub enum CheckCommit {
     /// The row moved on (a REST change won) or is gone; here it is as stored.
     Stale(Option<Integration>),
 }
+
+pub use sql::Database;
 
 /// Opens the backend named by `options.url`, creating the SQLite file if needed, and applies
 /// the embedded migrations.

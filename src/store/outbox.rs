@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use super::{StoreError, StoreOptions};
+use super::StoreError;
 
 /// One unpublished event, as the relay needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,24 +169,7 @@ impl std::fmt::Debug for OutboxStore {
 }
 
 impl OutboxStore {
-    /// Opens a pool of its own on the database of `store` (migrating it, a no-op when the
-    /// store did already).
-    pub async fn open(store: &StoreOptions) -> Result<Self, StoreError> {
-        let scheme = store.url.split_once(':').map(|(scheme, _)| scheme);
-        // Two connections: one pass reads while the previous round's marks are written.
-        let options = StoreOptions {
-            max_connections: store.max_connections.clamp(1, 2),
-            ..store.clone()
-        };
-        match scheme {
-            Some("sqlite") => Ok(Self::sqlite(super::sqlite::connect(&options).await?)),
-            Some("postgres" | "postgresql") => {
-                Ok(Self::postgres(super::postgres::connect(&options).await?))
-            }
-            _ => Err(StoreError::UnsupportedUrl),
-        }
-    }
-
+    // Built over the daemon's one pool: see [`super::Database`].
     pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
         OutboxStore {
             backend: Arc::new(SqliteOutbox { pool }),

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::QueryBuilder;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::audit_chain::{ChainProblem, ChainVerifier, StoredAuditEntry, GENESIS_HASH};
@@ -32,19 +33,85 @@ use catalogd_actors::{EventKind, Lifecycle, Thresholds};
 
 /// Opens the backend named by the URL scheme and applies its migrations.
 pub async fn open(options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
-    let scheme = options.url.split_once(':').map(|(scheme, _)| scheme);
-    let store: Arc<dyn Store> = match scheme {
-        Some("sqlite") => Arc::new(SqliteStore {
-            pool: super::sqlite::connect(options).await?,
-            default_thresholds: options.default_thresholds,
-        }),
-        Some("postgres" | "postgresql") => Arc::new(PostgresStore {
-            pool: super::postgres::connect(options).await?,
-            default_thresholds: options.default_thresholds,
-        }),
-        _ => return Err(StoreError::UnsupportedUrl),
-    };
-    Ok(store)
+    Ok(Database::connect(options)
+        .await?
+        .store(options.default_thresholds))
+}
+
+/// The daemon's one connection pool, shared by every store over it (the catalog, the health
+/// history, the outbox relay, the metrics queries), and the signal that a commit wrote outbox
+/// rows, which wakes the relay at once.
+#[derive(Clone)]
+pub enum Database {
+    Sqlite(sqlx::SqlitePool, Arc<Notify>),
+    Postgres(sqlx::PgPool, Arc<Notify>),
+}
+
+impl Database {
+    /// Connects to the backend named by the URL scheme and applies its migrations.
+    pub async fn connect(options: &StoreOptions) -> Result<Database, StoreError> {
+        let scheme = options.url.split_once(':').map(|(scheme, _)| scheme);
+        let signal = Arc::new(Notify::new());
+        match scheme {
+            Some("sqlite") => Ok(Database::Sqlite(
+                super::sqlite::connect(options).await?,
+                signal,
+            )),
+            Some("postgres" | "postgresql") => Ok(Database::Postgres(
+                super::postgres::connect(options).await?,
+                signal,
+            )),
+            _ => Err(StoreError::UnsupportedUrl),
+        }
+    }
+
+    /// The catalog store.
+    pub fn store(&self, default_thresholds: Thresholds) -> Arc<dyn Store> {
+        match self {
+            Database::Sqlite(pool, signal) => Arc::new(SqliteStore {
+                pool: pool.clone(),
+                default_thresholds,
+                outbox_written: signal.clone(),
+            }),
+            Database::Postgres(pool, signal) => Arc::new(PostgresStore {
+                pool: pool.clone(),
+                default_thresholds,
+                outbox_written: signal.clone(),
+            }),
+        }
+    }
+
+    pub fn history(&self, options: super::history::HistoryOptions) -> super::history::HistoryStore {
+        match self {
+            Database::Sqlite(pool, _) => {
+                super::history::HistoryStore::sqlite(pool.clone(), options)
+            }
+            Database::Postgres(pool, _) => {
+                super::history::HistoryStore::postgres(pool.clone(), options)
+            }
+        }
+    }
+
+    pub fn outbox(&self) -> super::outbox::OutboxStore {
+        match self {
+            Database::Sqlite(pool, _) => super::outbox::OutboxStore::sqlite(pool.clone()),
+            Database::Postgres(pool, _) => super::outbox::OutboxStore::postgres(pool.clone()),
+        }
+    }
+
+    pub fn stats(&self) -> super::stats::StatsStore {
+        match self {
+            Database::Sqlite(pool, _) => super::stats::StatsStore::sqlite(pool.clone()),
+            Database::Postgres(pool, _) => super::stats::StatsStore::postgres(pool.clone()),
+        }
+    }
+
+    /// Notified after every commit that wrote an outbox row.
+    pub fn outbox_written(&self) -> Arc<Notify> {
+        match self {
+            Database::Sqlite(_, signal) | Database::Postgres(_, signal) => signal.clone(),
+        }
+    }
 }
 
 /// The statements in which the two backends differ.
@@ -237,6 +304,8 @@ macro_rules! sql_store {
         pub(super) struct $store {
             pool: sqlx::Pool<$db>,
             default_thresholds: Thresholds,
+            /// Wakes the outbox relay after a commit that wrote an event.
+            outbox_written: Arc<Notify>,
         }
 
         impl $store {
@@ -526,6 +595,7 @@ macro_rules! sql_store {
                 .await?;
                 Self::append_audit(&mut transaction, &integration::created(&integration)).await?;
                 transaction.commit().await?;
+                self.outbox_written.notify_one();
                 Ok(())
             }
 
@@ -641,6 +711,9 @@ macro_rules! sql_store {
                 )?;
                 Self::write_applied(&mut transaction, &current, &applied, now).await?;
                 transaction.commit().await?;
+                if applied.event.is_some() {
+                    self.outbox_written.notify_one();
+                }
                 Ok(applied.after)
             }
 
@@ -803,6 +876,9 @@ macro_rules! sql_store {
                 let applied = integration::apply_check(&current, lifecycle, event, check, now);
                 Self::write_applied(&mut transaction, &current, &applied, now).await?;
                 transaction.commit().await?;
+                if applied.event.is_some() {
+                    self.outbox_written.notify_one();
+                }
                 Ok(CheckCommit::Committed(
                     applied.after.expect("a check never deletes"),
                 ))

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{StoreError, StoreOptions};
+use super::StoreError;
 
 /// What a per-integration series is labelled with, and its status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,20 +134,7 @@ impl std::fmt::Debug for StatsStore {
 }
 
 impl StatsStore {
-    /// Opens its own small pool on the database of `store` (see
-    /// [`super::history::HistoryStore::open`]; an in-memory SQLite database cannot be shared
-    /// this way: use [`StatsStore::sqlite`] with the store's pool).
-    pub async fn open(store: &StoreOptions) -> Result<Self, StoreError> {
-        let scheme = store.url.split_once(':').map(|(scheme, _)| scheme);
-        match scheme {
-            Some("sqlite") => Ok(Self::sqlite(super::sqlite::connect(store).await?)),
-            Some("postgres" | "postgresql") => {
-                Ok(Self::postgres(super::postgres::connect(store).await?))
-            }
-            _ => Err(StoreError::UnsupportedUrl),
-        }
-    }
-
+    // Built over the daemon's one pool: see [`super::Database`].
     pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
         StatsStore {
             backend: Arc::new(SqliteStats { pool }),
