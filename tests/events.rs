@@ -13,7 +13,6 @@ mod helpers;
 mod nats_server;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -23,40 +22,15 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 use uuid::Uuid;
 
-use helpers::{spawn_with_config, test_config, Backend, TestApp, JWT_KEY};
+use helpers::{spawn_with_config, test_config, Backend, TestApp};
 use nats_server::NatsServer;
+use support::storm::{admin_token, create_flapping, eventually, pause_and_resume, scripted, Storm};
 
 const STREAM: &str = "INTEGRATION_EVENTS";
 /// Every event kind catalogd emits.
 const ALL_TYPES: [&str; 8] = catalogd::watch::KINDS;
 
 // --- Helpers ---------------------------------------------------------------------------------
-
-/// Polls `condition` every 50 ms until it holds or `limit` passes.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("not within {limit:?}: {what}");
-}
-
-fn scripted(name: &str, script: &[&str], interval: u32) -> Value {
-    json!({
-        "name": name,
-        "type": "host",
-        "provider": "in-memory",
-        "configuration": {"script": script},
-        "healthCheck": {"intervalSeconds": interval, "timeoutSeconds": 1},
-    })
-}
 
 async fn send(
     app: &TestApp,
@@ -574,131 +548,26 @@ async fn events_wait_out_a_nats_outage_and_drain_in_order() {
 
 // --- SIGKILL storm with NATS restarts -----------------------------------------------------------
 
-struct Storm {
-    dir: tempfile::TempDir,
-    config: std::path::PathBuf,
-}
-
-impl Storm {
-    fn new(nats_url: &str) -> Storm {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("jwt.key");
-        std::fs::write(&key, JWT_KEY).unwrap();
-        let config = dir.path().join("catalogd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}/catalogd.db\"\n\
-                 [auth]\njwt_secret_file = \"{}\"\n[monitor]\nreconcile_interval = \"2s\"\n\
-                 [history]\nflush_interval = \"200ms\"\n[nats]\nurl = \"{nats_url}\"\n\
-                 [events]\nsweep_interval = \"100ms\"\n",
-                dir.path().display(),
-                key.display()
-            ),
-        )
-        .unwrap();
-        Storm { dir, config }
-    }
-
-    fn start(&self) -> support::daemon::Daemon {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_catalogd"));
-        command
-            .current_dir(self.dir.path())
-            .env_remove("RUST_LOG")
-            .args(["serve", "--config", self.config.to_str().unwrap()]);
-        support::daemon::Daemon::start(command)
-    }
-
-    fn database_url(&self) -> String {
-        format!("sqlite://{}/catalogd.db", self.dir.path().display())
-    }
-}
-
-fn mint(tenant: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("k");
-    std::fs::write(&key, JWT_KEY).unwrap();
-    catalogd::auth::Authenticator::from_config(&catalogd::config::AuthConfig {
-        jwt_secret_file: Some(key),
-        ..Default::default()
-    })
-    .unwrap()
-    .mint(
-        tenant,
-        "ops",
-        &["integrations.admin".into()],
-        Duration::from_secs(3600),
-        chrono::Utc::now(),
-    )
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_storm_with_nats_restarts_loses_and_duplicates_nothing() {
     let mut nats = NatsServer::start();
-    let storm = Storm::new(&nats.url());
-    let token = mint("acme");
+    let storm = Storm::new(&format!(
+        "[nats]\nurl = \"{}\"\n[events]\nsweep_interval = \"100ms\"\n",
+        nats.url()
+    ));
+    let token = admin_token("acme");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
     let mut daemon = storm.start();
-    let mut ids = Vec::new();
-    for i in 0..30 {
-        let body = scripted(
-            &format!("flap-{i:02}"),
-            &[
-                "failure:http_status",
-                "failure:http_status",
-                "failure:http_status",
-                "success",
-            ],
-            1,
-        );
-        let created: Value = client
-            .post(format!("{}/api/v1/integrations", daemon.address))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = created["integrationId"].as_str().unwrap().to_owned();
-        let response = client
-            .post(format!(
-                "{}/api/v1/integrations/{id}/submit",
-                daemon.address
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        ids.push(id);
-    }
+    let ids = create_flapping(&client, &daemon.address, &token, 30).await;
 
     let mut rng = rand::rng();
     let mut nats_restarts = 0;
     for kill in 0..20 {
-        let deadline = Instant::now() + Duration::from_millis(rng.random_range(300..1500));
-        while Instant::now() < deadline {
-            let id = &ids[rng.random_range(0..ids.len())];
-            let base = &daemon.address;
-            let _ = client
-                .post(format!("{base}/api/v1/integrations/{id}/pause"))
-                .bearer_auth(&token)
-                .json(&json!({"reason": "storm"}))
-                .send()
-                .await;
-            let _ = client
-                .post(format!("{base}/api/v1/integrations/{id}/resume"))
-                .bearer_auth(&token)
-                .send()
-                .await;
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
+        let until = Instant::now() + Duration::from_millis(rng.random_range(300..1500));
+        pause_and_resume(&client, &daemon.address, &token, &ids, until).await;
         if kill == 6 || kill == 13 {
             // NATS goes away under a running daemon, and comes back.
             nats.stop();

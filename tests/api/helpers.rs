@@ -44,7 +44,7 @@ macro_rules! both_backends {
     };
 }
 
-pub const JWT_KEY: &str = "test-key-0123456789abcdef0123456789abcdef";
+pub use crate::support::storm::JWT_KEY;
 
 pub struct TestApp {
     pub address: String,

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::helpers::JWT_KEY;
 use crate::lifecycle::eventually;
 use crate::support::daemon::Daemon;
+use crate::support::storm::admin_token;
 use crate::support::target::{Mode, Target};
 
 const CANARY_TOKEN: &str = "canary-token-7f3a9c1e5b";
@@ -18,6 +19,7 @@ const CANARY_PASSWORD: &str = "canary-password-b8e2d4";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_secrets_never_leave_the_connectors() {
+    let _heavy = crate::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("jwt.key");
     std::fs::write(&key, JWT_KEY).unwrap();
@@ -56,24 +58,7 @@ async fn canary_secrets_never_leave_the_connectors() {
     let mut daemon = Daemon::start(command);
     let base = daemon.address.clone();
 
-    let auth = {
-        let k = dir.path().join("mint.key");
-        std::fs::write(&k, JWT_KEY).unwrap();
-        catalogd::auth::Authenticator::from_config(&catalogd::config::AuthConfig {
-            jwt_secret_file: Some(k),
-            ..Default::default()
-        })
-        .unwrap()
-    };
-    let token = auth
-        .mint(
-            "acme",
-            "ops",
-            &["integrations.admin".into()],
-            Duration::from_secs(3600),
-            chrono::Utc::now(),
-        )
-        .unwrap();
+    let token = admin_token("acme");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()

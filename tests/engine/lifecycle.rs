@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 
 use crate::helpers::{spawn_with_config, test_config, Backend, TestApp};
+pub use crate::support::storm::eventually;
 use crate::support::target::{Mode, Target};
 
 /// An app that may reach loopback targets.
@@ -45,22 +46,6 @@ pub async fn post(app: &TestApp, token: &str, id: &str, op: &str, body: Option<V
     let body: Value = response.json().await.unwrap();
     assert_eq!(status, 200, "{op}: {body}");
     body
-}
-
-/// Polls `condition` every 50 ms until it holds or `limit` passes.
-pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("not within {limit:?}: {what}");
 }
 
 async fn status(app: &TestApp, token: &str, id: &str) -> String {

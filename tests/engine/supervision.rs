@@ -9,22 +9,14 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::Connection;
 
-use crate::helpers::{spawn_with_config, test_config, Backend, TestApp, JWT_KEY};
-use crate::lifecycle::{eventually, post};
-use crate::support::daemon::Daemon;
-
-fn scripted(name: &str, script: &[&str], interval: u32) -> Value {
-    json!({
-        "name": name,
-        "type": "host",
-        "provider": "in-memory",
-        "configuration": {"script": script},
-        "healthCheck": {"intervalSeconds": interval, "timeoutSeconds": 1},
-    })
-}
+use crate::helpers::{spawn_with_config, test_config, Backend, TestApp};
+use crate::lifecycle::post;
+use crate::support::storm::{
+    admin_token, create_flapping, eventually, pause_and_resume, scripted, Storm,
+};
 
 /// Creates and submits integrations, 16 requests at a time; returns their ids.
 async fn submit_all(app: &TestApp, token: &str, bodies: Vec<Value>) -> Vec<String> {
@@ -42,15 +34,19 @@ async fn submit_all(app: &TestApp, token: &str, bodies: Vec<Value>) -> Vec<Strin
         .await
 }
 
+/// The interval of the thousand well-behaved integrations.
+const STEADY_INTERVAL: u32 = 2;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_connector_is_restarted_and_nobody_else_notices() {
+    let _heavy = crate::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(Backend::Sqlite, dir.path()).await;
     config.history.flush_interval = Duration::from_millis(200);
     let app = spawn_with_config(config, dir).await;
     let admin = app.admin("acme");
     let mut bodies: Vec<Value> = (0..1000)
-        .map(|i| scripted(&format!("steady-{i:04}"), &["success"], 1))
+        .map(|i| scripted(&format!("steady-{i:04}"), &["success"], STEADY_INTERVAL))
         .collect();
     bodies.push(scripted("panicky", &["panic"], 1));
     submit_all(&app, &admin, bodies).await;
@@ -70,18 +66,41 @@ async fn a_panicking_connector_is_restarted_and_nobody_else_notices() {
         "restarts are spaced by a growing backoff: {window:?}"
     );
 
-    // Meanwhile every steady integration kept its 1 s schedule: enough checks, started on time.
+    // Meanwhile every steady integration kept its schedule: enough checks, started on time.
+    // Results are written in batches, so first wait until every integration's results reach
+    // past the window, then count within it.
+    let window_end = start + chrono::Duration::from_std(window).unwrap();
     let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
         .await
         .unwrap();
-    let since = start.timestamp_micros();
+    let (since, until) = (start.timestamp_micros(), window_end.timestamp_micros());
+    let flushed = "SELECT count(*) FROM (SELECT max(r.checked_at) AS last FROM check_results r \
+         JOIN integrations i ON i.integration_id = r.integration_id \
+         WHERE i.name LIKE 'steady-%' GROUP BY r.integration_id) WHERE last >= $1";
+    let conn = &mut conn;
+    let mut caught_up = 0i64;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while caught_up < 1000 {
+        assert!(
+            Instant::now() < deadline,
+            "history never caught up: {caught_up} of 1000"
+        );
+        caught_up = sqlx::query_scalar(flushed)
+            .bind(until)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let rows: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT count(*), max(r.lateness_us) FROM check_results r \
          JOIN integrations i ON i.integration_id = r.integration_id \
-         WHERE i.name LIKE 'steady-%' AND r.checked_at >= $1 GROUP BY r.integration_id",
+         WHERE i.name LIKE 'steady-%' AND r.checked_at >= $1 AND r.checked_at < $2 \
+         GROUP BY r.integration_id",
     )
     .bind(since)
-    .fetch_all(&mut conn)
+    .bind(until)
+    .fetch_all(&mut *conn)
     .await
     .unwrap();
     assert_eq!(
@@ -89,7 +108,9 @@ async fn a_panicking_connector_is_restarted_and_nobody_else_notices() {
         1000,
         "every steady integration was checked during the restarts"
     );
-    let expected = window.as_secs() as i64 - 2;
+    // The schedule gives one check per whole interval of the window, less one for where the
+    // window cuts its phase.
+    let expected = (window.as_secs() / u64::from(STEADY_INTERVAL)) as i64 - 1;
     let starved: Vec<_> = rows.iter().filter(|(count, _)| *count < expected).collect();
     assert!(
         starved.is_empty(),
@@ -125,130 +146,25 @@ async fn a_panicking_connector_is_restarted_and_nobody_else_notices() {
     assert!(ready["checks"]["actors"].as_u64().unwrap() >= 1000);
 }
 
-/// The daemon as a child process on SQLite, with its own config file.
-struct Storm {
-    dir: tempfile::TempDir,
-    config: std::path::PathBuf,
-}
-
-impl Storm {
-    fn new() -> Storm {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("jwt.key");
-        std::fs::write(&key, JWT_KEY).unwrap();
-        let config = dir.path().join("catalogd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}/catalogd.db\"\n\
-                 [auth]\njwt_secret_file = \"{}\"\n[monitor]\nreconcile_interval = \"2s\"\n\
-                 [history]\nflush_interval = \"200ms\"\n",
-                dir.path().display(),
-                key.display()
-            ),
-        )
-        .unwrap();
-        Storm { dir, config }
-    }
-
-    fn start(&self) -> Daemon {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_catalogd"));
-        command
-            .current_dir(self.dir.path())
-            .env_remove("RUST_LOG")
-            .args(["serve", "--config", self.config.to_str().unwrap()]);
-        Daemon::start(command)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_transition_storm_leaves_everything_consistent() {
-    let storm = Storm::new();
-    // Mint tokens with the same key the daemon uses.
-    let helper_dir = tempfile::tempdir().unwrap();
-    let auth = {
-        let key = helper_dir.path().join("k");
-        std::fs::write(&key, JWT_KEY).unwrap();
-        catalogd::auth::Authenticator::from_config(&catalogd::config::AuthConfig {
-            jwt_secret_file: Some(key),
-            ..Default::default()
-        })
-        .unwrap()
-    };
-    let token = auth
-        .mint(
-            "acme",
-            "ops",
-            &["integrations.admin".into()],
-            Duration::from_secs(3600),
-            chrono::Utc::now(),
-        )
-        .unwrap();
+    let _heavy = crate::HEAVY.lock().await;
+    let storm = Storm::new("");
+    let token = admin_token("acme");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
 
     let mut daemon = storm.start();
-    // Flapping integrations, checked every second: a success (pending → active), three
-    // failures (→ degraded), a success (→ active), ... two transitions every four checks.
-    let mut ids = Vec::new();
-    for i in 0..40 {
-        let body = scripted(
-            &format!("flap-{i:02}"),
-            &[
-                "failure:http_status",
-                "failure:http_status",
-                "failure:http_status",
-                "success",
-            ],
-            1,
-        );
-        let created: Value = client
-            .post(format!("{}/api/v1/integrations", daemon.address))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = created["integrationId"].as_str().unwrap().to_owned();
-        let response = client
-            .post(format!(
-                "{}/api/v1/integrations/{id}/submit",
-                daemon.address
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        ids.push(id);
-    }
+    // Flapping integrations checked every second: two transitions every four checks.
+    let ids = create_flapping(&client, &daemon.address, &token, 40).await;
 
     let mut rng = rand::rng();
     let mut kills = 0;
     for _ in 0..8 {
-        // REST changes interleave with the monitor's: pause and resume random integrations.
-        let deadline = Instant::now() + Duration::from_millis(rng.random_range(1000..3000));
-        while Instant::now() < deadline {
-            let id = &ids[rng.random_range(0..ids.len())];
-            let base = &daemon.address;
-            let _ = client
-                .post(format!("{base}/api/v1/integrations/{id}/pause"))
-                .bearer_auth(&token)
-                .json(&json!({"reason": "storm"}))
-                .send()
-                .await;
-            let _ = client
-                .post(format!("{base}/api/v1/integrations/{id}/resume"))
-                .bearer_auth(&token)
-                .send()
-                .await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let until = Instant::now() + Duration::from_millis(rng.random_range(1000..3000));
+        pause_and_resume(&client, &daemon.address, &token, &ids, until).await;
         daemon.kill();
         kills += 1;
         daemon = storm.start();
@@ -314,7 +230,7 @@ async fn sigkill_during_a_transition_storm_leaves_everything_consistent() {
     );
 
     // Store, audit trail and outbox agree for every integration.
-    let url = format!("sqlite://{}/catalogd.db", storm.dir.path().display());
+    let url = storm.database_url();
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let rows: Vec<(uuid::Uuid, String, i64)> =
         sqlx::query_as("SELECT integration_id, status, event_sequence FROM integrations")

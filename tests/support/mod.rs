@@ -5,4 +5,5 @@
 
 pub mod daemon;
 pub mod postgres;
+pub mod storm;
 pub mod target;
