@@ -28,6 +28,22 @@ pub enum NatsError {
     Connect(#[from] async_nats::ConnectError),
 }
 
+/// Logs connection changes once each (the client's own per-attempt chatter is filtered to
+/// `warn` by [`crate::telemetry`]): an outage is a warning, not an error — events wait in the
+/// outbox and the relay drains them when NATS is back.
+fn log_event(event: async_nats::Event) {
+    match event {
+        async_nats::Event::Connected => tracing::info!("NATS connected"),
+        async_nats::Event::Disconnected => {
+            tracing::warn!("NATS disconnected; events wait in the outbox until it is back")
+        }
+        async_nats::Event::ClientError(error) => {
+            tracing::debug!(%error, "NATS connection attempt failed")
+        }
+        other => tracing::debug!(event = %other, "NATS event"),
+    }
+}
+
 /// The connection options of `config` (authentication and TLS), without the address.
 pub async fn connect_options(config: &NatsConfig, name: &str) -> Result<ConnectOptions, NatsError> {
     let mut options = ConnectOptions::new()
@@ -35,7 +51,8 @@ pub async fn connect_options(config: &NatsConfig, name: &str) -> Result<ConnectO
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
-        .reconnect_delay_callback(reconnect_delay);
+        .reconnect_delay_callback(reconnect_delay)
+        .event_callback(|event| async move { log_event(event) });
     if let Some(path) = &config.credentials_file {
         options =
             options
@@ -60,8 +77,15 @@ pub async fn connect_options(config: &NatsConfig, name: &str) -> Result<ConnectO
 pub async fn connect(config: &NatsConfig, name: &str) -> Result<Option<Client>, NatsError> {
     let url = config.url.trim();
     if url.is_empty() {
+        tracing::info!("NATS disabled (nats.url is empty): events stay in the outbox");
         return Ok(None);
     }
+    // The URL may carry credentials; log only the host part.
+    let host = url.rsplit('@').next().unwrap_or(url);
+    tracing::info!(
+        server = host,
+        "connecting to NATS in the background; until it answers, events wait in the outbox"
+    );
     let options = connect_options(config, name).await?;
     // With `retry_on_initial_connect` this returns at once; only a malformed URL fails here.
     Ok(Some(options.connect(url).await?))

@@ -9,7 +9,7 @@ use crate::config::{LogConfig, LogFormat};
 /// tests that build several applications in one process do not panic.
 pub fn init(config: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
+        .or_else(|_| EnvFilter::try_new(quiet_dependencies(&config.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -20,4 +20,29 @@ pub fn init(config: &LogConfig) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// async-nats reports every failed reconnect attempt at `info`; while NATS is down (a normal
+/// state: events wait in the outbox) that would be a line every two seconds. catalogd logs
+/// the outage itself, so the client's own chatter starts at `warn` unless the level names it.
+fn quiet_dependencies(level: &str) -> String {
+    if level.contains("async_nats") {
+        level.to_owned()
+    } else {
+        format!("{level},async_nats=warn")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quiet_dependencies;
+
+    #[test]
+    fn nats_client_chatter_is_quiet_unless_asked_for() {
+        assert_eq!(quiet_dependencies("info"), "info,async_nats=warn");
+        assert_eq!(
+            quiet_dependencies("debug,async_nats=trace"),
+            "debug,async_nats=trace"
+        );
+    }
 }
