@@ -242,3 +242,47 @@ pub async fn problem(response: reqwest::Response) -> (u16, String, Value) {
         body,
     )
 }
+
+/// The outbox rows of one integration, in sequence order, read straight from the app's
+/// database: `(sequence, event_type, subject, CloudEvent)`.
+pub async fn outbox_rows(
+    app: &TestApp,
+    backend: Backend,
+    id: uuid::Uuid,
+) -> Vec<(i64, String, String, Value)> {
+    use sqlx::Connection;
+    let sql = "SELECT sequence, event_type, subject, payload FROM outbox \
+               WHERE integration_id = $1 ORDER BY sequence";
+    let rows: Vec<(i64, String, String, String)> = match backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&app.database_url)
+                .await
+                .unwrap();
+            sqlx::query_as(sql)
+                .bind(id)
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&app.database_url)
+                .await
+                .unwrap();
+            sqlx::query_as(sql)
+                .bind(id)
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    rows.into_iter()
+        .map(|(sequence, kind, subject, payload)| {
+            (
+                sequence,
+                kind,
+                subject,
+                serde_json::from_str(&payload).unwrap(),
+            )
+        })
+        .collect()
+}

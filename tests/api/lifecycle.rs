@@ -3,9 +3,8 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::Connection;
 
-use crate::helpers::{integration, problem, spawn_app, Backend, TestApp};
+use crate::helpers::{integration, outbox_rows, problem, spawn_app, Backend, TestApp};
 
 async fn op(
     app: &TestApp,
@@ -216,41 +215,6 @@ async fn lifecycle_routes_enforce_scope_and_tenant(backend: Backend) {
     );
 }
 
-/// The events in the outbox for one integration, in sequence order:
-/// `(sequence, event_type, subject, payload)`.
-async fn outbox(
-    app: &TestApp,
-    backend: Backend,
-    id: uuid::Uuid,
-) -> Vec<(i64, String, String, Value)> {
-    let sql = "SELECT sequence, event_type, subject, payload FROM outbox WHERE integration_id = $1 ORDER BY sequence";
-    let rows: Vec<(i64, String, String, String)> = match backend {
-        Backend::Sqlite => {
-            let mut c = sqlx::SqliteConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query_as(sql)
-                .bind(id)
-                .fetch_all(&mut c)
-                .await
-                .unwrap()
-        }
-        Backend::Postgres => {
-            let mut c = sqlx::PgConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query_as(sql)
-                .bind(id)
-                .fetch_all(&mut c)
-                .await
-                .unwrap()
-        }
-    };
-    rows.into_iter()
-        .map(|(s, t, subj, p)| (s, t, subj, serde_json::from_str(&p).unwrap()))
-        .collect()
-}
-
 async fn every_change_writes_exactly_one_event(backend: Backend) {
     let app = spawn_app(backend).await;
     let admin = app.token("acme", "alice", &["integrations.admin"]);
@@ -315,7 +279,7 @@ async fn every_change_writes_exactly_one_event(backend: Backend) {
         .unwrap();
     assert_eq!(delete.status(), 204);
 
-    let events = outbox(&app, backend, id).await;
+    let events = outbox_rows(&app, backend, id).await;
     let expected = [
         ("created", None, "draft"),
         ("updated", Some("draft"), "draft"),

@@ -5,9 +5,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::Connection;
 
-use crate::helpers::{spawn_with_config, test_config, Backend, TestApp};
+use crate::helpers::{outbox_rows, spawn_with_config, test_config, Backend, TestApp};
 pub use crate::support::storm::eventually;
 use crate::support::target::{Mode, Target};
 
@@ -60,33 +59,8 @@ async fn status(app: &TestApp, token: &str, id: &str) -> String {
 
 /// The CloudEvents in the outbox for one integration, in sequence order.
 pub async fn events(app: &TestApp, backend: Backend, id: &str) -> Vec<Value> {
-    let sql = "SELECT payload FROM outbox WHERE integration_id = $1 ORDER BY sequence";
-    let id: uuid::Uuid = id.parse().unwrap();
-    let rows: Vec<(String,)> = match backend {
-        Backend::Sqlite => {
-            let mut c = sqlx::SqliteConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query_as(sql)
-                .bind(id)
-                .fetch_all(&mut c)
-                .await
-                .unwrap()
-        }
-        Backend::Postgres => {
-            let mut c = sqlx::PgConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query_as(sql)
-                .bind(id)
-                .fetch_all(&mut c)
-                .await
-                .unwrap()
-        }
-    };
-    rows.into_iter()
-        .map(|(p,)| serde_json::from_str(&p).unwrap())
-        .collect()
+    let rows = outbox_rows(app, backend, id.parse().unwrap()).await;
+    rows.into_iter().map(|(_, _, _, event)| event).collect()
 }
 
 /// `(type suffix, previousStatus, status, consecutiveFailures, failureClass)` of the events
