@@ -1,6 +1,6 @@
 //! Health history on SQLite and PostgreSQL: the batching writer, the version guard, uptime
 //! ratios from raw results and rollups, pruning, history pages, tenant scoping, and the REST
-//! routes through the real application. Every test in `on_both_backends!` runs twice.
+//! routes through the real application. Every test in `both_backends!` runs twice.
 //!
 //! `throughput` (ignored) prints the persisted results per second of the writer against a
 //! naive one-statement-per-result baseline, and the bytes per stored row:
@@ -30,29 +30,7 @@ use catalogd::store::{self, Store, StoreOptions};
 use catalogd_actors::ports::CheckReport;
 use catalogd_actors::{CheckOutcome, FailureClass, Input, Lifecycle, Status, SystemClock};
 
-/// Generates `sqlite::$test` and `postgres::$test` from each `async fn $test(Backend)`.
-macro_rules! on_both_backends {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+both_backends!(
     writer_batches_thousands_of_results_into_few_statements,
     writer_flushes_on_interval_on_size_and_on_close,
     stale_versions_never_overwrite_observations,
@@ -65,11 +43,7 @@ on_both_backends!(
 
 // --- Fixtures -------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
+use support::Backend;
 
 /// A fresh, migrated database with the integration store and a history store on it.
 struct TestDb {

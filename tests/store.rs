@@ -1,5 +1,5 @@
 //! Black-box tests of the store through `catalogd::store::open`. Every test in
-//! `on_both_backends!` runs twice: `sqlite::name` against a fresh SQLite file and
+//! `both_backends!` runs twice: `sqlite::name` against a fresh SQLite file and
 //! `postgres::name` against a fresh database on the test PostgreSQL server.
 
 mod support;
@@ -20,29 +20,7 @@ use catalogd::store::audit_chain::ChainProblemKind;
 use catalogd::store::{self, AuditEntry, AuditQuery, ListQuery, Store, StoreError, StoreOptions};
 use catalogd_actors::{CheckOutcome, Clock, FailureClass, Input, Status, SystemClock, Thresholds};
 
-/// Generates `sqlite::$test` and `postgres::$test` from each `async fn $test(Backend)`.
-macro_rules! on_both_backends {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+both_backends!(
     create_get_round_trip,
     tenants_are_isolated,
     names_are_unique_per_tenant,
@@ -59,11 +37,7 @@ on_both_backends!(
 
 // --- Fixtures -------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
+use support::Backend;
 
 /// A fresh, migrated database and the store on it.
 struct TestDb {
