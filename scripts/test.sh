@@ -1,34 +1,11 @@
 #!/usr/bin/env bash
-# Installs whatever the tests need and is missing, then runs every check and test.
-# This is the README's test command and what .ci/run calls, on a clean clone.
+# Installs whatever the tests need and is missing, then runs every check and test, and the
+# benchmark runner's smoke tier. This is the README's test command and what .ci/run calls,
+# on a clean clone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-have() { command -v "$1" >/dev/null 2>&1; }
-
-# PostgreSQL 15 server binaries (initdb, postgres, pg_ctl) for the PostgreSQL half of the tests.
-if ! have initdb || ! have postgres; then
-  for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && export PATH="$d:$PATH"; done
-  if ! have initdb; then need_apt+=(postgresql); fi
-fi
-have nats-server || need_apt+=(nats-server)
-have prometheus || need_apt+=(prometheus)
-have promtool || need_apt+=(prometheus)
-have runuser || need_apt+=(util-linux)
-
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "==> installing: ${need_apt[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && export PATH="$d:$PATH"; done
-fi
-
-# PostgreSQL refuses to run as root; the test harness runs it as this user.
-if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
-  useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
-fi
+. scripts/lib/deps.sh
 
 echo "==> versions"
 rustc --version
@@ -44,3 +21,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "==> cargo test"
 cargo test --workspace --all-targets "$@"
+
+echo "==> benchmark runner, smoke tier (checks the runner works, not the figures)"
+scripts/bench.sh --tier smoke

@@ -1,0 +1,120 @@
+//! The benchmark's target fleet: one small HTTP/1.1 server listening on many loopback
+//! addresses (127.0.0.1 … 127.0.0.K, one port) so that a million new connections a minute
+//! do not run out of (source, destination) port pairs. Paths are the knobs:
+//!
+//! - `/ok…` → 200 (any path starting with `/ok`, so each integration can have its own)
+//! - `/status/{code}` → that status
+//! - `/delay/{ms}` → 200 after `ms` milliseconds
+//! - `/hang` → never answers (the client's timeout ends it)
+//! - `/stats` → requests served so far (this one excluded), as text
+//!
+//! `bench-target --addrs K [--threads T]` prints `listening port=P addrs=K` on its first line.
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+fn arg(name: &str, default: u32) -> u32 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> std::io::Result<()> {
+    let addrs = arg("--addrs", 64).clamp(1, 250);
+    let threads = arg("--threads", 2).max(1) as usize;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?
+        .block_on(serve(addrs))
+}
+
+async fn serve(addrs: u32) -> std::io::Result<()> {
+    let served = Arc::new(AtomicU64::new(0));
+    // The first listener picks a free port; the others take the same port on their address.
+    // If one of them finds it taken, start over on another port.
+    let listeners = 'attempt: loop {
+        let first = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let port = first.local_addr()?.port();
+        let mut listeners = vec![first];
+        for host in 2..=addrs {
+            let ip = Ipv4Addr::new(127, 0, 0, host as u8);
+            match TcpListener::bind(SocketAddr::from((ip, port))).await {
+                Ok(l) => listeners.push(l),
+                Err(_) => continue 'attempt,
+            }
+        }
+        break listeners;
+    };
+    let port = listeners[0].local_addr()?.port();
+    println!("listening port={port} addrs={addrs}");
+    let mut tasks = Vec::new();
+    for listener in listeners {
+        let served = served.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let served = served.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| answer(req, served.clone()));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    served: Arc<AtomicU64>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path();
+    if path == "/stats" {
+        let n = served.load(Ordering::Relaxed);
+        return Ok(Response::new(Full::new(Bytes::from(n.to_string()))));
+    }
+    served.fetch_add(1, Ordering::Relaxed);
+    let status = if path.starts_with("/ok") {
+        StatusCode::OK
+    } else if let Some(code) = path.strip_prefix("/status/") {
+        code.parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST)
+    } else if let Some(ms) = path.strip_prefix("/delay/") {
+        let ms = ms.parse::<u64>().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        StatusCode::OK
+    } else if path == "/hang" {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    let mut response = Response::new(Full::new(Bytes::from_static(b"ok\n")));
+    *response.status_mut() = status;
+    Ok(response)
+}

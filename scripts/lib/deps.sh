@@ -1,0 +1,36 @@
+# Sourced by scripts/test.sh and scripts/bench.sh: installs with apt-get whatever real
+# component the tests and benchmarks start and is missing, and puts PostgreSQL's server
+# binaries on the PATH. A clean clone on a fresh machine needs nothing else.
+
+need_apt=()
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# PostgreSQL 15 server binaries (initdb, postgres, pg_ctl).
+if ! have initdb || ! have postgres; then
+  for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && export PATH="$d:$PATH"; done
+  if ! have initdb; then need_apt+=(postgresql); fi
+fi
+have nats-server || need_apt+=(nats-server)
+have prometheus || need_apt+=(prometheus)
+have promtool || need_apt+=(prometheus)
+have runuser || need_apt+=(util-linux)
+# The benchmarks' peer and load tool.
+have prometheus-blackbox-exporter || need_apt+=(prometheus-blackbox-exporter)
+have wrk || need_apt+=(wrk)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> installing: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && export PATH="$d:$PATH"; done
+fi
+# Debian starts the packaged services; the benchmarks start their own on loopback.
+if have systemctl; then
+  systemctl stop prometheus-blackbox-exporter prometheus nats-server >/dev/null 2>&1 || true
+fi
+
+# PostgreSQL refuses to run as root; the harness runs it as this user.
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
+fi
