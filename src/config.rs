@@ -332,6 +332,12 @@ pub struct EgressConfig {
     pub deny: Vec<ipnet::IpNet>,
     /// Redirects followed per check; each hop is checked against the policy again.
     pub max_redirects: u32,
+    /// Reuse an idle connection to the same resolved address for the next check (off: a
+    /// new TCP connection per check, so every check proves the target accepts connections,
+    /// as blackbox_exporter and Kubernetes probes do).
+    pub keep_alive: bool,
+    /// An idle kept-alive connection is closed after this many seconds unused.
+    pub keep_alive_idle_seconds: u32,
 }
 
 impl Default for EgressConfig {
@@ -341,6 +347,8 @@ impl Default for EgressConfig {
             allow: Vec::new(),
             deny: Vec::new(),
             max_redirects: 5,
+            keep_alive: false,
+            keep_alive_idle_seconds: 90,
         }
     }
 }

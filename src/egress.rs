@@ -19,10 +19,12 @@
 //! Architecture invariant: errors here are fixed phrases. Nothing read from a peer (bodies,
 //! headers, certificates) and no resolved address is ever put into an error message.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -349,6 +351,11 @@ pub enum PhaseInfo {
 pub trait Observer: Send + Sync {
     fn begin(&self, phase: Phase);
     fn end(&self, phase: Phase, result: Result<PhaseInfo, &EgressError>);
+    /// Whether this call may use a kept-alive connection (when `egress.keep_alive` is on).
+    /// Staged diagnostics say no: a connection test shows its own DNS, TCP and TLS stages.
+    fn reuse_connections(&self) -> bool {
+        false
+    }
 }
 
 /// An observer that ignores everything: the periodic checks.
@@ -358,6 +365,9 @@ pub struct NoObserver;
 impl Observer for NoObserver {
     fn begin(&self, _: Phase) {}
     fn end(&self, _: Phase, _: Result<PhaseInfo, &EgressError>) {}
+    fn reuse_connections(&self) -> bool {
+        true
+    }
 }
 
 /// Why an outbound call failed. Every message is a fixed phrase.
@@ -466,6 +476,8 @@ pub struct EgressClient {
     dialer: Arc<dyn Dial>,
     tls: Arc<rustls::ClientConfig>,
     max_redirects: u32,
+    /// Idle connections for reuse; `None` unless `egress.keep_alive`.
+    pool: Option<Arc<Pool>>,
 }
 
 impl fmt::Debug for EgressClient {
@@ -473,6 +485,7 @@ impl fmt::Debug for EgressClient {
         f.debug_struct("EgressClient")
             .field("policy", &self.policy)
             .field("max_redirects", &self.max_redirects)
+            .field("keep_alive", &self.pool.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -485,6 +498,11 @@ impl EgressClient {
             dialer: Arc::new(TcpDialer),
             tls: default_tls_config(),
             max_redirects: config.max_redirects,
+            pool: config.keep_alive.then(|| {
+                Arc::new(Pool::new(Duration::from_secs(
+                    config.keep_alive_idle_seconds.into(),
+                )))
+            }),
         }
     }
 
@@ -536,6 +554,18 @@ impl EgressClient {
         port: u16,
         observer: &dyn Observer,
     ) -> Result<TcpStream, EgressError> {
+        let addresses = self.allowed_addresses(host, port, observer).await?;
+        Ok(self.dial(&addresses, port, observer).await?.0)
+    }
+
+    /// The addresses `host` resolves to, every one of them allowed by the policy (or an
+    /// error): the check every connection, new or reused, passes first.
+    async fn allowed_addresses(
+        &self,
+        host: &Host<String>,
+        port: u16,
+        observer: &dyn Observer,
+    ) -> Result<Vec<IpAddr>, EgressError> {
         observer.begin(Phase::Dns);
         let resolved = self.resolve(host, port).await;
         observer.end(Phase::Dns, resolved.as_ref().map(|(_, info)| *info));
@@ -547,9 +577,17 @@ impl EgressClient {
             .try_for_each(|ip| self.policy.check(*ip).map_err(EgressError::Denied));
         observer.end(Phase::Policy, allowed.as_ref().map(|_| PhaseInfo::Allowed));
         allowed?;
+        Ok(addresses)
+    }
 
+    async fn dial(
+        &self,
+        addresses: &[IpAddr],
+        port: u16,
+        observer: &dyn Observer,
+    ) -> Result<(TcpStream, SocketAddr), EgressError> {
         observer.begin(Phase::Tcp);
-        let connected = self.dial_first(&addresses, port).await;
+        let connected = self.dial_first(addresses, port).await;
         observer.end(Phase::Tcp, connected.as_ref().map(|_| PhaseInfo::Connected));
         connected
     }
@@ -560,28 +598,26 @@ impl EgressClient {
         url: &Url,
         observer: &dyn Observer,
     ) -> Result<Box<dyn Stream>, EgressError> {
-        let https = match url.scheme() {
-            "http" => false,
-            "https" => true,
-            _ => {
-                return Err(EgressError::InvalidUrl(
-                    "only http and https URLs are allowed",
-                ))
-            }
-        };
-        let host = url
-            .host()
-            .ok_or(EgressError::InvalidUrl("the URL has no host"))?
-            .to_owned();
-        let port = url
-            .port_or_known_default()
-            .ok_or(EgressError::InvalidUrl("the URL has no port"))?;
-        let tcp = self.connect_tcp(&host, port, observer).await?;
+        let origin = Origin::of(url)?;
+        let tcp = self
+            .connect_tcp(&origin.host, origin.port, observer)
+            .await?;
+        self.secure(&origin, tcp, observer).await
+    }
+
+    /// TLS on `tcp` for an `https` origin; the plain stream otherwise.
+    async fn secure(
+        &self,
+        origin: &Origin,
+        tcp: TcpStream,
+        observer: &dyn Observer,
+    ) -> Result<Box<dyn Stream>, EgressError> {
+        let (https, host) = (origin.https, &origin.host);
         if !https {
             return Ok(Box::new(tcp));
         }
         observer.begin(Phase::Tls);
-        let tls = self.handshake(&host, tcp).await;
+        let tls = self.handshake(host, tcp).await;
         observer.end(
             Phase::Tls,
             tls.as_ref().map(|(_, protocol)| PhaseInfo::Handshake {
@@ -617,10 +653,15 @@ impl EgressClient {
 
     /// Connects to the first address that accepts. Every address was checked by the caller;
     /// the connected peer is checked once more, so what was checked is what was reached.
-    async fn dial_first(&self, addresses: &[IpAddr], port: u16) -> Result<TcpStream, EgressError> {
+    async fn dial_first(
+        &self,
+        addresses: &[IpAddr],
+        port: u16,
+    ) -> Result<(TcpStream, SocketAddr), EgressError> {
         let mut last = EgressError::Connect("connection failed");
         for ip in addresses {
-            match self.dialer.dial(SocketAddr::new(*ip, port)).await {
+            let address = SocketAddr::new(*ip, port);
+            match self.dialer.dial(address).await {
                 Ok(stream) => {
                     let peer = stream
                         .peer_addr()
@@ -628,7 +669,7 @@ impl EgressClient {
                     self.policy.check(peer.ip()).map_err(EgressError::Denied)?;
                     // Latency of small health requests matters more than batching.
                     let _ = stream.set_nodelay(true);
-                    return Ok(stream);
+                    return Ok((stream, address));
                 }
                 Err(e) => last = connect_error(&e),
             }
@@ -665,12 +706,18 @@ impl EgressClient {
         Ok((Box::new(stream), protocol))
     }
 
-    /// One request on one new connection, which is closed afterwards.
+    /// One request: on a kept-alive connection when the pool is on and the observer allows
+    /// it, otherwise on one new connection, which is closed afterwards.
     async fn send_once(
         &self,
         request: &Request,
         observer: &dyn Observer,
     ) -> Result<Response, EgressError> {
+        if let Some(pool) = &self.pool {
+            if observer.reuse_connections() {
+                return self.send_pooled(pool, request, observer).await;
+            }
+        }
         let stream = self.connect(&request.url, observer).await?;
         observer.begin(Phase::Http);
         let response = exchange(stream, request).await;
@@ -684,41 +731,302 @@ impl EgressClient {
     }
 }
 
-/// Sends `request` on `stream` with HTTP/1.1 and reads the response with a bounded body.
+impl EgressClient {
+    /// One request through the pool. The name is resolved and every address checked by the
+    /// policy as for a new connection; then an idle connection to one of those addresses is
+    /// used if there is one. A reused connection that fails before any response byte (the
+    /// server closed it while idle) is replaced by a new one, once, for GET and HEAD only.
+    async fn send_pooled(
+        &self,
+        pool: &Pool,
+        request: &Request,
+        observer: &dyn Observer,
+    ) -> Result<Response, EgressError> {
+        let origin = Origin::of(&request.url)?;
+        let addresses = self
+            .allowed_addresses(&origin.host, origin.port, observer)
+            .await?;
+        let idempotent = request.method == Method::GET || request.method == Method::HEAD;
+        let reused = addresses.iter().find_map(|ip| {
+            let key = PoolKey::new(&origin, SocketAddr::new(*ip, origin.port));
+            pool.take(&key).map(|idle| (key, idle))
+        });
+        if let Some((key, idle)) = reused {
+            observer.begin(Phase::Http);
+            let (result, back) = exchange_on(idle.sender, idle.connection, request, true).await;
+            observer.end(
+                Phase::Http,
+                result.as_ref().map(status_info).map_err(|(error, _)| error),
+            );
+            match result {
+                Ok(response) => {
+                    if let Some(back) = back {
+                        pool.put(key, back);
+                    }
+                    return Ok(response);
+                }
+                Err((_, false)) if idempotent => {}
+                Err((error, _)) => return Err(error),
+            }
+        }
+        let (tcp, address) = self.dial(&addresses, origin.port, observer).await?;
+        let stream = self.secure(&origin, tcp, observer).await?;
+        observer.begin(Phase::Http);
+        let (result, back) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+        {
+            Ok((sender, connection)) => exchange_on(sender, connection, request, false).await,
+            Err(e) => (Err((hyper_error(&e), false)), None),
+        };
+        let result = result.map_err(|(error, _)| error);
+        observer.end(Phase::Http, result.as_ref().map(status_info));
+        if let (Ok(_), Some(back)) = (&result, back) {
+            pool.put(PoolKey::new(&origin, address), back);
+        }
+        result
+    }
+}
+
+fn status_info(response: &Response) -> PhaseInfo {
+    PhaseInfo::Status(response.status.as_u16())
+}
+
+/// Scheme, host and port of a URL, validated for an outbound connection.
+struct Origin {
+    https: bool,
+    host: Host<String>,
+    port: u16,
+}
+
+impl Origin {
+    fn of(url: &Url) -> Result<Origin, EgressError> {
+        let https = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            _ => {
+                return Err(EgressError::InvalidUrl(
+                    "only http and https URLs are allowed",
+                ))
+            }
+        };
+        let host = url
+            .host()
+            .ok_or(EgressError::InvalidUrl("the URL has no host"))?
+            .to_owned();
+        let port = url
+            .port_or_known_default()
+            .ok_or(EgressError::InvalidUrl("the URL has no port"))?;
+        Ok(Origin { https, host, port })
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+type Connection = hyper::client::conn::http1::Connection<TokioIo<Box<dyn Stream>>, Full<Bytes>>;
+
+/// An idle HTTP/1.1 connection: nothing polls it while it waits, so nothing it does can
+/// outlive a check; a server's close is noticed when it is next used.
+struct Idle {
+    sender: Sender,
+    connection: Connection,
+    since: Instant,
+}
+
+/// A pooled connection is found again only for the same scheme, host name (the TLS server
+/// name and the `Host` a later request would send) and dialled address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    https: bool,
+    host: Host<String>,
+    address: SocketAddr,
+}
+
+impl PoolKey {
+    fn new(origin: &Origin, address: SocketAddr) -> PoolKey {
+        PoolKey {
+            https: origin.https,
+            host: origin.host.clone(),
+            address,
+        }
+    }
+}
+
+/// Idle connections kept for one address at most: a check holds one connection at a time,
+/// so more than a few per address only happens under bursts.
+const MAX_IDLE_PER_KEY: usize = 8;
+
+/// Idle connections by [`PoolKey`], each dropped (closed) after `idle` unused.
+struct Pool {
+    idle: Duration,
+    state: std::sync::Mutex<PoolState>,
+}
+
+struct PoolState {
+    connections: HashMap<PoolKey, Vec<Idle>>,
+    swept: Instant,
+}
+
+impl Pool {
+    fn new(idle: Duration) -> Pool {
+        Pool {
+            idle,
+            state: std::sync::Mutex::new(PoolState {
+                connections: HashMap::new(),
+                swept: Instant::now(),
+            }),
+        }
+    }
+
+    /// The most recently used live idle connection for `key`.
+    fn take(&self, key: &PoolKey) -> Option<Idle> {
+        let mut expired = Vec::new();
+        let found = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            self.sweep(&mut state, &mut expired);
+            let list = state.connections.get_mut(key)?;
+            let mut found = None;
+            while let Some(idle) = list.pop() {
+                if idle.since.elapsed() < self.idle && !idle.sender.is_closed() {
+                    found = Some(idle);
+                    break;
+                }
+                expired.push(idle);
+            }
+            found
+        };
+        // Sockets are closed outside the lock.
+        drop(expired);
+        found
+    }
+
+    fn put(&self, key: PoolKey, idle: Idle) {
+        let mut expired = Vec::new();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.sweep(&mut state, &mut expired);
+        let list = state.connections.entry(key).or_default();
+        if list.len() < MAX_IDLE_PER_KEY {
+            list.push(idle);
+        } else {
+            expired.push(idle);
+        }
+        drop(state);
+        drop(expired);
+    }
+
+    /// Every so often, closes what has been idle too long everywhere, so that targets no
+    /// longer checked do not keep sockets open.
+    fn sweep(&self, state: &mut PoolState, expired: &mut Vec<Idle>) {
+        let every = (self.idle / 2).max(Duration::from_secs(1));
+        if state.swept.elapsed() < every {
+            return;
+        }
+        state.swept = Instant::now();
+        let bound = self.idle;
+        state.connections.retain(|_, list| {
+            let (keep, old): (Vec<Idle>, Vec<Idle>) = std::mem::take(list)
+                .into_iter()
+                .partition(|idle| idle.since.elapsed() < bound);
+            expired.extend(old);
+            *list = keep;
+            !list.is_empty()
+        });
+    }
+}
+
+/// Sends `request` on an HTTP/1.1 connection, driving the connection here (not in a spawned
+/// task) so that dropping this future closes the socket. Returns the result — an error with
+/// whether a response head had arrived — and the connection when it can serve another
+/// request (body read to its end, not closed by either side).
+async fn exchange_on(
+    mut sender: Sender,
+    mut connection: Connection,
+    request: &Request,
+    reused: bool,
+) -> (Result<Response, (EgressError, bool)>, Option<Idle>) {
+    let http_request = match build_request(request) {
+        Ok(http_request) => http_request,
+        Err(e) => return (Err((e, false)), None),
+    };
+    let head = std::sync::atomic::AtomicBool::new(false);
+    let result = {
+        let work = async {
+            // A fresh connection takes the request at once (even if the server answered
+            // before being asked); a reused one must first be seen to be still open.
+            if reused {
+                sender.ready().await.map_err(|e| hyper_error(&e))?;
+            }
+            let response = sender
+                .send_request(http_request)
+                .await
+                .map_err(|e| hyper_error(&e))?;
+            head.store(true, std::sync::atomic::Ordering::Relaxed);
+            let (parts, body) = response.into_parts();
+            let (body, truncated) = read_bounded(body, MAX_BODY_BYTES)
+                .await
+                .map_err(|e| hyper_error(&e))?;
+            Ok((
+                Response {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                    truncated,
+                    url: request.url.clone(),
+                },
+                truncated,
+            ))
+        };
+        tokio::pin!(work);
+        let early = tokio::select! {
+            biased;
+            result = &mut work => Some(result),
+            ended = &mut connection => match ended {
+                Ok(()) => None,
+                Err(e) => Some(Err(hyper_error(&e))),
+            },
+        };
+        match early {
+            Some(result) => result,
+            None => {
+                // The connection ended cleanly: what it delivered is still read, and with it
+                // gone (dropped here) anything it did not deliver fails at once.
+                drop(connection);
+                return (
+                    work.await
+                        .map(|(response, _)| response)
+                        .map_err(|e| (e, head.load(std::sync::atomic::Ordering::Relaxed))),
+                    None,
+                );
+            }
+        }
+    };
+    match result {
+        Ok((response, truncated)) => {
+            // One more poll lets the connection take in what the response left (a close,
+            // `Connection: close`): only an open, idle connection goes back.
+            let settled = futures_util::FutureExt::now_or_never(&mut connection);
+            let reusable = !truncated && settled.is_none() && !sender.is_closed();
+            let back = reusable.then(|| Idle {
+                sender,
+                connection,
+                since: Instant::now(),
+            });
+            (Ok(response), back)
+        }
+        Err(e) => (
+            Err((e, head.load(std::sync::atomic::Ordering::Relaxed))),
+            None,
+        ),
+    }
+}
+
+/// Sends `request` on `stream` with HTTP/1.1 and reads the response with a bounded body; the
+/// connection is closed afterwards.
 async fn exchange(stream: Box<dyn Stream>, request: &Request) -> Result<Response, EgressError> {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| hyper_error(&e))?;
-    let http_request = build_request(request)?;
-    let work = async {
-        let response = sender
-            .send_request(http_request)
-            .await
-            .map_err(|e| hyper_error(&e))?;
-        let (parts, body) = response.into_parts();
-        let (body, truncated) = read_bounded(body, MAX_BODY_BYTES)
-            .await
-            .map_err(|e| hyper_error(&e))?;
-        Ok(Response {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-            truncated,
-            url: request.url.clone(),
-        })
-    };
-    tokio::pin!(work);
-    tokio::pin!(connection);
-    // The connection is driven here rather than in a spawned task, so that dropping this
-    // future (a check's timeout) closes the socket and nothing outlives the check.
-    tokio::select! {
-        biased;
-        result = &mut work => result,
-        ended = &mut connection => match ended {
-            Ok(()) => work.await,
-            Err(e) => Err(hyper_error(&e)),
-        },
-    }
+    exchange_on(sender, connection, request, false)
+        .await
+        .0
+        .map_err(|(error, _)| error)
 }
 
 fn build_request(request: &Request) -> Result<http::Request<Full<Bytes>>, EgressError> {
@@ -924,7 +1232,7 @@ mod tests {
             allow_private,
             allow: allow.iter().map(|n| n.parse().unwrap()).collect(),
             deny: deny.iter().map(|n| n.parse().unwrap()).collect(),
-            max_redirects: 5,
+            ..EgressConfig::default()
         })
     }
 

@@ -580,3 +580,185 @@ async fn the_connected_peer_is_checked_too() {
     // The TCP connection was opened (and closed at once), but no request was sent.
     assert!(fakes::eventually(TIMEOUT, || canary.accepted() == 1).await);
 }
+
+/// A target that records the client address of every request it answers: one address per
+/// TCP connection, so the number of distinct addresses is the number of connections.
+struct PeerRecorder {
+    addr: SocketAddr,
+    peers: Arc<Mutex<Vec<SocketAddr>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PeerRecorder {
+    async fn start_on(ip: IpAddr) -> PeerRecorder {
+        use axum::extract::ConnectInfo;
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let seen = peers.clone();
+        let router = axum::Router::new().route(
+            "/ok",
+            axum::routing::get(move |ConnectInfo(peer): ConnectInfo<SocketAddr>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(peer);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(listener, service).await;
+        });
+        PeerRecorder { addr, peers, task }
+    }
+
+    fn requests(&self) -> usize {
+        self.peers.lock().unwrap().len()
+    }
+
+    fn connections(&self) -> usize {
+        self.peers
+            .lock()
+            .unwrap()
+            .iter()
+            .collect::<HashSet<_>>()
+            .len()
+    }
+}
+
+impl Drop for PeerRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn keep_alive(on: bool) -> EgressConfig {
+    EgressConfig {
+        allow_private: true,
+        keep_alive: on,
+        ..EgressConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_reuses_one_connection_for_several_checks() {
+    let target = PeerRecorder::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let dialer = CanaryDialer::new(target.addr, &[IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+    let connectors = connectors(keep_alive(true), dialer.clone(), Arc::new(resolver()));
+    let url = format!("http://{}/ok", target.addr);
+    for _ in 0..5 {
+        assert_eq!(
+            connectors
+                .check(&Target::new("http", Some(&url)), TIMEOUT)
+                .await,
+            CheckOutcome::Success
+        );
+    }
+    assert_eq!(target.requests(), 5);
+    assert_eq!(target.connections(), 1);
+    assert_eq!(dialer.dialled().len(), 1);
+    // A connection test opens its own connection: its TCP stage is real.
+    let report = connectors
+        .test(&Target::new("http", Some(&url)), TIMEOUT)
+        .await;
+    assert!(report.success);
+    assert!(report.stages.iter().any(|stage| stage.name == "tcp"));
+    assert_eq!(target.connections(), 2);
+}
+
+#[tokio::test]
+async fn without_keep_alive_every_check_opens_its_own_connection() {
+    let target = PeerRecorder::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let connectors = connectors(keep_alive(false), Arc::new(TcpDialer), Arc::new(resolver()));
+    let url = format!("http://{}/ok", target.addr);
+    for _ in 0..5 {
+        assert_eq!(
+            connectors
+                .check(&Target::new("http", Some(&url)), TIMEOUT)
+                .await,
+            CheckOutcome::Success
+        );
+    }
+    assert_eq!(target.requests(), 5);
+    assert_eq!(target.connections(), 5);
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_does_not_bypass_the_policy() {
+    // The name first resolves to the allowed server, which leaves an idle connection in the
+    // pool; then it rebinds to a denied address. The policy is checked on every check before
+    // the pool is looked at, so the second check is refused and nothing is sent.
+    let target = PeerRecorder::start_on(IpAddr::V4(ALLOWED)).await;
+    let dialer = CanaryDialer::new(target.addr, &[IpAddr::V4(ALLOWED)]);
+    struct Flip(AtomicUsize);
+    #[async_trait]
+    impl Resolve for Flip {
+        async fn resolve(&self, _host: &str, _port: u16) -> io::Result<Vec<IpAddr>> {
+            let first = self.0.fetch_add(1, Ordering::SeqCst) == 0;
+            Ok(vec![if first {
+                IpAddr::V4(ALLOWED)
+            } else {
+                "10.0.0.5".parse().unwrap()
+            }])
+        }
+    }
+    let policy = EgressConfig {
+        keep_alive: true,
+        ..default_policy()
+    };
+    let connectors = connectors(policy, dialer.clone(), Arc::new(Flip(AtomicUsize::new(0))));
+    let url = format!("http://flip.test:{}/ok", target.addr.port());
+    let check = Target::new("http", Some(&url));
+    assert_eq!(
+        connectors.check(&check, TIMEOUT).await,
+        CheckOutcome::Success
+    );
+    assert_eq!(
+        connectors.check(&check, TIMEOUT).await,
+        CheckOutcome::Failure(FailureClass::Config)
+    );
+    assert_eq!(target.requests(), 1);
+    assert_eq!(dialer.dialled().len(), 1);
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_server_closed_is_replaced_once() {
+    // A server that answers one request per connection with keep-alive headers, then closes
+    // the connection: the pooled connection is stale when the next check takes it.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // Closed soon after, while the client holds it idle.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            });
+        }
+    });
+    let connectors = connectors(keep_alive(true), Arc::new(TcpDialer), Arc::new(resolver()));
+    let url = format!("http://{addr}/");
+    for round in 1..=3 {
+        assert_eq!(
+            connectors
+                .check(&Target::new("http", Some(&url)), TIMEOUT)
+                .await,
+            CheckOutcome::Success,
+            "check {round}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    server.abort();
+}

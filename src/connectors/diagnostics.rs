@@ -269,6 +269,12 @@ impl Observer for Diagnostics {
             state.reopen_request();
         });
     }
+
+    /// Periodic checks (diagnostics off) may use kept-alive connections; a connection test
+    /// always opens its own, so that its DNS, TCP and TLS stages are real.
+    fn reuse_connections(&self) -> bool {
+        !self.enabled
+    }
 }
 
 #[cfg(test)]
