@@ -9,6 +9,9 @@
 //!   no way to remove one series.
 //! - **Render cost.** Each integration's label set is escaped once, when it is read from the
 //!   store, and rendering is a copy of it per series (see the cardinality budget in README).
+//!   The families only the refresh task changes (`status`, `uptime_ratio`) are rendered, and
+//!   gzip-compressed, once per change ([`Stable`]) rather than once per scrape; only `up` and
+//!   the last duration, which every check result updates, are rendered at each scrape.
 //!
 //! Between refreshes, every check result updates its integration's `up` and last duration
 //! ([`IntegrationGauges::observe`]); it never adds an integration, so a result arriving after
@@ -17,7 +20,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use catalogd_actors::{CheckOutcome, Clock, EngineStats, Status};
@@ -26,6 +29,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::events::{GaugesRefreshFailed, GaugesRefreshed, InternalEvent};
+use super::gzip::Part;
 use super::names;
 use crate::store::history::{HistoryStore, Uptime, UPTIME_WINDOWS};
 use crate::store::stats::{IntegrationLabels, StatsStore, StatusCount};
@@ -51,6 +55,30 @@ struct Series {
 struct Table {
     counts: Vec<StatusCount>,
     series: HashMap<Uuid, Series>,
+    /// Bumped whenever what [`Stable`] renders changes: the set of integrations, a label set,
+    /// a status or an uptime ratio.
+    generation: u64,
+}
+
+/// The per-integration families that only the refresh task changes (`status`,
+/// `uptime_ratio`), rendered once per [`Table::generation`] and compressed on first demand.
+#[derive(Debug)]
+pub struct Stable {
+    generation: u64,
+    text: String,
+    gzip: OnceLock<Part>,
+}
+
+impl Stable {
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The text as a gzip [`Part`], compressed by the first scrape that asks for it.
+    pub fn gzip(&self) -> &Part {
+        self.gzip
+            .get_or_init(|| Part::compress(self.text.as_bytes()))
+    }
 }
 
 /// The store-derived gauges of one daemon. Cheap to clone.
@@ -58,6 +86,7 @@ struct Table {
 pub struct IntegrationGauges {
     per_integration: bool,
     table: Arc<Mutex<Table>>,
+    stable: Arc<Mutex<Option<Arc<Stable>>>>,
 }
 
 impl IntegrationGauges {
@@ -65,6 +94,7 @@ impl IntegrationGauges {
         IntegrationGauges {
             per_integration,
             table: Arc::default(),
+            stable: Arc::default(),
         }
     }
 
@@ -109,22 +139,29 @@ impl IntegrationGauges {
             .map(|row| (row.integration_id, row))
             .collect();
         let mut table = self.lock();
+        let before = table.series.len();
         table.series.retain(|id, _| fresh.contains_key(id));
+        let mut changed = table.series.len() != before;
         for (id, row) in fresh.drain() {
             let status = Status::from_str(&row.status).map_or(0, status_value);
             let labels = label_set(&row);
             match table.series.get_mut(&id) {
                 Some(series) => {
-                    series.status = status;
+                    if series.status != status {
+                        series.status = status;
+                        changed = true;
+                    }
                     if series.labels != labels {
                         series.labels = labels;
                         series.tenant = row.tenant_id;
+                        changed = true;
                     }
                     if series.up.is_none() {
                         series.up = row.last_test_success;
                     }
                 }
                 None => {
+                    changed = true;
                     table.series.insert(
                         id,
                         Series {
@@ -139,11 +176,18 @@ impl IntegrationGauges {
                 }
             }
         }
+        if changed {
+            table.generation += 1;
+        }
     }
 
     pub fn set_uptime(&self, id: Uuid, uptime: Uptime) {
-        if let Some(series) = self.lock().series.get_mut(&id) {
-            series.uptime = uptime;
+        let mut table = self.lock();
+        if let Some(series) = table.series.get_mut(&id) {
+            if series.uptime != uptime {
+                series.uptime = uptime;
+                table.generation += 1;
+            }
         }
     }
 
@@ -158,6 +202,15 @@ impl IntegrationGauges {
 
     /// Appends `catalogd_integrations` and, when on, the per-integration families.
     pub fn render_into(&self, out: &mut String) {
+        self.render_live(out);
+        if let Some(stable) = self.stable() {
+            out.push_str(stable.text());
+        }
+    }
+
+    /// Appends `catalogd_integrations` and, when on, the per-integration families every check
+    /// result changes (`up`, last duration).
+    pub fn render_live(&self, out: &mut String) {
         let table = self.lock();
         family(
             out,
@@ -178,6 +231,11 @@ impl IntegrationGauges {
         if !self.per_integration || table.series.is_empty() {
             return;
         }
+        out.reserve(
+            table.series.len()
+                * 2
+                * (table.series.values().next().map_or(0, |s| s.labels.len()) + 60),
+        );
         family(
             out,
             names::INTEGRATION_UP,
@@ -197,21 +255,6 @@ impl IntegrationGauges {
         }
         family(
             out,
-            names::INTEGRATION_STATUS,
-            "gauge",
-            "Lifecycle status: 0 draft, 1 pending_verification, 2 active, 3 degraded, 4 failed, 5 paused.",
-        );
-        for s in table.series.values() {
-            series_line(
-                out,
-                names::INTEGRATION_STATUS,
-                &s.labels,
-                "",
-                f64::from(s.status),
-            );
-        }
-        family(
-            out,
             names::INTEGRATION_CHECK_DURATION,
             "gauge",
             "Duration of the integration's last health check, in seconds.",
@@ -227,8 +270,45 @@ impl IntegrationGauges {
                 );
             }
         }
+    }
+
+    /// The per-integration families only the refresh task changes (`None` when
+    /// per-integration series are off or there are none), rendered again only after a change.
+    pub fn stable(&self) -> Option<Arc<Stable>> {
+        if !self.per_integration {
+            return None;
+        }
+        // One renderer at a time: concurrent scrapes after a change wait for one render.
+        let mut cached = self.stable.lock().unwrap_or_else(|e| e.into_inner());
+        let table = self.lock();
+        if table.series.is_empty() {
+            return None;
+        }
+        if let Some(stable) = cached.as_ref().filter(|s| s.generation == table.generation) {
+            return Some(stable.clone());
+        }
+        let mut out = String::with_capacity(
+            cached
+                .as_ref()
+                .map_or(0, |s| s.text.len() + s.text.len() / 8),
+        );
         family(
-            out,
+            &mut out,
+            names::INTEGRATION_STATUS,
+            "gauge",
+            "Lifecycle status: 0 draft, 1 pending_verification, 2 active, 3 degraded, 4 failed, 5 paused.",
+        );
+        for s in table.series.values() {
+            series_line(
+                &mut out,
+                names::INTEGRATION_STATUS,
+                &s.labels,
+                "",
+                f64::from(s.status),
+            );
+        }
+        family(
+            &mut out,
             names::INTEGRATION_UPTIME,
             "gauge",
             "Share of successful health checks over the window, from the health history.",
@@ -242,10 +322,23 @@ impl IntegrationGauges {
                         "7d" => ",window=\"7d\"",
                         _ => ",window=\"30d\"",
                     };
-                    series_line(out, names::INTEGRATION_UPTIME, &s.labels, window, ratio);
+                    series_line(
+                        &mut out,
+                        names::INTEGRATION_UPTIME,
+                        &s.labels,
+                        window,
+                        ratio,
+                    );
                 }
             }
         }
+        let stable = Arc::new(Stable {
+            generation: table.generation,
+            text: out,
+            gzip: OnceLock::new(),
+        });
+        *cached = Some(stable.clone());
+        Some(stable)
     }
 }
 

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -30,9 +30,10 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub mod events;
+pub mod gzip;
 mod integrations;
 
-pub use integrations::{render_engine, status_value, IntegrationGauges, Refresher};
+pub use integrations::{render_engine, status_value, IntegrationGauges, Refresher, Stable};
 
 /// Every metric name, so that emitters, descriptions and tests agree.
 pub mod names {
@@ -172,11 +173,32 @@ impl Exporter {
 
     /// The whole exposition text.
     pub fn render(&self) -> String {
+        let (mut out, stable) = self.render_parts();
+        if let Some(stable) = stable {
+            out.push_str(stable.text());
+        }
+        out
+    }
+
+    /// The whole exposition as one gzip member: the live part compressed now, the stable
+    /// part as compressed when it last changed.
+    pub fn render_gzip(&self) -> Vec<u8> {
+        let (live, stable) = self.render_parts();
+        let live = gzip::Part::compress(live.as_bytes());
+        match &stable {
+            Some(stable) => gzip::member(&[&live, stable.gzip()]),
+            None => gzip::member(&[&live]),
+        }
+    }
+
+    /// The text rendered at every scrape (recorder, engine, counts, `up` and durations) and
+    /// the cached per-integration families.
+    fn render_parts(&self) -> (String, Option<Arc<Stable>>) {
         self.handle.run_upkeep();
         let mut out = self.handle.render();
         render_engine(&mut out, &self.engine);
-        self.gauges.render_into(&mut out);
-        out
+        self.gauges.render_live(&mut out);
+        (out, self.gauges.stable())
     }
 
     /// `GET /metrics`; anything else is 404.
@@ -187,19 +209,40 @@ impl Exporter {
     }
 }
 
-async fn scrape(State(exporter): State<Exporter>) -> impl IntoResponse {
+async fn scrape(State(exporter): State<Exporter>, headers: HeaderMap) -> impl IntoResponse {
+    // Prometheus always asks for gzip: at 100k integrations with per-integration series that
+    // is about a tenth of the bytes (README, cardinality budget).
+    let gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            name.eq_ignore_ascii_case("gzip") && !refused
+        });
     // Rendering is CPU work proportional to the series count (≈100 ms at 100k integrations
     // with per-integration series): keep it off the async workers.
-    let body = tokio::task::spawn_blocking(move || exporter.render())
-        .await
-        .unwrap_or_default();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
+    let body = tokio::task::spawn_blocking(move || {
+        if gzip {
+            exporter.render_gzip()
+        } else {
+            exporter.render().into_bytes()
+        }
+    })
+    .await
+    .unwrap_or_default();
+    let content_type = (
+        header::CONTENT_TYPE,
+        "text/plain; version=0.0.4; charset=utf-8",
+    );
+    if gzip {
+        ([content_type, (header::CONTENT_ENCODING, "gzip")], body).into_response()
+    } else {
+        ([content_type], body).into_response()
+    }
 }
 
 /// Logs where the exporter listens (tests of daemon processes read the port from it).
