@@ -87,6 +87,8 @@ fn main() -> ExitCode {
         }
         println!("# {} took {:.1} s", figure.id, started.elapsed().as_secs_f64());
     }
+    // Seeded databases (SQLite templates and copies) are the runner's to remove.
+    seed::cleanup();
     if let Some(path) = &args.write {
         if let Err(e) = report::write_table(path, args.tier.name(), &versions, &rows, &notes) {
             println!("# could not write {}: {e}", path.display());

@@ -278,10 +278,51 @@ impl Drop for TargetFleet {
     }
 }
 
+/// One port for every fleet this runner process starts with [`TargetFleet::start_on`], so
+/// URLs seeded once (see `seed::seeded_copy`) reach whichever fleet is running later.
+pub fn fleet_port() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(|| {
+        // A free port now; bench-target binds it with SO_REUSEADDR on every address.
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port")
+    })
+}
+
+/// `http://127.0.0.{i % addrs + 1}:{fleet_port}{path}`.
+pub fn fleet_url(i: usize, addrs: u32, path: &str) -> String {
+    let host = (i as u32 % addrs) + 1;
+    format!("http://127.0.0.{host}:{}{path}", fleet_port())
+}
+
 impl TargetFleet {
     pub fn start(addrs: u32) -> anyhow::Result<TargetFleet> {
-        let mut child = Command::new(release_bin("bench-target"))
-            .args(["--addrs", &addrs.to_string()])
+        Self::spawn(addrs, None)
+    }
+
+    /// A fleet on [`fleet_port`] (retried briefly: the previous fleet's port may still be
+    /// held for a moment after it was killed).
+    pub fn start_on_fleet_port(addrs: u32) -> anyhow::Result<TargetFleet> {
+        let mut last = None;
+        for _ in 0..50 {
+            match Self::spawn(addrs, Some(fleet_port())) {
+                Ok(fleet) => return Ok(fleet),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(last.unwrap())
+    }
+
+    fn spawn(addrs: u32, port: Option<u16>) -> anyhow::Result<TargetFleet> {
+        let mut command = Command::new(release_bin("bench-target"));
+        command.args(["--addrs", &addrs.to_string()]);
+        if let Some(port) = port {
+            command.args(["--port", &port.to_string()]);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -309,12 +350,20 @@ impl TargetFleet {
 
     /// Requests served since start, read from the fleet's own counter (`GET /stats`).
     pub async fn served(&self, client: &reqwest::Client) -> anyhow::Result<u64> {
+        Ok(self.stats(client).await?.0)
+    }
+
+    /// (requests served, distinct `n` of the `/ok/{n}` paths served) since start.
+    pub async fn stats(&self, client: &reqwest::Client) -> anyhow::Result<(u64, u64)> {
         let text = client
             .get(format!("http://127.0.0.1:{}/stats", self.port))
             .send()
             .await?
             .text()
             .await?;
-        Ok(text.trim().parse()?)
+        let mut numbers = text.split_whitespace().map(str::parse::<u64>);
+        let served = numbers.next().context("empty /stats")??;
+        let distinct = numbers.next().unwrap_or(Ok(0))?;
+        Ok((served, distinct))
     }
 }

@@ -6,14 +6,18 @@
 //! - `/status/{code}` → that status
 //! - `/delay/{ms}` → 200 after `ms` milliseconds
 //! - `/hang` → never answers (the client's timeout ends it)
-//! - `/stats` → requests served so far (this one excluded), as text
+//! - `/stats` → `served distinct`: requests served so far (this one excluded), and how many
+//!   distinct `n` of `/ok/{n}` paths were served (n < 2^21: one bit each), so a benchmark can
+//!   tell exactly when every integration has been checked once
 //!
-//! `bench-target --addrs K [--threads T]` prints `listening port=P addrs=K` on its first line.
+//! `bench-target --addrs K [--threads T] [--port P]` prints `listening port=P addrs=K` on its
+//! first line. Without `--port` it picks a free one.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,25 +40,56 @@ fn arg(name: &str, default: u32) -> u32 {
 fn main() -> std::io::Result<()> {
     let addrs = arg("--addrs", 64).clamp(1, 250);
     let threads = arg("--threads", 2).max(1) as usize;
+    let port = arg("--port", 0) as u16;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
         .build()?
-        .block_on(serve(addrs))
+        .block_on(serve(addrs, port))
 }
 
-async fn serve(addrs: u32) -> std::io::Result<()> {
+/// Paths `/ok/{n}` with n below this are counted as distinct.
+const DISTINCT_MAX: usize = 1 << 21;
+
+/// One bit per `n` of `/ok/{n}` seen, and how many bits are set.
+struct Seen {
+    bits: Vec<AtomicU64>,
+    distinct: AtomicU64,
+}
+
+fn seen() -> &'static Seen {
+    static SEEN: OnceLock<Seen> = OnceLock::new();
+    SEEN.get_or_init(|| Seen {
+        bits: (0..DISTINCT_MAX / 64).map(|_| AtomicU64::new(0)).collect(),
+        distinct: AtomicU64::new(0),
+    })
+}
+
+fn mark(n: usize) {
+    if n >= DISTINCT_MAX {
+        return;
+    }
+    let seen = seen();
+    let bit = 1u64 << (n % 64);
+    if seen.bits[n / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+        seen.distinct.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve(addrs: u32, port: u16) -> std::io::Result<()> {
     let served = Arc::new(AtomicU64::new(0));
-    // The first listener picks a free port; the others take the same port on their address.
-    // If one of them finds it taken, start over on another port.
+    // The first listener picks a free port (or takes `--port`); the others take the same port
+    // on their address. If one of them finds it taken, start over on another port, unless the
+    // port was given.
     let listeners = 'attempt: loop {
-        let first = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let first = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
         let port = first.local_addr()?.port();
         let mut listeners = vec![first];
         for host in 2..=addrs {
             let ip = Ipv4Addr::new(127, 0, 0, host as u8);
             match TcpListener::bind(SocketAddr::from((ip, port))).await {
                 Ok(l) => listeners.push(l),
+                Err(e) if port != 0 => return Err(e),
                 Err(_) => continue 'attempt,
             }
         }
@@ -94,10 +129,16 @@ async fn answer(
     let path = req.uri().path();
     if path == "/stats" {
         let n = served.load(Ordering::Relaxed);
-        return Ok(Response::new(Full::new(Bytes::from(n.to_string()))));
+        let distinct = seen().distinct.load(Ordering::Relaxed);
+        return Ok(Response::new(Full::new(Bytes::from(format!(
+            "{n} {distinct}"
+        )))));
     }
     served.fetch_add(1, Ordering::Relaxed);
-    let status = if path.starts_with("/ok") {
+    let status = if let Some(rest) = path.strip_prefix("/ok") {
+        if let Some(n) = rest.strip_prefix('/').and_then(|n| n.parse::<usize>().ok()) {
+            mark(n);
+        }
         StatusCode::OK
     } else if let Some(code) = path.strip_prefix("/status/") {
         code.parse::<u16>()
