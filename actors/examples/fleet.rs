@@ -17,7 +17,8 @@
 //! the targets are bare ids, so a real target's size (URL, configuration) comes on top.
 //!
 //! `load` runs N active integrations at a short interval with a no-op probe and prints the
-//! check rate and how late checks started against their schedule.
+//! check rate and how late checks started against their schedule (the last line,
+//! `steady_lateness_us n= p50= p99= p999=`, is what the benchmark runner reads).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -131,6 +132,16 @@ fn load(n: usize, interval: Duration, run: Duration) {
                 at(0.99),
                 at(1.0),
             );
+            if phase == "steady state" {
+                // For the benchmark runner (bench/src/figures/fleet.rs).
+                println!(
+                    "steady_lateness_us n={} p50={} p99={} p999={}",
+                    lateness.len(),
+                    at(0.5).as_micros(),
+                    at(0.99).as_micros(),
+                    at(0.999).as_micros(),
+                );
+            }
         }
     });
 }

@@ -353,6 +353,16 @@ impl TargetFleet {
         Ok(self.stats(client).await?.0)
     }
 
+    /// Forgets the distinct `/ok/{n}` paths served so far (`GET /reset`).
+    pub async fn reset_distinct(&self, client: &reqwest::Client) -> anyhow::Result<()> {
+        client
+            .get(format!("http://127.0.0.1:{}/reset", self.port))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
     /// (requests served, distinct `n` of the `/ok/{n}` paths served) since start.
     pub async fn stats(&self, client: &reqwest::Client) -> anyhow::Result<(u64, u64)> {
         let text = client

@@ -9,6 +9,7 @@
 //! - `/stats` → `served distinct`: requests served so far (this one excluded), and how many
 //!   distinct `n` of `/ok/{n}` paths were served (n < 2^21: one bit each), so a benchmark can
 //!   tell exactly when every integration has been checked once
+//! - `/reset` → forgets the distinct paths seen (between two daemons on one fleet)
 //!
 //! `bench-target --addrs K [--threads T] [--port P]` prints `listening port=P addrs=K` on its
 //! first line. Without `--port` it picks a free one.
@@ -127,6 +128,14 @@ async fn answer(
     served: Arc<AtomicU64>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path();
+    if path == "/reset" {
+        let seen = seen();
+        for word in &seen.bits {
+            word.store(0, Ordering::Relaxed);
+        }
+        seen.distinct.store(0, Ordering::Relaxed);
+        return Ok(Response::new(Full::new(Bytes::from_static(b"reset\n"))));
+    }
     if path == "/stats" {
         let n = served.load(Ordering::Relaxed);
         let distinct = seen().distinct.load(Ordering::Relaxed);

@@ -1,12 +1,507 @@
-//! (stub: filled in by the figure's owner)
+//! F1 memory per integration, F2 scheduling lateness, F3 start-up (run by `F1`, one daemon
+//! per size on SQLite, plus a start-up-only daemon per size on PostgreSQL) and F5 failure
+//! isolation.
+//!
+//! One SQLite daemon run per size N measures three figures: the store is seeded with N
+//! active `http` integrations (`/ok/{i}` on the target fleet, 64 loopback addresses), the
+//! daemon starts, and the runner polls `/readyz` until every actor runs (F3) and the fleet's
+//! distinct-path count until every integration has been checked once (F3); it then lets the
+//! fleet run `CYCLES` intervals and reads the daemon's RSS (F1, all-in: actors, state,
+//! metrics, history writer, pools), stops the daemon, and reads the lateness of every check
+//! that started in those intervals from the history table (F2, exact: `lateness_us` per
+//! check).
+//!
+//! Baselines, measured in the same run: F1 against N idle bare ractor actors and F2 against
+//! the engine alone with a no-op probe at the same N and interval (both
+//! `actors/examples/fleet.rs`, run as a child process); F1 also reports the marginal cost
+//! over an empty daemon. F3 compares PostgreSQL with SQLite; F5 compares the healthy checks'
+//! p99 with 10% of the targets hanging against F2's p99 at the same N (F2's figure from this
+//! run if F1 ran first, otherwise a 0% run inside F5).
+//!
+//! Full-tier duration, expected: seeding 1M rows on SQLite and PostgreSQL (~1–2 min each),
+//! F1 ≈ 2 × (4 min daemon + 2 min baseline) + 2 × 1.5 min PostgreSQL start-up ≈ 15 min,
+//! F5 ≈ 4 min (100k).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use catalogd_actors::Status;
 
 use super::Outcome;
+use crate::report::{Row, Value};
+use crate::seed::{self, Backend, Seed, Target};
+use crate::services::{self, DaemonDir, TargetFleet};
+use crate::sys;
 use crate::Tier;
 
-pub async fn run(_tier: Tier) -> anyhow::Result<Outcome> {
-    anyhow::bail!("not written yet")
+const ADDRS: u32 = 64;
+const TENANT: &str = "bench";
+/// Check intervals the figures run for after every actor runs.
+const CYCLES: u32 = 3;
+
+struct Plan {
+    sizes: Vec<usize>,
+    interval: u32,
+    /// The size F5 runs at (one of `sizes`, so F2's figure can be reused).
+    isolation_size: usize,
 }
 
-pub async fn isolation(_tier: Tier) -> anyhow::Result<Outcome> {
-    anyhow::bail!("not written yet")
+fn plan(tier: Tier) -> Plan {
+    match tier {
+        Tier::Smoke => Plan {
+            sizes: vec![2_000],
+            interval: 3,
+            isolation_size: 2_000,
+        },
+        Tier::Quick => Plan {
+            sizes: vec![20_000],
+            interval: 10,
+            isolation_size: 20_000,
+        },
+        Tier::Full => Plan {
+            sizes: vec![100_000, 1_000_000],
+            interval: 60,
+            isolation_size: 100_000,
+        },
+    }
+}
+
+/// F2's healthy-check p99 (ms) per (N, interval) measured by this runner process, for F5.
+static F2_P99: Mutex<Option<HashMap<(usize, u32), f64>>> = Mutex::new(None);
+
+fn size_name(n: usize) -> String {
+    if n >= 1_000_000 && n % 1_000_000 == 0 {
+        format!("{}M", n / 1_000_000)
+    } else if n >= 1000 && n % 1000 == 0 {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
+}
+
+fn ok_target(i: usize) -> Target {
+    Target::fleet_ok(i, ADDRS)
+}
+
+/// Every tenth target hangs (`/hang`, answered never: the check times out).
+fn hanging_target(i: usize) -> Target {
+    if i % 10 == 0 {
+        Target::http(services::fleet_url(i, ADDRS, "/hang"))
+    } else {
+        ok_target(i)
+    }
+}
+
+/// The timeout of every seeded check: short, so the hanging tenth of F5 ends quickly.
+const TIMEOUT_SECONDS: u32 = 2;
+
+fn spec<'a>(n: usize, interval: u32, target: &'a (dyn Fn(usize) -> Target + Sync)) -> Seed<'a> {
+    Seed {
+        tenant: TENANT,
+        count: n,
+        interval_seconds: interval,
+        timeout_seconds: TIMEOUT_SECONDS,
+        status: Status::Active,
+        target,
+    }
+}
+
+/// What one daemon run measured.
+struct Run {
+    to_actors: Duration,
+    to_first_checks: Option<Duration>,
+    rss_kib: u64,
+    /// Lateness (ms) of the checks that started in the measurement window, successes only
+    /// when `healthy_only`.
+    lateness_ms: Vec<f64>,
+}
+
+/// Starts a daemon on `database_url` (seeded with `n` integrations), measures start-up,
+/// and, when `cycles > 0`, runs `cycles` intervals and measures RSS and lateness.
+async fn run_daemon(
+    fleet: &TargetFleet,
+    database_url: &str,
+    n: usize,
+    interval: u32,
+    cycles: u32,
+    wait_first_checks: bool,
+    healthy_only: bool,
+) -> anyhow::Result<Run> {
+    let client = reqwest::Client::new();
+    fleet.reset_distinct(&client).await?;
+    let dir = DaemonDir::new(database_url, "")?;
+    // Start-up at 1M takes tens of seconds; the listeners come up before the actors.
+    let mut daemon = dir.start(Duration::from_secs(300))?;
+    let spawned = daemon.spawned;
+    let limit = Duration::from_secs(60 + n as u64 / 5_000);
+    let to_actors = services::poll(
+        "every actor running (/readyz)",
+        limit,
+        Duration::from_millis(10),
+        || async {
+            let ready = daemon.readyz(&client).await.ok()?;
+            let actors = ready.get("checks")?.get("actors")?.as_u64()?;
+            (actors as usize >= n).then(|| spawned.elapsed())
+        },
+    )
+    .await?;
+    let actors_at = chrono::Utc::now();
+    let to_first_checks = if wait_first_checks {
+        Some(
+            services::poll(
+                "every integration checked once (fleet distinct paths)",
+                limit + Duration::from_secs(u64::from(interval) * 2),
+                Duration::from_millis(20),
+                || async {
+                    let (_, distinct) = fleet.stats(&client).await.ok()?;
+                    (distinct >= n as u64).then(|| spawned.elapsed())
+                },
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let mut rss_kib = 0;
+    let mut lateness_ms = Vec::new();
+    if cycles > 0 {
+        let window = Duration::from_secs(u64::from(interval * cycles));
+        let end = Instant::now() + window.saturating_sub(actors_at_elapsed(actors_at));
+        tokio::time::sleep_until(end.into()).await;
+        rss_kib = sys::rss_kib(daemon.pid());
+        let window_end = actors_at + chrono::Duration::from_std(window)?;
+        daemon.terminate()?;
+        lateness_ms = read_lateness(database_url, actors_at, window_end, healthy_only).await?;
+        let expected = n as f64 * f64::from(cycles);
+        if (lateness_ms.len() as f64) < 0.5 * expected {
+            bail!(
+                "only {} checks in the window where {} were due: the history is incomplete",
+                lateness_ms.len(),
+                expected
+            );
+        }
+    } else {
+        daemon.terminate()?;
+    }
+    Ok(Run {
+        to_actors,
+        to_first_checks,
+        rss_kib,
+        lateness_ms,
+    })
+}
+
+fn actors_at_elapsed(at: chrono::DateTime<chrono::Utc>) -> Duration {
+    (chrono::Utc::now() - at).to_std().unwrap_or_default()
+}
+
+/// The `lateness_us` (as ms) of the checks that started in `[from, to)`, from the daemon's
+/// history table (SQLite).
+async fn read_lateness(
+    database_url: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    healthy_only: bool,
+) -> anyhow::Result<Vec<f64>> {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(database_url).await?;
+    let sql = if healthy_only {
+        "SELECT lateness_us FROM check_results WHERE checked_at >= $1 AND checked_at < $2 \
+         AND outcome = 0"
+    } else {
+        "SELECT lateness_us FROM check_results WHERE checked_at >= $1 AND checked_at < $2"
+    };
+    let rows: Vec<i64> = sqlx::query_scalar(sql)
+        .bind(from.timestamp_micros())
+        .bind(to.timestamp_micros())
+        .fetch_all(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(rows.into_iter().map(|us| us as f64 / 1000.0).collect())
+}
+
+/// The RSS (KiB) of a daemon with an empty store, once it is listening.
+async fn empty_daemon_rss() -> anyhow::Result<u64> {
+    let dir = DaemonDir::new("sqlite://{dir}/catalogd.db", "")?;
+    let mut daemon = dir.start(Duration::from_secs(30))?;
+    let client = reqwest::Client::new();
+    services::poll(
+        "empty daemon ready",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || async {
+            let ready = daemon.readyz(&client).await.ok()?;
+            (ready.get("checks")?.get("engine")?.as_str()? == "running").then_some(())
+        },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss = sys::rss_kib(daemon.pid());
+    daemon.terminate()?;
+    Ok(rss)
+}
+
+/// `actors/examples/fleet.rs`, built by scripts/bench.sh next to the runner.
+fn engine_example() -> anyhow::Result<std::path::PathBuf> {
+    let path = services::release_bin("examples").join("fleet");
+    if !path.exists() {
+        bail!(
+            "{} is missing: cargo build --release -p catalogd-actors --example fleet",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Bytes per idle bare ractor actor at `n` (the example's `bare` mode, its own process).
+fn bare_actor_bytes(n: usize) -> anyhow::Result<f64> {
+    let out = std::process::Command::new(engine_example()?)
+        .args(["bare", &n.to_string()])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .find(|w| w[1] == "B/actor")
+        .and_then(|w| w[0].parse().ok())
+        .with_context(|| format!("bare actors said {text:?}"))
+}
+
+/// (p50, p99, p99.9) lateness in ms of the engine alone with a no-op probe: `n`
+/// integrations every `interval` s for two intervals (the example's `load` mode).
+fn engine_alone_lateness(n: usize, interval: u32) -> anyhow::Result<(f64, f64, f64, u64)> {
+    let run = (interval * 2).max(6);
+    let out = std::process::Command::new(engine_example()?)
+        .args([
+            "load",
+            &n.to_string(),
+            &interval.to_string(),
+            &run.to_string(),
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("steady_lateness_us"))
+        .with_context(|| format!("engine load said {text:?}"))?;
+    let field = |name: &str| -> anyhow::Result<f64> {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .context("field missing")?
+            .parse::<f64>()
+            .map_err(Into::into)
+    };
+    Ok((
+        field("p50")? / 1000.0,
+        field("p99")? / 1000.0,
+        field("p999")? / 1000.0,
+        field("n")? as u64,
+    ))
+}
+
+fn remember_f2(n: usize, interval: u32, p99: f64) {
+    F2_P99
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .insert((n, interval), p99);
+}
+
+fn remembered_f2(n: usize, interval: u32) -> Option<f64> {
+    F2_P99
+        .lock()
+        .unwrap()
+        .as_ref()?
+        .get(&(n, interval))
+        .copied()
+}
+
+/// F1, F2 and F3.
+pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
+    let plan = plan(tier);
+    let mut outcome = Outcome::default();
+    let fleet = TargetFleet::start_on_fleet_port(ADDRS)?;
+    let empty_rss = empty_daemon_rss().await?;
+    for &n in &plan.sizes {
+        let size = size_name(n);
+        let interval = plan.interval;
+        let url = seed::seeded_copy(Backend::Sqlite, &spec(n, interval, &ok_target), "ok").await?;
+        let mut run = run_daemon(&fleet, &url, n, interval, CYCLES, true, false).await?;
+        seed::release(&url).await;
+
+        // F1.
+        let per = run.rss_kib as f64 * 1024.0 / n as f64 / 1024.0;
+        let bare = bare_actor_bytes(n)? / 1024.0;
+        let mut row = Row::new(
+            "F1",
+            format!("memory per integration, {size}, all-in (RSS / N)"),
+            Value::new(per, "KiB"),
+        )
+        .against("idle bare ractor actor", Value::new(bare, "KiB"));
+        if n == 1_000_000 {
+            row = row.at_most(10.0, "10 KiB at 1M");
+        }
+        outcome.rows.push(row);
+        let marginal = run.rss_kib.saturating_sub(empty_rss) as f64 / n as f64;
+        outcome.rows.push(
+            Row::new(
+                "F1",
+                format!("memory per integration, {size}, over an empty daemon"),
+                Value::new(marginal, "KiB"),
+            )
+            .against("idle bare ractor actor", Value::new(bare, "KiB")),
+        );
+        outcome.notes.push(format!(
+            "F1 {size}: daemon RSS {:.0} MiB after {CYCLES} check cycles at {interval} s \
+             (empty daemon {:.0} MiB)",
+            run.rss_kib as f64 / 1024.0,
+            empty_rss as f64 / 1024.0
+        ));
+
+        // F2.
+        let checks = run.lateness_ms.len();
+        let p50 = sys::quantile(&mut run.lateness_ms, 0.5);
+        let p99 = sys::quantile(&mut run.lateness_ms, 0.99);
+        let p999 = sys::quantile(&mut run.lateness_ms, 0.999);
+        remember_f2(n, interval, p99);
+        let (b50, b99, b999, bn) = engine_alone_lateness(n, interval)?;
+        let base = "engine alone, no-op probe";
+        outcome.rows.push(
+            Row::new(
+                "F2",
+                format!("check lateness p50, {size} @ {interval} s"),
+                Value::new(p50, "ms"),
+            )
+            .against(base, Value::new(b50, "ms")),
+        );
+        let mut row = Row::new(
+            "F2",
+            format!("check lateness p99, {size} @ {interval} s"),
+            Value::new(p99, "ms"),
+        )
+        .against(base, Value::new(b99, "ms"));
+        if n == 100_000 && interval == 60 {
+            row = row.at_most(20.0, "20 ms at 100k");
+        } else if n == 1_000_000 && interval == 60 {
+            row = row.at_most(100.0, "100 ms at 1M");
+        }
+        outcome.rows.push(row);
+        outcome.rows.push(
+            Row::new(
+                "F2",
+                format!("check lateness p99.9, {size} @ {interval} s"),
+                Value::new(p999, "ms"),
+            )
+            .against(base, Value::new(b999, "ms")),
+        );
+        outcome.notes.push(format!(
+            "F2 {size}: {checks} real HTTP checks in {CYCLES} intervals after every actor ran \
+             (history lateness_us); engine alone: {bn} checks"
+        ));
+
+        // F3 on SQLite.
+        let mut row = Row::new(
+            "F3",
+            format!("start-up to every actor running, {size}, SQLite"),
+            Value::new(run.to_actors.as_secs_f64(), "s"),
+        );
+        if n == 100_000 {
+            row = row.at_most(3.0, "3 s at 100k");
+        } else if n == 1_000_000 {
+            row = row.at_most(30.0, "30 s at 1M");
+        }
+        let sqlite_actors = row.ours.clone();
+        outcome.rows.push(row);
+        let first = run.to_first_checks.unwrap_or_default().as_secs_f64();
+        let sqlite_first = Value::new(first, "s");
+        outcome.rows.push(Row::new(
+            "F3",
+            format!("start-up to every first check, {size}, SQLite (spread over {interval} s)"),
+            sqlite_first.clone(),
+        ));
+
+        // F3 on PostgreSQL: start-up only.
+        let url =
+            seed::seeded_copy(Backend::Postgres, &spec(n, interval, &ok_target), "ok").await?;
+        let pg = run_daemon(&fleet, &url, n, interval, 0, true, false).await;
+        seed::release(&url).await;
+        let pg = pg?;
+        let mut row = Row::new(
+            "F3",
+            format!("start-up to every actor running, {size}, PostgreSQL"),
+            Value::new(pg.to_actors.as_secs_f64(), "s"),
+        )
+        .against("SQLite", sqlite_actors);
+        if n == 100_000 {
+            row = row.at_most(3.0, "3 s at 100k");
+        } else if n == 1_000_000 {
+            row = row.at_most(30.0, "30 s at 1M");
+        }
+        outcome.rows.push(row);
+        outcome.rows.push(
+            Row::new(
+                "F3",
+                format!(
+                    "start-up to every first check, {size}, PostgreSQL (spread over {interval} s)"
+                ),
+                Value::new(pg.to_first_checks.unwrap_or_default().as_secs_f64(), "s"),
+            )
+            .against("SQLite", sqlite_first),
+        );
+    }
+    outcome.notes.push(format!(
+        "F3: first checks are spread over one interval ({} s) by design (each integration's \
+         phase within its interval comes from its id), so 'every first check' ≈ start-up + \
+         one interval",
+        plan.interval
+    ));
+    Ok(outcome)
+}
+
+/// F5.
+pub async fn isolation(tier: Tier) -> anyhow::Result<Outcome> {
+    let plan = plan(tier);
+    let mut outcome = Outcome::default();
+    let n = plan.isolation_size;
+    let interval = plan.interval;
+    let size = size_name(n);
+    let fleet = TargetFleet::start_on_fleet_port(ADDRS)?;
+    let (baseline, baseline_name) = match remembered_f2(n, interval) {
+        Some(p99) => (p99, "F2 (this run)"),
+        None => {
+            let url =
+                seed::seeded_copy(Backend::Sqlite, &spec(n, interval, &ok_target), "ok").await?;
+            let run = run_daemon(&fleet, &url, n, interval, CYCLES, false, false).await;
+            seed::release(&url).await;
+            let mut lateness = run?.lateness_ms;
+            (sys::quantile(&mut lateness, 0.99), "0% hanging (F2 setup)")
+        }
+    };
+    let url = seed::seeded_copy(
+        Backend::Sqlite,
+        &spec(n, interval, &hanging_target),
+        "hang10",
+    )
+    .await?;
+    let run = run_daemon(&fleet, &url, n, interval, CYCLES, false, true).await;
+    seed::release(&url).await;
+    let mut lateness = run?.lateness_ms;
+    let healthy = lateness.len();
+    let p99 = sys::quantile(&mut lateness, 0.99);
+    outcome.rows.push(
+        Row::new(
+            "F5",
+            format!("healthy-check lateness p99, 10% hanging, {size} @ {interval} s"),
+            Value::new(p99, "ms"),
+        )
+        .against(baseline_name, Value::new(baseline, "ms"))
+        .ratio_at_most(2.0),
+    );
+    outcome.notes.push(format!(
+        "F5 {size}: every tenth target hangs until the {TIMEOUT_SECONDS} s timeout; \
+         {healthy} healthy checks in {CYCLES} intervals"
+    ));
+    Ok(outcome)
 }
