@@ -72,7 +72,8 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
     poll(
         "every integration checked and its uptime computed",
         wait,
-        Duration::from_secs(2),
+        // Each poll renders the whole exposition (about 1 KB per integration): not too often.
+        Duration::from_secs(5),
         || async {
             let text = daemon.scrape(&client).await.ok()?;
             let up = metric_count(&text, "catalogd_integration_up");
@@ -149,7 +150,10 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
             format!("/metrics size on the wire, gzip, {label} integrations"),
             Value::new(mb(gzip_size), "MB"),
         )
-        .against("recorder, uncompressed", Value::new(mb(recorder_size), "MB"))
+        .against(
+            "recorder, uncompressed",
+            Value::new(mb(recorder_size), "MB"),
+        )
         .at_most(10.0, "10 MB"),
         Row::new(
             "F7",
@@ -162,7 +166,10 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
         "{scrapes} scrapes each; best gzip {gzip_best:.0} ms, best plain {plain_best:.0} ms; \
          times are client wall time over loopback while the daemon runs its {n} checks per \
          {interval} s; the recorder baseline renders the same {} series in-process (no HTTP)",
-        plain.lines().filter(|l| l.starts_with("catalogd_integration_")).count()
+        plain
+            .lines()
+            .filter(|l| l.starts_with("catalogd_integration_"))
+            .count()
     )];
     if tier != Tier::Full {
         notes.push(format!(
