@@ -9,9 +9,10 @@
 //!   no way to remove one series.
 //! - **Render cost.** Each integration's label set is escaped once, when it is read from the
 //!   store, and rendering is a copy of it per series (see the cardinality budget in README).
-//!   The families only the refresh task changes (`status`, `uptime_ratio`) are rendered, and
-//!   gzip-compressed, once per change ([`Stable`]) rather than once per scrape; only `up` and
-//!   the last duration, which every check result updates, are rendered at each scrape.
+//!   The families that change rarely (`status`, `uptime_ratio`: only the refresh task changes
+//!   them; `up`: when a check's outcome flips) are rendered, and gzip-compressed, once per
+//!   change ([`Stable`]) rather than once per scrape; only the last duration, which every
+//!   check result updates, is rendered at each scrape.
 //!
 //! Between refreshes, every check result updates its integration's `up` and last duration
 //! ([`IntegrationGauges::observe`]); it never adds an integration, so a result arriving after
@@ -56,12 +57,12 @@ struct Table {
     counts: Vec<StatusCount>,
     series: HashMap<Uuid, Series>,
     /// Bumped whenever what [`Stable`] renders changes: the set of integrations, a label set,
-    /// a status or an uptime ratio.
+    /// a status, an `up` or an uptime ratio.
     generation: u64,
 }
 
-/// The per-integration families that only the refresh task changes (`status`,
-/// `uptime_ratio`), rendered once per [`Table::generation`] and compressed on first demand.
+/// The per-integration families that change rarely (`status`, `uptime_ratio`, `up`),
+/// rendered once per [`Table::generation`] and compressed on first demand.
 #[derive(Debug)]
 pub struct Stable {
     generation: u64,
@@ -121,9 +122,16 @@ impl IntegrationGauges {
         if !self.per_integration || outcome == CheckOutcome::Skipped {
             return;
         }
-        if let Some(series) = self.lock().series.get_mut(&id) {
-            series.up = Some(outcome == CheckOutcome::Success);
+        let mut table = self.lock();
+        if let Some(series) = table.series.get_mut(&id) {
+            let up = Some(outcome == CheckOutcome::Success);
             series.duration = Some(latency.as_secs_f64());
+            if series.up != up {
+                series.up = up;
+                // `up` is in the cached families: it changes when a check's outcome flips,
+                // far less often than every check.
+                table.generation += 1;
+            }
         }
     }
 
@@ -156,8 +164,9 @@ impl IntegrationGauges {
                         series.tenant = row.tenant_id;
                         changed = true;
                     }
-                    if series.up.is_none() {
+                    if series.up.is_none() && row.last_test_success.is_some() {
                         series.up = row.last_test_success;
+                        changed = true;
                     }
                 }
                 None => {
@@ -208,8 +217,8 @@ impl IntegrationGauges {
         }
     }
 
-    /// Appends `catalogd_integrations` and, when on, the per-integration families every check
-    /// result changes (`up`, last duration).
+    /// Appends `catalogd_integrations` and, when on, the per-integration family every check
+    /// result changes (the last duration).
     pub fn render_live(&self, out: &mut String) {
         let table = self.lock();
         family(
@@ -233,26 +242,8 @@ impl IntegrationGauges {
         }
         out.reserve(
             table.series.len()
-                * 2
                 * (table.series.values().next().map_or(0, |s| s.labels.len()) + 60),
         );
-        family(
-            out,
-            names::INTEGRATION_UP,
-            "gauge",
-            "1 if the integration's last health check succeeded, 0 if it failed.",
-        );
-        for s in table.series.values() {
-            if let Some(up) = s.up {
-                series_line(
-                    out,
-                    names::INTEGRATION_UP,
-                    &s.labels,
-                    "",
-                    f64::from(up as u8),
-                );
-            }
-        }
         family(
             out,
             names::INTEGRATION_CHECK_DURATION,
@@ -272,7 +263,7 @@ impl IntegrationGauges {
         }
     }
 
-    /// The per-integration families only the refresh task changes (`None` when
+    /// The per-integration families that change rarely (`None` when
     /// per-integration series are off or there are none), rendered again only after a change.
     pub fn stable(&self) -> Option<Arc<Stable>> {
         if !self.per_integration {
@@ -292,6 +283,23 @@ impl IntegrationGauges {
                 .as_ref()
                 .map_or(0, |s| s.text.len() + s.text.len() / 8),
         );
+        family(
+            &mut out,
+            names::INTEGRATION_UP,
+            "gauge",
+            "1 if the integration's last health check succeeded, 0 if it failed.",
+        );
+        for s in table.series.values() {
+            if let Some(up) = s.up {
+                series_line(
+                    &mut out,
+                    names::INTEGRATION_UP,
+                    &s.labels,
+                    "",
+                    f64::from(up as u8),
+                );
+            }
+        }
         family(
             &mut out,
             names::INTEGRATION_STATUS,
