@@ -75,12 +75,12 @@ impl Application {
         // NATS connects in the background: the daemon never waits for it (events wait in
         // the outbox).
         let nats = crate::nats::connect(&config.nats, "catalogd").await?;
-        // The store wakes the relay after every commit that wrote an event.
-        let relay = Relay::spawn_woken_by(
+        // The store hands the relay every event right after its commit.
+        let relay = Relay::spawn_with_handoff(
             database.outbox(),
             nats.clone(),
             RelayOptions::from(&config.events),
-            database.outbox_written(),
+            &database.handoff(),
         );
         let auth = Authenticator::from_config(&config.auth)?;
         log_key_source(&auth.source);

@@ -185,7 +185,7 @@ pub enum CheckCommit {
     Stale(Option<Integration>),
 }
 
-pub use sql::Database;
+pub use sql::{Database, WriteGate};
 
 /// Opens the backend named by `options.url`, creating the SQLite file if needed, and applies
 /// the embedded migrations.

@@ -8,19 +8,82 @@
 //! one integration commit in order (the integration's row lock hands them out), so the lowest
 //! pending sequence of an integration is always the next one to publish.
 //!
-//! [`OutboxStore`] owns a pool of its own on the store's database (like
-//! [`super::history::HistoryStore`]), so the relay never competes with request handling for
-//! connections; an in-memory SQLite database must share the store's pool through
-//! [`OutboxStore::sqlite`].
+//! [`OutboxStore`] works on the daemon's one pool (see [`super::Database`]).
+//!
+//! [`Handoff`] is the fast path beside it: right after a commit that wrote an event, the
+//! store hands the committed event to the relay in memory, so the relay publishes it without
+//! reading the database. The outbox row stays the durable copy: a handoff that is lost (a
+//! full channel, a crash, no relay) only means the relay's sweep finds the row instead.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
+use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::events::OutboxEvent;
+
+/// Committed events waiting in memory for the relay, at most this many: beyond it the store
+/// stops handing over and wakes the relay's sweep instead, so memory stays bounded while NATS
+/// is down.
+pub const HANDOFF_CAPACITY: usize = 4096;
+
+/// Committed events on their way from the store to the relay in memory (the fast path), and
+/// the signal that wakes the relay's sweep of the outbox table (the durable path).
+#[derive(Debug)]
+pub struct Handoff {
+    sender: mpsc::Sender<PendingEvent>,
+    receiver: Mutex<Option<mpsc::Receiver<PendingEvent>>>,
+    wake: Arc<Notify>,
+}
+
+impl Default for Handoff {
+    fn default() -> Self {
+        let (sender, receiver) = mpsc::channel(HANDOFF_CAPACITY);
+        Handoff {
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            wake: Arc::default(),
+        }
+    }
+}
+
+impl Handoff {
+    /// Call right after the commit that wrote `event`, never before (an event must not go out
+    /// unless its row committed). Never blocks: when the relay is behind (or absent), the event
+    /// is left to the sweep, which is woken.
+    pub fn committed(&self, event: OutboxEvent) {
+        if self.sender.try_send(PendingEvent::from(event)).is_err() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Wakes the relay's sweep of the outbox table.
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// The receiving end, for the one relay of the process; `None` once taken.
+    pub fn take_receiver(&self) -> Option<mpsc::Receiver<PendingEvent>> {
+        self.receiver.lock().ok()?.take()
+    }
+}
+
+impl From<OutboxEvent> for PendingEvent {
+    fn from(event: OutboxEvent) -> Self {
+        PendingEvent {
+            event_id: event.event_id,
+            integration_id: event.integration_id,
+            sequence: event.sequence,
+            event_type: event.event_type,
+            subject: event.subject,
+            payload: event.payload,
+        }
+    }
+}
 
 /// One unpublished event, as the relay needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +143,8 @@ macro_rules! outbox_backend {
     ($name:ident, $db:ty) => {
         struct $name {
             pool: sqlx::Pool<$db>,
+            /// SQLite's writers take turns ([`super::WriteGate`]).
+            gate: Option<super::WriteGate>,
         }
 
         #[async_trait]
@@ -118,7 +183,11 @@ macro_rules! outbox_backend {
                 at: DateTime<Utc>,
             ) -> Result<u64, StoreError> {
                 let mut marked = 0;
-                // Far below either backend's bind-parameter limit.
+                let _turn = match &self.gate {
+                    Some(gate) => Some(gate.enter().await),
+                    None => None,
+                };
+                // One statement per 1000 ids: far below either backend's bind-parameter limit.
                 for chunk in ids.chunks(1000) {
                     let mut query: QueryBuilder<$db> =
                         QueryBuilder::new("UPDATE outbox SET published_at = ");
@@ -142,6 +211,10 @@ macro_rules! outbox_backend {
             }
 
             async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+                let _turn = match &self.gate {
+                    Some(gate) => Some(gate.enter().await),
+                    None => None,
+                };
                 Ok(sqlx::query(PRUNE)
                     .bind(before)
                     .bind(i64::from(limit))
@@ -172,13 +245,23 @@ impl OutboxStore {
     // Built over the daemon's one pool: see [`super::Database`].
     pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
         OutboxStore {
-            backend: Arc::new(SqliteOutbox { pool }),
+            backend: Arc::new(SqliteOutbox { pool, gate: None }),
+        }
+    }
+
+    /// Writes take turns with the store's through `gate`.
+    pub fn sqlite_gated(pool: sqlx::SqlitePool, gate: super::WriteGate) -> Self {
+        OutboxStore {
+            backend: Arc::new(SqliteOutbox {
+                pool,
+                gate: Some(gate),
+            }),
         }
     }
 
     pub fn postgres(pool: sqlx::PgPool) -> Self {
         OutboxStore {
-            backend: Arc::new(PostgresOutbox { pool }),
+            backend: Arc::new(PostgresOutbox { pool, gate: None }),
         }
     }
 

@@ -13,21 +13,22 @@
 //! two writers of one tenant queue rather than deadlock.
 
 use std::sync::{Arc, LazyLock};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::types::Json;
 use sqlx::QueryBuilder;
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::audit_chain::{ChainProblem, ChainVerifier, StoredAuditEntry, GENESIS_HASH};
+use super::outbox::Handoff;
 use super::rows::{self, AuditRow, IntegrationRow, AUDIT_COLUMNS, INTEGRATION_COLUMNS};
 use super::{
     AuditEntry, AuditQuery, ChainReport, CheckCommit, ListQuery, Page, Store, StoreError,
     StoreOptions,
 };
-use crate::events::{self, EventCause};
+use crate::events::{self, EventCause, OutboxEvent};
 use crate::integration::{self, Actor, Applied, AuditRecord, Change, CheckSummary, Integration};
 use catalogd_actors::{EventKind, Lifecycle, Thresholds};
 
@@ -39,23 +40,39 @@ pub async fn open(options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> 
 }
 
 /// The daemon's one connection pool, shared by every store over it (the catalog, the health
-/// history, the outbox relay, the metrics queries), and the signal that a commit wrote outbox
-/// rows, which wakes the relay at once.
+/// history, the outbox relay, the metrics queries), and the [`Handoff`] through which the
+/// store passes each committed event to the relay right after its commit.
 #[derive(Clone)]
 pub enum Database {
-    Sqlite(sqlx::SqlitePool, Arc<Notify>),
-    Postgres(sqlx::PgPool, Arc<Notify>),
+    Sqlite(sqlx::SqlitePool, Arc<Handoff>, WriteGate),
+    Postgres(sqlx::PgPool, Arc<Handoff>),
+}
+
+/// SQLite has one writer at a time. Writers of this process take turns here, in FIFO order,
+/// before they ask SQLite for its write lock; otherwise they would contend inside SQLite,
+/// whose busy handler polls with sleeps of up to 100 ms, and a transition's commit (and so
+/// its event) would wait behind those sleeps. Held from `BEGIN IMMEDIATE` (or the one
+/// writing statement) to the commit. Other processes on the same file still meet the busy
+/// handler.
+#[derive(Debug, Clone, Default)]
+pub struct WriteGate(Arc<tokio::sync::Mutex<()>>);
+
+impl WriteGate {
+    pub async fn enter(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.0.lock().await
+    }
 }
 
 impl Database {
     /// Connects to the backend named by the URL scheme and applies its migrations.
     pub async fn connect(options: &StoreOptions) -> Result<Database, StoreError> {
         let scheme = options.url.split_once(':').map(|(scheme, _)| scheme);
-        let signal = Arc::new(Notify::new());
+        let signal = Arc::new(Handoff::default());
         match scheme {
             Some("sqlite") => Ok(Database::Sqlite(
                 super::sqlite::connect(options).await?,
                 signal,
+                WriteGate::default(),
             )),
             Some("postgres" | "postgresql") => Ok(Database::Postgres(
                 super::postgres::connect(options).await?,
@@ -68,22 +85,24 @@ impl Database {
     /// The catalog store.
     pub fn store(&self, default_thresholds: Thresholds) -> Arc<dyn Store> {
         match self {
-            Database::Sqlite(pool, signal) => Arc::new(SqliteStore {
+            Database::Sqlite(pool, signal, gate) => Arc::new(SqliteStore {
                 pool: pool.clone(),
                 default_thresholds,
-                outbox_written: signal.clone(),
+                handoff: signal.clone(),
+                gate: Some(gate.clone()),
             }),
             Database::Postgres(pool, signal) => Arc::new(PostgresStore {
                 pool: pool.clone(),
                 default_thresholds,
-                outbox_written: signal.clone(),
+                handoff: signal.clone(),
+                gate: None,
             }),
         }
     }
 
     pub fn history(&self, options: super::history::HistoryOptions) -> super::history::HistoryStore {
         match self {
-            Database::Sqlite(pool, _) => {
+            Database::Sqlite(pool, _, _) => {
                 super::history::HistoryStore::sqlite(pool.clone(), options)
             }
             Database::Postgres(pool, _) => {
@@ -94,22 +113,24 @@ impl Database {
 
     pub fn outbox(&self) -> super::outbox::OutboxStore {
         match self {
-            Database::Sqlite(pool, _) => super::outbox::OutboxStore::sqlite(pool.clone()),
+            Database::Sqlite(pool, _, gate) => {
+                super::outbox::OutboxStore::sqlite_gated(pool.clone(), gate.clone())
+            }
             Database::Postgres(pool, _) => super::outbox::OutboxStore::postgres(pool.clone()),
         }
     }
 
     pub fn stats(&self) -> super::stats::StatsStore {
         match self {
-            Database::Sqlite(pool, _) => super::stats::StatsStore::sqlite(pool.clone()),
+            Database::Sqlite(pool, _, _) => super::stats::StatsStore::sqlite(pool.clone()),
             Database::Postgres(pool, _) => super::stats::StatsStore::postgres(pool.clone()),
         }
     }
 
-    /// Notified after every commit that wrote an outbox row.
-    pub fn outbox_written(&self) -> Arc<Notify> {
+    /// Receives every committed event right after its commit (the relay's fast path).
+    pub fn handoff(&self) -> Arc<Handoff> {
         match self {
-            Database::Sqlite(_, signal) | Database::Postgres(_, signal) => signal.clone(),
+            Database::Sqlite(_, signal, _) | Database::Postgres(_, signal) => signal.clone(),
         }
     }
 }
@@ -304,8 +325,10 @@ macro_rules! sql_store {
         pub(super) struct $store {
             pool: sqlx::Pool<$db>,
             default_thresholds: Thresholds,
-            /// Wakes the outbox relay after a commit that wrote an event.
-            outbox_written: Arc<Notify>,
+            /// Hands each committed event to the outbox relay.
+            handoff: Arc<Handoff>,
+            /// SQLite's writers take turns ([`WriteGate`]); PostgreSQL locks rows.
+            gate: Option<WriteGate>,
         }
 
         impl $store {
@@ -425,20 +448,34 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            /// Writes the outbox event of a change. `integration` is the row as it is after
-            /// the change, or as it was before a delete (whose row still exists here).
+            /// Writes the outbox event of a change and returns it, for the relay once the
+            /// transaction has committed. `integration` is the row as it is after the change,
+            /// or as it was before a delete (whose row still exists here).
+            ///
+            /// The event's `time` is when the transition is committed: the caller's `now`
+            /// advanced by the time since `called` (the store call began), so it is read here,
+            /// inside the transaction, after the write lock (SQLite) or row lock (PostgreSQL)
+            /// was taken, right before the outbox and audit rows and the commit are written. A
+            /// wait for the lock therefore does not shift it away from the commit, and it stays
+            /// on the caller's clock (a test clock included). Commit → receipt latency is
+            /// measured from this time (bench F6).
             async fn append_event(
                 connection: &mut <$db as sqlx::Database>::Connection,
                 kind: EventKind,
                 integration: &Integration,
                 cause: &EventCause,
                 now: DateTime<Utc>,
-            ) -> Result<(), StoreError> {
+                called: Instant,
+            ) -> Result<OutboxEvent, StoreError> {
                 let sequence: i64 = sqlx::query_scalar(NEXT_EVENT_SEQUENCE)
                     .bind(integration.integration_id)
                     .fetch_one(&mut *connection)
                     .await?;
-                let event = events::build(kind, integration, sequence, cause, now);
+                let time = TimeDelta::from_std(called.elapsed())
+                    .ok()
+                    .and_then(|waited| now.checked_add_signed(waited))
+                    .unwrap_or(now);
+                let event = events::build(kind, integration, sequence, cause, time);
                 sqlx::query(INSERT_OUTBOX)
                     .bind(event.event_id)
                     .bind(&event.tenant_id)
@@ -450,7 +487,7 @@ macro_rules! sql_store {
                     .bind(event.created_at)
                     .execute(&mut *connection)
                     .await?;
-                Ok(())
+                Ok(event)
             }
 
             /// Writes what [`integration::apply_change`] or [`integration::apply_check`]
@@ -461,7 +498,9 @@ macro_rules! sql_store {
                 current: &Integration,
                 applied: &Applied,
                 now: DateTime<Utc>,
-            ) -> Result<(), StoreError> {
+                called: Instant,
+            ) -> Result<Option<OutboxEvent>, StoreError> {
+                let mut event = None;
                 match &applied.after {
                     Some(next) => {
                         Self::bind_integration(sqlx::query(&UPDATE_INTEGRATION), next)
@@ -478,15 +517,34 @@ macro_rules! sql_store {
                             Self::insert_tags(&mut *connection, next).await?;
                         }
                         if let Some(kind) = applied.event {
-                            Self::append_event(connection, kind, next, &applied.cause, now).await?;
+                            event = Some(
+                                Self::append_event(
+                                    connection,
+                                    kind,
+                                    next,
+                                    &applied.cause,
+                                    now,
+                                    called,
+                                )
+                                .await?,
+                            );
                         }
                     }
                     // The event is numbered from the row before it goes; the tags go with
                     // the row (ON DELETE CASCADE).
                     None => {
                         if let Some(kind) = applied.event {
-                            Self::append_event(connection, kind, current, &applied.cause, now)
-                                .await?;
+                            event = Some(
+                                Self::append_event(
+                                    connection,
+                                    kind,
+                                    current,
+                                    &applied.cause,
+                                    now,
+                                    called,
+                                )
+                                .await?,
+                            );
                         }
                         sqlx::query(DELETE_INTEGRATION)
                             .bind(&current.tenant_id)
@@ -495,7 +553,8 @@ macro_rules! sql_store {
                             .await?;
                     }
                 }
-                Self::append_audit(connection, &applied.audit).await
+                Self::append_audit(connection, &applied.audit).await?;
+                Ok(event)
             }
 
             /// Ends the ordered `select` with `LIMIT limit + 1` and runs it: the extra row
@@ -573,7 +632,12 @@ macro_rules! sql_store {
             }
 
             async fn create(&self, integration: &Integration) -> Result<(), StoreError> {
+                let called = Instant::now();
                 let integration = rows::with_stored_precision(integration);
+                let _turn = match &self.gate {
+                    Some(gate) => Some(gate.enter().await),
+                    None => None,
+                };
                 let mut transaction = self.pool.begin_with(Self::DIALECT.begin_write).await?;
                 Self::bind_integration(sqlx::query(&INSERT_INTEGRATION), &integration)
                     .execute(&mut *transaction)
@@ -585,17 +649,18 @@ macro_rules! sql_store {
                     ..EventCause::default()
                 };
                 let now = integration.created_at;
-                Self::append_event(
+                let event = Self::append_event(
                     &mut transaction,
                     EventKind::Created,
                     &integration,
                     &cause,
                     now,
+                    called,
                 )
                 .await?;
                 Self::append_audit(&mut transaction, &integration::created(&integration)).await?;
                 transaction.commit().await?;
-                self.outbox_written.notify_one();
+                self.handoff.committed(event);
                 Ok(())
             }
 
@@ -692,7 +757,12 @@ macro_rules! sql_store {
                 change: Change,
                 now: DateTime<Utc>,
             ) -> Result<Option<Integration>, StoreError> {
+                let called = Instant::now();
                 let now = rows::stored_precision(now);
+                let _turn = match &self.gate {
+                    Some(gate) => Some(gate.enter().await),
+                    None => None,
+                };
                 let mut transaction = self.pool.begin_with(Self::DIALECT.begin_write).await?;
                 let row: Option<IntegrationRow> =
                     sqlx::query_as(&Self::DIALECT.locked(&SELECT_INTEGRATION))
@@ -709,10 +779,11 @@ macro_rules! sql_store {
                     self.default_thresholds,
                     now,
                 )?;
-                Self::write_applied(&mut transaction, &current, &applied, now).await?;
+                let event =
+                    Self::write_applied(&mut transaction, &current, &applied, now, called).await?;
                 transaction.commit().await?;
-                if applied.event.is_some() {
-                    self.outbox_written.notify_one();
+                if let Some(event) = event {
+                    self.handoff.committed(event);
                 }
                 Ok(applied.after)
             }
@@ -783,6 +854,10 @@ macro_rules! sql_store {
                 tested_at: DateTime<Utc>,
             ) -> Result<(), StoreError> {
                 let tested_at = rows::stored_precision(tested_at);
+                let _turn = match &self.gate {
+                    Some(gate) => Some(gate.enter().await),
+                    None => None,
+                };
                 let mut transaction = self.pool.begin_with(Self::DIALECT.begin_write).await?;
                 let updated = sqlx::query(UPDATE_LAST_TEST)
                     .bind(&actor.tenant_id)
@@ -853,10 +928,15 @@ macro_rules! sql_store {
                 check: CheckSummary,
                 now: DateTime<Utc>,
             ) -> Result<CheckCommit, StoreError> {
+                let called = Instant::now();
                 let now = rows::stored_precision(now);
                 let check = CheckSummary {
                     started_at: rows::stored_precision(check.started_at),
                     ..check
+                };
+                let _turn = match &self.gate {
+                    Some(gate) => Some(gate.enter().await),
+                    None => None,
                 };
                 let mut transaction = self.pool.begin_with(Self::DIALECT.begin_write).await?;
                 let row: Option<IntegrationRow> =
@@ -874,10 +954,11 @@ macro_rules! sql_store {
                     }
                 };
                 let applied = integration::apply_check(&current, lifecycle, event, check, now);
-                Self::write_applied(&mut transaction, &current, &applied, now).await?;
+                let event =
+                    Self::write_applied(&mut transaction, &current, &applied, now, called).await?;
                 transaction.commit().await?;
-                if applied.event.is_some() {
-                    self.outbox_written.notify_one();
+                if let Some(event) = event {
+                    self.handoff.committed(event);
                 }
                 Ok(CheckCommit::Committed(
                     applied.after.expect("a check never deletes"),
