@@ -56,9 +56,11 @@ struct Series {
 struct Table {
     counts: Vec<StatusCount>,
     series: HashMap<Uuid, Series>,
-    /// Bumped whenever what [`Stable`] renders changes: the set of integrations, a label set,
-    /// a status, an `up` or an uptime ratio.
+    /// Bumped whenever the status and uptime families change: the set of integrations, a
+    /// label set, a status or an uptime ratio.
     generation: u64,
+    /// Bumped whenever the `up` family changes: the set, a label set, or an `up` value.
+    up_generation: u64,
 }
 
 /// The per-integration families that change rarely (`status`, `uptime_ratio`, `up`),
@@ -87,7 +89,8 @@ impl Stable {
 pub struct IntegrationGauges {
     per_integration: bool,
     table: Arc<Mutex<Table>>,
-    stable: Arc<Mutex<Option<Arc<Stable>>>>,
+    /// The cached `up` family and the cached status and uptime families.
+    stable: Arc<Mutex<[Option<Arc<Stable>>; 2]>>,
 }
 
 impl IntegrationGauges {
@@ -128,9 +131,9 @@ impl IntegrationGauges {
             series.duration = Some(latency.as_secs_f64());
             if series.up != up {
                 series.up = up;
-                // `up` is in the cached families: it changes when a check's outcome flips,
-                // far less often than every check.
-                table.generation += 1;
+                // `up` is cached on its own: it changes when a check's outcome flips, far
+                // less often than every check, and a flip re-renders only this family.
+                table.up_generation += 1;
             }
         }
     }
@@ -149,7 +152,11 @@ impl IntegrationGauges {
         let mut table = self.lock();
         let before = table.series.len();
         table.series.retain(|id, _| fresh.contains_key(id));
-        let mut changed = table.series.len() != before;
+        // The set and the label sets are in every family; a status only in one, an `up`
+        // only in the other.
+        let mut set_changed = table.series.len() != before;
+        let mut status_changed = false;
+        let mut up_changed = false;
         for (id, row) in fresh.drain() {
             let status = Status::from_str(&row.status).map_or(0, status_value);
             let labels = label_set(&row);
@@ -157,20 +164,20 @@ impl IntegrationGauges {
                 Some(series) => {
                     if series.status != status {
                         series.status = status;
-                        changed = true;
+                        status_changed = true;
                     }
                     if series.labels != labels {
                         series.labels = labels;
                         series.tenant = row.tenant_id;
-                        changed = true;
+                        set_changed = true;
                     }
                     if series.up.is_none() && row.last_test_success.is_some() {
                         series.up = row.last_test_success;
-                        changed = true;
+                        up_changed = true;
                     }
                 }
                 None => {
-                    changed = true;
+                    set_changed = true;
                     table.series.insert(
                         id,
                         Series {
@@ -185,8 +192,11 @@ impl IntegrationGauges {
                 }
             }
         }
-        if changed {
+        if set_changed || status_changed {
             table.generation += 1;
+        }
+        if set_changed || up_changed {
+            table.up_generation += 1;
         }
     }
 
@@ -212,7 +222,7 @@ impl IntegrationGauges {
     /// Appends `catalogd_integrations` and, when on, the per-integration families.
     pub fn render_into(&self, out: &mut String) {
         self.render_live(out);
-        if let Some(stable) = self.stable() {
+        for stable in self.stable() {
             out.push_str(stable.text());
         }
     }
@@ -241,8 +251,7 @@ impl IntegrationGauges {
             return;
         }
         out.reserve(
-            table.series.len()
-                * (table.series.values().next().map_or(0, |s| s.labels.len()) + 60),
+            table.series.len() * (table.series.values().next().map_or(0, |s| s.labels.len()) + 60),
         );
         family(
             out,
@@ -263,91 +272,114 @@ impl IntegrationGauges {
         }
     }
 
-    /// The per-integration families that change rarely (`None` when
-    /// per-integration series are off or there are none), rendered again only after a change.
-    pub fn stable(&self) -> Option<Arc<Stable>> {
+    /// The per-integration families that change rarely (none when per-integration series
+    /// are off or there are none), each rendered again only after it changed: `up`, then
+    /// status and uptime ratios.
+    pub fn stable(&self) -> Vec<Arc<Stable>> {
         if !self.per_integration {
-            return None;
+            return Vec::new();
         }
         // One renderer at a time: concurrent scrapes after a change wait for one render.
         let mut cached = self.stable.lock().unwrap_or_else(|e| e.into_inner());
         let table = self.lock();
         if table.series.is_empty() {
-            return None;
+            return Vec::new();
         }
-        if let Some(stable) = cached.as_ref().filter(|s| s.generation == table.generation) {
-            return Some(stable.clone());
-        }
-        let mut out = String::with_capacity(
-            cached
+        let generations = [table.up_generation, table.generation];
+        let mut parts = Vec::with_capacity(2);
+        for (which, generation) in generations.into_iter().enumerate() {
+            if let Some(stable) = cached[which]
                 .as_ref()
-                .map_or(0, |s| s.text.len() + s.text.len() / 8),
-        );
-        family(
+                .filter(|s| s.generation == generation)
+            {
+                parts.push(stable.clone());
+                continue;
+            }
+            let capacity = cached[which]
+                .as_ref()
+                .map_or(0, |s| s.text.len() + s.text.len() / 8);
+            let text = if which == 0 {
+                render_up(&table, capacity)
+            } else {
+                render_status_and_uptime(&table, capacity)
+            };
+            let stable = Arc::new(Stable {
+                generation,
+                text,
+                gzip: OnceLock::new(),
+            });
+            cached[which] = Some(stable.clone());
+            parts.push(stable);
+        }
+        parts
+    }
+}
+
+fn render_up(table: &Table, capacity: usize) -> String {
+    let mut out = String::with_capacity(capacity);
+    family(
+        &mut out,
+        names::INTEGRATION_UP,
+        "gauge",
+        "1 if the integration's last health check succeeded, 0 if it failed.",
+    );
+    for s in table.series.values() {
+        if let Some(up) = s.up {
+            series_line(
+                &mut out,
+                names::INTEGRATION_UP,
+                &s.labels,
+                "",
+                f64::from(up as u8),
+            );
+        }
+    }
+    out
+}
+
+fn render_status_and_uptime(table: &Table, capacity: usize) -> String {
+    let mut out = String::with_capacity(capacity);
+    family(
+        &mut out,
+        names::INTEGRATION_STATUS,
+        "gauge",
+        "Lifecycle status: 0 draft, 1 pending_verification, 2 active, 3 degraded, 4 failed, 5 paused.",
+    );
+    for s in table.series.values() {
+        series_line(
             &mut out,
-            names::INTEGRATION_UP,
-            "gauge",
-            "1 if the integration's last health check succeeded, 0 if it failed.",
+            names::INTEGRATION_STATUS,
+            &s.labels,
+            "",
+            f64::from(s.status),
         );
-        for s in table.series.values() {
-            if let Some(up) = s.up {
+    }
+    family(
+        &mut out,
+        names::INTEGRATION_UPTIME,
+        "gauge",
+        "Share of successful health checks over the window, from the health history.",
+    );
+    for s in table.series.values() {
+        for (window, ratio) in s.uptime.by_window() {
+            if let Some(ratio) = ratio {
+                let window = match window {
+                    "1h" => ",window=\"1h\"",
+                    "24h" => ",window=\"24h\"",
+                    "7d" => ",window=\"7d\"",
+                    _ => ",window=\"30d\"",
+                };
                 series_line(
                     &mut out,
-                    names::INTEGRATION_UP,
+                    names::INTEGRATION_UPTIME,
                     &s.labels,
-                    "",
-                    f64::from(up as u8),
+                    window,
+                    ratio,
                 );
             }
         }
-        family(
-            &mut out,
-            names::INTEGRATION_STATUS,
-            "gauge",
-            "Lifecycle status: 0 draft, 1 pending_verification, 2 active, 3 degraded, 4 failed, 5 paused.",
-        );
-        for s in table.series.values() {
-            series_line(
-                &mut out,
-                names::INTEGRATION_STATUS,
-                &s.labels,
-                "",
-                f64::from(s.status),
-            );
-        }
-        family(
-            &mut out,
-            names::INTEGRATION_UPTIME,
-            "gauge",
-            "Share of successful health checks over the window, from the health history.",
-        );
-        for s in table.series.values() {
-            for (window, ratio) in s.uptime.by_window() {
-                if let Some(ratio) = ratio {
-                    let window = match window {
-                        "1h" => ",window=\"1h\"",
-                        "24h" => ",window=\"24h\"",
-                        "7d" => ",window=\"7d\"",
-                        _ => ",window=\"30d\"",
-                    };
-                    series_line(
-                        &mut out,
-                        names::INTEGRATION_UPTIME,
-                        &s.labels,
-                        window,
-                        ratio,
-                    );
-                }
-            }
-        }
-        let stable = Arc::new(Stable {
-            generation: table.generation,
-            text: out,
-            gzip: OnceLock::new(),
-        });
-        *cached = Some(stable.clone());
-        Some(stable)
     }
+    out
 }
 
 /// Appends the engine's own gauges, read at scrape time from its lock-free counters.
@@ -527,6 +559,34 @@ mod tests {
         gauges.render_into(&mut out);
         assert!(!out.contains(&a.to_string()));
         assert!(out.contains(&format!("integration=\"{b}\"")));
+    }
+
+    #[test]
+    fn cached_families_are_rendered_again_only_after_their_change() {
+        let gauges = IntegrationGauges::new(true);
+        let a = Uuid::new_v4();
+        gauges.sync(vec![row(a, "a", "active")]);
+        gauges.observe(a, CheckOutcome::Success, Duration::from_millis(5));
+        let first = gauges.stable();
+        // Another success changes the duration only: both cached parts are reused.
+        gauges.observe(a, CheckOutcome::Success, Duration::from_millis(7));
+        let same = gauges.stable();
+        assert!(Arc::ptr_eq(&first[0], &same[0]) && Arc::ptr_eq(&first[1], &same[1]));
+        // A flip re-renders `up` alone; a status change the status and uptime part alone.
+        let timeout = CheckOutcome::Failure(catalogd_actors::FailureClass::Timeout);
+        gauges.observe(a, timeout, Duration::from_millis(9));
+        let flipped = gauges.stable();
+        assert!(!Arc::ptr_eq(&first[0], &flipped[0]) && Arc::ptr_eq(&first[1], &flipped[1]));
+        gauges.sync(vec![row(a, "a", "degraded")]);
+        let degraded = gauges.stable();
+        assert!(Arc::ptr_eq(&flipped[0], &degraded[0]) && !Arc::ptr_eq(&flipped[1], &degraded[1]));
+        let mut out = String::new();
+        gauges.render_into(&mut out);
+        assert!(out.contains(&format!(
+            "{}{{tenant=\"acme\",integration=\"{a}\"",
+            names::INTEGRATION_UP
+        )));
+        assert!(out.contains("} 0\n") && out.contains("} 3\n") && out.contains("} 0.009\n"));
     }
 
     #[test]

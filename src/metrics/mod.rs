@@ -174,7 +174,7 @@ impl Exporter {
     /// The whole exposition text.
     pub fn render(&self) -> String {
         let (mut out, stable) = self.render_parts();
-        if let Some(stable) = stable {
+        for stable in stable {
             out.push_str(stable.text());
         }
         out
@@ -185,15 +185,14 @@ impl Exporter {
     pub fn render_gzip(&self) -> Vec<u8> {
         let (live, stable) = self.render_parts();
         let live = gzip::Part::compress(live.as_bytes());
-        match &stable {
-            Some(stable) => gzip::member(&[&live, stable.gzip()]),
-            None => gzip::member(&[&live]),
-        }
+        let mut parts = vec![&live];
+        parts.extend(stable.iter().map(|stable| stable.gzip()));
+        gzip::member(&parts)
     }
 
     /// The text rendered at every scrape (recorder, engine, counts, `up` and durations) and
     /// the cached per-integration families.
-    fn render_parts(&self) -> (String, Option<Arc<Stable>>) {
+    fn render_parts(&self) -> (String, Vec<Arc<Stable>>) {
         self.handle.run_upkeep();
         let mut out = self.handle.render();
         render_engine(&mut out, &self.engine);
