@@ -148,6 +148,9 @@ pub struct Session<'a> {
     pub target: &'a Target,
     pub context: &'a Context,
     pub diagnostics: &'a Diagnostics,
+    /// The base URL, parsed on first use: a check needs it more than once (validation,
+    /// then the request URL), and parsing (IDNA included) costs more than a clone.
+    base: std::sync::OnceLock<Option<Url>>,
 }
 
 impl Session<'_> {
@@ -158,7 +161,10 @@ impl Session<'_> {
             .base_url
             .as_deref()
             .ok_or_else(|| Failure::config("the integration has no baseUrl"))?;
-        Url::parse(raw).map_err(|_| Failure::config("the baseUrl is not a valid URL"))
+        self.base
+            .get_or_init(|| Url::parse(raw).ok())
+            .clone()
+            .ok_or_else(|| Failure::config("the baseUrl is not a valid URL"))
     }
 
     /// `path` (with its query) appended to the base URL's path.
@@ -430,6 +436,7 @@ impl Connectors {
             target,
             context: &self.inner.context,
             diagnostics,
+            base: std::sync::OnceLock::new(),
         };
         // A missing or malformed base URL is found before any stage runs, so the test
         // reports it as a `config` stage rather than as a failed network stage.

@@ -6,10 +6,12 @@
 //! Labels come from small bounded sets only: integration type, provider name (built-in or a
 //! loaded plugin), outcome, failure class, status, HTTP method, route template, status code.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
 use std::time::Duration;
 
 use catalogd_actors::{CheckOutcome, CheckReport, Status};
-use metrics::{counter, histogram};
+use metrics::{counter, histogram, Counter, Histogram};
 use uuid::Uuid;
 
 use super::names;
@@ -45,6 +47,63 @@ pub fn failure_class_label(outcome: CheckOutcome) -> &'static str {
     }
 }
 
+/// The metric handles of one (type, provider, outcome, failure class).
+struct CheckHandles {
+    checks: Counter,
+    duration: Histogram,
+}
+
+/// `(type, outcome, failure_class)`: all three are `&'static str` from bounded sets.
+type StaticLabels = (&'static str, &'static str, &'static str);
+
+/// Check metric handles by provider, then by the static labels, registered once each. The
+/// `counter!`/`histogram!` macros would build a label set (the provider copied twice) and
+/// look it up in the recorder's registry on every check; this read-locked lookup by `&str`
+/// allocates nothing. The sets are bounded (providers are built-ins and loaded plugins).
+static CHECK_HANDLES: LazyLock<RwLock<HashMap<String, HashMap<StaticLabels, CheckHandles>>>> =
+    LazyLock::new(|| {
+        // Handles bind to the recorder installed when they are created: install it first.
+        super::handle();
+        RwLock::new(HashMap::new())
+    });
+
+static LATENESS: LazyLock<Histogram> = LazyLock::new(|| {
+    super::handle();
+    histogram!(names::CHECK_LATENESS)
+});
+
+fn with_check_handles(provider: &str, labels: StaticLabels, use_them: impl Fn(&CheckHandles)) {
+    {
+        let handles = CHECK_HANDLES.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = handles.get(provider).and_then(|by| by.get(&labels)) {
+            use_them(found);
+            return;
+        }
+    }
+    let (kind, outcome, failure_class) = labels;
+    let mut handles = CHECK_HANDLES.write().unwrap_or_else(|e| e.into_inner());
+    let found = handles
+        .entry(provider.to_owned())
+        .or_default()
+        .entry(labels)
+        .or_insert_with(|| CheckHandles {
+            checks: counter!(
+                names::CHECKS_TOTAL,
+                "type" => kind,
+                "provider" => provider.to_owned(),
+                "outcome" => outcome,
+                "failure_class" => failure_class,
+            ),
+            duration: histogram!(
+                names::CHECK_DURATION,
+                "type" => kind,
+                "provider" => provider.to_owned(),
+                "outcome" => outcome,
+            ),
+        });
+    use_them(found);
+}
+
 impl InternalEvent for CheckCompleted<'_> {
     fn emit(self) {
         let outcome = outcome_label(self.report.outcome);
@@ -60,23 +119,19 @@ impl InternalEvent for CheckCompleted<'_> {
             lateness_ms = self.report.lateness.as_millis() as u64,
             "health check finished"
         );
-        counter!(
-            names::CHECKS_TOTAL,
-            "type" => self.kind,
-            "provider" => self.provider.to_owned(),
-            "outcome" => outcome,
-            "failure_class" => failure_class,
-        )
-        .increment(1);
-        if self.report.outcome != CheckOutcome::Skipped {
-            histogram!(
-                names::CHECK_DURATION,
-                "type" => self.kind,
-                "provider" => self.provider.to_owned(),
-                "outcome" => outcome,
-            )
-            .record(latency.as_secs_f64());
-            histogram!(names::CHECK_LATENESS).record(self.report.lateness.as_secs_f64());
+        let skipped = self.report.outcome == CheckOutcome::Skipped;
+        with_check_handles(
+            self.provider,
+            (self.kind, outcome, failure_class),
+            |handles| {
+                handles.checks.increment(1);
+                if !skipped {
+                    handles.duration.record(latency.as_secs_f64());
+                }
+            },
+        );
+        if !skipped {
+            LATENESS.record(self.report.lateness.as_secs_f64());
         }
     }
 }
