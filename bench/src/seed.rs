@@ -440,3 +440,31 @@ mod tests {
         cleanup();
     }
 }
+
+/// For profiling start-up by hand: `SEED_FILE=/tmp/x.db SEED_TEST_COUNT=1000000 cargo test
+/// --release -p catalogd-bench --bin catalogd-bench seed_file -- --ignored` seeds a SQLite file
+/// with `/ok/{i}` targets on port `SEED_PORT` (default 18999) and keeps it.
+#[cfg(test)]
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn seed_file() {
+    let path = std::env::var("SEED_FILE").expect("SEED_FILE");
+    let count: usize = std::env::var("SEED_TEST_COUNT").map_or(100_000, |n| n.parse().unwrap());
+    let port: u16 = std::env::var("SEED_PORT").map_or(18999, |n| n.parse().unwrap());
+    let target = |i: usize| Target::http(format!("http://127.0.0.{}:{port}/ok/{i}", i % 64 + 1));
+    let started = Instant::now();
+    seed(
+        &format!("sqlite://{path}?mode=rwc"),
+        &Seed {
+            tenant: "bench",
+            count,
+            interval_seconds: 60,
+            timeout_seconds: 2,
+            status: Status::Active,
+            target: &target,
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!("seeded {count} in {:?}", started.elapsed());
+}
