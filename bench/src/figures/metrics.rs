@@ -173,11 +173,12 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
     )];
     if gzip_size > 10_000_000 {
         notes.push(
-            "size on the wire above 10 MB: each integration's UUID (about 16 bytes of entropy \
-             that DEFLATE cannot share across families, whose repeats are far beyond its 32 KiB \
-             window) is in 7 series, about 11 MB at 100k before any other byte; meeting the \
-             target takes fewer series carrying it (e.g. the kube-state-metrics info pattern \
-             plus fewer uptime windows per integration, a DESIGN §7 change) — not done yet"
+            "size on the wire above 10 MB: each integration's UUID (random bits that DEFLATE \
+             cannot share across families: their repeats lie far beyond its 32 KiB window) is \
+             in 7 series; a line labelled only {tenant, integration} still costs about 16 bytes \
+             gzipped, about 11 MB for 700k series, so the kube-state-metrics info pattern alone \
+             would not meet the target; it takes fewer series per integration carrying the UUID \
+             (e.g. fewer uptime windows, a DESIGN §7 change) — not done"
                 .into(),
         );
     }
