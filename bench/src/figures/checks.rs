@@ -12,7 +12,7 @@
 //! window, after a warm-up; completed checks are counted over that window (catalogd:
 //! `catalogd_checks_total{outcome="success"}`, cross-checked with the fleet's served counter).
 //!
-//! Expected duration: smoke ~30 s, quick ~1.5 min, full ~4 min (five runs of warm-up plus a
+//! Expected duration: smoke ~35 s, quick ~75 s, full ~3.5 min (five runs of warm-up plus a
 //! 30 s window at 500 checks/s).
 
 use std::net::TcpListener;
