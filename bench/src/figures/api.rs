@@ -7,8 +7,9 @@
 //! Baseline in the same run: the same `wrk` against `/healthz` of the same daemon, the HTTP floor
 //! (routing, middleware, no token, no database).
 //!
-//! The rows are seeded paused, so the daemon runs no monitor actors: the figure is the API's
-//! own cost, not its contention with a million checks (F1/F2 measure those).
+//! The rows are seeded as drafts, so the daemon runs no monitor actors (paused integrations
+//! still have one each): the figure is the API's own cost, not its contention with a million
+//! actors starting or checking (F1–F3 measure those).
 //!
 //! Expected full-tier duration: about 3 minutes (seeding 1M rows per backend once per runner
 //! process, then four 10 s `wrk` runs per backend).
@@ -49,8 +50,8 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
             .with_context(|| backend.name())?;
     }
     outcome.notes.push(format!(
-        "wrk 1 thread, {CONNECTIONS} connections, {seconds} s per run; rows seeded paused (no \
-         monitor actors); deep page = cursor at 90% of the tenant"
+        "wrk 1 thread, {CONNECTIONS} connections, {seconds} s per run; rows seeded as drafts \
+         (no monitor actors); deep page = cursor at 90% of the tenant"
     ));
     if tier != Tier::Full {
         outcome.notes.push(format!(
@@ -78,10 +79,10 @@ async fn measure(
             count: n,
             interval_seconds: 60,
             timeout_seconds: 5,
-            status: Status::Paused,
+            status: Status::Draft,
             target: &target,
         },
-        "f8-paused-discard-port",
+        "f8-drafts-discard-port",
     )
     .await?;
     let dir = DaemonDir::new(&url, "")?;
