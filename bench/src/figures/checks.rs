@@ -12,7 +12,7 @@
 //! window, after a warm-up; completed checks are counted over that window (catalogd:
 //! `catalogd_checks_total{outcome="success"}`, cross-checked with the fleet's served counter).
 //!
-//! Expected duration: smoke ~35 s, quick ~75 s, full ~3.5 min (five runs of warm-up plus a
+//! Expected duration: smoke ~25 s, quick ~75 s, full ~3.5 min (five runs of warm-up plus a
 //! 30 s window at 500 checks/s).
 
 use std::net::TcpListener;
@@ -49,8 +49,8 @@ fn sizes(tier: Tier) -> Sizes {
         Tier::Smoke => Sizes {
             rate: 100,
             interval: 10,
-            warmup: Duration::from_secs(2),
-            window: Duration::from_secs(4),
+            warmup: Duration::from_secs(1),
+            window: Duration::from_secs(3),
         },
         Tier::Quick => Sizes {
             rate: 300,
