@@ -77,7 +77,12 @@ fn main() -> ExitCode {
                     println!("# note: {note}");
                 }
                 rows.extend(outcome.rows);
-                notes.extend(outcome.notes.into_iter().map(|n| format!("{}: {n}", figure.id)));
+                notes.extend(
+                    outcome
+                        .notes
+                        .into_iter()
+                        .map(|n| format!("{}: {n}", figure.id)),
+                );
             }
             Err(e) => {
                 failed = true;
@@ -85,7 +90,11 @@ fn main() -> ExitCode {
                 notes.push(format!("{}: failed: {e:#}", figure.id));
             }
         }
-        println!("# {} took {:.1} s", figure.id, started.elapsed().as_secs_f64());
+        println!(
+            "# {} took {:.1} s",
+            figure.id,
+            started.elapsed().as_secs_f64()
+        );
     }
     // Seeded databases (SQLite templates and copies) are the runner's to remove.
     seed::cleanup();

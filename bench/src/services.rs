@@ -175,17 +175,6 @@ impl Daemon {
         }
     }
 
-    /// Waits for a log line containing `needle`.
-    pub fn wait_for_log(&mut self, needle: &str, within: Duration) -> anyhow::Result<String> {
-        let deadline = Instant::now() + within;
-        loop {
-            let line = self.next_line(deadline)?;
-            if line.contains(needle) {
-                return Ok(line);
-            }
-        }
-    }
-
     /// The `/readyz` JSON.
     pub async fn readyz(&self, client: &reqwest::Client) -> anyhow::Result<serde_json::Value> {
         Ok(client

@@ -76,8 +76,14 @@ pub fn versions() -> Versions {
             "prometheus-blackbox-exporter".into(),
             first_line("prometheus-blackbox-exporter", &["--version"]),
         ),
-        ("prometheus".into(), first_line("prometheus", &["--version"])),
-        ("nats-server".into(), first_line("nats-server", &["--version"])),
+        (
+            "prometheus".into(),
+            first_line("prometheus", &["--version"]),
+        ),
+        (
+            "nats-server".into(),
+            first_line("nats-server", &["--version"]),
+        ),
         ("postgres".into(), first_line("postgres", &["--version"])),
         ("sqlite (sqlx bundled)".into(), sqlite_version()),
         ("wrk".into(), first_line("wrk", &["--version"])),
@@ -103,7 +109,9 @@ fn sqlite_version() -> String {
     runtime
         .block_on(async {
             use sqlx::Connection;
-            let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:").await.ok()?;
+            let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+                .await
+                .ok()?;
             sqlx::query_scalar::<_, String>("SELECT sqlite_version()")
                 .fetch_one(&mut conn)
                 .await
