@@ -1012,11 +1012,24 @@ macro_rules! history_backend {
     ($name:ident, $db:ty, $time:ty, $dialect:expr, $write:path) => {
         struct $name {
             pool: sqlx::Pool<$db>,
+            /// SQLite's writers take turns ([`super::WriteGate`]) rather than meeting in
+            /// SQLite's sleeping busy handler; PostgreSQL needs none.
+            gate: Option<super::WriteGate>,
+        }
+
+        impl $name {
+            async fn turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+                match &self.gate {
+                    Some(gate) => Some(gate.enter().await),
+                    None => None,
+                }
+            }
         }
 
         #[async_trait]
         impl Backend for $name {
             async fn write_batch(&self, batch: &Batch) -> Result<u64, sqlx::Error> {
+                let _turn = self.turn().await;
                 $write(&self.pool, batch).await
             }
 
@@ -1042,6 +1055,7 @@ macro_rules! history_backend {
                 target: Source,
                 through: DateTime<Utc>,
             ) -> Result<(), StoreError> {
+                let _turn = self.turn().await;
                 sqlx::query(UPSERT_STATE)
                     .bind(state_key(target))
                     .bind(<$time>::to_db(through))
@@ -1226,6 +1240,7 @@ macro_rules! history_backend {
                 ids: (Uuid, Uuid),
                 bucket: (DateTime<Utc>, DateTime<Utc>),
             ) -> Result<(), StoreError> {
+                let _turn = self.turn().await;
                 sqlx::query(&rollup_statement(target))
                     .bind(ids.0)
                     .bind(ids.1)
@@ -1242,6 +1257,7 @@ macro_rules! history_backend {
                 cutoff: DateTime<Utc>,
                 limit: u32,
             ) -> Result<u64, StoreError> {
+                let _turn = self.turn().await;
                 Ok(sqlx::query(&$dialect.prune(source))
                     .bind(<$time>::to_db(cutoff))
                     .bind(i64::from(limit))
@@ -1286,12 +1302,23 @@ impl HistoryStore {
         Ok(super::Database::connect(store).await?.history(options))
     }
 
+    /// A history of its own on `pool` (tests and tools); the daemon shares its store's
+    /// [`super::WriteGate`] through [`Self::sqlite_gated`].
     pub fn sqlite(pool: sqlx::SqlitePool, options: HistoryOptions) -> Self {
-        Self::with(Arc::new(SqliteHistory { pool }), options)
+        Self::sqlite_gated(pool, super::WriteGate::default(), options)
+    }
+
+    pub fn sqlite_gated(
+        pool: sqlx::SqlitePool,
+        gate: super::WriteGate,
+        options: HistoryOptions,
+    ) -> Self {
+        let gate = Some(gate);
+        Self::with(Arc::new(SqliteHistory { pool, gate }), options)
     }
 
     pub fn postgres(pool: sqlx::PgPool, options: HistoryOptions) -> Self {
-        Self::with(Arc::new(PostgresHistory { pool }), options)
+        Self::with(Arc::new(PostgresHistory { pool, gate: None }), options)
     }
 
     fn with(backend: Arc<dyn Backend>, options: HistoryOptions) -> Self {

@@ -102,8 +102,8 @@ impl Database {
 
     pub fn history(&self, options: super::history::HistoryOptions) -> super::history::HistoryStore {
         match self {
-            Database::Sqlite(pool, _, _) => {
-                super::history::HistoryStore::sqlite(pool.clone(), options)
+            Database::Sqlite(pool, _, gate) => {
+                super::history::HistoryStore::sqlite_gated(pool.clone(), gate.clone(), options)
             }
             Database::Postgres(pool, _) => {
                 super::history::HistoryStore::postgres(pool.clone(), options)
