@@ -389,7 +389,9 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
         let size = size_name(n);
         let interval = plan.interval;
         let url = seed::seeded_copy(Backend::Sqlite, &spec(n, interval, &ok_target), "ok").await?;
+        let fleet_cpu = sys::cpu_time(fleet.pid());
         let mut run = run_daemon(&fleet, &url, n, interval, CYCLES, true, false).await?;
+        let fleet_cpu = sys::cpu_time(fleet.pid()).saturating_sub(fleet_cpu);
         seed::release(&url).await;
         let short = run.shortfall(&format!("SQLite {size}"), n);
         outcome.notes.extend(short.clone());
@@ -423,9 +425,11 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
             );
             outcome.notes.push(format!(
                 "F1 {size}: daemon RSS {:.0} MiB after {CYCLES} check cycles at {interval} s \
-                 (empty daemon {:.0} MiB)",
+                 (empty daemon {:.0} MiB); the target fleet used {:.1} CPU-s meanwhile (not \
+                 counted anywhere)",
                 run.rss_kib as f64 / 1024.0,
-                empty_rss as f64 / 1024.0
+                empty_rss as f64 / 1024.0,
+                fleet_cpu.as_secs_f64()
             ));
 
             // F2.
