@@ -41,11 +41,13 @@ pub fn status_value(status: Status) -> u8 {
     Status::ALL.iter().position(|s| *s == status).unwrap_or(0) as u8
 }
 
-#[derive(Debug)]
+/// One integration's series. Cheap to clone (the label set is shared), so renders copy the
+/// table out and format it without the lock that every check result takes.
+#[derive(Debug, Clone)]
 struct Series {
     /// `tenant="…",integration="…",name="…",type="…",provider="…"`, escaped.
-    labels: String,
-    tenant: String,
+    labels: Arc<str>,
+    tenant: Arc<str>,
     status: u8,
     up: Option<bool>,
     duration: Option<f64>,
@@ -145,9 +147,19 @@ impl IntegrationGauges {
     /// Makes the set of integrations exactly `rows`: removes the others, adds new ones and
     /// updates labels and status. Live values (`up`, duration, uptime) of kept ones stay.
     pub fn sync(&self, rows: Vec<IntegrationLabels>) {
-        let mut fresh: HashMap<Uuid, IntegrationLabels> = rows
+        // Everything per row that costs (escaping, parsing, allocating) happens before the
+        // lock: every check result takes it, and a worker thread blocked on it is a late check.
+        let mut fresh: HashMap<Uuid, Prepared> = rows
             .into_iter()
-            .map(|row| (row.integration_id, row))
+            .map(|row| {
+                let prepared = Prepared {
+                    status: Status::from_str(&row.status).map_or(0, status_value),
+                    labels: label_set(&row).into(),
+                    tenant: row.tenant_id.into(),
+                    last_test_success: row.last_test_success,
+                };
+                (row.integration_id, prepared)
+            })
             .collect();
         let mut table = self.lock();
         let before = table.series.len();
@@ -158,8 +170,12 @@ impl IntegrationGauges {
         let mut status_changed = false;
         let mut up_changed = false;
         for (id, row) in fresh.drain() {
-            let status = Status::from_str(&row.status).map_or(0, status_value);
-            let labels = label_set(&row);
+            let Prepared {
+                status,
+                labels,
+                tenant,
+                last_test_success,
+            } = row;
             match table.series.get_mut(&id) {
                 Some(series) => {
                     if series.status != status {
@@ -168,11 +184,11 @@ impl IntegrationGauges {
                     }
                     if series.labels != labels {
                         series.labels = labels;
-                        series.tenant = row.tenant_id;
+                        series.tenant = tenant;
                         set_changed = true;
                     }
-                    if series.up.is_none() && row.last_test_success.is_some() {
-                        series.up = row.last_test_success;
+                    if series.up.is_none() && last_test_success.is_some() {
+                        series.up = last_test_success;
                         up_changed = true;
                     }
                 }
@@ -182,9 +198,9 @@ impl IntegrationGauges {
                         id,
                         Series {
                             labels,
-                            tenant: row.tenant_id,
+                            tenant,
                             status,
-                            up: row.last_test_success,
+                            up: last_test_success,
                             duration: None,
                             uptime: Uptime::default(),
                         },
@@ -211,7 +227,7 @@ impl IntegrationGauges {
     }
 
     /// `(id, tenant)` of every integration with series, for the uptime pass.
-    fn ids(&self) -> Vec<(Uuid, String)> {
+    fn ids(&self) -> Vec<(Uuid, Arc<str>)> {
         self.lock()
             .series
             .iter()
@@ -230,14 +246,27 @@ impl IntegrationGauges {
     /// Appends `catalogd_integrations` and, when on, the per-integration family every check
     /// result changes (the last duration).
     pub fn render_live(&self, out: &mut String) {
-        let table = self.lock();
+        // Copied out under the lock, formatted without it.
+        let (counts, durations): (Vec<StatusCount>, Vec<(Arc<str>, f64)>) = {
+            let table = self.lock();
+            let durations = if self.per_integration {
+                table
+                    .series
+                    .values()
+                    .filter_map(|s| Some((s.labels.clone(), s.duration?)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (table.counts.clone(), durations)
+        };
         family(
             out,
             names::INTEGRATIONS,
             "gauge",
             "Integrations per tenant and status.",
         );
-        for count in &table.counts {
+        for count in &counts {
             let _ = writeln!(
                 out,
                 "{}{{tenant=\"{}\",status=\"{}\"}} {}",
@@ -247,28 +276,24 @@ impl IntegrationGauges {
                 count.count
             );
         }
-        if !self.per_integration || table.series.is_empty() {
+        if durations.is_empty() {
             return;
         }
-        out.reserve(
-            table.series.len() * (table.series.values().next().map_or(0, |s| s.labels.len()) + 60),
-        );
+        out.reserve(durations.len() * (durations[0].0.len() + 60));
         family(
             out,
             names::INTEGRATION_CHECK_DURATION,
             "gauge",
             "Duration of the integration's last health check, in seconds.",
         );
-        for s in table.series.values() {
-            if let Some(duration) = s.duration {
-                series_line(
-                    out,
-                    names::INTEGRATION_CHECK_DURATION,
-                    &s.labels,
-                    "",
-                    duration,
-                );
-            }
+        for (labels, duration) in &durations {
+            series_line(
+                out,
+                names::INTEGRATION_CHECK_DURATION,
+                labels,
+                "",
+                *duration,
+            );
         }
     }
 
@@ -281,11 +306,25 @@ impl IntegrationGauges {
         }
         // One renderer at a time: concurrent scrapes after a change wait for one render.
         let mut cached = self.stable.lock().unwrap_or_else(|e| e.into_inner());
-        let table = self.lock();
-        if table.series.is_empty() {
-            return Vec::new();
-        }
-        let generations = [table.up_generation, table.generation];
+        let (generations, series) = {
+            let table = self.lock();
+            if table.series.is_empty() {
+                return Vec::new();
+            }
+            let generations = [table.up_generation, table.generation];
+            let fresh = cached
+                .iter()
+                .zip(generations)
+                .all(|(c, g)| c.as_ref().is_some_and(|c| c.generation == g));
+            // A copy of the series only when something is rendered again; formatting (and
+            // compressing) then happens without the table lock.
+            let series: Vec<Series> = if fresh {
+                Vec::new()
+            } else {
+                table.series.values().cloned().collect()
+            };
+            (generations, series)
+        };
         let mut parts = Vec::with_capacity(2);
         for (which, generation) in generations.into_iter().enumerate() {
             if let Some(stable) = cached[which]
@@ -299,9 +338,9 @@ impl IntegrationGauges {
                 .as_ref()
                 .map_or(0, |s| s.text.len() + s.text.len() / 8);
             let text = if which == 0 {
-                render_up(&table, capacity)
+                render_up(&series, capacity)
             } else {
-                render_status_and_uptime(&table, capacity)
+                render_status_and_uptime(&series, capacity)
             };
             let stable = Arc::new(Stable {
                 generation,
@@ -315,7 +354,7 @@ impl IntegrationGauges {
     }
 }
 
-fn render_up(table: &Table, capacity: usize) -> String {
+fn render_up(series: &[Series], capacity: usize) -> String {
     let mut out = String::with_capacity(capacity);
     family(
         &mut out,
@@ -323,7 +362,7 @@ fn render_up(table: &Table, capacity: usize) -> String {
         "gauge",
         "1 if the integration's last health check succeeded, 0 if it failed.",
     );
-    for s in table.series.values() {
+    for s in series {
         if let Some(up) = s.up {
             series_line(
                 &mut out,
@@ -337,7 +376,7 @@ fn render_up(table: &Table, capacity: usize) -> String {
     out
 }
 
-fn render_status_and_uptime(table: &Table, capacity: usize) -> String {
+fn render_status_and_uptime(series: &[Series], capacity: usize) -> String {
     let mut out = String::with_capacity(capacity);
     family(
         &mut out,
@@ -345,7 +384,7 @@ fn render_status_and_uptime(table: &Table, capacity: usize) -> String {
         "gauge",
         "Lifecycle status: 0 draft, 1 pending_verification, 2 active, 3 degraded, 4 failed, 5 paused.",
     );
-    for s in table.series.values() {
+    for s in series {
         series_line(
             &mut out,
             names::INTEGRATION_STATUS,
@@ -360,7 +399,7 @@ fn render_status_and_uptime(table: &Table, capacity: usize) -> String {
         "gauge",
         "Share of successful health checks over the window, from the health history.",
     );
-    for s in table.series.values() {
+    for s in series {
         for (window, ratio) in s.uptime.by_window() {
             if let Some(ratio) = ratio {
                 let window = match window {
@@ -406,6 +445,14 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 fn series_line(out: &mut String, name: &str, labels: &str, extra: &str, value: f64) {
     let _ = writeln!(out, "{name}{{{labels}{extra}}} {value}");
+}
+
+/// A row of the store, made ready for [`Series`] before the table lock is taken.
+struct Prepared {
+    status: u8,
+    labels: Arc<str>,
+    tenant: Arc<str>,
+    last_test_success: Option<bool>,
 }
 
 fn label_set(row: &IntegrationLabels) -> String {
