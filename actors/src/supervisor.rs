@@ -7,7 +7,7 @@
 //! supervisor when any child exits; this one overrides it. Children are kept in a typed map
 //! keyed by integration id, never in ractor's global name registry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -85,6 +85,12 @@ pub(crate) struct SupervisorState<T> {
     initial: Option<Option<Uuid>>,
     /// The page `Engine::start` loaded, spawned by the first `SpawnPage`.
     first_page: Vec<MonitorSpec<T>>,
+    /// The next page of the initial spawn, loading while this one spawns.
+    prefetch: Option<tokio::task::JoinHandle<Result<Vec<MonitorSpec<T>>, PortError>>>,
+    /// Integrations a notification was handled for during the initial spawn: that handler
+    /// already spawned, reconfigured or stopped them with what it loaded, so a prefetched
+    /// (possibly older) copy of them is not spawned.
+    touched: HashSet<Uuid>,
     reconciling: bool,
     spawned: watch::Sender<bool>,
 }
@@ -131,6 +137,8 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
             restarts: HashMap::new(),
             initial: Some(None),
             first_page: args.first_page,
+            prefetch: None,
+            touched: HashSet::new(),
             reconciling: false,
             spawned: args.spawned,
         })
@@ -167,9 +175,15 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SupervisorMsg::Changed { id, check_now } => {
+                if state.initial.is_some() {
+                    state.touched.insert(id);
+                }
                 self.changed(&myself, state, id, check_now).await;
             }
             SupervisorMsg::Deleted { id } => {
+                if state.initial.is_some() {
+                    state.touched.insert(id);
+                }
                 self.stop_child(state, id);
                 state.restarts.remove(&id);
             }
@@ -238,8 +252,11 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
 impl<T: Send + Sync + 'static> Supervisor<T> {
     /// Spawns the next page of the initial fleet, then queues the page after it.
     ///
-    /// Each page is loaded when it is spawned, so an integration deleted before its page
-    /// comes is never spawned, and one deleted after is stopped by the `Deleted` that follows.
+    /// The next page loads while this one spawns (start-up is then bounded by the slower of
+    /// the two, not their sum). A page may therefore be older than notifications handled
+    /// between pages: the integrations they named are in `touched` and skipped here, because
+    /// their handler already acted on a fresh load. One deleted after its page spawned is
+    /// stopped by the `Deleted` that follows.
     async fn spawn_page(
         &self,
         myself: &ActorRef<SupervisorMsg>,
@@ -251,7 +268,13 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
         let page = if after.is_none() {
             std::mem::take(&mut state.first_page)
         } else {
-            match self.context.ledger.monitored_page(after, SPAWN_PAGE).await {
+            let loaded = match state.prefetch.take() {
+                Some(prefetch) => prefetch.await.unwrap_or_else(|e| {
+                    Err(PortError::Unavailable(format!("page load task: {e}")))
+                }),
+                None => self.context.ledger.monitored_page(after, SPAWN_PAGE).await,
+            };
+            match loaded {
                 Ok(page) => page,
                 Err(error) => {
                     let retry = self.options.restart_backoff_base;
@@ -263,8 +286,17 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
         };
         let last = page.last().map(|spec| spec.integration_id);
         let exhausted = page.len() < SPAWN_PAGE;
+        if let (Some(last), false) = (last, exhausted) {
+            let ledger = self.context.ledger.clone();
+            state.prefetch = Some(tokio::spawn(async move {
+                ledger.monitored_page(Some(last), SPAWN_PAGE).await
+            }));
+        }
         for spec in page {
             let id = spec.integration_id;
+            if state.touched.contains(&id) {
+                continue;
+            }
             // A notification handled between pages may already have spawned it, or it may
             // have crashed already and be waiting for its restart.
             let waiting = state.restart_pending(id);
@@ -283,6 +315,7 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
             }
             _ => {
                 state.initial = None;
+                state.touched = HashSet::new();
                 state.spawned.send_replace(true);
                 tracing::info!(
                     actors = state.children.len(),
