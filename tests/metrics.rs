@@ -244,7 +244,7 @@ fn start_prometheus(metrics_url: &str) -> Prometheus {
         ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
         .spawn()
         .expect("prometheus is installed");
     Prometheus {
@@ -498,6 +498,43 @@ async fn every_state_scraped_checked_and_every_expression_evaluated() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Recording rules have data only once their group has been evaluated after those
+    // scrapes; on a loaded machine that can lag the scrapes by seconds. Wait for an
+    // evaluation of every rule that started after this point, and healthy.
+    let scraped = chrono::Utc::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rules: Value = client
+            .get(format!("{}/api/v1/rules", prometheus.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let all: Vec<&Value> = rules["data"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+            .collect();
+        let evaluated = !all.is_empty()
+            && all.iter().all(|rule| {
+                rule["health"] == "ok"
+                    && rule["lastEvaluation"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .is_some_and(|t| t > scraped)
+            });
+        if evaluated {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never evaluated every rule after scraping: {rules}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     let relay_absent: Vec<&str> = RELAY_METRICS
         .iter()
@@ -555,7 +592,31 @@ async fn every_state_scraped_checked_and_every_expression_evaluated() {
         checks.len(),
         allowed.len()
     );
-    assert!(failures.is_empty(), "{failures:#?}");
+    if !failures.is_empty() {
+        // What Prometheus saw of the target and logged, to tell a failed scrape from a rule
+        // that was not evaluated.
+        let targets = client
+            .get(format!("{}/api/v1/targets", prometheus.url))
+            .send()
+            .await
+            .ok();
+        let targets = match targets {
+            Some(r) => r.text().await.unwrap_or_default(),
+            None => String::new(),
+        };
+        let rules = client
+            .get(format!("{}/api/v1/rules", prometheus.url))
+            .send()
+            .await
+            .ok();
+        let rules = match rules {
+            Some(r) => r.text().await.unwrap_or_default(),
+            None => String::new(),
+        };
+        let log = std::fs::read_to_string(prometheus._dir.path().join("prometheus.log"))
+            .unwrap_or_default();
+        panic!("{failures:#?}\ntargets: {targets}\nrules: {rules}\nprometheus log:\n{log}");
+    }
     // The allow-list stays small and explicit: only whole alerts and relay metrics.
     assert!(allowed
         .iter()
