@@ -334,6 +334,34 @@ const NAIVE_INSERT: &str = "INSERT INTO check_results (integration_id, checked_a
 const NAIVE_UPDATE: &str = "UPDATE integrations SET last_tested_at = $1, last_test_success = TRUE, \
      consecutive_failures = 0, consecutive_successes = $2 WHERE integration_id = $3 AND version = $4";
 
+/// One naive write (an INSERT of the result, an UPDATE of the integration) after another
+/// until `run_for` has passed; `$time` is how the backend stores `checked_at`.
+macro_rules! naive_loop {
+    ($pool:ident, $began:ident, $run_for:ident, $fleet:ident, $n:ident, $time:expr) => {{
+        let time = $time;
+        while $began.elapsed() < $run_for {
+            let (id, version) = $fleet.ids[$n % $fleet.ids.len()];
+            let at = Utc::now();
+            sqlx::query(NAIVE_INSERT)
+                .bind(id)
+                .bind(time(at))
+                .bind(12_345)
+                .bind(250)
+                .execute(&$pool)
+                .await?;
+            sqlx::query(NAIVE_UPDATE)
+                .bind(at)
+                .bind($n as i64)
+                .bind(id)
+                .bind(version)
+                .execute(&$pool)
+                .await?;
+            $n += 1;
+        }
+        $pool.close().await;
+    }};
+}
+
 /// Results per second of the naive writer (one connection, as one writer task would).
 async fn naive_rate(
     backend: Backend,
@@ -353,52 +381,19 @@ async fn naive_rate(
                 .max_connections(1)
                 .connect_with(connect)
                 .await?;
-            while began.elapsed() < run_for {
-                let (id, version) = fleet.ids[n % fleet.ids.len()];
-                let at = Utc::now();
-                sqlx::query(NAIVE_INSERT)
-                    .bind(id)
-                    .bind(at.timestamp_micros())
-                    .bind(12_345)
-                    .bind(250)
-                    .execute(&pool)
-                    .await?;
-                sqlx::query(NAIVE_UPDATE)
-                    .bind(at)
-                    .bind(n as i64)
-                    .bind(id)
-                    .bind(version)
-                    .execute(&pool)
-                    .await?;
-                n += 1;
-            }
-            pool.close().await;
+            naive_loop!(pool, began, run_for, fleet, n, |at: chrono::DateTime<
+                Utc,
+            >| at
+                .timestamp_micros());
         }
         Backend::Postgres => {
             let pool = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(1)
                 .connect(url)
                 .await?;
-            while began.elapsed() < run_for {
-                let (id, version) = fleet.ids[n % fleet.ids.len()];
-                let at = Utc::now();
-                sqlx::query(NAIVE_INSERT)
-                    .bind(id)
-                    .bind(at)
-                    .bind(12_345)
-                    .bind(250)
-                    .execute(&pool)
-                    .await?;
-                sqlx::query(NAIVE_UPDATE)
-                    .bind(at)
-                    .bind(n as i64)
-                    .bind(id)
-                    .bind(version)
-                    .execute(&pool)
-                    .await?;
-                n += 1;
-            }
-            pool.close().await;
+            naive_loop!(pool, began, run_for, fleet, n, |at: chrono::DateTime<
+                Utc,
+            >| at);
         }
     }
     Ok(n as f64 / began.elapsed().as_secs_f64())
