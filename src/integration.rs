@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::events::EventCause;
+use crate::cloudevents::EventCause;
 
 /// The kinds of system an integration points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -258,7 +258,7 @@ impl Integration {
 
 /// Who is making a change, and why. Recorded in the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
+pub struct Author {
     pub tenant_id: String,
     pub subject: String,
 }
@@ -346,7 +346,7 @@ pub fn created(integration: &Integration) -> AuditRecord {
 pub fn apply_change(
     current: &Integration,
     change: Change,
-    actor: &Actor,
+    author: &Author,
     defaults: Thresholds,
     now: DateTime<Utc>,
 ) -> Result<Applied, ChangeError> {
@@ -391,16 +391,16 @@ pub fn apply_change(
     }
     next.version = current.version + 1;
     next.modified_at = now;
-    next.modified_by = actor.subject.clone();
+    next.modified_by = author.subject.clone();
     let cause = EventCause {
         previous_status: Some(current.status),
         reason: reason.clone(),
-        actor: actor.subject.clone(),
+        actor: author.subject.clone(),
         ..EventCause::default()
     };
     let audit = AuditRecord {
         tenant_id: current.tenant_id.clone(),
-        actor: actor.subject.clone(),
+        actor: author.subject.clone(),
         action: action.to_owned(),
         target_id: current.integration_id,
         before: Some(current.audit_summary()),

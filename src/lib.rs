@@ -5,8 +5,8 @@
 //! - [`cli`]: the `catalogd` command line (serve, migrate, token, audit verify).
 //! - [`config`]: layered configuration (defaults, TOML file, `CATALOGD__*` env overrides).
 //! - [`startup`]: builds the application from a configuration and runs it until shutdown.
-//! - [`engine`]: how API changes reach the monitor actors.
-//! - [`events`]: lifecycle events as CloudEvents, written to the outbox at commit time.
+//! - [`monitoring`]: the ledger the monitor actors persist through, and how API changes reach them.
+//! - [`cloudevents`]: lifecycle events as CloudEvents, written to the outbox at commit time.
 //! - [`integration`]: the integration resource and the pure rules for changing it.
 //! - [`validation`]: checks a user-supplied spec before it reaches the store.
 //! - [`providers`]: the known provider names.
@@ -28,15 +28,15 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cloudevents;
 pub mod config;
 pub mod connectors;
 pub mod control;
 pub mod egress;
-pub mod engine;
-pub mod events;
 pub mod http;
 pub mod integration;
 pub mod metrics;
+pub mod monitoring;
 pub mod nats;
 pub mod operations;
 pub mod providers;

@@ -25,7 +25,7 @@ use crate::connectors::{ConnectionTestReport, Target};
 use crate::http::cursor::{self, ListCursor, PageBody};
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use crate::integration::{Actor, Change, Integration, IntegrationType};
+use crate::integration::{Author, Change, Integration, IntegrationType};
 use crate::store::history::{Health, LastCheck, Uptime};
 use crate::store::ListQuery;
 use crate::validation;
@@ -186,8 +186,8 @@ pub fn describe_serde_message(message: &str) -> Option<String> {
 }
 
 /// Who made a change, for the audit trail.
-pub fn actor(principal: &Principal) -> Actor {
-    Actor {
+pub fn author(principal: &Principal) -> Author {
+    Author {
         tenant_id: principal.tenant_id.clone(),
         subject: principal.subject.clone(),
     }
@@ -442,7 +442,7 @@ pub async fn test(
     state
         .store
         .record_test(
-            &actor(principal),
+            &author(principal),
             id,
             &result,
             report.success,
@@ -536,7 +536,7 @@ async fn transition(
     let now = state.clock.now();
     let integration = state
         .store
-        .change(&actor(principal), id, change, now)
+        .change(&author(principal), id, change, now)
         .await?
         .ok_or(ApiError::Internal)?;
     // Submit runs the verification test at once; resume checks at once (DESIGN §4).

@@ -56,8 +56,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::cloudevents::SUBJECT_PREFIX;
 use crate::config::{EventsConfig, JetStreamMode};
-use crate::events::SUBJECT_PREFIX;
 use crate::store::outbox::{Handoff, OutboxPosition, OutboxStore, PendingEvent};
 
 /// How the relay publishes, from `[events]`.
@@ -111,7 +111,7 @@ impl Default for RelayOptions {
 
 /// The relay's counters, for `/metrics` and tests.
 #[derive(Debug, Default)]
-pub struct RelayStats {
+pub struct RelayCounters {
     backlog: AtomicU64,
     published: AtomicU64,
     duplicates: AtomicU64,
@@ -121,7 +121,7 @@ pub struct RelayStats {
     publish_micros_sum: AtomicU64,
 }
 
-impl RelayStats {
+impl RelayCounters {
     /// Unpublished events at the last sweep (`catalogd_outbox_backlog`).
     pub fn backlog(&self) -> u64 {
         self.backlog.load(Ordering::Relaxed)
@@ -146,7 +146,7 @@ impl RelayStats {
     pub fn jetstream(&self) -> bool {
         self.jetstream.load(Ordering::Relaxed)
     }
-    /// Total seconds from publish to ack (or flush) over [`RelayStats::published`] events.
+    /// Total seconds from publish to ack (or flush) over [`RelayCounters::published`] events.
     pub fn publish_seconds_sum(&self) -> f64 {
         self.publish_micros_sum.load(Ordering::Relaxed) as f64 / 1e6
     }
@@ -156,7 +156,7 @@ impl RelayStats {
 #[derive(Debug, Clone, Default)]
 pub struct RelayHandle {
     wake: Arc<Notify>,
-    stats: Arc<RelayStats>,
+    counters: Arc<RelayCounters>,
 }
 
 impl RelayHandle {
@@ -166,8 +166,8 @@ impl RelayHandle {
         self.wake.notify_one();
     }
 
-    pub fn stats(&self) -> &Arc<RelayStats> {
-        &self.stats
+    pub fn counters(&self) -> &Arc<RelayCounters> {
+        &self.counters
     }
 }
 
@@ -212,7 +212,7 @@ impl Relay {
     ) -> Relay {
         let handle = RelayHandle {
             wake,
-            stats: Arc::default(),
+            counters: Arc::default(),
         };
         let (stop, stopped) = watch::channel(false);
         let (marks, marks_received) = mpsc::unbounded_channel();
@@ -405,7 +405,10 @@ impl Worker {
         self.in_flight.clear();
         let _ = tokio::time::timeout(limit, self.pass_logged()).await;
         self.update_backlog().await;
-        tracing::debug!(backlog = self.handle.stats.backlog(), "event relay stopped");
+        tracing::debug!(
+            backlog = self.handle.counters.backlog(),
+            "event relay stopped"
+        );
     }
 
     /// The fast path: events handed over right after their commits, published at once when
@@ -505,7 +508,10 @@ impl Worker {
         match result {
             Ok(duplicate) => {
                 if duplicate {
-                    self.handle.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    self.handle
+                        .counters
+                        .duplicates
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 self.observe(&event, started.elapsed());
                 self.mark(&[event.event_id]);
@@ -529,7 +535,10 @@ impl Worker {
             Err(error) => {
                 // This event and those behind it stay in the outbox; the next sweep resumes
                 // the integration at this one.
-                self.handle.stats.failures.fetch_add(1, Ordering::Relaxed);
+                self.handle
+                    .counters
+                    .failures
+                    .fetch_add(1, Ordering::Relaxed);
                 self.next.insert(id, event.sequence);
                 self.in_flight.remove(&id);
                 self.publisher = None;
@@ -544,7 +553,10 @@ impl Worker {
     async fn update_backlog(&self) {
         match self.outbox.backlog().await {
             Ok(backlog) => {
-                self.handle.stats.backlog.store(backlog, Ordering::Relaxed);
+                self.handle
+                    .counters
+                    .backlog
+                    .store(backlog, Ordering::Relaxed);
                 metrics::gauge!("catalogd_outbox_backlog").set(backlog as f64);
             }
             Err(error) => tracing::warn!(%error, "event relay: cannot count the outbox backlog"),
@@ -661,7 +673,10 @@ impl Worker {
     /// else core NATS.
     async fn choose_publisher(&self, client: &Client) -> Result<Publisher, PassError> {
         if self.options.jetstream == JetStreamMode::Off {
-            self.handle.stats.jetstream.store(false, Ordering::Relaxed);
+            self.handle
+                .counters
+                .jetstream
+                .store(false, Ordering::Relaxed);
             return Ok(Publisher::Core(client.clone()));
         }
         let context = jetstream::ContextBuilder::new()
@@ -671,7 +686,10 @@ impl Worker {
         // account-info request is not used: its reply differs between server versions).
         let core = || {
             tracing::info!("no JetStream on the NATS server: events go to core NATS, best effort");
-            self.handle.stats.jetstream.store(false, Ordering::Relaxed);
+            self.handle
+                .counters
+                .jetstream
+                .store(false, Ordering::Relaxed);
             Ok(Publisher::Core(client.clone()))
         };
         let name = &self.options.stream;
@@ -721,7 +739,10 @@ impl Worker {
                 },
             }
         }
-        self.handle.stats.jetstream.store(true, Ordering::Relaxed);
+        self.handle
+            .counters
+            .jetstream
+            .store(true, Ordering::Relaxed);
         Ok(Publisher::JetStream(context))
     }
 
@@ -769,7 +790,10 @@ impl Worker {
                 match result {
                     Ok(ack) => {
                         if ack.duplicate {
-                            self.handle.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                            self.handle
+                                .counters
+                                .duplicates
+                                .fetch_add(1, Ordering::Relaxed);
                         }
                         self.observe(&event, started.elapsed());
                         self.next.insert(event.integration_id, event.sequence + 1);
@@ -780,7 +804,10 @@ impl Worker {
                         }
                     }
                     Err(error) => {
-                        self.handle.stats.failures.fetch_add(1, Ordering::Relaxed);
+                        self.handle
+                            .counters
+                            .failures
+                            .fetch_add(1, Ordering::Relaxed);
                         self.next.insert(event.integration_id, event.sequence);
                         blocked.insert(event.integration_id);
                         queue.clear();
@@ -841,7 +868,10 @@ impl Worker {
     }
 
     fn core_failure(&self, message: String) -> PassError {
-        self.handle.stats.failures.fetch_add(1, Ordering::Relaxed);
+        self.handle
+            .counters
+            .failures
+            .fetch_add(1, Ordering::Relaxed);
         PassError::Nats(format!("core NATS {message}"))
     }
 
@@ -855,9 +885,9 @@ impl Worker {
     }
 
     fn observe(&self, event: &PendingEvent, elapsed: Duration) {
-        let stats = &self.handle.stats;
-        stats.published.fetch_add(1, Ordering::Relaxed);
-        stats.publish_micros_sum.fetch_add(
+        let counters = &self.handle.counters;
+        counters.published.fetch_add(1, Ordering::Relaxed);
+        counters.publish_micros_sum.fetch_add(
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
@@ -889,7 +919,7 @@ impl Worker {
             match self.outbox.prune(before, self.options.prune_batch).await {
                 Ok(deleted) => {
                     self.handle
-                        .stats
+                        .counters
                         .pruned
                         .fetch_add(deleted, Ordering::Relaxed);
                     if deleted < u64::from(self.options.prune_batch) {

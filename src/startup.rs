@@ -7,16 +7,16 @@ use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use catalogd_actors::{Clock, Engine, EngineOptions, EngineStats, SystemClock};
+use catalogd_actors::{Clock, Engine, EngineCounters, EngineOptions, SystemClock};
 use tokio::net::TcpListener;
 
 use crate::auth::{Authenticator, KeySource};
 use crate::config::Config;
 use crate::connectors::{ConnectorError, Connectors, Target};
 use crate::control;
-use crate::engine::{MonitorDefaults, StoreLedger};
 use crate::http::{self, AppState};
 use crate::metrics::{self, Exporter, IntegrationGauges, Refresher};
+use crate::monitoring::{MonitorDefaults, StoreLedger};
 use crate::nats::NatsReadiness;
 use crate::relay::{Relay, RelayHandle, RelayOptions};
 use crate::store::history::HistoryWriter;
@@ -125,9 +125,9 @@ impl Application {
         let metrics_listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Listen { addr, source })?;
-        let exporter = Exporter::new(engine.stats(), gauges.clone());
+        let exporter = Exporter::new(engine.counters(), gauges.clone());
         let refresher = Refresher {
-            stats: database.stats(),
+            census: database.census(),
             history: history.clone(),
             gauges,
             clock: clock.clone(),
@@ -189,8 +189,8 @@ impl Application {
     }
 
     /// The engine's counters: running actors, restarts, checks.
-    pub fn engine_stats(&self) -> Arc<EngineStats> {
-        self.engine.stats()
+    pub fn engine_stats(&self) -> Arc<EngineCounters> {
+        self.engine.counters()
     }
 
     /// Wakes the outbox relay after a commit; its counters.

@@ -11,8 +11,8 @@ use clap::Args;
 use futures_util::StreamExt;
 use serde_json::Value;
 
+use crate::cloudevents::SUBJECT_PREFIX;
 use crate::config::NatsConfig;
-use crate::events::SUBJECT_PREFIX;
 
 /// The lifecycle event kinds (`integration.<kind>`).
 pub const KINDS: [&str; 8] = [

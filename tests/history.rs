@@ -20,7 +20,7 @@ use uuid::Uuid;
 use catalogd::auth::SCOPE_READ;
 use catalogd::config::Config;
 use catalogd::integration::{
-    Actor, Change, HealthCheck, Integration, IntegrationSpec, IntegrationType,
+    Author, Change, HealthCheck, Integration, IntegrationSpec, IntegrationType,
 };
 use catalogd::startup::{store_options, Application};
 use catalogd::store::history::{
@@ -233,7 +233,7 @@ async fn writer_batches_thousands_of_results_into_few_statements(backend: Backen
     }
     let probe = writer.clone();
     writer.close().await;
-    let stats = probe.stats();
+    let stats = probe.counters();
     assert_eq!(
         (
             stats.written,
@@ -290,8 +290,8 @@ async fn writer_flushes_on_interval_on_size_and_on_close(backend: Backend) {
     for minute in 0..3 {
         record(&timed, minute);
     }
-    eventually("the interval flush", || timed.stats().written == 3).await;
-    assert!(timed.stats().batches <= 3);
+    eventually("the interval flush", || timed.counters().written == 3).await;
+    assert!(timed.counters().batches <= 3);
     timed.clone().close().await;
 
     // On size: 250 results with batches of 100 and an interval that never comes.
@@ -307,31 +307,31 @@ async fn writer_flushes_on_interval_on_size_and_on_close(backend: Backend) {
     for minute in 100..350 {
         record(&sized, minute);
     }
-    eventually("two full batches", || sized.stats().written == 200).await;
+    eventually("two full batches", || sized.counters().written == 200).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let stats = sized.stats();
+    let stats = sized.counters();
     assert_eq!((stats.written, stats.batches), (200, 2), "{stats:?}");
     assert_eq!(db.count("check_results").await, 203);
 
     // An explicit flush writes the rest now; close writes what came after it.
     record(&sized, 400);
     sized.flush().await;
-    assert_eq!(sized.stats().written, 251);
+    assert_eq!(sized.counters().written, 251);
     record(&sized, 401);
     let probe = sized.clone();
     sized.close().await;
-    let stats = probe.stats();
+    let stats = probe.counters();
     assert_eq!((stats.written, stats.batches), (252, 4), "{stats:?}");
     assert_eq!(db.count("check_results").await, 255);
     // After close, results are dropped and counted, never blocking.
     record(&probe, 500);
-    assert_eq!(probe.stats().dropped, 1);
+    assert_eq!(probe.counters().dropped, 1);
 }
 
 async fn stale_versions_never_overwrite_observations(backend: Backend) {
     let db = backend.fresh().await;
     let created = db.create("acme", "guarded").await;
-    let actor = Actor {
+    let actor = Author {
         tenant_id: "acme".to_owned(),
         subject: "bob".to_owned(),
     };
@@ -360,7 +360,7 @@ async fn stale_versions_never_overwrite_observations(backend: Backend) {
         (0, None),
         "a stale batch leaves the row alone"
     );
-    assert_eq!(writer.stats().stale, 1);
+    assert_eq!(writer.counters().stale, 1);
 
     // At the current version: applied, without bumping it.
     let t1 = t0 + TimeDelta::minutes(1);
@@ -401,7 +401,7 @@ async fn stale_versions_never_overwrite_observations(backend: Backend) {
         ("renamed", updated.version)
     );
     assert_eq!(row.consecutive_failures, updated.consecutive_failures);
-    assert_eq!(writer.stats().stale, 2);
+    assert_eq!(writer.counters().stale, 2);
     // The results themselves are history either way.
     assert_eq!(db.count("check_results").await, 3);
     writer.close().await;
@@ -1057,7 +1057,7 @@ async fn throughput_on(backend: Backend) {
     let probe = writer.clone();
     writer.close().await;
     let batched = began.elapsed();
-    let stats = probe.stats();
+    let stats = probe.counters();
     assert_eq!(
         (stats.written, stats.dropped),
         (RESULTS as u64, 0),

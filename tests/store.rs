@@ -14,7 +14,7 @@ use sqlx::{Connection, PgConnection, SqliteConnection};
 use uuid::Uuid;
 
 use catalogd::integration::{
-    Actor, Change, ChangeError, HealthCheck, Integration, IntegrationSpec, IntegrationType,
+    Author, Change, ChangeError, HealthCheck, Integration, IntegrationSpec, IntegrationType,
 };
 use catalogd::store::audit_chain::ChainProblemKind;
 use catalogd::store::{self, AuditEntry, AuditQuery, ListQuery, Store, StoreError, StoreOptions};
@@ -148,8 +148,8 @@ fn now() -> DateTime<Utc> {
     SystemClock.now()
 }
 
-fn actor(tenant: &str) -> Actor {
-    Actor {
+fn actor(tenant: &str) -> Author {
+    Author {
         tenant_id: tenant.to_owned(),
         subject: "bob".to_owned(),
     }

@@ -103,7 +103,7 @@ fn load(n: usize, interval: Duration, run: Duration) {
         let (engine, spawned) = start(&ledger).await;
         let spawned_at = SystemClock.now();
         tokio::time::sleep(run.saturating_sub(spawned)).await;
-        let checks = engine.stats().checks_started();
+        let checks = engine.counters().checks_started();
         let elapsed = started.elapsed();
         // Checks that start while a million actors are being stopped are late by design.
         let stopped_at = SystemClock.now();

@@ -15,9 +15,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::counters::EngineCounters;
 use crate::monitor::MonitorContext;
 use crate::ports::{CheckReport, Ledger, PortError, Probe};
-use crate::stats::EngineStats;
 use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, SPAWN_PAGE};
 
 /// Tuning of the supervisor and the monitors; `monitor.*` in the daemon's configuration.
@@ -61,7 +61,7 @@ pub enum EngineError {
 /// the supervisor, and after `stop` they are dropped.
 pub struct Engine<T> {
     supervisor: ActorRef<SupervisorMsg>,
-    stats: Arc<EngineStats>,
+    counters: Arc<EngineCounters>,
     spawned: watch::Receiver<bool>,
     target: PhantomData<fn() -> T>,
 }
@@ -70,7 +70,7 @@ impl<T> Clone for Engine<T> {
     fn clone(&self) -> Self {
         Engine {
             supervisor: self.supervisor.clone(),
-            stats: self.stats.clone(),
+            counters: self.counters.clone(),
             spawned: self.spawned.clone(),
             target: PhantomData,
         }
@@ -81,7 +81,7 @@ impl<T> std::fmt::Debug for Engine<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("supervisor", &self.supervisor.get_id())
-            .field("stats", &self.stats)
+            .field("counters", &self.counters)
             .finish()
     }
 }
@@ -102,14 +102,14 @@ impl<T: Send + Sync + 'static> Engine<T> {
         options: EngineOptions,
     ) -> Result<Self, EngineError> {
         let first_page = ledger.monitored_page(None, SPAWN_PAGE).await?;
-        let stats = Arc::new(EngineStats::default());
+        let counters = Arc::new(EngineCounters::default());
         let context = Arc::new(MonitorContext {
             ledger,
             probe,
             clock,
             epoch: Instant::now(),
             failed_backoff_max: options.failed_backoff_max,
-            stats: stats.clone(),
+            counters: counters.clone(),
         });
         tracing::info!("starting the monitor engine");
         let (spawned_sender, spawned) = watch::channel(false);
@@ -122,7 +122,7 @@ impl<T: Send + Sync + 'static> Engine<T> {
             .map_err(|error| EngineError::Spawn(error.to_string()))?;
         Ok(Engine {
             supervisor,
-            stats,
+            counters,
             spawned,
             target: PhantomData,
         })
@@ -170,8 +170,8 @@ impl<T: Send + Sync + 'static> Engine<T> {
     }
 
     /// Counters for metrics: restarts, running actors, checks in flight.
-    pub fn stats(&self) -> Arc<EngineStats> {
-        self.stats.clone()
+    pub fn counters(&self) -> Arc<EngineCounters> {
+        self.counters.clone()
     }
 
     /// Whether the supervisor is running (for readiness).

@@ -18,24 +18,24 @@
 //! - `supervisor` (private): keeps one monitor per monitored integration, following change
 //!   notifications, reconciling with the store, restarting crashed actors with backoff.
 //! - [`engine`]: [`Engine`], the handle the daemon holds — the API boundary of this crate.
-//! - [`stats`]: lock-free counters for the daemon's metrics.
+//! - [`counters`]: lock-free counters for the daemon's metrics.
 //! - [`testing`]: in-memory `Ledger` and `Probe` for tests and examples.
 
 pub mod clock;
+pub mod counters;
 pub mod engine;
 pub mod lifecycle;
 mod monitor;
 pub mod ports;
 pub mod schedule;
-pub mod stats;
 mod supervisor;
 pub mod testing;
 
 pub use clock::{Clock, SystemClock};
+pub use counters::EngineCounters;
 pub use engine::{Engine, EngineError, EngineOptions};
 pub use lifecycle::{
     apply, create, CheckOutcome, EventKind, FailureClass, Input, InvalidTransition, Lifecycle,
     Status, Thresholds, Transition,
 };
 pub use ports::{CheckReport, Commit, Ledger, MonitorSpec, PortError, Probe};
-pub use stats::EngineStats;

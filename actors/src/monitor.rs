@@ -17,10 +17,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
+use crate::counters::EngineCounters;
 use crate::lifecycle::{self, CheckOutcome, FailureClass, Input};
 use crate::ports::{CheckReport, Commit, Ledger, MonitorSpec, Probe};
 use crate::schedule;
-use crate::stats::EngineStats;
 use crate::supervisor::SupervisorMsg;
 
 /// The exit reason of an actor that stopped itself because its integration is gone from
@@ -37,7 +37,7 @@ pub(crate) struct MonitorContext<T> {
     /// that a restarted actor finds its slots where its predecessor left them.
     pub(crate) epoch: Instant,
     pub(crate) failed_backoff_max: Duration,
-    pub(crate) stats: Arc<EngineStats>,
+    pub(crate) counters: Arc<EngineCounters>,
 }
 
 impl<T> MonitorContext<T> {
@@ -276,7 +276,7 @@ impl<T: Send + Sync + 'static> Monitor<T> {
         let lateness = started.saturating_duration_since(context.epoch + due);
         tokio::spawn(async move {
             let result = {
-                let _in_flight = context.stats.check_started();
+                let _in_flight = context.counters.check_started();
                 run_check(context.probe.clone(), target, timeout).await
             };
             let finished = FinishedCheck {

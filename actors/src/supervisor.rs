@@ -362,7 +362,7 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
     }
 
     fn count_actors(&self, state: &SupervisorState<T>) {
-        self.context.stats.set_actors(state.children.len());
+        self.context.counters.set_actors(state.children.len());
     }
 
     async fn changed(
@@ -419,7 +419,7 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
         restarts.pending = true;
         let attempt = restarts.attempts;
         let delay = self.restart_delay(attempt);
-        self.context.stats.count_restart();
+        self.context.counters.count_restart();
         tracing::warn!(
             integration_id = %id,
             attempt,

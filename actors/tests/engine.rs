@@ -281,7 +281,7 @@ async fn submit_spawns_and_verifies_at_once_drafts_get_no_actor() {
     assert_eq!(h.engine.actor_count().await.unwrap(), 0);
     tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
     assert_eq!(h.probe.calls(submitted), 1);
-    assert_eq!(h.engine.stats().restarts(), 0);
+    assert_eq!(h.engine.counters().restarts(), 0);
     h.engine.stop().await;
 }
 
@@ -402,13 +402,13 @@ async fn an_actor_whose_integration_vanished_stops_for_good() {
     // Deleted with no notification (say, by another daemon); reconciliation is an hour away.
     h.ledger.remove(a);
     eventually("actor stopped", Duration::from_secs(2), || {
-        h.engine.stats().actors() == 0
+        h.engine.counters().actors() == 0
     })
     .await;
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(h.probe.calls(a), 1, "its first failure found the row gone");
     assert_eq!(h.engine.actor_count().await.unwrap(), 0);
-    assert_eq!(h.engine.stats().restarts(), 0);
+    assert_eq!(h.engine.counters().restarts(), 0);
     h.engine.stop().await;
 }
 
@@ -445,7 +445,7 @@ async fn a_storage_error_neither_kills_the_actor_nor_loses_the_transition() {
     );
     assert_eq!(h.probe.calls(a), 4);
     assert_eq!(h.ledger.history(a)[2].lifecycle.consecutive_failures, 3);
-    assert_eq!(h.engine.stats().restarts(), 0);
+    assert_eq!(h.engine.counters().restarts(), 0);
     h.engine.stop().await;
 }
 
@@ -582,7 +582,7 @@ async fn stop_stops_every_actor() {
         options(),
     )
     .await;
-    assert_eq!(h.engine.stats().actors(), 100);
+    assert_eq!(h.engine.counters().actors(), 100);
     tokio::time::sleep(Duration::from_secs(3)).await;
     h.engine.stop().await;
     assert!(!h.engine.is_running());
@@ -590,7 +590,7 @@ async fn stop_stops_every_actor() {
     let calls = h.probe.total_calls();
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(h.probe.total_calls(), calls);
-    assert_eq!(h.engine.stats().checks_in_flight(), 0);
+    assert_eq!(h.engine.counters().checks_in_flight(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -658,12 +658,12 @@ async fn a_panicking_probe_restarts_its_actor_with_backoff_and_nobody_else_notic
         options(),
     )
     .await;
-    let stats = h.engine.stats();
+    let counters = h.engine.counters();
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let early_restarts = stats.restarts();
+    let early_restarts = counters.restarts();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let restarts = stats.restarts();
+    let restarts = counters.restarts();
     assert!(early_restarts >= 3, "{early_restarts}");
     assert!(restarts > early_restarts);
 
@@ -671,7 +671,7 @@ async fn a_panicking_probe_restarts_its_actor_with_backoff_and_nobody_else_notic
     // (50 ms doubling to 800 ms, each restart waiting for its next 100 ms slot).
     let gaps = gaps_ms(&h.probe.call_times(panicking));
     println!("restarts: {restarts}, gaps between panics (ms): {gaps:?}");
-    let (restarts, calls) = (stats.restarts(), h.probe.calls(panicking) as u64);
+    let (restarts, calls) = (counters.restarts(), h.probe.calls(panicking) as u64);
     assert!(
         calls >= restarts && calls <= restarts + 1,
         "{calls} calls, {restarts} restarts"
@@ -739,7 +739,7 @@ async fn restart_backoff_doubles_and_resets_after_a_healthy_run() {
     assert!(gaps[4..40].iter().all(|&gap| gap == 100), "{gaps:?}");
     // After 3.6 s of healthy checks the next crash starts from the base again (not 800 ms).
     assert!(on_slot_after(gaps[40], 50), "{gaps:?}");
-    assert_eq!(h.engine.stats().restarts(), 5);
+    assert_eq!(h.engine.counters().restarts(), 5);
     assert_eq!(h.engine.actor_count().await.unwrap(), 1);
     h.engine.stop().await;
 }
@@ -777,7 +777,7 @@ async fn spawning_a_large_fleet_does_not_hold_up_notifications() {
         "{checked_after:?} vs {spawned_after:?}"
     );
     assert_eq!(engine.actor_count().await.unwrap(), fleet.len());
-    assert_eq!(engine.stats().actors(), fleet.len() as u64);
+    assert_eq!(engine.counters().actors(), fleet.len() as u64);
     engine.stop().await;
 }
 

@@ -339,7 +339,7 @@ impl TargetFleet {
 
     /// Requests served since start, read from the fleet's own counter (`GET /stats`).
     pub async fn served(&self, client: &reqwest::Client) -> anyhow::Result<u64> {
-        Ok(self.stats(client).await?.0)
+        Ok(self.counters(client).await?.0)
     }
 
     /// Forgets the distinct `/ok/{n}` paths served so far (`GET /reset`).
@@ -353,7 +353,7 @@ impl TargetFleet {
     }
 
     /// (requests served, distinct `n` of the `/ok/{n}` paths served) since start.
-    pub async fn stats(&self, client: &reqwest::Client) -> anyhow::Result<(u64, u64)> {
+    pub async fn counters(&self, client: &reqwest::Client) -> anyhow::Result<(u64, u64)> {
         let text = client
             .get(format!("http://127.0.0.1:{}/stats", self.port))
             .send()

@@ -215,7 +215,7 @@ impl From<StoreError> for ApiError {
             StoreError::Change(ChangeError::InvalidTransition(e)) => {
                 ApiError::InvalidTransition(format!("{}.", capitalize(&e.to_string())))
             }
-            StoreError::Database(e) if is_unavailable(&e) => {
+            StoreError::Unavailable(e) => {
                 tracing::error!(error = %e, "database unavailable");
                 ApiError::Unavailable
             }
@@ -224,26 +224,6 @@ impl From<StoreError> for ApiError {
                 ApiError::Internal
             }
         }
-    }
-}
-
-/// Connection-level trouble that a retry may cure, as opposed to a bug or a constraint.
-fn is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // SQLite BUSY / LOCKED; PostgreSQL connection exceptions (08xxx), too many
-            // connections, admin or crash shutdown, cannot connect now.
-            matches!(
-                code.as_ref(),
-                "5" | "6" | "53300" | "57P01" | "57P02" | "57P03"
-            ) || code.starts_with("08")
-        }),
-        _ => false,
     }
 }
 
@@ -321,9 +301,9 @@ mod tests {
 
     #[test]
     fn database_errors_never_leak() {
-        let unavailable = ApiError::from(StoreError::Database(sqlx::Error::PoolTimedOut));
+        let unavailable = ApiError::from(StoreError::from(sqlx::Error::PoolTimedOut));
         assert_eq!(unavailable.problem().status, 503);
-        let internal = ApiError::from(StoreError::Database(sqlx::Error::Protocol(
+        let internal = ApiError::from(StoreError::from(sqlx::Error::Protocol(
             "SELECT secret FROM t".into(),
         )));
         let problem = internal.problem();

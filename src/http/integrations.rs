@@ -15,7 +15,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{self, Admin, IfMatch, IntegrationPath, JsonBody, QueryParams, Reader};
 use super::AppState;
 use crate::integration::{Change, Integration};
-use crate::operations::{self, actor};
+use crate::operations::{self, author};
 use crate::validation::{self, FieldError, Rule, SpecRequest};
 
 /// Shared with the NATS control service; re-exported for the OpenAPI document.
@@ -264,7 +264,7 @@ pub async fn replace(
     let now = state.clock.now();
     match state
         .store
-        .change(&actor(&principal), id, change, now)
+        .change(&author(&principal), id, change, now)
         .await?
     {
         Some(integration) => {
@@ -306,7 +306,7 @@ pub async fn remove(
     let now = state.clock.now();
     state
         .store
-        .change(&actor(&principal), id, change, now)
+        .change(&author(&principal), id, change, now)
         .await?;
     state.engine.deleted(id);
     Ok(StatusCode::NO_CONTENT)

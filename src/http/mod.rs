@@ -27,8 +27,8 @@ use tracing::Level;
 
 use crate::auth::Authenticator;
 use crate::connectors::Connectors;
-use crate::engine::{EngineControl, MonitorDefaults};
-use crate::metrics::events::InternalEvent as _;
+use crate::metrics::internal_events::InternalEvent as _;
+use crate::monitoring::{EngineControl, MonitorDefaults};
 use crate::providers::ProviderRegistry;
 use crate::store::history::HistoryStore;
 use crate::store::Store;
@@ -119,13 +119,13 @@ pub fn router(state: AppState) -> Router {
 /// `catalogd_http_*`: method, route template (never the raw path) and status of each request.
 async fn measure(request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
-    let method = crate::metrics::events::method_label(request.method());
+    let method = crate::metrics::internal_events::method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned());
     let response = next.run(request).await;
-    crate::metrics::events::HttpRequestServed {
+    crate::metrics::internal_events::HttpRequestServed {
         method,
         route: route.as_deref().unwrap_or("unmatched"),
         status: response.status().as_u16(),

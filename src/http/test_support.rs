@@ -19,7 +19,7 @@ use super::error::PROBLEM_CONTENT_TYPE;
 use super::AppState;
 use crate::auth::{Authenticator, SCOPE_ADMIN, SCOPE_READ};
 use crate::config::AuthConfig;
-use crate::integration::{Actor, Change, CheckSummary, Integration};
+use crate::integration::{Author, Change, CheckSummary, Integration};
 use crate::providers::ProviderRegistry;
 use crate::store::{
     AuditEntry, AuditQuery, ChainReport, CheckCommit, ListQuery, Page, Store, StoreError,
@@ -41,7 +41,7 @@ impl FaultyStore {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+            return Err(StoreError::Unavailable("pool timed out".into()));
         }
         Ok(())
     }
@@ -71,13 +71,13 @@ impl Store for FaultyStore {
 
     async fn change(
         &self,
-        actor: &Actor,
+        author: &Author,
         id: Uuid,
         change: Change,
         now: DateTime<Utc>,
     ) -> Result<Option<Integration>, StoreError> {
         self.fault().await?;
-        self.inner.change(actor, id, change, now).await
+        self.inner.change(author, id, change, now).await
     }
 
     async fn list_audit(
@@ -96,7 +96,7 @@ impl Store for FaultyStore {
 
     async fn record_test(
         &self,
-        actor: &Actor,
+        author: &Author,
         id: Uuid,
         result: &Value,
         success: bool,
@@ -104,7 +104,7 @@ impl Store for FaultyStore {
     ) -> Result<(), StoreError> {
         self.fault().await?;
         self.inner
-            .record_test(actor, id, result, success, tested_at)
+            .record_test(author, id, result, success, tested_at)
             .await
     }
 
@@ -241,7 +241,7 @@ impl TestApp {
             default_interval_seconds: 60,
             body_limit_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(5),
-            engine: Arc::new(crate::engine::Detached),
+            engine: Arc::new(crate::monitoring::Detached),
             history: crate::store::history::HistoryStore::sqlite(
                 sqlx::SqlitePool::connect_lazy(&format!(
                     "sqlite://{}/catalogd.db",
@@ -260,7 +260,7 @@ impl TestApp {
                 )
                 .unwrap(),
             ),
-            monitor: crate::engine::MonitorDefaults {
+            monitor: crate::monitoring::MonitorDefaults {
                 interval: Duration::from_secs(60),
                 timeout: Duration::from_secs(10),
                 thresholds: Thresholds::default(),

@@ -24,16 +24,16 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use catalogd_actors::{CheckOutcome, Clock, EngineStats, Status};
+use catalogd_actors::{CheckOutcome, Clock, EngineCounters, Status};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::events::{GaugesRefreshFailed, GaugesRefreshed, InternalEvent};
 use super::gzip::Part;
+use super::internal_events::{GaugesRefreshFailed, GaugesRefreshed, InternalEvent};
 use super::names;
+use crate::store::census::{Census, IntegrationLabels, StatusCount};
 use crate::store::history::{HistoryStore, Uptime, UPTIME_WINDOWS};
-use crate::store::stats::{IntegrationLabels, StatsStore, StatusCount};
 use crate::store::StoreError;
 
 /// The `catalogd_integration_status` value of a status: its index in [`Status::ALL`].
@@ -422,21 +422,26 @@ fn render_status_and_uptime(series: &[Series], capacity: usize) -> String {
 }
 
 /// Appends the engine's own gauges, read at scrape time from its lock-free counters.
-pub fn render_engine(out: &mut String, stats: &EngineStats) {
+pub fn render_engine(out: &mut String, counters: &EngineCounters) {
     family(
         out,
         names::ACTORS,
         "gauge",
         "Monitor actors running (one per monitored integration).",
     );
-    let _ = writeln!(out, "{} {}", names::ACTORS, stats.actors());
+    let _ = writeln!(out, "{} {}", names::ACTORS, counters.actors());
     family(
         out,
         names::ACTOR_RESTARTS_TOTAL,
         "counter",
         "Monitor actors restarted after a failure, since start.",
     );
-    let _ = writeln!(out, "{} {}", names::ACTOR_RESTARTS_TOTAL, stats.restarts());
+    let _ = writeln!(
+        out,
+        "{} {}",
+        names::ACTOR_RESTARTS_TOTAL,
+        counters.restarts()
+    );
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -481,7 +486,7 @@ fn escape(value: &str) -> std::borrow::Cow<'_, str> {
 /// How the refresh task reads the store.
 #[derive(Clone)]
 pub struct Refresher {
-    pub stats: StatsStore,
+    pub census: Census,
     pub history: HistoryStore,
     pub gauges: IntegrationGauges,
     pub clock: Arc<dyn Clock>,
@@ -532,14 +537,14 @@ impl Refresher {
     /// (when `with_uptime`) each one's uptime ratios from the health history. Returns the
     /// integrations with series and the uptimes computed.
     pub async fn refresh_once(&self, with_uptime: bool) -> Result<(usize, usize), StoreError> {
-        self.gauges.set_counts(self.stats.counts().await?);
+        self.gauges.set_counts(self.census.counts().await?);
         if !self.gauges.per_integration() {
             return Ok((0, 0));
         }
         let mut rows = Vec::new();
         let mut after = None;
         loop {
-            let page = self.stats.page(after, PAGE).await?;
+            let page = self.census.page(after, PAGE).await?;
             let full = page.len() == PAGE as usize;
             after = page.last().map(|row| row.integration_id);
             rows.extend(page);

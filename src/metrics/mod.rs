@@ -7,10 +7,10 @@
 //! - **Counted occurrences** — checks, transitions, REST requests, and the NATS relay's
 //!   publishes — go through the `metrics` facade into one global
 //!   `metrics-exporter-prometheus` recorder, installed once per process ([`handle`]). They are
-//!   emitted only by the [`events`] types, each of which writes its log line and its metrics
+//!   emitted only by the [`internal_events`] types, each of which writes its log line and its metrics
 //!   together.
 //! - **Engine counters** (`catalogd_actors`, `catalogd_actor_restarts_total`) are read from the
-//!   engine's lock-free [`EngineStats`] at scrape time: no second bookkeeping.
+//!   engine's lock-free [`EngineCounters`] at scrape time: no second bookkeeping.
 //! - **Store-derived gauges** (`catalogd_integrations` and the per-integration series) come
 //!   from [`IntegrationGauges`], refreshed in the background by [`Refresher`]: counts and
 //!   labels every `metrics.refresh`, uptime ratios from the health history every
@@ -25,13 +25,13 @@ use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use catalogd_actors::EngineStats;
+use catalogd_actors::EngineCounters;
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-pub mod events;
 pub mod gzip;
 mod integrations;
+pub mod internal_events;
 
 pub use integrations::{render_engine, status_value, IntegrationGauges, Refresher, Stable};
 
@@ -158,12 +158,12 @@ fn describe() {
 #[derive(Clone)]
 pub struct Exporter {
     pub handle: &'static PrometheusHandle,
-    pub engine: Arc<EngineStats>,
+    pub engine: Arc<EngineCounters>,
     pub gauges: IntegrationGauges,
 }
 
 impl Exporter {
-    pub fn new(engine: Arc<EngineStats>, gauges: IntegrationGauges) -> Self {
+    pub fn new(engine: Arc<EngineCounters>, gauges: IntegrationGauges) -> Self {
         Exporter {
             handle: handle(),
             engine,

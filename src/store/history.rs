@@ -27,7 +27,7 @@
 //!
 //! [`HistoryWriter::record`] never blocks: it pushes into a bounded queue and, when that is
 //! full (the database is down or slower than the checks), drops the result and counts it in
-//! [`WriterStats::dropped`]. Memory stays bounded through a database outage; a dropped result
+//! [`WriterCounters::dropped`]. Memory stays bounded through a database outage; a dropped result
 //! loses one history row, while the integration's counters converge again with the next
 //! result because every result carries the full lifecycle, not a delta. A background task
 //! flushes every `flush_interval`, or as soon as `batch_size` results are waiting, in one
@@ -1703,7 +1703,7 @@ fn sum_by(buckets: Vec<Bucket>, step: TimeDelta) -> Vec<Bucket> {
 
 /// A snapshot of the writer's counters, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriterStats {
+pub struct WriterCounters {
     /// Results in committed batches.
     pub written: u64,
     /// Committed batches (each one INSERT and one UPDATE in one transaction).
@@ -1754,7 +1754,7 @@ pub struct HistoryWriter {
 impl std::fmt::Debug for HistoryWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HistoryWriter")
-            .field("stats", &self.stats())
+            .field("counters", &self.counters())
             .finish_non_exhaustive()
     }
 }
@@ -1814,9 +1814,9 @@ impl HistoryWriter {
         }
     }
 
-    pub fn stats(&self) -> WriterStats {
+    pub fn counters(&self) -> WriterCounters {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        WriterStats {
+        WriterCounters {
             written: load(&self.counters.written),
             batches: load(&self.counters.batches),
             dropped: load(&self.counters.dropped),

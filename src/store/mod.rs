@@ -11,17 +11,17 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::integration::{Actor, Change, ChangeError, CheckSummary, Integration, IntegrationType};
+use crate::integration::{Author, Change, ChangeError, CheckSummary, Integration, IntegrationType};
 use catalogd_actors::{EventKind, Lifecycle, Status, Thresholds};
 
 pub mod audit_chain;
+pub mod census;
 pub mod history;
 pub mod outbox;
 mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
-pub mod stats;
 
 pub use audit_chain::{AuditEntry, ChainProblem};
 
@@ -66,6 +66,8 @@ pub struct ChainReport {
     pub problem: Option<ChainProblem>,
 }
 
+/// Why a store call failed, classified by the store itself, so no caller ever looks at a
+/// driver error or a database's error codes.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("integration not found")]
@@ -76,12 +78,81 @@ pub enum StoreError {
     Change(#[from] ChangeError),
     #[error("unsupported database url (expected sqlite:// or postgres://)")]
     UnsupportedUrl,
+    /// The database is unreachable, busy, shutting down or out of connections: a retry may
+    /// cure it. The message is for the log only.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else the database reported (a bug, a failed migration). For the log only.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("migration error: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Internal(String),
+    /// A stored value this build cannot decode.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether a retry may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// The one place driver errors are classified. Undecodable values are corruption; connection
+/// trouble is unavailability; the rest is internal.
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(error.to_string()),
+            _ if is_unavailable(&error) => StoreError::Unavailable(error.to_string()),
+            _ => StoreError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        match error {
+            sqlx::migrate::MigrateError::Execute(error) => StoreError::from(error),
+            other => StoreError::Internal(format!("migration: {other}")),
+        }
+    }
+}
+
+/// Connection-level trouble that a retry may cure, as opposed to a bug or a constraint.
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // SQLite BUSY / LOCKED; PostgreSQL connection exceptions (08xxx), too many
+            // connections, admin or crash shutdown, cannot connect now.
+            matches!(
+                code.as_ref(),
+                "5" | "6" | "53300" | "57P01" | "57P02" | "57P03"
+            ) || code.starts_with("08")
+        }),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_errors_are_classified() {
+        assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(StoreError::from(sqlx::Error::PoolClosed).is_unavailable());
+        let internal = StoreError::from(sqlx::Error::Protocol("SELECT 1".into()));
+        assert!(matches!(internal, StoreError::Internal(_)), "{internal:?}");
+        let corrupt = StoreError::from(sqlx::Error::ColumnNotFound("x".into()));
+        assert!(matches!(corrupt, StoreError::Corrupt(_)), "{corrupt:?}");
+    }
 }
 
 /// Options that the store needs from the configuration.
@@ -118,7 +189,7 @@ pub trait Store: Send + Sync + 'static {
     /// result with its audit entry. Returns the new row, or `None` after a delete.
     async fn change(
         &self,
-        actor: &Actor,
+        author: &Author,
         id: Uuid,
         change: Change,
         now: DateTime<Utc>,
@@ -138,7 +209,7 @@ pub trait Store: Send + Sync + 'static {
     /// the version or the lifecycle (the owning actor applies the result as a check).
     async fn record_test(
         &self,
-        actor: &Actor,
+        author: &Author,
         id: Uuid,
         result: &serde_json::Value,
         success: bool,

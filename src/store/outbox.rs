@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::events::OutboxEvent;
+use crate::cloudevents::OutboxEvent;
 
 /// Committed events waiting in memory for the relay, at most this many: beyond it the store
 /// stops handing over and wakes the relay's sweep instead, so memory stays bounded while NATS

@@ -28,8 +28,8 @@ use super::{
     AuditEntry, AuditQuery, ChainReport, CheckCommit, ListQuery, Page, Store, StoreError,
     StoreOptions,
 };
-use crate::events::{self, EventCause, OutboxEvent};
-use crate::integration::{self, Actor, Applied, AuditRecord, Change, CheckSummary, Integration};
+use crate::cloudevents::{self, EventCause, OutboxEvent};
+use crate::integration::{self, Applied, AuditRecord, Author, Change, CheckSummary, Integration};
 use catalogd_actors::{EventKind, Lifecycle, Thresholds};
 
 /// Opens the backend named by the URL scheme and applies its migrations.
@@ -120,10 +120,10 @@ impl Database {
         }
     }
 
-    pub fn stats(&self) -> super::stats::StatsStore {
+    pub fn census(&self) -> super::census::Census {
         match self {
-            Database::Sqlite(pool, _, _) => super::stats::StatsStore::sqlite(pool.clone()),
-            Database::Postgres(pool, _) => super::stats::StatsStore::postgres(pool.clone()),
+            Database::Sqlite(pool, _, _) => super::census::Census::sqlite(pool.clone()),
+            Database::Postgres(pool, _) => super::census::Census::postgres(pool.clone()),
         }
     }
 
@@ -299,14 +299,9 @@ fn prefix_end(prefix: &str) -> Option<String> {
     None
 }
 
-/// Maps a failure to read rows: undecodable values are corruption, not a database outage.
+/// Maps a failure to read rows (classified by [`StoreError`]'s `From`).
 fn read_error(error: sqlx::Error) -> StoreError {
-    match error {
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(error.to_string()),
-        other => StoreError::Database(other),
-    }
+    StoreError::from(error)
 }
 
 /// Maps a failure to write an integration row: the only unique key a caller can hit is
@@ -314,7 +309,7 @@ fn read_error(error: sqlx::Error) -> StoreError {
 fn write_error(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(database) if database.is_unique_violation() => StoreError::NameTaken,
-        _ => StoreError::Database(error),
+        _ => StoreError::from(error),
     }
 }
 
@@ -475,7 +470,7 @@ macro_rules! sql_store {
                     .ok()
                     .and_then(|waited| now.checked_add_signed(waited))
                     .unwrap_or(now);
-                let event = events::build(kind, integration, sequence, cause, time);
+                let event = cloudevents::build(kind, integration, sequence, cause, time);
                 sqlx::query(INSERT_OUTBOX)
                     .bind(event.event_id)
                     .bind(&event.tenant_id)
@@ -752,7 +747,7 @@ macro_rules! sql_store {
 
             async fn change(
                 &self,
-                actor: &Actor,
+                author: &Author,
                 id: Uuid,
                 change: Change,
                 now: DateTime<Utc>,
@@ -766,7 +761,7 @@ macro_rules! sql_store {
                 let mut transaction = self.pool.begin_with(Self::DIALECT.begin_write).await?;
                 let row: Option<IntegrationRow> =
                     sqlx::query_as(&Self::DIALECT.locked(&SELECT_INTEGRATION))
-                        .bind(&actor.tenant_id)
+                        .bind(&author.tenant_id)
                         .bind(id)
                         .fetch_optional(&mut *transaction)
                         .await
@@ -775,7 +770,7 @@ macro_rules! sql_store {
                 let applied = integration::apply_change(
                     &current,
                     change,
-                    actor,
+                    author,
                     self.default_thresholds,
                     now,
                 )?;
@@ -847,7 +842,7 @@ macro_rules! sql_store {
 
             async fn record_test(
                 &self,
-                actor: &Actor,
+                author: &Author,
                 id: Uuid,
                 result: &serde_json::Value,
                 success: bool,
@@ -860,7 +855,7 @@ macro_rules! sql_store {
                 };
                 let mut transaction = self.pool.begin_with(Self::DIALECT.begin_write).await?;
                 let updated = sqlx::query(UPDATE_LAST_TEST)
-                    .bind(&actor.tenant_id)
+                    .bind(&author.tenant_id)
                     .bind(id)
                     .bind(tested_at)
                     .bind(success)
@@ -871,8 +866,8 @@ macro_rules! sql_store {
                     return Err(StoreError::NotFound);
                 }
                 let record = AuditRecord {
-                    tenant_id: actor.tenant_id.clone(),
-                    actor: actor.subject.clone(),
+                    tenant_id: author.tenant_id.clone(),
+                    actor: author.subject.clone(),
                     action: "integration.test".to_owned(),
                     target_id: id,
                     before: None,

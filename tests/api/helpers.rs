@@ -25,7 +25,7 @@ pub struct TestApp {
     pub database_url: String,
     pub dir: tempfile::TempDir,
     /// The monitor engine's counters (restarts, running actors).
-    pub engine_stats: Arc<catalogd_actors::EngineStats>,
+    pub engine_stats: Arc<catalogd_actors::EngineCounters>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 

@@ -225,7 +225,7 @@ async fn run_daemon(
     if wait_first_checks {
         let deadline = limit + Duration::from_secs(u64::from(interval) * 2);
         while spawned.elapsed() < deadline {
-            let (_, distinct) = fleet.stats(&client).await?;
+            let (_, distinct) = fleet.counters(&client).await?;
             run.distinct_reached = distinct;
             if distinct >= n as u64 {
                 run.to_first_checks = Some(spawned.elapsed());

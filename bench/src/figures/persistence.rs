@@ -5,7 +5,7 @@
 //! `synchronous = FULL`, WAL; PostgreSQL as configured by the shared test server).
 //!
 //! - **Results/s**: the writer with its default options (batch 5,000, flush every 1 s), fed as
-//!   fast as its queue accepts for a fixed time; persisted = committed (`WriterStats::written`).
+//!   fast as its queue accepts for a fixed time; persisted = committed (`WriterCounters::written`).
 //!   Baseline, same run and database: the naive writer, one autocommitted `INSERT` of the
 //!   result and one `UPDATE` of the integration per result (what the writer batches).
 //! - **Write lag**: results offered at a fixed rate (the 20k/s target; less in smoke) for a
@@ -112,7 +112,7 @@ async fn measure(
     let began = Instant::now();
     let mut offered = 0usize;
     while began.elapsed() < run_for {
-        let stats = writer.stats();
+        let stats = writer.counters();
         if stats.queued < room {
             for _ in 0..1000 {
                 record(&writer, &fleet, offered);
@@ -122,9 +122,9 @@ async fn measure(
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    let written = writer.stats().written;
+    let written = writer.counters().written;
     let saturated = written as f64 / began.elapsed().as_secs_f64();
-    let dropped = writer.stats().dropped;
+    let dropped = writer.counters().dropped;
     writer.close().await;
 
     // 2. Lag at a fixed rate.
@@ -139,7 +139,7 @@ async fn measure(
         std::thread::spawn(move || {
             let mut last = 0;
             while !stop.load(Ordering::Relaxed) {
-                let written = writer.stats().written;
+                let written = writer.counters().written;
                 if written != last {
                     committed.lock().unwrap().push((Instant::now(), written));
                     last = written;
@@ -162,12 +162,12 @@ async fn measure(
     }
     let offered_for = began.elapsed();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while writer.stats().written < total as u64 && Instant::now() < deadline {
+    while writer.counters().written < total as u64 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     stop.store(true, Ordering::Relaxed);
     let _ = poller.join();
-    let lag_stats = writer.stats();
+    let lag_stats = writer.counters();
     writer.close().await;
     anyhow::ensure!(
         lag_stats.written == total as u64 && lag_stats.dropped == 0,

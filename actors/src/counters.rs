@@ -5,14 +5,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
-pub struct EngineStats {
+pub struct EngineCounters {
     restarts: AtomicU64,
     actors: AtomicU64,
     checks_in_flight: AtomicU64,
     checks_started: AtomicU64,
 }
 
-impl EngineStats {
+impl EngineCounters {
     /// Monitor actors re-spawned after they failed, panicked or were killed, since start.
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
@@ -50,7 +50,7 @@ impl EngineStats {
     }
 }
 
-pub(crate) struct InFlight<'a>(&'a EngineStats);
+pub(crate) struct InFlight<'a>(&'a EngineCounters);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::connectors::Target;
 use crate::integration::{CheckSummary, Integration};
-use crate::metrics::events::{CheckCompleted, InternalEvent, TransitionCommitted};
+use crate::metrics::internal_events::{CheckCompleted, InternalEvent, TransitionCommitted};
 use crate::metrics::IntegrationGauges;
 use crate::store::history::HistoryWriter;
 use crate::store::{CheckCommit, Store, StoreError};
@@ -79,7 +79,7 @@ impl EngineControl for Engine<Target> {
     fn snapshot(&self) -> Option<EngineSnapshot> {
         Some(EngineSnapshot {
             running: self.is_running(),
-            actors: self.stats().actors(),
+            actors: self.counters().actors(),
         })
     }
 }

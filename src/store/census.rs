@@ -123,26 +123,26 @@ backend!(PostgresStats, sqlx::PgPool);
 
 /// The metrics' reads, on either backend. Cheap to clone.
 #[derive(Clone)]
-pub struct StatsStore {
+pub struct Census {
     backend: Arc<dyn Backend>,
 }
 
-impl std::fmt::Debug for StatsStore {
+impl std::fmt::Debug for Census {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StatsStore").finish_non_exhaustive()
+        f.debug_struct("Census").finish_non_exhaustive()
     }
 }
 
-impl StatsStore {
+impl Census {
     // Built over the daemon's one pool: see [`super::Database`].
     pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
-        StatsStore {
+        Census {
             backend: Arc::new(SqliteStats { pool }),
         }
     }
 
     pub fn postgres(pool: sqlx::PgPool) -> Self {
-        StatsStore {
+        Census {
             backend: Arc::new(PostgresStats { pool }),
         }
     }
