@@ -213,7 +213,7 @@ impl From<CheckOutcome> for Outcome {
 }
 
 /// The failure class of a failed check, `None` otherwise.
-pub fn failure_class(outcome: Option<CheckOutcome>) -> Option<FailureClass> {
+fn failure_class(outcome: Option<CheckOutcome>) -> Option<FailureClass> {
     match outcome {
         Some(CheckOutcome::Failure(class)) => Some(class),
         _ => None,
@@ -221,7 +221,7 @@ pub fn failure_class(outcome: Option<CheckOutcome>) -> Option<FailureClass> {
 }
 
 /// A duration in (fractional) milliseconds, as the API reports latencies.
-pub fn millis(duration: Duration) -> f64 {
+fn millis(duration: Duration) -> f64 {
     duration.as_micros() as f64 / 1000.0
 }
 

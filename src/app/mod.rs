@@ -6,16 +6,19 @@
 //! lifecycle rules live only here (and in the store and the pure core below it), and the two
 //! transports cannot drift apart. Nothing here knows about HTTP or NATS.
 //!
-//! One file per resource, each use case one method of [`App`]:
-//! - [`use_case`]: the list of use cases and the scope each needs.
-//! - [`authentication`]: a bearer value (the `Authorization` header) to a [`Principal`].
-//! - [`decode`]: the rules both transports decode by (ids, JSON errors).
+//! The use cases, one file per resource, each use case one method of [`App`]:
 //! - [`integrations`]: list, get, create, update, delete.
 //! - [`transitions`]: submit, pause, resume, activate.
 //! - [`connection_test`]: test, the manual connection test.
 //! - [`health`]: health and history of one integration.
 //! - [`audit`]: the tenant's audit trail.
 //! - [`readiness`]: whether the daemon can serve (`/readyz`).
+//!
+//! What they share:
+//! - [`use_case`]: the list of use cases and the scope each needs.
+//! - [`authentication`]: a bearer value (the `Authorization` header) to a [`Principal`]
+//!   holding a use case's scope.
+//! - [`decode`]: the rules both transports decode by (ids, JSON errors).
 //! - [`cursor`]: opaque pagination cursors and the page body.
 //! - [`error`]: what went wrong, with its stable `code`.
 
