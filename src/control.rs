@@ -2,9 +2,9 @@
 //! discoverable under `$SRV` (PING, INFO, STATS), with one endpoint per shared operation on
 //! `integrations.control.{list,get,health,test,submit,pause,resume,activate}`.
 //!
-//! Every endpoint is a thin adapter around [`crate::operations`], the same functions the REST
-//! handlers call, so authentication, scopes, tenant rules, validation and errors cannot drift
-//! between the two transports:
+//! Every endpoint decodes a request, calls one use case of [`crate::app`] (the same the REST
+//! handlers call) and encodes its answer, so authentication, scopes, tenant rules, validation
+//! and errors cannot drift between the two transports:
 //!
 //! - The bearer token is the `Authorization` header (`Bearer <JWT>`), checked first, exactly
 //!   as REST does it.
@@ -33,15 +33,72 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
-use crate::http::error::ApiError;
-use crate::http::AppState;
-use crate::operations::{self, EmptyRequest, ListParams, Operation};
+use crate::app::decode::{self, describe_serde_message, from_json_value, reject_json};
+use crate::app::integrations::ListParams;
+use crate::app::transitions::EmptyRequest;
+use crate::app::{App, AppError, UseCase};
+use crate::auth::Scope;
 
 /// The service's name under `$SRV`.
 pub const SERVICE_NAME: &str = "integrations";
 pub const SERVICE_VERSION: &str = "1.0.0";
 /// The subject prefix of the endpoints: `integrations.control.<operation>`.
 pub const SUBJECT_PREFIX: &str = "integrations.control";
+
+/// The use cases NATS offers, one endpoint each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    List,
+    Get,
+    Health,
+    Test,
+    Submit,
+    Pause,
+    Resume,
+    Activate,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 8] = [
+        Operation::List,
+        Operation::Get,
+        Operation::Health,
+        Operation::Test,
+        Operation::Submit,
+        Operation::Pause,
+        Operation::Resume,
+        Operation::Activate,
+    ];
+
+    /// The use case the endpoint calls.
+    pub fn use_case(self) -> UseCase {
+        match self {
+            Operation::List => UseCase::List,
+            Operation::Get => UseCase::Get,
+            Operation::Health => UseCase::Health,
+            Operation::Test => UseCase::Test,
+            Operation::Submit => UseCase::Submit,
+            Operation::Pause => UseCase::Pause,
+            Operation::Resume => UseCase::Resume,
+            Operation::Activate => UseCase::Activate,
+        }
+    }
+
+    /// The endpoint's name: the use case's.
+    pub fn name(self) -> &'static str {
+        self.use_case().name()
+    }
+
+    /// The scope the use case needs.
+    pub fn scope(self) -> Scope {
+        self.use_case().scope()
+    }
+
+    /// Whether the payload names one integration (`integrationId`).
+    pub fn takes_id(self) -> bool {
+        self.use_case().takes_id()
+    }
+}
 
 /// How long [`ControlService::stop`] waits for requests in flight beyond the request limit.
 const STOP_GRACE: Duration = Duration::from_secs(1);
@@ -58,7 +115,7 @@ pub struct ControlService {
 }
 
 /// Registers the service and its endpoints on `client` and starts answering requests.
-pub async fn start(client: Client, state: AppState) -> Result<ControlService, ControlError> {
+pub async fn start(client: Client, app: App) -> Result<ControlService, ControlError> {
     let error = |e: async_nats::Error| ControlError(e.to_string());
     let service = client
         .service_builder()
@@ -80,7 +137,7 @@ pub async fn start(client: Client, state: AppState) -> Result<ControlService, Co
     }
     let requests = futures_util::stream::select_all(endpoints);
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(serve(client, service, requests, state, stopped));
+    let task = tokio::spawn(serve(client, service, requests, app, stopped));
     tracing::info!(
         service = SERVICE_NAME,
         subjects = %format!("{SUBJECT_PREFIX}.*"),
@@ -102,7 +159,7 @@ async fn serve(
     client: Client,
     service: service::Service,
     mut requests: impl futures_util::Stream<Item = (Operation, service::Request)> + Unpin,
-    state: AppState,
+    app: App,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut in_flight = JoinSet::new();
@@ -112,7 +169,7 @@ async fn serve(
             _ = stopped.wait_for(|stop| *stop) => break,
             next = requests.next() => match next {
                 Some((operation, request)) => {
-                    in_flight.spawn(handle(state.clone(), operation, request));
+                    in_flight.spawn(handle(app.clone(), operation, request));
                 }
                 None => break,
             },
@@ -126,7 +183,7 @@ async fn serve(
         tracing::warn!(%error, "NATS control service did not stop cleanly");
     }
     drop(requests);
-    let deadline = state.request_timeout + STOP_GRACE;
+    let deadline = app.request_timeout + STOP_GRACE;
     if tokio::time::timeout(deadline, async {
         while in_flight.join_next().await.is_some() {}
     })
@@ -145,28 +202,27 @@ async fn serve(
 }
 
 /// Answers one request: the operation's JSON, or its error in the service error headers.
-async fn handle(state: AppState, operation: Operation, request: service::Request) {
+async fn handle(app: App, operation: Operation, request: service::Request) {
     if request.message.reply.is_none() {
         // A publish without a reply subject: nobody to answer.
         return;
     }
     let answer = tokio::time::timeout(
-        state.request_timeout,
-        answer(&state, operation, &request.message),
+        app.request_timeout,
+        answer(&app, operation, &request.message),
     )
     .await
-    .unwrap_or(Err(ApiError::Timeout));
+    .unwrap_or(Err(AppError::Timeout));
     let response = answer.map_err(|error| {
-        let problem = error.problem();
         tracing::info!(
             endpoint = operation.name(),
-            status = problem.status,
-            code = %problem.code,
+            status = error.status(),
+            code = %error.code(),
             "NATS control request failed"
         );
         service::error::Error {
-            status: error_text(&problem.code, &problem.detail),
-            code: usize::from(problem.status),
+            status: error_text(error.code(), &error.detail()),
+            code: usize::from(error.status()),
         }
     });
     if let Err(error) = request.respond(response).await {
@@ -184,16 +240,12 @@ fn error_text(code: &str, detail: &str) -> String {
 }
 
 /// Authentication first, as REST does: an unauthenticated caller learns nothing about ids or
-/// bodies. Then the payload, then the shared operation.
-async fn answer(
-    state: &AppState,
-    operation: Operation,
-    message: &Message,
-) -> Result<Bytes, ApiError> {
+/// bodies. Then the payload, then the use case.
+async fn answer(app: &App, operation: Operation, message: &Message) -> Result<Bytes, AppError> {
     let authorization = message.headers.as_ref().and_then(authorization);
-    let principal = operations::authenticate(state, authorization, operation.scope())?;
-    if message.payload.len() > state.body_limit_bytes {
-        return Err(ApiError::PayloadTooLarge);
+    let principal = app.authenticate(authorization, operation.use_case())?;
+    if message.payload.len() > app.body_limit_bytes {
+        return Err(AppError::PayloadTooLarge);
     }
     let mut body = body_object(&message.payload)?;
     let id = if operation.takes_id() {
@@ -205,35 +257,35 @@ async fn answer(
     match operation {
         Operation::List => {
             let params = list_params(body)?;
-            reply(&operations::list(state, &principal, params).await?)
+            reply(&app.list(&principal, params).await?)
         }
         Operation::Get => {
             empty(body)?;
-            reply(&operations::get(state, &principal, id).await?)
+            reply(&app.get(&principal, id).await?)
         }
         Operation::Health => {
             empty(body)?;
-            reply(&operations::health(state, &principal, id).await?)
+            reply(&app.health(&principal, id).await?)
         }
         Operation::Test => {
             empty(body)?;
-            reply(&operations::test(state, &principal, id).await?)
+            reply(&app.test(&principal, id).await?)
         }
         Operation::Submit => {
             empty(body)?;
-            reply(&operations::submit(state, &principal, id).await?)
+            reply(&app.submit(&principal, id).await?)
         }
         Operation::Pause => {
-            let request = operations::from_json_value(body)?;
-            reply(&operations::pause(state, &principal, id, request).await?)
+            let request = from_json_value(body)?;
+            reply(&app.pause(&principal, id, request).await?)
         }
         Operation::Resume => {
             empty(body)?;
-            reply(&operations::resume(state, &principal, id).await?)
+            reply(&app.resume(&principal, id).await?)
         }
         Operation::Activate => {
-            let request = operations::from_json_value(body)?;
-            reply(&operations::activate(state, &principal, id, request).await?)
+            let request = from_json_value(body)?;
+            reply(&app.activate(&principal, id, request).await?)
         }
     }
 }
@@ -256,13 +308,13 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The payload as a JSON object; an empty payload is `{}`.
-fn body_object(payload: &[u8]) -> Result<Map<String, Value>, ApiError> {
+fn body_object(payload: &[u8]) -> Result<Map<String, Value>, AppError> {
     if payload.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
-    match serde_json::from_slice(payload).map_err(operations::reject_json)? {
+    match serde_json::from_slice(payload).map_err(reject_json)? {
         Value::Object(body) => Ok(body),
-        _ => Err(ApiError::InvalidBody(
+        _ => Err(AppError::InvalidBody(
             "The request must be a JSON object.".into(),
         )),
     }
@@ -270,43 +322,43 @@ fn body_object(payload: &[u8]) -> Result<Map<String, Value>, ApiError> {
 
 /// Takes `integrationId` out of the body: required, a string, and a hyphenated UUID (any
 /// other string names no integration: 404, as for a malformed REST path).
-fn take_integration_id(body: &mut Map<String, Value>) -> Result<Uuid, ApiError> {
+fn take_integration_id(body: &mut Map<String, Value>) -> Result<Uuid, AppError> {
     match body.remove("integrationId") {
-        None | Some(Value::Null) => Err(ApiError::InvalidBody(
+        None | Some(Value::Null) => Err(AppError::InvalidBody(
             "Missing field `integrationId`.".into(),
         )),
-        Some(Value::String(raw)) => operations::integration_id(&raw),
-        Some(_) => Err(ApiError::InvalidBody(
+        Some(Value::String(raw)) => decode::integration_id(&raw),
+        Some(_) => Err(AppError::InvalidBody(
             "integrationId must be a string.".into(),
         )),
     }
 }
 
 /// Operations without parameters refuse any field but `integrationId`.
-fn empty(body: Value) -> Result<(), ApiError> {
-    operations::from_json_value::<EmptyRequest>(body).map(|_| ())
+fn empty(body: Value) -> Result<(), AppError> {
+    from_json_value::<EmptyRequest>(body).map(|_| ())
 }
 
 /// The REST query parameters of a list, as JSON: failures are `invalid_query` as they are
 /// for a query string. A numeric `limit` is taken as its decimal text.
-fn list_params(mut body: Value) -> Result<ListParams, ApiError> {
+fn list_params(mut body: Value) -> Result<ListParams, AppError> {
     if let Some(limit) = body.get_mut("limit") {
         if let Value::Number(number) = limit {
             *limit = Value::String(number.to_string());
         }
     }
     serde_json::from_value(body).map_err(|error| {
-        ApiError::InvalidQuery(
-            operations::describe_serde_message(&error.to_string())
+        AppError::InvalidQuery(
+            describe_serde_message(&error.to_string())
                 .unwrap_or_else(|| "The list parameters are malformed.".into()),
         )
     })
 }
 
-fn reply<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
+fn reply<T: Serialize>(value: &T) -> Result<Bytes, AppError> {
     serde_json::to_vec(value).map(Bytes::from).map_err(|error| {
         tracing::error!(%error, "cannot serialize a NATS control reply");
-        ApiError::Internal
+        AppError::Internal
     })
 }
 
@@ -330,8 +382,8 @@ mod tests {
     fn payloads_and_ids() {
         assert!(body_object(b"").unwrap().is_empty());
         assert!(body_object(b" \n").unwrap().is_empty());
-        assert!(matches!(body_object(b"{"), Err(ApiError::InvalidJson(_))));
-        assert!(matches!(body_object(b"[]"), Err(ApiError::InvalidBody(_))));
+        assert!(matches!(body_object(b"{"), Err(AppError::InvalidJson(_))));
+        assert!(matches!(body_object(b"[]"), Err(AppError::InvalidBody(_))));
         let id = Uuid::now_v7();
         let mut body = body_object(json!({"integrationId": id}).to_string().as_bytes()).unwrap();
         assert_eq!(take_integration_id(&mut body).unwrap(), id);
@@ -359,6 +411,17 @@ mod tests {
         for value in [json!({"bogus": "1"}), json!({"tag": ["a", "b"]})] {
             assert_eq!(list_params(value).unwrap_err().code(), "invalid_query");
         }
+    }
+
+    #[test]
+    fn endpoints_and_scopes() {
+        let reads: Vec<&str> = Operation::ALL
+            .iter()
+            .filter(|op| op.scope() == Scope::Read)
+            .map(|op| op.name())
+            .collect();
+        assert_eq!(reads, ["list", "get", "health"]);
+        assert!(!Operation::List.takes_id() && Operation::Pause.takes_id());
     }
 
     #[test]

@@ -15,17 +15,20 @@
 //! - [`egress`]: the SSRF policy and the only client that opens outbound connections.
 //! - [`secrets`]: AuthRef resolution from files and environment variables.
 //! - [`auth`]: bearer JWT verification, scopes, and token minting.
+//! - [`app`]: the application layer: its state, every use case (list, get, create, update,
+//!   delete, submit, test, pause, resume, activate, health, history, audit), authentication,
+//!   the transport-neutral error; REST and NATS are adapters around it.
 //! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations, the audit chain.
-//! - [`operations`]: the operations REST and the NATS control service share (auth, scopes,
-//!   tenant rules, validation), each one function returning `Result<T, ApiError>`.
 //! - [`nats`]: the NATS connection from `[nats]`, in the background; its readiness.
 //! - [`relay`]: publishes outbox events to NATS (JetStream or core), in order per integration.
 //! - [`watch`]: `catalogd events watch`, a terminal view of the events.
-//! - [`http`]: the REST API (axum), one module per resource, problem+json errors, OpenAPI.
-//! - [`control`]: the NATS request-reply control service, adapters around [`operations`].
+//! - [`http`]: the REST API (axum): decodes, calls one use case of [`app`], encodes;
+//!   problem+json errors, OpenAPI.
+//! - [`control`]: the NATS request-reply control service: the same use cases over NATS.
 //! - [`metrics`]: the Prometheus exporter, internal events (log + metric), gauges.
 //! - [`telemetry`]: tracing subscriber set-up.
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod cloudevents;
@@ -38,7 +41,6 @@ pub mod integration;
 pub mod metrics;
 pub mod monitoring;
 pub mod nats;
-pub mod operations;
 pub mod providers;
 pub mod relay;
 pub mod secrets;

@@ -1,9 +1,9 @@
 //! The daemon's side of the engine: the [`Ledger`] the monitor actors persist through (the
 //! SQL store for transitions, the batched history writer for every check result), and how
-//! REST (and later NATS) changes reach the actors.
+//! the application's changes (over REST or NATS) reach the actors.
 //!
-//! Handlers commit a change to the store first, then tell the engine which integration
-//! changed; the supervisor reloads it from the store and starts, re-configures or stops its
+//! The use cases in [`crate::app`] commit a change to the store first, then tell the engine
+//! which integration changed; the supervisor reloads it from the store and starts, re-configures or stops its
 //! actor. The store stays the source of truth, so a lost notification is repaired by the
 //! supervisor's reconciliation pass.
 
@@ -24,7 +24,7 @@ use crate::metrics::IntegrationGauges;
 use crate::store::history::HistoryWriter;
 use crate::store::{CheckCommit, Store, StoreError};
 
-/// What the API tells the engine after it committed a change.
+/// What the application tells the engine after it committed a change.
 pub trait EngineControl: Send + Sync + 'static {
     /// The integration changed (created, updated, submitted, paused, resumed, activated).
     /// `check_now` asks for a check at once (submit, resume).

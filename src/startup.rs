@@ -10,11 +10,12 @@ use std::sync::Arc;
 use catalogd_actors::{Clock, Engine, EngineCounters, EngineOptions, SystemClock};
 use tokio::net::TcpListener;
 
+use crate::app::App;
 use crate::auth::{Authenticator, KeySource};
 use crate::config::Config;
 use crate::connectors::{ConnectorError, Connectors, Target};
 use crate::control;
-use crate::http::{self, AppState};
+use crate::http;
 use crate::metrics::{self, Exporter, IntegrationGauges, Refresher};
 use crate::monitoring::{MonitorDefaults, StoreLedger};
 use crate::nats::NatsReadiness;
@@ -43,11 +44,11 @@ pub enum StartupError {
     Engine(#[from] catalogd_actors::EngineError),
 }
 
-/// The running parts of the daemon: the REST listener and its state, the monitor engine and
-/// the history writer.
+/// The running parts of the daemon: the REST listener and the application it serves, the
+/// monitor engine and the history writer.
 pub struct Application {
     listener: TcpListener,
-    state: AppState,
+    app: App,
     engine: Engine<Target>,
     history_writer: HistoryWriter,
     relay: Relay,
@@ -134,7 +135,7 @@ impl Application {
             refresh: config.metrics.refresh,
             uptime_refresh: config.metrics.uptime_refresh,
         };
-        let state = AppState {
+        let app = App {
             store,
             auth: Arc::new(auth),
             clock,
@@ -147,10 +148,11 @@ impl Application {
             history,
             connectors,
             monitor,
+            nats: NatsReadiness::new(nats.clone()),
         };
         Ok(Application {
             listener,
-            state,
+            app,
             engine,
             history_writer,
             relay,
@@ -184,8 +186,9 @@ impl Application {
         self.local_addr().port()
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
+    /// The application the REST API and the NATS control service serve.
+    pub fn state(&self) -> &App {
+        &self.app
     }
 
     /// The engine's counters: running actors, restarts, checks.
@@ -225,20 +228,18 @@ impl Application {
                 })
                 .into_future(),
         );
-        // The NATS control service answers with the same state, operations and rules as the
-        // REST API. It subscribes even while NATS is down (the client re-subscribes on
+        // The NATS control service answers with the same application, use cases and rules as
+        // the REST API. It subscribes even while NATS is down (the client re-subscribes on
         // reconnect); a failure to start it leaves the daemon running without it.
         let control = match &self.nats {
-            Some(client) => control::start(client.clone(), self.state.clone())
+            Some(client) => control::start(client.clone(), self.app.clone())
                 .await
                 .map_err(|error| tracing::warn!(%error, "NATS control service not started"))
                 .ok(),
             None => None,
         };
         tracing::info!(%addr, "REST API listening");
-        let app =
-            http::router(self.state).layer(axum::Extension(NatsReadiness::new(self.nats.clone())));
-        let served = axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, http::router(self.app))
             .with_graceful_shutdown(shutdown)
             .await;
         // Control requests drain with the REST API, while the engine still runs.

@@ -1,8 +1,9 @@
 //! Validation of user-supplied integration specs and query parameters. Each failure has a
 //! stable machine-readable code that the API returns in its problem+json body.
 //!
-//! Everything here is a pure function of the request and a few daemon-wide settings, so the
-//! REST API (and later the NATS control service) share one set of rules. Error details name
+//! Everything here is a pure function of the request and a few daemon-wide settings; the
+//! application layer ([`crate::app`]) applies it for the REST API and the NATS control service
+//! alike, so both share one set of rules. Error details name
 //! the field and the rule, never the offending value: a value refused as a raw secret must not
 //! come back in the response.
 

@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
+use catalogd::app::App as AppState;
 use catalogd::auth::{SCOPE_ADMIN, SCOPE_READ};
+use catalogd::control::Operation;
 use catalogd::control::{self, ControlService};
-use catalogd::http::AppState;
-use catalogd::operations::Operation;
 use catalogd::startup::Application;
 use futures::StreamExt;
 use helpers::Backend;

@@ -1,60 +1,18 @@
-//! The tenant's audit trail (`/api/v1/audit`): hash-chained entries, newest last, paged by
-//! chain sequence.
+//! The tenant's audit trail over REST (`GET /api/v1/audit`).
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Deserialize;
-use utoipa::IntoParams;
-use uuid::Uuid;
+use axum::Json;
 
-use super::cursor::{self, AuditCursor, PageBody};
-use super::error::{ApiError, Problem};
-use super::extract::{Admin, QueryParams};
-use super::AppState;
-use crate::store::{AuditEntry, AuditQuery};
-use crate::validation;
+use super::error::Problem;
+use super::extract::{use_case, Caller, QueryParams};
+use super::route::Route;
+use crate::app::audit::AuditParams;
+use crate::app::cursor::PageBody;
+use crate::app::{App, AppError};
+use crate::store::AuditEntry;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/audit", get(list))
-        .route("/api/v1/audit/", get(list))
-}
-
-/// Filter and paging of the audit trail; unknown parameters are refused.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct AuditParams {
-    /// Only entries about this integration (including deleted ones).
-    #[param(rename = "integrationId", value_type = Option<Uuid>)]
-    pub integration_id: Option<String>,
-    /// Page size, 1–500 (default 50).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
-    pub limit: Option<String>,
-    /// The `nextCursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-fn audit_query(params: AuditParams) -> Result<AuditQuery, ApiError> {
-    let integration_id = params
-        .integration_id
-        .as_deref()
-        .map(|raw| {
-            Uuid::try_parse(raw)
-                .map_err(|_| ApiError::InvalidFilter("integrationId must be a UUID.".into()))
-        })
-        .transpose()?;
-    let after = params
-        .cursor
-        .as_deref()
-        .map(cursor::decode::<AuditCursor>)
-        .transpose()?;
-    Ok(AuditQuery {
-        integration_id,
-        after_seq: after.map(|position| position.sequence),
-        limit: validation::limit(params.limit.as_deref())?,
-    })
+pub fn routes() -> Vec<Route> {
+    vec![Route::get("/api/v1/audit", list).also_at(&["/api/v1/audit/"])]
 }
 
 /// List the caller's tenant's audit entries in chain order.
@@ -72,15 +30,11 @@ fn audit_query(params: AuditParams) -> Result<AuditQuery, ApiError> {
     )
 )]
 pub async fn list(
-    State(state): State<AppState>,
-    Admin(principal): Admin,
+    State(app): State<App>,
+    Caller { principal, .. }: Caller<use_case::Audit>,
     QueryParams(params): QueryParams<AuditParams>,
-) -> Result<Json<PageBody<AuditEntry>>, ApiError> {
-    let query = audit_query(params)?;
-    let page = state.store.list_audit(&principal.tenant_id, &query).await?;
-    Ok(Json(PageBody::from_page(page, |last| AuditCursor {
-        sequence: last.sequence,
-    })))
+) -> Result<Json<PageBody<AuditEntry>>, AppError> {
+    app.audit(&principal, params).await.map(Json)
 }
 
 #[cfg(test)]

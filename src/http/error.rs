@@ -1,189 +1,66 @@
-//! The API's one error type and its problem+json (RFC 9457) rendering: every failure a caller
-//! can act on has a variant, a status and a stable `code`; internal errors are logged here and
-//! answered with a generic body.
+//! The REST rendering of an [`AppError`]: a problem+json document (RFC 9457) with the
+//! error's status, stable `code` and detail, and a title per code. The application decides
+//! what went wrong; this file only says how it reads over HTTP.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{ToResponse, ToSchema};
 
-use crate::integration::ChangeError;
-use crate::store::StoreError;
-use crate::validation::{FieldError, QueryError, QueryRule};
+use crate::app::AppError;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 const PROBLEM_TYPE_BASE: &str = "https://catalogd.dev/problems/";
 
-/// Why a request failed.
-#[derive(Debug)]
-pub enum ApiError {
-    Unauthorized,
-    Forbidden,
-    /// Unknown id, another tenant's id, a malformed id and an unknown route all look alike.
-    NotFound,
-    MethodNotAllowed,
-    NameTaken,
-    VersionMismatch(String),
-    InvalidTransition(String),
-    VersionRequired,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    InvalidJson(String),
-    InvalidBody(String),
-    InvalidQuery(String),
-    InvalidCursor,
-    InvalidLimit(String),
-    InvalidFilter(String),
-    /// 422: every broken field rule; the first one gives the top-level code.
-    Validation(Vec<FieldError>),
-    Timeout,
-    /// The database is unreachable or its pool is exhausted; worth retrying.
-    Unavailable,
-    /// A bug or a corrupt row; the details are in the log, never in the response.
-    Internal,
+/// The problem document of `error`.
+pub fn problem(error: &AppError) -> Problem {
+    let errors = error.field_errors().map(|errors| {
+        errors
+            .iter()
+            .map(|e| ProblemField {
+                field: e.field.clone(),
+                code: e.rule.code().to_owned(),
+                detail: e.detail.clone(),
+            })
+            .collect()
+    });
+    Problem::new(
+        error.status(),
+        error.code(),
+        title(error),
+        error.detail(),
+        errors,
+    )
 }
 
-impl ApiError {
-    fn status(&self) -> StatusCode {
-        use ApiError::*;
-        match self {
-            Unauthorized => StatusCode::UNAUTHORIZED,
-            Forbidden => StatusCode::FORBIDDEN,
-            NotFound => StatusCode::NOT_FOUND,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            NameTaken | VersionMismatch(_) | InvalidTransition(_) => StatusCode::CONFLICT,
-            VersionRequired => StatusCode::PRECONDITION_REQUIRED,
-            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InvalidJson(_) | InvalidBody(_) | InvalidQuery(_) | InvalidCursor | InvalidLimit(_)
-            | InvalidFilter(_) => StatusCode::BAD_REQUEST,
-            Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Timeout | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The stable machine-readable code.
-    pub fn code(&self) -> &'static str {
-        use ApiError::*;
-        match self {
-            Unauthorized => "unauthorized",
-            Forbidden => "forbidden",
-            NotFound => "not_found",
-            MethodNotAllowed => "method_not_allowed",
-            NameTaken => "name_taken",
-            VersionMismatch(_) => "version_mismatch",
-            InvalidTransition(_) => "invalid_transition",
-            VersionRequired => "version_required",
-            PayloadTooLarge => "payload_too_large",
-            UnsupportedMediaType => "unsupported_media_type",
-            InvalidJson(_) => "invalid_json",
-            InvalidBody(_) => "invalid_body",
-            InvalidQuery(_) => "invalid_query",
-            InvalidCursor => "invalid_cursor",
-            InvalidLimit(_) => "invalid_limit",
-            InvalidFilter(_) => "invalid_filter",
-            Validation(errors) => errors.first().map_or("invalid_body", |e| e.rule.code()),
-            Timeout => "timeout",
-            Unavailable => "unavailable",
-            Internal => "internal",
-        }
-    }
-
-    fn title(&self) -> &'static str {
-        use ApiError::*;
-        match self {
-            Unauthorized => "Authentication required",
-            Forbidden => "Insufficient scope",
-            NotFound => "Not found",
-            MethodNotAllowed => "Method not allowed",
-            NameTaken => "Name already taken",
-            VersionMismatch(_) => "Version mismatch",
-            InvalidTransition(_) => "Invalid lifecycle transition",
-            VersionRequired => "Version required",
-            PayloadTooLarge => "Payload too large",
-            UnsupportedMediaType => "Unsupported media type",
-            InvalidJson(_) => "Malformed JSON",
-            InvalidBody(_) => "Invalid request body",
-            InvalidQuery(_) | InvalidLimit(_) | InvalidFilter(_) => "Invalid query parameter",
-            InvalidCursor => "Invalid cursor",
-            Validation(_) => "Validation failed",
-            Timeout => "Request timed out",
-            Unavailable => "Service unavailable",
-            Internal => "Internal error",
-        }
-    }
-
-    fn detail(&self) -> String {
-        use ApiError::*;
-        match self {
-            Unauthorized => "A valid bearer token is required.".into(),
-            Forbidden => "The token lacks the scope this operation needs.".into(),
-            NotFound => "No such resource.".into(),
-            MethodNotAllowed => "This resource does not support the method.".into(),
-            NameTaken => "An integration with this name already exists.".into(),
-            VersionRequired => {
-                "Send the expected version in If-Match or in the body's version field.".into()
-            }
-            PayloadTooLarge => "The request body exceeds the size limit.".into(),
-            UnsupportedMediaType => "The request body must be application/json.".into(),
-            InvalidCursor => "The cursor is not one this API issued.".into(),
-            Validation(errors) => match errors.len() {
-                1 => errors[0].detail.clone(),
-                n => format!("{n} fields are invalid."),
-            },
-            Timeout => "The request took too long and was abandoned.".into(),
-            Unavailable => "The service is temporarily unavailable; retry later.".into(),
-            Internal => "An internal error occurred.".into(),
-            VersionMismatch(detail)
-            | InvalidTransition(detail)
-            | InvalidJson(detail)
-            | InvalidBody(detail)
-            | InvalidQuery(detail)
-            | InvalidLimit(detail)
-            | InvalidFilter(detail) => detail.clone(),
-        }
-    }
-
-    pub fn problem(&self) -> Problem {
-        let code = self.code();
-        let errors = match self {
-            ApiError::Validation(errors) => Some(
-                errors
-                    .iter()
-                    .map(|e| ProblemField {
-                        field: e.field.clone(),
-                        code: e.rule.code().to_owned(),
-                        detail: e.detail.clone(),
-                    })
-                    .collect(),
-            ),
-            _ => None,
-        };
-        Problem {
-            kind: format!("{PROBLEM_TYPE_BASE}{code}"),
-            title: self.title().to_owned(),
-            status: self.status().as_u16(),
-            detail: self.detail(),
-            code: code.to_owned(),
-            errors,
-        }
+/// The problem's `title`, one per code.
+fn title(error: &AppError) -> &'static str {
+    use AppError::*;
+    match error {
+        Unauthorized => "Authentication required",
+        Forbidden => "Insufficient scope",
+        NotFound => "Not found",
+        NameTaken => "Name already taken",
+        VersionMismatch(_) => "Version mismatch",
+        InvalidTransition(_) => "Invalid lifecycle transition",
+        VersionRequired => "Version required",
+        PayloadTooLarge => "Payload too large",
+        UnsupportedMediaType => "Unsupported media type",
+        InvalidJson(_) => "Malformed JSON",
+        InvalidBody(_) => "Invalid request body",
+        InvalidQuery(_) | InvalidLimit(_) | InvalidFilter(_) => "Invalid query parameter",
+        InvalidCursor => "Invalid cursor",
+        Validation(_) => "Validation failed",
+        Timeout => "Request timed out",
+        Unavailable => "Service unavailable",
+        Internal => "Internal error",
     }
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.problem()).expect("a problem always serializes");
-        let mut response = (
-            self.status(),
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
-            )],
-            body,
-        )
-            .into_response();
-        if matches!(self, ApiError::Unauthorized) {
+        let mut response = problem(&self).into_response();
+        if matches!(self, AppError::Unauthorized) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -192,46 +69,39 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<QueryError> for ApiError {
-    fn from(error: QueryError) -> Self {
-        match error.rule {
-            QueryRule::InvalidLimit => ApiError::InvalidLimit(error.detail),
-            QueryRule::InvalidFilter => ApiError::InvalidFilter(error.detail),
-            QueryRule::InvalidQuery => ApiError::InvalidQuery(error.detail),
+impl Problem {
+    fn new(
+        status: u16,
+        code: &str,
+        title: &str,
+        detail: String,
+        errors: Option<Vec<ProblemField>>,
+    ) -> Problem {
+        Problem {
+            kind: format!("{PROBLEM_TYPE_BASE}{code}"),
+            title: title.to_owned(),
+            status,
+            detail,
+            code: code.to_owned(),
+            errors,
         }
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::NotFound => ApiError::NotFound,
-            StoreError::NameTaken => ApiError::NameTaken,
-            StoreError::Change(ChangeError::VersionMismatch { expected, current }) => {
-                ApiError::VersionMismatch(format!(
-                    "Expected version {expected}, but the current version is {current}."
-                ))
-            }
-            StoreError::Change(ChangeError::InvalidTransition(e)) => {
-                ApiError::InvalidTransition(format!("{}.", capitalize(&e.to_string())))
-            }
-            StoreError::Unavailable(e) => {
-                tracing::error!(error = %e, "database unavailable");
-                ApiError::Unavailable
-            }
-            other => {
-                tracing::error!(error = %other, "store failure");
-                ApiError::Internal
-            }
-        }
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).expect("a problem always serializes");
+        (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+            )],
+            body,
+        )
+            .into_response()
     }
-}
-
-fn capitalize(s: &str) -> String {
-    let mut chars = s.chars();
-    chars.next().map_or_else(String::new, |first| {
-        first.to_uppercase().chain(chars).collect()
-    })
 }
 
 /// An error response (RFC 9457 problem details) with the stable `code`.
@@ -271,28 +141,35 @@ pub struct ProblemField {
     pub detail: String,
 }
 
-/// The fallback for unknown routes.
-pub async fn not_found() -> ApiError {
-    ApiError::NotFound
+/// The fallback for unknown routes: an unknown route looks like an unknown id.
+pub async fn not_found() -> AppError {
+    AppError::NotFound
 }
 
-/// The fallback for known routes called with a method they do not support.
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+/// The fallback for known routes called with a method they do not support. A matter of
+/// routing alone, so no use case and no [`AppError`] is involved.
+pub async fn method_not_allowed() -> Problem {
+    Problem::new(
+        405,
+        "method_not_allowed",
+        "Method not allowed",
+        "This resource does not support the method.".into(),
+        None,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validation::Rule;
+    use crate::validation::{FieldError, Rule};
 
     #[test]
     fn validation_problem_lists_fields_and_takes_the_first_code() {
-        let error = ApiError::Validation(vec![
+        let error = AppError::Validation(vec![
             FieldError::new("/name", Rule::InvalidName, "bad name"),
             FieldError::new("/tags/0", Rule::InvalidTags, "bad tag"),
         ]);
-        let problem = error.problem();
+        let problem = problem(&error);
         assert_eq!(problem.status, 422);
         assert_eq!(problem.code, "invalid_name");
         assert_eq!(problem.kind, "https://catalogd.dev/problems/invalid_name");
@@ -301,21 +178,17 @@ mod tests {
 
     #[test]
     fn database_errors_never_leak() {
-        let unavailable = ApiError::from(StoreError::from(sqlx::Error::PoolTimedOut));
-        assert_eq!(unavailable.problem().status, 503);
-        let internal = ApiError::from(StoreError::from(sqlx::Error::Protocol(
+        let internal = AppError::from(crate::store::StoreError::Internal(
             "SELECT secret FROM t".into(),
-        )));
-        let problem = internal.problem();
+        ));
+        let problem = problem(&internal);
         assert_eq!((problem.status, problem.code.as_str()), (500, "internal"));
         assert!(!problem.detail.contains("SELECT"));
-        let corrupt = ApiError::from(StoreError::Corrupt("row 7: password=x".into()));
-        assert!(!corrupt.problem().detail.contains("password"));
     }
 
     #[test]
     fn unauthorized_challenges_for_a_bearer_token() {
-        let response = ApiError::Unauthorized.into_response();
+        let response = AppError::Unauthorized.into_response();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
         assert_eq!(

@@ -1,9 +1,13 @@
-//! Request extractors whose every rejection is an [`ApiError`]: the caller's principal (bearer
-//! token plus scope), the integration id in the path, `If-Match`, query strings and JSON bodies.
+//! Request extractors whose every rejection is an [`AppError`]: the caller of a use case
+//! (authenticated by the application from the `Authorization` header), the integration id in
+//! the path, `If-Match`, query strings and JSON bodies. They decode; the rules they apply
+//! (which scope, what an id or a JSON error is) are the application's.
 //!
-//! Handlers take the principal first, so authentication runs before anything else looks at
-//! the request: an unauthenticated caller never learns whether an id exists or what is wrong
-//! with its body.
+//! Handlers take the caller first, so authentication runs before anything else looks at the
+//! request: an unauthenticated caller never learns whether an id exists or what is wrong with
+//! its body.
+
+use std::marker::PhantomData;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
@@ -12,39 +16,53 @@ use axum::http::{header, HeaderMap};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::error::ApiError;
-use super::AppState;
-use crate::auth::{Principal, Scope};
-use crate::operations::{self, describe_serde_message, reject_json};
+use crate::app::decode::{self, describe_serde_message, reject_json};
+use crate::app::{App, AppError, UseCase};
+use crate::auth::Principal;
 
-/// A caller holding the read scope (or admin, which implies it).
+/// The caller of the use case `U`, authenticated by [`App::authenticate`] for it.
 #[derive(Debug, Clone)]
-pub struct Reader(pub Principal);
-
-/// A caller holding the admin scope.
-#[derive(Debug, Clone)]
-pub struct Admin(pub Principal);
-
-impl FromRequestParts<AppState> for Reader {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authorize(&parts.headers, state, Scope::Read).map(Reader)
-    }
+pub struct Caller<U> {
+    pub principal: Principal,
+    use_case: PhantomData<U>,
 }
 
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authorize(&parts.headers, state, Scope::Admin).map(Admin)
-    }
+/// Names the use case a handler calls, so that its caller is authenticated for that use case.
+pub trait ForUseCase {
+    const USE_CASE: UseCase;
 }
 
-/// [`operations::authenticate`], shared with the NATS control service, on the request's
-/// `Authorization` header.
-fn authorize(headers: &HeaderMap, state: &AppState, scope: Scope) -> Result<Principal, ApiError> {
-    operations::authenticate(state, authorization(headers), scope)
+/// One marker type per use case, for [`Caller`].
+pub mod use_case {
+    use super::{ForUseCase, UseCase};
+
+    macro_rules! markers {
+        ($($name:ident),* $(,)?) => {$(
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+
+            impl ForUseCase for $name {
+                const USE_CASE: UseCase = UseCase::$name;
+            }
+        )*};
+    }
+
+    markers!(
+        List, Get, Create, Update, Delete, Submit, Test, Pause, Resume, Activate, Health, History,
+        Audit,
+    );
+}
+
+impl<U: ForUseCase + Send + Sync> FromRequestParts<App> for Caller<U> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, AppError> {
+        let principal = app.authenticate(authorization(&parts.headers), U::USE_CASE)?;
+        Ok(Caller {
+            principal,
+            use_case: PhantomData,
+        })
+    }
 }
 
 /// The value of the one `Authorization` header; `None` when it is absent, repeated or not
@@ -64,13 +82,13 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
 pub struct IntegrationPath(pub Uuid);
 
 impl<S: Send + Sync> FromRequestParts<S> for IntegrationPath {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::NotFound)?;
-        operations::integration_id(&raw).map(IntegrationPath)
+            .map_err(|_| AppError::NotFound)?;
+        decode::integration_id(&raw).map(IntegrationPath)
     }
 }
 
@@ -81,15 +99,15 @@ impl<S: Send + Sync> FromRequestParts<S> for IntegrationPath {
 pub struct IfMatch(pub Option<i64>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
         let mut values = parts.headers.get_all(header::IF_MATCH).iter();
         let Some(value) = values.next() else {
             return Ok(IfMatch(None));
         };
         let unmatchable = || {
-            ApiError::VersionMismatch("If-Match does not name a version of this resource.".into())
+            AppError::VersionMismatch("If-Match does not name a version of this resource.".into())
         };
         if values.next().is_some() {
             return Err(unmatchable());
@@ -118,15 +136,15 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
 pub struct QueryParams<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
         Query::try_from_uri(&parts.uri)
             .map(|Query(params)| QueryParams(params))
             .map_err(|rejection| {
                 let detail = describe_serde_message(&rejection.body_text())
                     .unwrap_or_else(|| "The query string is malformed.".into());
-                ApiError::InvalidQuery(detail)
+                AppError::InvalidQuery(detail)
             })
     }
 }
@@ -139,19 +157,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
         if !is_json(request.headers()) {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(AppError::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
                 if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
+                    AppError::PayloadTooLarge
                 } else {
-                    ApiError::InvalidBody("The request body could not be read.".into())
+                    AppError::InvalidBody("The request body could not be read.".into())
                 }
             })?;
         serde_json::from_slice(&bytes)
@@ -167,32 +185,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 pub struct OptionalJsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
         let json = is_json(request.headers());
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
                 if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
+                    AppError::PayloadTooLarge
                 } else {
-                    ApiError::InvalidBody("The request body could not be read.".into())
+                    AppError::InvalidBody("The request body could not be read.".into())
                 }
             })?;
         if bytes.is_empty() {
             return Ok(OptionalJsonBody(T::default()));
         }
         if !json {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(AppError::UnsupportedMediaType);
         }
         serde_json::from_slice(&bytes)
             .map(OptionalJsonBody)
             .map_err(reject_json)
     }
 }
-
-pub use crate::operations::from_json_value;
 
 /// `application/json` or any `application/*+json`, with optional parameters.
 fn is_json(headers: &HeaderMap) -> bool {
@@ -221,7 +237,7 @@ mod tests {
     use super::*;
 
     fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-        authorization(headers).and_then(operations::bearer_token)
+        authorization(headers).and_then(crate::app::authentication::bearer_token)
     }
 
     #[test]
@@ -258,38 +274,5 @@ mod tests {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
             assert_eq!(is_json(&headers), expected, "{value}");
         }
-    }
-
-    #[test]
-    fn json_rejections_are_classified_and_never_quote_values() {
-        #[derive(Debug, serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        #[allow(dead_code)]
-        struct Body {
-            name: String,
-        }
-        let parse = |s: &str| {
-            serde_json::from_str::<Body>(s)
-                .map_err(reject_json)
-                .unwrap_err()
-        };
-        assert!(matches!(parse("{"), ApiError::InvalidJson(_)));
-        assert!(matches!(parse("{\"name\": }"), ApiError::InvalidJson(_)));
-        assert!(matches!(
-            parse(r#"{"name": "x"} trailing"#),
-            ApiError::InvalidJson(_)
-        ));
-        match parse(r#"{"name": "x", "extra": 1}"#) {
-            ApiError::InvalidBody(detail) => {
-                assert!(detail.starts_with("Unknown field `extra`"), "{detail}")
-            }
-            other => panic!("{other:?}"),
-        }
-        match parse(r#"{"name": ["hunter2"]}"#) {
-            ApiError::InvalidBody(detail) => assert!(!detail.contains("hunter2"), "{detail}"),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(parse("[]"), ApiError::InvalidBody(_)));
-        assert!(matches!(parse("{}"), ApiError::InvalidBody(_)));
     }
 }

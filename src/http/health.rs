@@ -1,203 +1,20 @@
-//! One integration's health and check history: `GET /api/v1/integrations/{id}/health` and
-//! `GET /api/v1/integrations/{id}/history`, read from [`crate::store::history`].
+//! One integration's health and check history over REST:
+//! `GET /api/v1/integrations/{id}/health` and `GET /api/v1/integrations/{id}/history`.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use chrono::{DateTime, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use axum::Json;
 
-use super::cursor;
-use super::error::{ApiError, Problem};
-use super::extract::{IntegrationPath, QueryParams, Reader};
-use super::AppState;
-use crate::operations::{self, failure_class, millis};
-use crate::store::history::{Bucket, CheckResult, HistoryItem, HistoryQuery, Resolution};
-use catalogd_actors::{CheckOutcome, FailureClass};
+use super::error::Problem;
+use super::extract::{use_case, Caller, IntegrationPath, QueryParams};
+use super::route::Route;
+use crate::app::health::{HealthBody, HistoryBody, HistoryParams};
+use crate::app::{App, AppError};
 
-/// Shared with the NATS control service; re-exported for the OpenAPI document.
-pub use crate::operations::{HealthBody, Outcome};
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/integrations/{id}/health", get(health))
-        .route("/api/v1/integrations/{id}/history", get(history))
-}
-
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
-const DEFAULT_RANGE: TimeDelta = TimeDelta::hours(1);
-
-/// One check result (`resolution=raw`).
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CheckResultBody {
-    /// When the check started.
-    pub checked_at: DateTime<Utc>,
-    pub success: bool,
-    pub outcome: Outcome,
-    pub latency_ms: f64,
-    /// How late the check started against its schedule.
-    pub lateness_ms: f64,
-    #[schema(value_type = Option<String>, example = "http_status")]
-    pub failure_class: Option<FailureClass>,
-}
-
-impl From<CheckResult> for CheckResultBody {
-    fn from(result: CheckResult) -> Self {
-        CheckResultBody {
-            checked_at: result.checked_at,
-            success: result.outcome == CheckOutcome::Success,
-            outcome: result.outcome.into(),
-            latency_ms: millis(result.latency),
-            lateness_ms: millis(result.lateness),
-            failure_class: failure_class(Some(result.outcome)),
-        }
-    }
-}
-
-/// The checks of one hour or day (`resolution=hour|day`).
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct BucketBody {
-    /// The bucket covers `[bucketStart, bucketStart + 1 hour or day)`, UTC.
-    pub bucket_start: DateTime<Utc>,
-    pub checks: u64,
-    pub successes: u64,
-    pub failures: u64,
-    pub skipped: u64,
-    /// `successes / (successes + failures)`, `null` without either.
-    pub uptime: Option<f64>,
-    /// Over the checks that ran; `null` when none did.
-    pub latency_avg_ms: Option<f64>,
-    pub latency_max_ms: Option<f64>,
-}
-
-impl From<Bucket> for BucketBody {
-    fn from(bucket: Bucket) -> Self {
-        let ran = bucket.successes + bucket.failures > 0;
-        BucketBody {
-            bucket_start: bucket.start,
-            checks: bucket.checks(),
-            successes: bucket.successes,
-            failures: bucket.failures,
-            skipped: bucket.skipped,
-            uptime: bucket.uptime(),
-            latency_avg_ms: bucket.latency_avg_us().map(|us| us / 1000.0),
-            latency_max_ms: ran.then(|| bucket.latency_max_us as f64 / 1000.0),
-        }
-    }
-}
-
-/// A check result or a bucket, as the page's `resolution` says.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum HistoryItemBody {
-    Result(CheckResultBody),
-    Bucket(BucketBody),
-}
-
-/// One page of history, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HistoryBody {
-    pub resolution: Resolution,
-    pub items: Vec<HistoryItemBody>,
-    /// Pass as `cursor` (with the same range) to get the next, older page.
-    pub next_cursor: Option<String>,
-}
-
-/// The range, resolution and paging of a history read; unknown parameters are refused.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct HistoryParams {
-    /// Start of the range, RFC 3339 (default: one hour before `to`).
-    #[param(value_type = Option<DateTime<Utc>>)]
-    pub from: Option<String>,
-    /// End of the range, RFC 3339, exclusive (default: now).
-    #[param(value_type = Option<DateTime<Utc>>)]
-    pub to: Option<String>,
-    /// `raw` (each check), `hour` or `day`. Default: `raw` when `from` is inside the raw
-    /// history window (`history.raw_retention`), else `hour`. Buckets overlapping the range
-    /// are returned whole.
-    #[param(value_type = Option<Resolution>)]
-    pub resolution: Option<String>,
-    /// Page size, 1–1000 (default 100).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    pub limit: Option<String>,
-    /// The `nextCursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-/// Position in a history: items strictly older than this time (µs since the epoch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HistoryCursor {
-    #[serde(rename = "t")]
-    before_us: i64,
-}
-
-fn time_param(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    raw.map(|raw| {
-        DateTime::parse_from_rfc3339(raw)
-            .map(|time| time.with_timezone(&Utc))
-            .map_err(|_| {
-                ApiError::InvalidQuery(format!(
-                    "{name} must be an RFC 3339 time such as 2025-01-02T03:04:05Z."
-                ))
-            })
-    })
-    .transpose()
-}
-
-fn history_query(params: HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, ApiError> {
-    let from = time_param("from", params.from.as_deref())?;
-    let to = time_param("to", params.to.as_deref())?;
-    let (from, to) = match (from, to) {
-        (Some(from), Some(to)) => (from, to),
-        (Some(from), None) => (from, now.max(from)),
-        (None, Some(to)) => (to - DEFAULT_RANGE, to),
-        (None, None) => (now - DEFAULT_RANGE, now),
-    };
-    if from > to {
-        return Err(ApiError::InvalidQuery("from must not be after to.".into()));
-    }
-    let resolution = params
-        .resolution
-        .as_deref()
-        .map(|raw| {
-            Resolution::parse(raw).ok_or_else(|| {
-                ApiError::InvalidQuery("resolution must be raw, hour or day.".into())
-            })
-        })
-        .transpose()?;
-    let limit = match params.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-            .ok_or_else(|| {
-                ApiError::InvalidLimit(format!("limit must be an integer from 1 to {MAX_LIMIT}."))
-            })?,
-    };
-    let before = params
-        .cursor
-        .as_deref()
-        .map(|raw| {
-            let position: HistoryCursor = cursor::decode(raw)?;
-            DateTime::from_timestamp_micros(position.before_us).ok_or(ApiError::InvalidCursor)
-        })
-        .transpose()?;
-    Ok(HistoryQuery {
-        from,
-        to,
-        resolution,
-        before,
-        limit,
-    })
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/api/v1/integrations/{id}/health", health),
+        Route::get("/api/v1/integrations/{id}/history", history),
+    ]
 }
 
 /// An integration's status, last check, consecutive failures and uptime ratios.
@@ -215,11 +32,11 @@ fn history_query(params: HistoryParams, now: DateTime<Utc>) -> Result<HistoryQue
     )
 )]
 pub async fn health(
-    State(state): State<AppState>,
-    Reader(principal): Reader,
+    State(app): State<App>,
+    Caller { principal, .. }: Caller<use_case::Health>,
     IntegrationPath(id): IntegrationPath,
-) -> Result<Json<HealthBody>, ApiError> {
-    operations::health(&state, &principal, id).await.map(Json)
+) -> Result<Json<HealthBody>, AppError> {
+    app.health(&principal, id).await.map(Json)
 }
 
 /// An integration's check results, or hourly or daily rollups of them, over a time range,
@@ -239,78 +56,10 @@ pub async fn health(
     )
 )]
 pub async fn history(
-    State(state): State<AppState>,
-    Reader(principal): Reader,
+    State(app): State<App>,
+    Caller { principal, .. }: Caller<use_case::History>,
     IntegrationPath(id): IntegrationPath,
     QueryParams(params): QueryParams<HistoryParams>,
-) -> Result<Json<HistoryBody>, ApiError> {
-    let now = state.clock.now();
-    let query = history_query(params, now)?;
-    let page = state
-        .history
-        .history(&principal.tenant_id, id, &query, now)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let next_cursor = page.items.last().filter(|_| page.has_more).map(|last| {
-        cursor::encode(&HistoryCursor {
-            before_us: last.time().timestamp_micros(),
-        })
-    });
-    let items = page
-        .items
-        .into_iter()
-        .map(|item| match item {
-            HistoryItem::Result(result) => HistoryItemBody::Result(result.into()),
-            HistoryItem::Bucket(bucket) => HistoryItemBody::Bucket(bucket.into()),
-        })
-        .collect();
-    Ok(Json(HistoryBody {
-        resolution: page.resolution,
-        items,
-        next_cursor,
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The query string as the extractor deserializes it.
-    fn params(query: &str) -> HistoryParams {
-        let uri: axum::http::Uri = format!("/?{query}").parse().unwrap();
-        axum::extract::Query::try_from_uri(&uri).unwrap().0
-    }
-
-    #[test]
-    fn queries_default_and_validate() {
-        let now = DateTime::parse_from_rfc3339("2025-01-02T03:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let query = history_query(params(""), now).unwrap();
-        assert_eq!((query.from, query.to), (now - DEFAULT_RANGE, now));
-        assert_eq!((query.limit, query.resolution), (DEFAULT_LIMIT, None));
-        let query = history_query(params("to=2025-01-01T00:00:00Z&resolution=day"), now).unwrap();
-        assert_eq!(query.to - query.from, DEFAULT_RANGE);
-        assert_eq!(query.resolution, Some(Resolution::Day));
-        let cursor = cursor::encode(&HistoryCursor { before_us: 42 });
-        let query = history_query(params(&format!("cursor={cursor}&limit=1000")), now).unwrap();
-        assert_eq!(query.before.unwrap().timestamp_micros(), 42);
-        for (query, code) in [
-            ("from=yesterday", "invalid_query"),
-            ("to=2025-01-02", "invalid_query"),
-            (
-                "from=2025-01-02T03:00:00Z&to=2025-01-02T02:00:00Z",
-                "invalid_query",
-            ),
-            ("resolution=minute", "invalid_query"),
-            ("limit=0", "invalid_limit"),
-            ("limit=1001", "invalid_limit"),
-            ("limit=ten", "invalid_limit"),
-            ("cursor=%%%", "invalid_cursor"),
-            ("cursor=e30", "invalid_cursor"),
-        ] {
-            let error = history_query(params(query), now).unwrap_err();
-            assert_eq!(error.code(), code, "{query}");
-        }
-    }
+) -> Result<Json<HistoryBody>, AppError> {
+    app.history(&principal, id, params).await.map(Json)
 }

@@ -4,119 +4,28 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
-use uuid::Uuid;
 
-use super::cursor::PageBody;
-use super::error::{ApiError, Problem};
-use super::extract::{self, Admin, IfMatch, IntegrationPath, JsonBody, QueryParams, Reader};
-use super::AppState;
-use crate::integration::{Change, Integration};
-use crate::operations::{self, author};
-use crate::validation::{self, FieldError, Rule, SpecRequest};
-
-/// Shared with the NATS control service; re-exported for the OpenAPI document.
-pub use crate::operations::ListParams;
+use super::error::Problem;
+use super::extract::{use_case, Caller, IfMatch, IntegrationPath, JsonBody, QueryParams};
+use super::route::Route;
+use crate::app::cursor::PageBody;
+use crate::app::integrations::{ListParams, UpdateRequest};
+use crate::app::{App, AppError};
+use crate::integration::Integration;
+use crate::validation::SpecRequest;
 
 pub const COLLECTION_PATH: &str = "/api/v1/integrations";
 
-/// Fields of the resource that only the server sets. A replace body may carry them, as a GET
-/// returned them, and they are ignored.
-const READ_ONLY_FIELDS: &[&str] = &[
-    "tenantId",
-    "status",
-    "paused",
-    "pauseReason",
-    "pauseTicket",
-    "lastTestedAt",
-    "lastTestSuccess",
-    "consecutiveFailures",
-    "createdAt",
-    "createdBy",
-    "modifiedAt",
-    "modifiedBy",
-];
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/integrations", get(list).post(create))
-        .route("/api/v1/integrations/", get(list).post(create))
-        .route(
-            "/api/v1/integrations/{id}",
-            get(fetch).put(replace).delete(remove),
-        )
-}
-
-/// The body of a replace: every user-settable field (absent optional fields are cleared),
-/// plus the expected `version` unless `If-Match` carries it. The server-set fields of the
-/// resource may be sent back unchanged and are ignored; `integrationId` must match the path.
-#[derive(Debug, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UpdateRequest {
-    #[serde(flatten)]
-    pub spec: SpecRequest,
-    /// The version being replaced, if not given in `If-Match`.
-    pub version: Option<i64>,
-    #[schema(value_type = Option<Uuid>)]
-    pub integration_id: Option<String>,
-}
-
-impl UpdateRequest {
-    /// Splits a replace body into the spec, the version and the id; the read-only fields are
-    /// dropped first so that the spec still refuses any other unknown field.
-    fn from_body(mut body: Map<String, Value>) -> Result<Self, ApiError> {
-        let integration_id = match body.remove("integrationId") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(id)) => Some(id),
-            Some(_) => {
-                return Err(ApiError::InvalidBody(
-                    "integrationId must be a string.".into(),
-                ))
-            }
-        };
-        let version = match body.remove("version") {
-            None | Some(Value::Null) => None,
-            Some(value) => Some(
-                value
-                    .as_i64()
-                    .ok_or_else(|| ApiError::InvalidBody("version must be an integer.".into()))?,
-            ),
-        };
-        for field in READ_ONLY_FIELDS {
-            body.remove(*field);
-        }
-        Ok(UpdateRequest {
-            spec: extract::from_json_value(Value::Object(body))?,
-            version,
-            integration_id,
-        })
-    }
-
-    /// The version to check: `If-Match` or the body's, which must agree when both are sent.
-    fn expected_version(&self, if_match: Option<i64>) -> Result<i64, ApiError> {
-        match (if_match, self.version) {
-            (Some(header), Some(body)) if header != body => Err(ApiError::VersionMismatch(
-                "If-Match and the body's version disagree.".into(),
-            )),
-            (Some(version), _) | (None, Some(version)) => Ok(version),
-            (None, None) => Err(ApiError::VersionRequired),
-        }
-    }
-
-    /// `id_mismatch` when the body names another integration than the path.
-    fn id_error(&self, path_id: Uuid) -> Option<FieldError> {
-        let body_id = self.integration_id.as_deref()?;
-        (Uuid::try_parse(body_id).ok() != Some(path_id)).then(|| {
-            FieldError::new(
-                "/integrationId",
-                Rule::IdMismatch,
-                "integrationId does not match the id in the path",
-            )
-        })
-    }
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get(COLLECTION_PATH, list).also_at(&["/api/v1/integrations/"]),
+        Route::post(COLLECTION_PATH, create).also_at(&["/api/v1/integrations/"]),
+        Route::get("/api/v1/integrations/{id}", fetch),
+        Route::put("/api/v1/integrations/{id}", replace),
+        Route::delete("/api/v1/integrations/{id}", remove),
+    ]
 }
 
 /// The resource with its version as a strong `ETag`.
@@ -140,11 +49,11 @@ pub(super) fn resource(integration: Integration) -> Response {
     )
 )]
 pub async fn list(
-    State(state): State<AppState>,
-    Reader(principal): Reader,
+    State(app): State<App>,
+    Caller { principal, .. }: Caller<use_case::List>,
     QueryParams(params): QueryParams<ListParams>,
-) -> Result<Json<PageBody<Integration>>, ApiError> {
-    operations::list(&state, &principal, params).await.map(Json)
+) -> Result<Json<PageBody<Integration>>, AppError> {
+    app.list(&principal, params).await.map(Json)
 }
 
 /// Get one integration.
@@ -163,11 +72,11 @@ pub async fn list(
     )
 )]
 pub async fn fetch(
-    State(state): State<AppState>,
-    Reader(principal): Reader,
+    State(app): State<App>,
+    Caller { principal, .. }: Caller<use_case::Get>,
     IntegrationPath(id): IntegrationPath,
-) -> Result<Response, ApiError> {
-    operations::get(&state, &principal, id).await.map(resource)
+) -> Result<Response, AppError> {
+    app.get(&principal, id).await.map(resource)
 }
 
 /// Create an integration, as a draft, in the caller's tenant.
@@ -192,19 +101,11 @@ pub async fn fetch(
     )
 )]
 pub async fn create(
-    State(state): State<AppState>,
-    Admin(principal): Admin,
+    State(app): State<App>,
+    Caller { principal, .. }: Caller<use_case::Create>,
     JsonBody(request): JsonBody<SpecRequest>,
-) -> Result<Response, ApiError> {
-    let spec = validation::spec(request, &state.spec_rules()).map_err(ApiError::Validation)?;
-    let integration = Integration::new(
-        &principal.tenant_id,
-        spec,
-        &principal.subject,
-        state.clock.now(),
-    );
-    state.store.create(&integration).await?;
-    state.engine.changed(integration.integration_id, false);
+) -> Result<Response, AppError> {
+    let integration = app.create(&principal, request).await?;
     let location = format!("{COLLECTION_PATH}/{}", integration.integration_id);
     Ok((
         StatusCode::CREATED,
@@ -240,42 +141,15 @@ pub async fn create(
     )
 )]
 pub async fn replace(
-    State(state): State<AppState>,
-    Admin(principal): Admin,
+    State(app): State<App>,
+    Caller { principal, .. }: Caller<use_case::Update>,
     IntegrationPath(id): IntegrationPath,
     IfMatch(if_match): IfMatch,
     JsonBody(body): JsonBody<Map<String, Value>>,
-) -> Result<Response, ApiError> {
-    let request = UpdateRequest::from_body(body)?;
-    let expected_version = request.expected_version(if_match)?;
-    let mut errors: Vec<FieldError> = request.id_error(id).into_iter().collect();
-    let spec = match validation::spec(request.spec, &state.spec_rules()) {
-        Ok(spec) if errors.is_empty() => spec,
-        Ok(_) => return Err(ApiError::Validation(errors)),
-        Err(spec_errors) => {
-            errors.extend(spec_errors);
-            return Err(ApiError::Validation(errors));
-        }
-    };
-    let change = Change::Update {
-        expected_version,
-        spec,
-    };
-    let now = state.clock.now();
-    match state
-        .store
-        .change(&author(&principal), id, change, now)
-        .await?
-    {
-        Some(integration) => {
-            state.engine.changed(id, false);
-            Ok(resource(integration))
-        }
-        None => {
-            tracing::error!(%id, "store returned no row for an update");
-            Err(ApiError::Internal)
-        }
-    }
+) -> Result<Response, AppError> {
+    app.update(&principal, id, if_match, body)
+        .await
+        .map(resource)
 }
 
 /// Delete an integration.
@@ -297,18 +171,12 @@ pub async fn replace(
     )
 )]
 pub async fn remove(
-    State(state): State<AppState>,
-    Admin(principal): Admin,
+    State(app): State<App>,
+    Caller { principal, .. }: Caller<use_case::Delete>,
     IntegrationPath(id): IntegrationPath,
     IfMatch(expected_version): IfMatch,
-) -> Result<StatusCode, ApiError> {
-    let change = Change::Delete { expected_version };
-    let now = state.clock.now();
-    state
-        .store
-        .change(&author(&principal), id, change, now)
-        .await?;
-    state.engine.deleted(id);
+) -> Result<StatusCode, AppError> {
+    app.delete(&principal, id, expected_version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

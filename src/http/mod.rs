@@ -1,88 +1,63 @@
-//! The REST API: one module per resource, each owning its router, merged here.
+//! The REST API: one module per resource, each listing its routes, merged here. Handlers
+//! decode a request, call one use case of [`crate::app`] and encode its answer; no rule lives
+//! here.
 //!
 //! - [`integrations`]: the integration collection and items.
-//! - [`lifecycle`]: submit, pause, resume and activate.
+//! - [`transitions`]: submit, pause, resume, activate and the connection test.
 //! - [`health`]: one integration's health and check history.
 //! - [`audit`]: the tenant's audit trail.
 //! - [`probes`]: `/healthz` and `/readyz`.
 //! - [`openapi`]: the generated OpenAPI document.
-//! - [`error`]: the one error type, rendered as problem+json.
-//! - [`extract`]: authentication, path, `If-Match`, query and JSON-body extractors.
-//! - [`cursor`]: opaque pagination cursors and the page body.
+//! - [`route`]: the route table the router is built from.
+//! - [`error`]: an [`AppError`] rendered as problem+json.
+//! - [`extract`]: the caller, path, `If-Match`, query and JSON-body extractors.
 //!
 //! Around every route: request logging (method, route, status, latency; never headers or
 //! bodies), the request time limit (503 `timeout`) and the body size limit (413).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use catalogd_actors::{Clock, Thresholds};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
 use tracing::Level;
 
-use crate::auth::Authenticator;
-use crate::connectors::Connectors;
+use crate::app::{App, AppError};
 use crate::metrics::internal_events::InternalEvent as _;
-use crate::monitoring::{EngineControl, MonitorDefaults};
-use crate::providers::ProviderRegistry;
-use crate::store::history::HistoryStore;
-use crate::store::Store;
-use crate::validation::SpecRules;
+use route::Route;
 
 mod audit;
-pub mod cursor;
 pub mod error;
 mod extract;
 mod health;
 mod integrations;
-mod lifecycle;
 pub mod openapi;
 mod probes;
+mod route;
 #[cfg(test)]
 mod test_support;
+mod transitions;
 
-/// What every handler can reach. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub auth: Arc<Authenticator>,
-    pub clock: Arc<dyn Clock>,
-    pub providers: Arc<ProviderRegistry>,
-    /// `monitor.*` thresholds, for integrations that do not set their own.
-    pub default_thresholds: Thresholds,
-    /// `monitor.interval` in seconds; a `healthCheck.timeoutSeconds` without an interval must
-    /// not exceed it.
-    pub default_interval_seconds: u32,
-    pub body_limit_bytes: usize,
-    pub request_timeout: std::time::Duration,
-    /// Told about every committed change, so the owning monitor actor follows it.
-    pub engine: Arc<dyn EngineControl>,
-    /// Health history, for `/{id}/health` and `/{id}/history`.
-    pub history: HistoryStore,
-    /// Runs manual connection tests (`/{id}/test`).
-    pub connectors: Arc<Connectors>,
-    /// `monitor.*` defaults: the timeout of a manual test without its own.
-    pub monitor: MonitorDefaults,
-}
-
-impl AppState {
-    /// The daemon-wide settings that spec validation depends on.
-    pub fn spec_rules(&self) -> SpecRules<'_> {
-        SpecRules {
-            providers: &self.providers,
-            default_interval_seconds: self.default_interval_seconds,
-            default_thresholds: self.default_thresholds,
-        }
-    }
+/// Every route the REST API serves; the router is built from this table alone.
+fn routes() -> Vec<Route> {
+    [
+        integrations::routes(),
+        transitions::routes(),
+        health::routes(),
+        audit::routes(),
+        probes::routes(),
+        openapi::routes(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The whole REST API.
-pub fn router(state: AppState) -> Router {
+pub fn router(app: App) -> Router {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {
             // The matched route template, not the raw path: bounded, and free of ids.
@@ -97,23 +72,19 @@ pub fn router(state: AppState) -> Router {
                 .level(Level::INFO)
                 .latency_unit(LatencyUnit::Millis),
         );
-    Router::new()
-        .merge(integrations::router())
-        .merge(lifecycle::router())
-        .merge(health::router())
-        .merge(audit::router())
-        .merge(probes::router())
-        .merge(openapi::router())
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, route| route.add_to(router))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.body_limit_bytes))
+        .layer(DefaultBodyLimit::max(app.body_limit_bytes))
         .layer(middleware::from_fn_with_state(
-            state.request_timeout,
+            app.request_timeout,
             time_limit,
         ))
         .layer(middleware::from_fn(measure))
         .layer(trace)
-        .with_state(state)
+        .with_state(app)
 }
 
 /// `catalogd_http_*`: method, route template (never the raw path) and status of each request.
@@ -141,7 +112,7 @@ async fn time_limit(State(limit): State<Duration>, request: Request, next: Next)
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(?limit, "request timed out");
-            error::ApiError::Timeout.into_response()
+            AppError::Timeout.into_response()
         }
     }
 }

@@ -16,7 +16,7 @@ use tower::ServiceExt as _;
 use uuid::Uuid;
 
 use super::error::PROBLEM_CONTENT_TYPE;
-use super::AppState;
+use crate::app::App;
 use crate::auth::{Authenticator, SCOPE_ADMIN, SCOPE_READ};
 use crate::config::AuthConfig;
 use crate::integration::{Author, Change, CheckSummary, Integration};
@@ -209,7 +209,7 @@ impl TestApp {
         Self::with(|_| {}).await
     }
 
-    pub async fn with(configure: impl FnOnce(&mut AppState)) -> Self {
+    pub async fn with(configure: impl FnOnce(&mut App)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let sqlite = crate::store::open(&StoreOptions {
             url: format!("sqlite://{}/catalogd.db", dir.path().display()),
@@ -232,7 +232,7 @@ impl TestApp {
             })
             .unwrap(),
         );
-        let mut state = AppState {
+        let mut state = App {
             store: store.clone(),
             auth: auth.clone(),
             clock: Arc::new(FixedClock),
@@ -265,6 +265,7 @@ impl TestApp {
                 timeout: Duration::from_secs(10),
                 thresholds: Thresholds::default(),
             },
+            nats: crate::nats::NatsReadiness::default(),
         };
         configure(&mut state);
         TestApp {

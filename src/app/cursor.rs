@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::error::ApiError;
+use super::AppError;
 use crate::store::Page;
 
 /// Longer cursors were not issued by this API; refuse them before decoding.
@@ -63,14 +63,14 @@ pub fn encode<T: Serialize>(position: &T) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(position).expect("a cursor always serializes"))
 }
 
-pub fn decode<T: DeserializeOwned>(cursor: &str) -> Result<T, ApiError> {
+pub fn decode<T: DeserializeOwned>(cursor: &str) -> Result<T, AppError> {
     if cursor.len() > MAX_CURSOR_CHARS {
-        return Err(ApiError::InvalidCursor);
+        return Err(AppError::InvalidCursor);
     }
     let bytes = URL_SAFE_NO_PAD
         .decode(cursor)
-        .map_err(|_| ApiError::InvalidCursor)?;
-    serde_json::from_slice(&bytes).map_err(|_| ApiError::InvalidCursor)
+        .map_err(|_| AppError::InvalidCursor)?;
+    serde_json::from_slice(&bytes).map_err(|_| AppError::InvalidCursor)
 }
 
 #[cfg(test)]
@@ -97,7 +97,7 @@ mod tests {
             &"A".repeat(MAX_CURSOR_CHARS + 1), // too long
         ] {
             assert!(
-                matches!(decode::<ListCursor>(bad), Err(ApiError::InvalidCursor)),
+                matches!(decode::<ListCursor>(bad), Err(AppError::InvalidCursor)),
                 "{bad}"
             );
         }

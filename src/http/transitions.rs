@@ -1,30 +1,28 @@
-//! Lifecycle operations on one integration (DESIGN §4, §5): submit, pause, resume,
-//! activate, and the manual connection test. The handlers are thin adapters around
-//! [`crate::operations`], which commits each transition with its audit entry and outbox event
-//! through the store, then tells the engine so the owning actor follows.
+//! Lifecycle transitions on one integration over REST (DESIGN §4, §5): submit, pause,
+//! resume and activate, and the manual connection test
+//! (`POST /api/v1/integrations/{id}/<transition>`). Each handler calls one use case of
+//! [`crate::app`].
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 
-use super::error::{ApiError, Problem};
-use super::extract::{Admin, IntegrationPath, JsonBody, OptionalJsonBody};
+use super::error::Problem;
+use super::extract::{use_case, Caller, IntegrationPath, JsonBody, OptionalJsonBody};
 use super::integrations::resource;
-use super::AppState;
+use super::route::Route;
+use crate::app::transitions::{ActivateRequest, EmptyRequest, PauseRequest};
+use crate::app::{App, AppError};
 use crate::connectors::ConnectionTestReport;
-use crate::operations;
 
-/// Shared with the NATS control service; re-exported for the OpenAPI document.
-pub use crate::operations::{ActivateRequest, EmptyRequest, PauseRequest};
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/integrations/{id}/submit", post(submit))
-        .route("/api/v1/integrations/{id}/pause", post(pause))
-        .route("/api/v1/integrations/{id}/resume", post(resume))
-        .route("/api/v1/integrations/{id}/activate", post(activate))
-        .route("/api/v1/integrations/{id}/test", post(test))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/api/v1/integrations/{id}/submit", submit),
+        Route::post("/api/v1/integrations/{id}/pause", pause),
+        Route::post("/api/v1/integrations/{id}/resume", resume),
+        Route::post("/api/v1/integrations/{id}/activate", activate),
+        Route::post("/api/v1/integrations/{id}/test", test),
+    ]
 }
 
 /// Submit a draft for verification: draft → pending_verification; a verification check runs
@@ -44,14 +42,12 @@ pub fn router() -> Router<AppState> {
     )
 )]
 pub async fn submit(
-    State(state): State<AppState>,
-    Admin(principal): Admin,
+    State(app): State<App>,
+    Caller { principal, .. }: Caller<use_case::Submit>,
     IntegrationPath(id): IntegrationPath,
     OptionalJsonBody(_empty): OptionalJsonBody<EmptyRequest>,
-) -> Result<Response, ApiError> {
-    operations::submit(&state, &principal, id)
-        .await
-        .map(resource)
+) -> Result<Response, AppError> {
+    app.submit(&principal, id).await.map(resource)
 }
 
 /// Pause monitoring: no probe is sent while paused. A reason is required.
@@ -72,14 +68,12 @@ pub async fn submit(
     )
 )]
 pub async fn pause(
-    State(state): State<AppState>,
-    Admin(principal): Admin,
+    State(app): State<App>,
+    Caller { principal, .. }: Caller<use_case::Pause>,
     IntegrationPath(id): IntegrationPath,
     JsonBody(request): JsonBody<PauseRequest>,
-) -> Result<Response, ApiError> {
-    operations::pause(&state, &principal, id, request)
-        .await
-        .map(resource)
+) -> Result<Response, AppError> {
+    app.pause(&principal, id, request).await.map(resource)
 }
 
 /// Resume monitoring: paused → active with counters reset; a check runs at once.
@@ -98,14 +92,12 @@ pub async fn pause(
     )
 )]
 pub async fn resume(
-    State(state): State<AppState>,
-    Admin(principal): Admin,
+    State(app): State<App>,
+    Caller { principal, .. }: Caller<use_case::Resume>,
     IntegrationPath(id): IntegrationPath,
     OptionalJsonBody(_empty): OptionalJsonBody<EmptyRequest>,
-) -> Result<Response, ApiError> {
-    operations::resume(&state, &principal, id)
-        .await
-        .map(resource)
+) -> Result<Response, AppError> {
+    app.resume(&principal, id).await.map(resource)
 }
 
 /// Activate by approval: draft, pending_verification or failed → active. The approver is
@@ -127,14 +119,12 @@ pub async fn resume(
     )
 )]
 pub async fn activate(
-    State(state): State<AppState>,
-    Admin(principal): Admin,
+    State(app): State<App>,
+    Caller { principal, .. }: Caller<use_case::Activate>,
     IntegrationPath(id): IntegrationPath,
     OptionalJsonBody(request): OptionalJsonBody<ActivateRequest>,
-) -> Result<Response, ApiError> {
-    operations::activate(&state, &principal, id, request)
-        .await
-        .map(resource)
+) -> Result<Response, AppError> {
+    app.activate(&principal, id, request).await.map(resource)
 }
 
 /// Run a staged connection test now (DNS → TCP → TLS → HTTP → authenticated call). The
@@ -154,10 +144,10 @@ pub async fn activate(
     )
 )]
 pub async fn test(
-    State(state): State<AppState>,
-    Admin(principal): Admin,
+    State(app): State<App>,
+    Caller { principal, .. }: Caller<use_case::Test>,
     IntegrationPath(id): IntegrationPath,
     OptionalJsonBody(_empty): OptionalJsonBody<EmptyRequest>,
-) -> Result<Json<ConnectionTestReport>, ApiError> {
-    operations::test(&state, &principal, id).await.map(Json)
+) -> Result<Json<ConnectionTestReport>, AppError> {
+    app.test(&principal, id).await.map(Json)
 }

@@ -1,0 +1,98 @@
+//! The use cases the application offers, each with the scope it needs. A transport names the
+//! use case a request is for (REST by its route, NATS by its subject) and the application
+//! decides what that requires.
+
+use crate::auth::Scope;
+
+/// One use case of the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UseCase {
+    List,
+    Get,
+    Create,
+    Update,
+    Delete,
+    Submit,
+    Test,
+    Pause,
+    Resume,
+    Activate,
+    Health,
+    History,
+    Audit,
+}
+
+impl UseCase {
+    pub const ALL: [UseCase; 13] = [
+        UseCase::List,
+        UseCase::Get,
+        UseCase::Create,
+        UseCase::Update,
+        UseCase::Delete,
+        UseCase::Submit,
+        UseCase::Test,
+        UseCase::Pause,
+        UseCase::Resume,
+        UseCase::Activate,
+        UseCase::Health,
+        UseCase::History,
+        UseCase::Audit,
+    ];
+
+    /// The use case's name; also its NATS endpoint name where NATS offers it.
+    pub fn name(self) -> &'static str {
+        match self {
+            UseCase::List => "list",
+            UseCase::Get => "get",
+            UseCase::Create => "create",
+            UseCase::Update => "update",
+            UseCase::Delete => "delete",
+            UseCase::Submit => "submit",
+            UseCase::Test => "test",
+            UseCase::Pause => "pause",
+            UseCase::Resume => "resume",
+            UseCase::Activate => "activate",
+            UseCase::Health => "health",
+            UseCase::History => "history",
+            UseCase::Audit => "audit",
+        }
+    }
+
+    /// Reading an integration needs the read scope; changes, tests and the audit trail need
+    /// admin (which implies read).
+    pub fn scope(self) -> Scope {
+        match self {
+            UseCase::List | UseCase::Get | UseCase::Health | UseCase::History => Scope::Read,
+            UseCase::Create
+            | UseCase::Update
+            | UseCase::Delete
+            | UseCase::Submit
+            | UseCase::Test
+            | UseCase::Pause
+            | UseCase::Resume
+            | UseCase::Activate
+            | UseCase::Audit => Scope::Admin,
+        }
+    }
+
+    /// Whether the use case acts on one integration, named by its id.
+    pub fn takes_id(self) -> bool {
+        !matches!(self, UseCase::List | UseCase::Create | UseCase::Audit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes() {
+        let reads: Vec<&str> = UseCase::ALL
+            .iter()
+            .filter(|use_case| use_case.scope() == Scope::Read)
+            .map(|use_case| use_case.name())
+            .collect();
+        assert_eq!(reads, ["list", "get", "health", "history"]);
+        assert!(!UseCase::List.takes_id() && UseCase::Pause.takes_id());
+    }
+}
