@@ -39,7 +39,6 @@
 //! waits for the database's write lock. A mark lost to a crash means a re-publish after the
 //! restart, which JetStream drops as a duplicate inside its window. Published rows are pruned
 //! after `events.retention`, a bounded batch at a time.
-
 //!
 //! # Modules
 //!
@@ -58,6 +57,7 @@ mod worker;
 
 use std::sync::Arc;
 
+use async_nats::Client;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -65,7 +65,6 @@ pub use counters::RelayCounters;
 pub use options::RelayOptions;
 
 use crate::store::outbox::{Handoff, OutboxStore, PendingEvent};
-use async_nats::Client;
 use worker::Worker;
 
 /// Wakes the relay and reads its counters. Cheap to clone.

@@ -32,12 +32,12 @@ enum PassError {
 }
 
 pub(super) struct Worker {
-    pub(super) outbox: OutboxStore,
-    pub(super) client: Option<Client>,
+    outbox: OutboxStore,
+    client: Option<Client>,
     pub(super) options: RelayOptions,
-    pub(super) handle: RelayHandle,
+    handle: RelayHandle,
     /// Published event ids for the marks task.
-    pub(super) marks: mpsc::UnboundedSender<Uuid>,
+    marks: mpsc::UnboundedSender<Uuid>,
     publisher: Option<Publisher>,
     last_error_log: Option<Instant>,
     order: Order,
