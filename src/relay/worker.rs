@@ -171,10 +171,7 @@ impl Worker {
     async fn acked(&mut self, (event, started, result): Acked, acks: &mut Acks) {
         match result {
             Ok(duplicate) => {
-                if duplicate {
-                    self.handle.counters.count_duplicate();
-                }
-                self.observe(&event, started.elapsed());
+                self.acknowledged(&event, started, duplicate);
                 self.mark(&[event.event_id]);
                 let context = match &self.publisher {
                     Some(Publisher::JetStream(context)) => Some(context.clone()),
@@ -189,13 +186,10 @@ impl Worker {
             Err(error) => {
                 // This event and those behind it stay in the outbox; the next sweep resumes
                 // the integration at this one.
-                self.handle.counters.count_failure();
                 self.order.failed(&event);
                 self.publisher = None;
-                self.log_failure(&PassError::Nats(format!(
-                    "publishing event {} on {}: {error}",
-                    event.event_id, event.subject
-                )));
+                let error = self.unacknowledged(&event, &error);
+                self.log_failure(&error);
             }
         }
     }
@@ -318,20 +312,14 @@ impl Worker {
                 let (event, started, result) = ack.await;
                 match result {
                     Ok(duplicate) => {
-                        if duplicate {
-                            self.handle.counters.count_duplicate();
-                        }
-                        self.observe(&event, started.elapsed());
+                        self.acknowledged(&event, started, duplicate);
                         self.order.sweep_acked(&mut rounds, &event);
                         acked.push(event.event_id);
                     }
                     Err(error) => {
-                        self.handle.counters.count_failure();
                         self.order.sweep_failed(&mut rounds, &event);
-                        first_error.get_or_insert(PassError::Nats(format!(
-                            "publishing event {} on {}: {error}",
-                            event.event_id, event.subject
-                        )));
+                        let error = self.unacknowledged(&event, &error);
+                        first_error.get_or_insert(error);
                     }
                 }
             }
@@ -363,6 +351,23 @@ impl Worker {
                 Err(PassError::Nats(format!("core NATS {message}")))
             }
         }
+    }
+
+    /// JetStream acknowledged `event` (sent at `started`).
+    fn acknowledged(&self, event: &PendingEvent, started: Instant, duplicate: bool) {
+        if duplicate {
+            self.handle.counters.count_duplicate();
+        }
+        self.observe(event, started.elapsed());
+    }
+
+    /// JetStream did not acknowledge `event`: counted, and the error the pass reports.
+    fn unacknowledged(&self, event: &PendingEvent, error: &str) -> PassError {
+        self.handle.counters.count_failure();
+        PassError::Nats(format!(
+            "publishing event {} on {}: {error}",
+            event.event_id, event.subject
+        ))
     }
 
     fn observe(&self, event: &PendingEvent, elapsed: Duration) {
