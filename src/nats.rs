@@ -3,7 +3,7 @@
 //! The daemon never waits for NATS: [`connect`] returns a client at once and connects (and
 //! reconnects, forever, with a backoff capped at a few seconds) in the background, so
 //! catalogd starts and keeps monitoring while NATS is down; events wait in the outbox. An
-//! empty `nats.url` disables NATS altogether.
+//! empty `nats.url` disables NATS altogether. [`NatsReadiness`] is how `/readyz` reports it.
 
 use std::time::Duration;
 

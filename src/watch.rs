@@ -3,7 +3,8 @@
 //! operators at a terminal; `--json` prints the CloudEvents as they arrive.
 //!
 //! This is a plain core-NATS subscription: it shows what is published while it runs, and
-//! nothing from before (read the `INTEGRATION_EVENTS` stream for that).
+//! nothing from before (read the JetStream stream `events.stream`, `INTEGRATION_EVENTS` by
+//! default, for that).
 
 use std::io::Write;
 

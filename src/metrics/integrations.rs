@@ -66,7 +66,8 @@ struct Table {
 }
 
 /// The per-integration families that change rarely (`status`, `uptime_ratio`, `up`),
-/// rendered once per [`Table::generation`] and compressed on first demand.
+/// rendered once per generation of the table (`Table::generation`) and compressed on first
+/// demand.
 #[derive(Debug)]
 pub struct Stable {
     generation: u64,

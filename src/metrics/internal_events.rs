@@ -4,14 +4,15 @@
 //! they never call `metrics::` macros or log the same occurrence themselves.
 //!
 //! Labels come from small bounded sets only: integration type, provider name (built-in or a
-//! loaded plugin), outcome, failure class, status, HTTP method, route template, status code.
+//! loaded plugin), outcome, failure class, status, HTTP method, route template, status code,
+//! lifecycle event kind.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, RwLock};
 use std::time::Duration;
 
 use catalogd_actors::{CheckOutcome, CheckReport, Status};
-use metrics::{counter, histogram, Counter, Histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 use uuid::Uuid;
 
 use super::names;
@@ -202,6 +203,40 @@ impl InternalEvent for HttpRequestServed<'_> {
             "route" => self.route.to_owned(),
         )
         .record(self.duration.as_secs_f64());
+    }
+}
+
+/// The NATS relay published a lifecycle event: JetStream acknowledged it, or core NATS
+/// flushed it. No log line: at thousands of events a second it would drown the log, and
+/// failures are logged by the relay (rate-limited).
+#[derive(Debug, Clone, Copy)]
+pub struct EventPublished<'a> {
+    /// `integration.<kind>`; the `type` label is the kind.
+    pub event_type: &'a str,
+    /// From the publish to its ack (or to the flush).
+    pub duration: Duration,
+}
+
+impl InternalEvent for EventPublished<'_> {
+    fn emit(self) {
+        histogram!(names::EVENT_PUBLISH_DURATION).record(self.duration.as_secs_f64());
+        let kind = self
+            .event_type
+            .strip_prefix("integration.")
+            .unwrap_or(self.event_type);
+        counter!(names::EVENTS_PUBLISHED_TOTAL, "type" => kind.to_owned()).increment(1);
+    }
+}
+
+/// The relay counted the outbox rows not yet published (every sweep interval).
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxBacklogCounted {
+    pub backlog: u64,
+}
+
+impl InternalEvent for OutboxBacklogCounted {
+    fn emit(self) {
+        gauge!(names::OUTBOX_BACKLOG).set(self.backlog as f64);
     }
 }
 
