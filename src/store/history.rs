@@ -1321,6 +1321,13 @@ impl HistoryStore {
         Self::with(Arc::new(PostgresHistory { pool, gate: None }), options)
     }
 
+    pub(super) fn over(pool: &super::database::Pool, options: HistoryOptions) -> Self {
+        match pool {
+            super::database::Pool::Sqlite(p, g) => Self::sqlite_gated(p.clone(), g.clone(), options),
+            super::database::Pool::Postgres(p) => Self::postgres(p.clone(), options),
+        }
+    }
+
     fn with(backend: Arc<dyn Backend>, options: HistoryOptions) -> Self {
         HistoryStore {
             backend,

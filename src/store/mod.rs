@@ -15,7 +15,9 @@ use crate::integration::{Author, Change, ChangeError, CheckSummary, Integration,
 use catalogd_actors::{EventKind, Lifecycle, Status, Thresholds};
 
 pub mod audit_chain;
+mod backend;
 pub mod census;
+mod database;
 pub mod history;
 pub mod outbox;
 mod postgres;
@@ -256,7 +258,8 @@ pub enum CheckCommit {
     Stale(Option<Integration>),
 }
 
-pub use sql::{Database, WriteGate};
+pub use backend::WriteGate;
+pub use database::Database;
 
 /// Opens the backend named by `options.url`, creating the SQLite file if needed, and applies
 /// the embedded migrations.
