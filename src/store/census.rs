@@ -94,7 +94,12 @@ where
     ) -> Result<Vec<IntegrationLabels>, StoreError> {
         let limit = i64::from(limit);
         let rows: Vec<LabelRow> = match after {
-            None => sqlx::query_as(PAGE_FIRST).bind(limit).fetch_all(self.0).await?,
+            None => {
+                sqlx::query_as(PAGE_FIRST)
+                    .bind(limit)
+                    .fetch_all(self.0)
+                    .await?
+            }
             Some(after) => {
                 sqlx::query_as(PAGE_AFTER)
                     .bind(after)

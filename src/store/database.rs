@@ -47,10 +47,9 @@ impl Database {
     pub async fn connect(options: &StoreOptions) -> Result<Database, StoreError> {
         let scheme = options.url.split_once(':').map(|(scheme, _)| scheme);
         let pool = match scheme {
-            Some("sqlite") => Pool::Sqlite(
-                super::sqlite::connect(options).await?,
-                WriteGate::default(),
-            ),
+            Some("sqlite") => {
+                Pool::Sqlite(super::sqlite::connect(options).await?, WriteGate::default())
+            }
             Some("postgres" | "postgresql") => {
                 Pool::Postgres(super::postgres::connect(options).await?)
             }

@@ -161,15 +161,13 @@ where
         Ok(rows
             .into_iter()
             .map(
-                |(event_id, integration_id, sequence, event_type, subject, payload)| {
-                    PendingEvent {
-                        event_id,
-                        integration_id,
-                        sequence,
-                        event_type,
-                        subject,
-                        payload,
-                    }
+                |(event_id, integration_id, sequence, event_type, subject, payload)| PendingEvent {
+                    event_id,
+                    integration_id,
+                    sequence,
+                    event_type,
+                    subject,
+                    payload,
                 },
             )
             .collect())

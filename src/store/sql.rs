@@ -22,6 +22,7 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use super::audit_chain::{ChainProblem, ChainVerifier, StoredAuditEntry, GENESIS_HASH};
+use super::backend::{Backend, Gate};
 use super::outbox::Handoff;
 use super::rows::{self, AuditRow, IntegrationRow, AUDIT_COLUMNS, INTEGRATION_COLUMNS};
 use super::{
@@ -29,7 +30,6 @@ use super::{
     StoreOptions,
 };
 use crate::cloudevents::{self, EventCause, OutboxEvent};
-use super::backend::{Backend, Gate};
 use crate::integration::{
     self, Applied, AuditRecord, Author, Change, CheckSummary, HealthCheck, Integration,
 };
@@ -225,7 +225,8 @@ where
     for<'q> Option<String>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Option<bool>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Option<DateTime<Utc>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
-    for<'q> Json<&'q serde_json::Map<String, serde_json::Value>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q serde_json::Map<String, serde_json::Value>>:
+        sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q Vec<String>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q HealthCheck>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'r> IntegrationRow: sqlx::FromRow<'r, B::Row>,
@@ -419,15 +420,8 @@ where
                 }
                 if let Some(kind) = applied.event {
                     event = Some(
-                        Self::append_event(
-                            connection,
-                            kind,
-                            next,
-                            &applied.cause,
-                            now,
-                            called,
-                        )
-                        .await?,
+                        Self::append_event(connection, kind, next, &applied.cause, now, called)
+                            .await?,
                     );
                 }
             }
@@ -436,15 +430,8 @@ where
             None => {
                 if let Some(kind) = applied.event {
                     event = Some(
-                        Self::append_event(
-                            connection,
-                            kind,
-                            current,
-                            &applied.cause,
-                            now,
-                            called,
-                        )
-                        .await?,
+                        Self::append_event(connection, kind, current, &applied.cause, now, called)
+                            .await?,
                     );
                 }
                 sqlx::query(DELETE_INTEGRATION)
@@ -539,7 +526,8 @@ where
     for<'q> Option<String>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Option<bool>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Option<DateTime<Utc>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
-    for<'q> Json<&'q serde_json::Map<String, serde_json::Value>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q serde_json::Map<String, serde_json::Value>>:
+        sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q Vec<String>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q HealthCheck>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'r> IntegrationRow: sqlx::FromRow<'r, B::Row>,
@@ -584,11 +572,7 @@ where
         Ok(())
     }
 
-    async fn get(
-        &self,
-        tenant_id: &str,
-        id: Uuid,
-    ) -> Result<Option<Integration>, StoreError> {
+    async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Integration>, StoreError> {
         let row: Option<IntegrationRow> = sqlx::query_as(&SELECT_INTEGRATION)
             .bind(tenant_id)
             .bind(id)
@@ -681,23 +665,16 @@ where
         let now = rows::stored_precision(now);
         let _turn = self.gate.turn().await;
         let mut transaction = self.pool.begin_with(B::BEGIN_WRITE).await?;
-        let row: Option<IntegrationRow> =
-            sqlx::query_as(&B::locked(&SELECT_INTEGRATION))
-                .bind(&author.tenant_id)
-                .bind(id)
-                .fetch_optional(&mut *transaction)
-                .await
-                .map_err(read_error)?;
+        let row: Option<IntegrationRow> = sqlx::query_as(&B::locked(&SELECT_INTEGRATION))
+            .bind(&author.tenant_id)
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(read_error)?;
         let current = row.ok_or(StoreError::NotFound)?.into_integration()?;
-        let applied = integration::apply_change(
-            &current,
-            change,
-            author,
-            self.default_thresholds,
-            now,
-        )?;
-        let event =
-            Self::write_applied(&mut transaction, &current, &applied, now, called).await?;
+        let applied =
+            integration::apply_change(&current, change, author, self.default_thresholds, now)?;
+        let event = Self::write_applied(&mut transaction, &current, &applied, now, called).await?;
         transaction.commit().await?;
         if let Some(event) = event {
             self.handoff.committed(event);
@@ -728,10 +705,7 @@ where
         .await
     }
 
-    async fn verify_audit(
-        &self,
-        tenant_id: Option<&str>,
-    ) -> Result<ChainReport, StoreError> {
+    async fn verify_audit(&self, tenant_id: Option<&str>) -> Result<ChainReport, StoreError> {
         // One snapshot for the whole walk: appends committed meanwhile would
         // otherwise make a head read before them look like a forged tail.
         let mut transaction = self.pool.begin_with(B::BEGIN_SNAPSHOT).await?;
@@ -749,8 +723,7 @@ where
             problem: None,
         };
         for tenant_id in &tenants {
-            let (entries, problem) =
-                Self::verify_tenant(&mut transaction, tenant_id).await?;
+            let (entries, problem) = Self::verify_tenant(&mut transaction, tenant_id).await?;
             report.tenants += 1;
             report.entries += entries;
             if problem.is_some() {
@@ -850,12 +823,11 @@ where
         };
         let _turn = self.gate.turn().await;
         let mut transaction = self.pool.begin_with(B::BEGIN_WRITE).await?;
-        let row: Option<IntegrationRow> =
-            sqlx::query_as(&B::locked(&SELECT_INTEGRATION_BY_ID))
-                .bind(id)
-                .fetch_optional(&mut *transaction)
-                .await
-                .map_err(read_error)?;
+        let row: Option<IntegrationRow> = sqlx::query_as(&B::locked(&SELECT_INTEGRATION_BY_ID))
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(read_error)?;
         let current = row.map(IntegrationRow::into_integration).transpose()?;
         let current = match current {
             Some(current) if current.version == expected_version => current,
@@ -865,8 +837,7 @@ where
             }
         };
         let applied = integration::apply_check(&current, lifecycle, event, check, now);
-        let event =
-            Self::write_applied(&mut transaction, &current, &applied, now, called).await?;
+        let event = Self::write_applied(&mut transaction, &current, &applied, now, called).await?;
         transaction.commit().await?;
         if let Some(event) = event {
             self.handoff.committed(event);
