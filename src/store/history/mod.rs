@@ -41,12 +41,15 @@
 //!
 //! # Code
 //!
-//! - [`options`](HistoryOptions), `time` (bucket arithmetic), `values` (what reads return);
-//! - `plan`: which table covers which part of an uptime window (pure);
-//! - `batch`: the results of one flush; `writer`: the [`HistoryWriter`];
-//! - `statements` (the SQL both backends share), `dialect` (what differs: time columns, the
-//!   batch insert, pruning), `tables` (every statement, generic over the backend);
-//! - `reads` and `maintenance`: [`HistoryStore`]'s reads, rollups and pruning.
+//! One concept per module:
+//!
+//! - `options`: [`HistoryOptions`]; `time`: bucket arithmetic; `values`: what reads return;
+//! - `plan`: which table covers which part of an uptime window (pure, unit-tested);
+//! - `batch`: the results of one flush; `writer`: the [`HistoryWriter`] and its tasks;
+//! - `statements`: the SQL both backends share; `dialect`: what differs (how a time is
+//!   stored, the batch insert, pruning); `tables`: every statement, written once, generic
+//!   over the backend;
+//! - `reads` and `maintenance`: [`HistoryStore`]'s reads, and its rollups and pruning.
 
 use std::sync::Arc;
 

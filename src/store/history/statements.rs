@@ -21,7 +21,7 @@ pub(super) const RAW_AGGREGATES: &str = "\
     CAST(MAX(CASE WHEN x.outcome = 2 THEN 0 ELSE x.latency_us END) AS BIGINT)";
 
 /// The same from hourly buckets `x`.
-pub(super) const ROLLUP_AGGREGATES: &str = "\
+const ROLLUP_AGGREGATES: &str = "\
     CAST(SUM(x.successes) AS BIGINT), CAST(SUM(x.failures) AS BIGINT), \
     CAST(SUM(x.skipped) AS BIGINT), CAST(SUM(x.latency_sum_us) AS BIGINT), \
     CAST(MAX(x.latency_max_us) AS BIGINT)";
@@ -30,10 +30,10 @@ pub(super) const BUCKET_COLUMNS: &str = "x.bucket_start, CAST(x.successes AS BIG
     CAST(x.failures AS BIGINT), CAST(x.skipped AS BIGINT), CAST(x.latency_sum_us AS BIGINT), \
     CAST(x.latency_max_us AS BIGINT)";
 
-pub(super) const BUCKET_INSERT: &str =
+const BUCKET_INSERT: &str =
     "(integration_id, bucket_start, successes, failures, skipped, latency_sum_us, latency_max_us)";
 
-pub(super) const BUCKET_UPSERT: &str = "ON CONFLICT (integration_id, bucket_start) DO UPDATE SET \
+const BUCKET_UPSERT: &str = "ON CONFLICT (integration_id, bucket_start) DO UPDATE SET \
     successes = excluded.successes, failures = excluded.failures, skipped = excluded.skipped, \
     latency_sum_us = excluded.latency_sum_us, latency_max_us = excluded.latency_max_us";
 

@@ -11,7 +11,12 @@ use uuid::Uuid;
 use super::batch::Batch;
 use super::dialect::{DbTime, HistoryBackend};
 use super::plan::{Segment, Source};
-use super::statements::*;
+use super::statements::{
+    bucket_from_row, integration_from_row, result_from_row, rollup_statement, scoped_from,
+    state_key, BucketRow, IntegrationHealth, IntegrationHealthRow, ResultRow, BUCKET_COLUMNS,
+    RAW_AGGREGATES, RESULT_COLUMNS, SELECT_CHUNK, SELECT_INTEGRATION_HEALTH, SELECT_STATE,
+    UPSERT_STATE,
+};
 use super::values::{Bucket, CheckResult};
 use crate::store::backend::Gate;
 use crate::store::StoreError;
