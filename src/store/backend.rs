@@ -1,6 +1,6 @@
 //! What differs between SQLite and PostgreSQL, said once: the [`Backend`] trait (the
-//! statements that start a write or a snapshot, row locking, the write gate) and the
-//! [`Gate`] every writer passes through.
+//! statements that start a write or a snapshot, row locking) and the [`Gate`] every writer
+//! passes through (SQLite's [`WriteGate`], a no-op on PostgreSQL).
 //!
 //! The store's SQL is written once, generic over `B: Backend` (an `sqlx::Database` that
 //! knows its dialect), instead of being instantiated per backend by a macro. SQLite accepts
@@ -11,7 +11,8 @@
 //!
 //! Rust does not carry a trait's `where` clauses to its users (only its supertraits), so
 //! the sqlx bounds a generic implementation needs cannot live on [`Backend`] itself: each
-//! generic `impl` block repeats the one `where` clause, copied from [`Backend`]'s docs.
+//! generic `impl` block states them once, in the shape shown in [`Backend`]'s docs, for the
+//! column types it binds and the rows it reads.
 
 use std::sync::Arc;
 

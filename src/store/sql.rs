@@ -186,6 +186,9 @@ fn write_error(error: sqlx::Error) -> StoreError {
     }
 }
 
+/// The catalog [`Store`] over one backend's pool. Its two generic `impl` blocks (the
+/// helpers below and [`Store`]) state the same sqlx bounds: the column types they bind and
+/// the rows they read, for any [`Backend`].
 pub(super) struct SqlStore<B: Backend> {
     pool: sqlx::Pool<B>,
     default_thresholds: Thresholds,
@@ -511,6 +514,7 @@ where
     }
 }
 
+// The same bounds as the helpers' `impl` above.
 #[async_trait]
 impl<B> Store for SqlStore<B>
 where

@@ -1,11 +1,10 @@
 //! The history's tables: every statement [`super::HistoryStore`] runs, written once for both
-//! backends ([`SqlTables`], generic over the [`HistoryBackend`]) behind the object-safe
-//! [`Tables`] trait, so the store that holds them is one type whatever the backend. Writes
-//! take their turn at the SQLite write [`Gate`].
+//! backends ([`SqlTables`], generic over the [`HistoryBackend`]). [`Tables`] picks the
+//! backend of the daemon's pool, so the store that holds it is one type whatever the
+//! backend. Writes take their turn at the SQLite write [`Gate`].
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::QueryBuilder;
+use sqlx::{Postgres, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use super::batch::Batch;
@@ -21,32 +20,72 @@ use super::values::{Bucket, CheckResult};
 use crate::store::backend::Gate;
 use crate::store::StoreError;
 
-/// The SQL side of [`super::HistoryStore`]: what it reads from and writes to its tables.
-/// Object-safe, so the store itself is not generic; implemented once, by [`SqlTables`].
-#[async_trait]
-pub(super) trait Tables: Send + Sync + 'static {
+/// The history's tables in the daemon's pool: [`SqlTables`] of one backend or the other.
+/// Each method runs the same generic code on either.
+pub(super) enum Tables {
+    Sqlite(SqlTables<Sqlite>),
+    Postgres(SqlTables<Postgres>),
+}
+
+impl Tables {
     /// Writes one batch in one transaction; returns how many observations the version guard
     /// refused (or whose integration is gone).
-    async fn write_batch(&self, batch: &Batch) -> Result<u64, sqlx::Error>;
+    pub(super) async fn write_batch(&self, batch: &Batch) -> Result<u64, sqlx::Error> {
+        match self {
+            Tables::Sqlite(tables) => tables.write_batch(batch).await,
+            Tables::Postgres(tables) => tables.write_batch(batch).await,
+        }
+    }
+
     /// `(hourly_through, daily_through)`.
-    async fn marks(&self) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError>;
-    async fn set_mark(&self, target: Source, through: DateTime<Utc>) -> Result<(), StoreError>;
-    async fn integration(
+    pub(super) async fn marks(
+        &self,
+    ) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.marks().await,
+            Tables::Postgres(tables) => tables.marks().await,
+        }
+    }
+
+    pub(super) async fn set_mark(
+        &self,
+        target: Source,
+        through: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.set_mark(target, through).await,
+            Tables::Postgres(tables) => tables.set_mark(target, through).await,
+        }
+    }
+
+    pub(super) async fn integration(
         &self,
         tenant_id: &str,
         id: Uuid,
-    ) -> Result<Option<IntegrationHealth>, StoreError>;
+    ) -> Result<Option<IntegrationHealth>, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.integration(tenant_id, id).await,
+            Tables::Postgres(tables) => tables.integration(tenant_id, id).await,
+        }
+    }
+
     /// Raw results in `[from, to)`, newest first.
-    async fn results(
+    pub(super) async fn results(
         &self,
         tenant_id: &str,
         id: Uuid,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<CheckResult>, StoreError>;
+    ) -> Result<Vec<CheckResult>, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.results(tenant_id, id, from, to, limit).await,
+            Tables::Postgres(tables) => tables.results(tenant_id, id, from, to, limit).await,
+        }
+    }
+
     /// Stored buckets of `source` starting in `[from, to)`, newest first.
-    async fn buckets(
+    pub(super) async fn buckets(
         &self,
         source: Source,
         tenant_id: &str,
@@ -54,42 +93,94 @@ pub(super) trait Tables: Send + Sync + 'static {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<Bucket>, StoreError>;
+    ) -> Result<Vec<Bucket>, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.buckets(source, tenant_id, id, from, to, limit).await,
+            Tables::Postgres(tables) => {
+                tables.buckets(source, tenant_id, id, from, to, limit).await
+            }
+        }
+    }
+
     /// Hour buckets aggregated on the fly from the raw results in `[from, to)`, newest first.
-    async fn raw_hours(
+    pub(super) async fn raw_hours(
         &self,
         tenant_id: &str,
         id: Uuid,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<Bucket>, StoreError>;
+    ) -> Result<Vec<Bucket>, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.raw_hours(tenant_id, id, from, to).await,
+            Tables::Postgres(tables) => tables.raw_hours(tenant_id, id, from, to).await,
+        }
+    }
+
     /// `(segment index, successes, failures)` for each segment, in one statement.
-    async fn sums(
+    pub(super) async fn sums(
         &self,
         tenant_id: &str,
         id: Uuid,
         segments: &[Segment],
-    ) -> Result<Vec<(u64, u64)>, StoreError>;
-    async fn earliest(&self, source: Source) -> Result<Option<DateTime<Utc>>, StoreError>;
-    async fn any_between(
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.sums(tenant_id, id, segments).await,
+            Tables::Postgres(tables) => tables.sums(tenant_id, id, segments).await,
+        }
+    }
+
+    pub(super) async fn earliest(
+        &self,
+        source: Source,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.earliest(source).await,
+            Tables::Postgres(tables) => tables.earliest(source).await,
+        }
+    }
+
+    pub(super) async fn any_between(
         &self,
         source: Source,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
-    async fn chunk(&self, after: Uuid, limit: u32) -> Result<Vec<Uuid>, StoreError>;
-    async fn roll_up_chunk(
+    ) -> Result<bool, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.any_between(source, from, to).await,
+            Tables::Postgres(tables) => tables.any_between(source, from, to).await,
+        }
+    }
+
+    pub(super) async fn chunk(&self, after: Uuid, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.chunk(after, limit).await,
+            Tables::Postgres(tables) => tables.chunk(after, limit).await,
+        }
+    }
+
+    pub(super) async fn roll_up_chunk(
         &self,
         target: Source,
         ids: (Uuid, Uuid),
         bucket: (DateTime<Utc>, DateTime<Utc>),
-    ) -> Result<(), StoreError>;
-    async fn prune_batch(
+    ) -> Result<(), StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.roll_up_chunk(target, ids, bucket).await,
+            Tables::Postgres(tables) => tables.roll_up_chunk(target, ids, bucket).await,
+        }
+    }
+
+    pub(super) async fn prune_batch(
         &self,
         source: Source,
         cutoff: DateTime<Utc>,
         limit: u32,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<u64, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.prune_batch(source, cutoff, limit).await,
+            Tables::Postgres(tables) => tables.prune_batch(source, cutoff, limit).await,
+        }
+    }
 }
 
 /// The history's tables in one backend's pool.
@@ -100,8 +191,7 @@ pub(super) struct SqlTables<B: HistoryBackend> {
     pub(super) gate: Gate,
 }
 
-#[async_trait]
-impl<B> Tables for SqlTables<B>
+impl<B> SqlTables<B>
 where
     B: HistoryBackend,
     for<'c> &'c mut B::Connection: sqlx::Executor<'c, Database = B>,
@@ -118,12 +208,14 @@ where
     for<'r> (i32,): sqlx::FromRow<'r, B::Row>,
     for<'r> (Uuid,): sqlx::FromRow<'r, B::Row>,
 {
-    async fn write_batch(&self, batch: &Batch) -> Result<u64, sqlx::Error> {
+    pub(super) async fn write_batch(&self, batch: &Batch) -> Result<u64, sqlx::Error> {
         let _turn = self.gate.turn().await;
         B::write_batch(&self.pool, batch).await
     }
 
-    async fn marks(&self) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError> {
+    pub(super) async fn marks(
+        &self,
+    ) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError> {
         let rows: Vec<(String, B::Time)> =
             sqlx::query_as(SELECT_STATE).fetch_all(&self.pool).await?;
         let mut marks = (None, None);
@@ -138,7 +230,11 @@ where
         Ok(marks)
     }
 
-    async fn set_mark(&self, target: Source, through: DateTime<Utc>) -> Result<(), StoreError> {
+    pub(super) async fn set_mark(
+        &self,
+        target: Source,
+        through: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let _turn = self.gate.turn().await;
         sqlx::query(UPSERT_STATE)
             .bind(state_key(target))
@@ -148,7 +244,7 @@ where
         Ok(())
     }
 
-    async fn integration(
+    pub(super) async fn integration(
         &self,
         tenant_id: &str,
         id: Uuid,
@@ -161,7 +257,7 @@ where
         row.map(integration_from_row).transpose()
     }
 
-    async fn results(
+    pub(super) async fn results(
         &self,
         tenant_id: &str,
         id: Uuid,
@@ -185,7 +281,7 @@ where
         rows.into_iter().map(result_from_row).collect()
     }
 
-    async fn buckets(
+    pub(super) async fn buckets(
         &self,
         source: Source,
         tenant_id: &str,
@@ -210,7 +306,7 @@ where
         rows.into_iter().map(bucket_from_row).collect()
     }
 
-    async fn raw_hours(
+    pub(super) async fn raw_hours(
         &self,
         tenant_id: &str,
         id: Uuid,
@@ -234,7 +330,7 @@ where
         rows.into_iter().map(bucket_from_row).collect()
     }
 
-    async fn sums(
+    pub(super) async fn sums(
         &self,
         tenant_id: &str,
         id: Uuid,
@@ -280,7 +376,10 @@ where
         Ok(sums)
     }
 
-    async fn earliest(&self, source: Source) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub(super) async fn earliest(
+        &self,
+        source: Source,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let sql = format!(
             "SELECT MIN({}) FROM {}",
             source.time_column(),
@@ -290,7 +389,7 @@ where
         earliest.map(DbTime::into_time).transpose()
     }
 
-    async fn any_between(
+    pub(super) async fn any_between(
         &self,
         source: Source,
         from: DateTime<Utc>,
@@ -309,7 +408,7 @@ where
         Ok(found.is_some())
     }
 
-    async fn chunk(&self, after: Uuid, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+    pub(super) async fn chunk(&self, after: Uuid, limit: u32) -> Result<Vec<Uuid>, StoreError> {
         Ok(sqlx::query_scalar(SELECT_CHUNK)
             .bind(after)
             .bind(i64::from(limit))
@@ -317,7 +416,7 @@ where
             .await?)
     }
 
-    async fn roll_up_chunk(
+    pub(super) async fn roll_up_chunk(
         &self,
         target: Source,
         ids: (Uuid, Uuid),
@@ -334,7 +433,7 @@ where
         Ok(())
     }
 
-    async fn prune_batch(
+    pub(super) async fn prune_batch(
         &self,
         source: Source,
         cutoff: DateTime<Utc>,
