@@ -211,7 +211,7 @@ impl TestApp {
 
     pub async fn with(configure: impl FnOnce(&mut App)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let sqlite = crate::store::open(&StoreOptions {
+        let database = crate::store::Database::connect(&StoreOptions {
             url: format!("sqlite://{}/catalogd.db", dir.path().display()),
             password: None,
             max_connections: 4,
@@ -220,6 +220,7 @@ impl TestApp {
         })
         .await
         .unwrap();
+        let sqlite = database.store(Thresholds::default());
         let store = Arc::new(FaultyStore {
             inner: sqlite,
             down: AtomicBool::new(false),
@@ -242,14 +243,7 @@ impl TestApp {
             body_limit_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(5),
             engine: Arc::new(crate::monitoring::Detached),
-            history: crate::store::history::HistoryStore::sqlite(
-                sqlx::SqlitePool::connect_lazy(&format!(
-                    "sqlite://{}/catalogd.db",
-                    dir.path().display()
-                ))
-                .unwrap(),
-                Default::default(),
-            ),
+            history: database.history(Default::default()),
             connectors: Arc::new(
                 crate::connectors::Connectors::new(
                     &Default::default(),

@@ -4,12 +4,14 @@
 //!
 //! Both are cheap at scale: one `GROUP BY` over the `(tenant_id, …)` rows, and a keyset page
 //! over the primary key.
+//!
+//! The reads are written once, generic over the [`Backend`]; [`Census`] picks the
+//! instance for its pool.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use uuid::Uuid;
 
+use super::backend::Backend;
+use super::database::Pool;
 use super::StoreError;
 
 /// What a per-integration series is labelled with, and its status.
@@ -67,64 +69,53 @@ fn count(row: (String, String, i64)) -> StatusCount {
     }
 }
 
-#[async_trait]
-trait Backend: Send + Sync + 'static {
-    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError>;
+/// The two reads, written once for both backends.
+struct Reads<'p, B: Backend>(&'p sqlx::Pool<B>);
+
+impl<B> Reads<'_, B>
+where
+    B: Backend,
+    for<'c> &'c mut B::Connection: sqlx::Executor<'c, Database = B>,
+    for<'q> B::Arguments<'q>: sqlx::IntoArguments<'q, B>,
+    for<'q> i64: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Uuid: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'r> (String, String, i64): sqlx::FromRow<'r, B::Row>,
+    for<'r> LabelRow: sqlx::FromRow<'r, B::Row>,
+{
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(COUNTS).fetch_all(self.0).await?;
+        Ok(rows.into_iter().map(count).collect())
+    }
+
     async fn page(
         &self,
         after: Option<Uuid>,
         limit: u32,
-    ) -> Result<Vec<IntegrationLabels>, StoreError>;
-}
-
-macro_rules! backend {
-    ($name:ident, $pool:ty) => {
-        struct $name {
-            pool: $pool,
-        }
-
-        #[async_trait]
-        impl Backend for $name {
-            async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-                let rows: Vec<(String, String, i64)> =
-                    sqlx::query_as(COUNTS).fetch_all(&self.pool).await?;
-                Ok(rows.into_iter().map(count).collect())
+    ) -> Result<Vec<IntegrationLabels>, StoreError> {
+        let limit = i64::from(limit);
+        let rows: Vec<LabelRow> = match after {
+            None => {
+                sqlx::query_as(PAGE_FIRST)
+                    .bind(limit)
+                    .fetch_all(self.0)
+                    .await?
             }
-
-            async fn page(
-                &self,
-                after: Option<Uuid>,
-                limit: u32,
-            ) -> Result<Vec<IntegrationLabels>, StoreError> {
-                let limit = i64::from(limit);
-                let rows: Vec<LabelRow> = match after {
-                    None => {
-                        sqlx::query_as(PAGE_FIRST)
-                            .bind(limit)
-                            .fetch_all(&self.pool)
-                            .await?
-                    }
-                    Some(after) => {
-                        sqlx::query_as(PAGE_AFTER)
-                            .bind(after)
-                            .bind(limit)
-                            .fetch_all(&self.pool)
-                            .await?
-                    }
-                };
-                Ok(rows.into_iter().map(labels).collect())
+            Some(after) => {
+                sqlx::query_as(PAGE_AFTER)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(self.0)
+                    .await?
             }
-        }
-    };
+        };
+        Ok(rows.into_iter().map(labels).collect())
+    }
 }
-
-backend!(SqliteStats, sqlx::SqlitePool);
-backend!(PostgresStats, sqlx::PgPool);
 
 /// The metrics' reads, on either backend. Cheap to clone.
 #[derive(Clone)]
 pub struct Census {
-    backend: Arc<dyn Backend>,
+    pool: Pool,
 }
 
 impl std::fmt::Debug for Census {
@@ -134,22 +125,17 @@ impl std::fmt::Debug for Census {
 }
 
 impl Census {
-    // Built over the daemon's one pool: see [`super::Database`].
-    pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
-        Census {
-            backend: Arc::new(SqliteStats { pool }),
-        }
-    }
-
-    pub fn postgres(pool: sqlx::PgPool) -> Self {
-        Census {
-            backend: Arc::new(PostgresStats { pool }),
-        }
+    /// Built over the daemon's one pool: see [`super::Database::census`].
+    pub(super) fn over(pool: Pool) -> Self {
+        Census { pool }
     }
 
     /// Integrations per tenant and status (drafts included), in one `GROUP BY`.
     pub async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        self.backend.counts().await
+        match &self.pool {
+            Pool::Sqlite(pool, _) => Reads(pool).counts().await,
+            Pool::Postgres(pool) => Reads(pool).counts().await,
+        }
     }
 
     /// Every integration of every tenant, in id order, `limit` at a time after `after`.
@@ -158,6 +144,9 @@ impl Census {
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<IntegrationLabels>, StoreError> {
-        self.backend.page(after, limit).await
+        match &self.pool {
+            Pool::Sqlite(pool, _) => Reads(pool).page(after, limit).await,
+            Pool::Postgres(pool) => Reads(pool).page(after, limit).await,
+        }
     }
 }

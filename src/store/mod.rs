@@ -4,6 +4,18 @@
 //! Every method takes the tenant id and every query filters on it: there is no way to reach a
 //! row of another tenant through this trait. Each mutation commits the row, its hash-chained
 //! audit entry (and, with the engine, its outbox event) in one transaction.
+//!
+//! The code is written once for both backends, generic over [`backend::Backend`] (what
+//! differs: how a write transaction starts, row locking, and SQLite's write gate, a no-op on
+//! PostgreSQL); no macro instantiates it per backend. [`Database`] is the one opaque handle
+//! the daemon holds: every store is built over its pool, and no sqlx type leaves this module
+//! except through [`StoreError`]'s classification of driver errors.
+//!
+//! - `database`: [`Database`]; `backend`: the [`backend::Backend`] trait and the write gate;
+//!   `sqlite`, `postgres`: opening a pool and migrating it;
+//! - `sql`: the catalog [`Store`]; `rows`: its row shapes; [`audit_chain`]: the hash chain;
+//! - [`history`]: the health history; [`outbox`]: the relay's view of the outbox;
+//!   [`census`]: the metrics' fleet-wide reads.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -15,7 +27,9 @@ use crate::integration::{Author, Change, ChangeError, CheckSummary, Integration,
 use catalogd_actors::{EventKind, Lifecycle, Status, Thresholds};
 
 pub mod audit_chain;
+mod backend;
 pub mod census;
+mod database;
 pub mod history;
 pub mod outbox;
 mod postgres;
@@ -256,7 +270,8 @@ pub enum CheckCommit {
     Stale(Option<Integration>),
 }
 
-pub use sql::{Database, WriteGate};
+pub use backend::WriteGate;
+pub use database::Database;
 
 /// Opens the backend named by `options.url`, creating the SQLite file if needed, and applies
 /// the embedded migrations.

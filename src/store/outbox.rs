@@ -8,7 +8,8 @@
 //! one integration commit in order (the integration's row lock hands them out), so the lowest
 //! pending sequence of an integration is always the next one to publish.
 //!
-//! [`OutboxStore`] works on the daemon's one pool (see [`super::Database`]).
+//! [`OutboxStore`] works on the daemon's one pool (see [`super::Database`]); its statements
+//! are written once, generic over the [`Backend`].
 //!
 //! [`Handoff`] is the fast path beside it: right after a commit that wrote an event, the
 //! store hands the committed event to the relay in memory, so the relay publishes it without
@@ -17,12 +18,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
+use super::backend::{Backend, Gate};
+use super::database::Pool;
 use super::StoreError;
 use crate::cloudevents::OutboxEvent;
 
@@ -127,112 +129,91 @@ const COUNT_PENDING: &str = "SELECT count(*) FROM outbox WHERE published_at IS N
 const PRUNE: &str = "DELETE FROM outbox WHERE event_id IN (SELECT event_id FROM outbox \
      WHERE published_at IS NOT NULL AND published_at < $1 LIMIT $2)";
 
-#[async_trait]
-trait Backend: Send + Sync + 'static {
+/// The outbox's statements, written once for both backends. Writes take their turn at the
+/// [`Gate`].
+struct Statements<'p, B: Backend> {
+    pool: &'p sqlx::Pool<B>,
+    gate: &'p Gate,
+}
+
+impl<B> Statements<'_, B>
+where
+    B: Backend,
+    for<'c> &'c mut B::Connection: sqlx::Executor<'c, Database = B>,
+    for<'q> B::Arguments<'q>: sqlx::IntoArguments<'q, B>,
+    for<'q> i64: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Uuid: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> DateTime<Utc>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'r> Row: sqlx::FromRow<'r, B::Row>,
+    for<'r> (i64,): sqlx::FromRow<'r, B::Row>,
+{
     async fn pending(
         &self,
         after: OutboxPosition,
         limit: u32,
-    ) -> Result<Vec<PendingEvent>, StoreError>;
-    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<u64, StoreError>;
-    async fn backlog(&self) -> Result<u64, StoreError>;
-    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
-}
+    ) -> Result<Vec<PendingEvent>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(SELECT_PENDING)
+            .bind(after.integration_id)
+            .bind(after.sequence)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(event_id, integration_id, sequence, event_type, subject, payload)| PendingEvent {
+                    event_id,
+                    integration_id,
+                    sequence,
+                    event_type,
+                    subject,
+                    payload,
+                },
+            )
+            .collect())
+    }
 
-macro_rules! outbox_backend {
-    ($name:ident, $db:ty) => {
-        struct $name {
-            pool: sqlx::Pool<$db>,
-            /// SQLite's writers take turns ([`super::WriteGate`]).
-            gate: Option<super::WriteGate>,
+    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut marked = 0;
+        let _turn = self.gate.turn().await;
+        // One statement per 1000 ids: far below either backend's bind-parameter limit.
+        for chunk in ids.chunks(1000) {
+            let mut query: QueryBuilder<B> = QueryBuilder::new("UPDATE outbox SET published_at = ");
+            query.push_bind(at);
+            query.push(" WHERE published_at IS NULL AND event_id IN (");
+            let mut separated = query.separated(", ");
+            for id in chunk {
+                separated.push_bind(*id);
+            }
+            query.push(")");
+            marked += B::rows_affected(&B::build(&mut query).execute(self.pool).await?);
         }
+        Ok(marked)
+    }
 
-        #[async_trait]
-        impl Backend for $name {
-            async fn pending(
-                &self,
-                after: OutboxPosition,
-                limit: u32,
-            ) -> Result<Vec<PendingEvent>, StoreError> {
-                let rows: Vec<Row> = sqlx::query_as(SELECT_PENDING)
-                    .bind(after.integration_id)
-                    .bind(after.sequence)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(
-                        |(event_id, integration_id, sequence, event_type, subject, payload)| {
-                            PendingEvent {
-                                event_id,
-                                integration_id,
-                                sequence,
-                                event_type,
-                                subject,
-                                payload,
-                            }
-                        },
-                    )
-                    .collect())
-            }
+    async fn backlog(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(COUNT_PENDING)
+            .fetch_one(self.pool)
+            .await?;
+        Ok(count.max(0) as u64)
+    }
 
-            async fn mark_published(
-                &self,
-                ids: &[Uuid],
-                at: DateTime<Utc>,
-            ) -> Result<u64, StoreError> {
-                let mut marked = 0;
-                let _turn = match &self.gate {
-                    Some(gate) => Some(gate.enter().await),
-                    None => None,
-                };
-                // One statement per 1000 ids: far below either backend's bind-parameter limit.
-                for chunk in ids.chunks(1000) {
-                    let mut query: QueryBuilder<$db> =
-                        QueryBuilder::new("UPDATE outbox SET published_at = ");
-                    query.push_bind(at);
-                    query.push(" WHERE published_at IS NULL AND event_id IN (");
-                    let mut separated = query.separated(", ");
-                    for id in chunk {
-                        separated.push_bind(*id);
-                    }
-                    query.push(")");
-                    marked += query.build().execute(&self.pool).await?.rows_affected();
-                }
-                Ok(marked)
-            }
-
-            async fn backlog(&self) -> Result<u64, StoreError> {
-                let count: i64 = sqlx::query_scalar(COUNT_PENDING)
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(count.max(0) as u64)
-            }
-
-            async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-                let _turn = match &self.gate {
-                    Some(gate) => Some(gate.enter().await),
-                    None => None,
-                };
-                Ok(sqlx::query(PRUNE)
-                    .bind(before)
-                    .bind(i64::from(limit))
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected())
-            }
-        }
-    };
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let _turn = self.gate.turn().await;
+        let pruned = sqlx::query(PRUNE)
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(self.pool)
+            .await?;
+        Ok(B::rows_affected(&pruned))
+    }
 }
-
-outbox_backend!(SqliteOutbox, sqlx::Sqlite);
-outbox_backend!(PostgresOutbox, sqlx::Postgres);
 
 /// The outbox as the relay sees it. Cheap to clone.
 #[derive(Clone)]
 pub struct OutboxStore {
-    backend: Arc<dyn Backend>,
+    pool: Pool,
+    gate: Gate,
 }
 
 impl std::fmt::Debug for OutboxStore {
@@ -242,26 +223,18 @@ impl std::fmt::Debug for OutboxStore {
 }
 
 impl OutboxStore {
-    // Built over the daemon's one pool: see [`super::Database`].
-    pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
-        OutboxStore {
-            backend: Arc::new(SqliteOutbox { pool, gate: None }),
-        }
+    /// Built over the daemon's one pool: see [`super::Database::outbox`]. Writes take turns
+    /// with the store's.
+    pub(super) fn over(pool: Pool) -> Self {
+        let gate = pool.gate();
+        OutboxStore { pool, gate }
     }
 
-    /// Writes take turns with the store's through `gate`.
-    pub fn sqlite_gated(pool: sqlx::SqlitePool, gate: super::WriteGate) -> Self {
-        OutboxStore {
-            backend: Arc::new(SqliteOutbox {
-                pool,
-                gate: Some(gate),
-            }),
-        }
-    }
-
-    pub fn postgres(pool: sqlx::PgPool) -> Self {
-        OutboxStore {
-            backend: Arc::new(PostgresOutbox { pool, gate: None }),
+    /// The statements for this pool's backend.
+    fn on<'a, B: Backend>(&'a self, pool: &'a sqlx::Pool<B>) -> Statements<'a, B> {
+        Statements {
+            pool,
+            gate: &self.gate,
         }
     }
 
@@ -272,7 +245,10 @@ impl OutboxStore {
         after: OutboxPosition,
         limit: u32,
     ) -> Result<Vec<PendingEvent>, StoreError> {
-        self.backend.pending(after, limit.max(1)).await
+        match &self.pool {
+            Pool::Sqlite(pool, _) => self.on(pool).pending(after, limit.max(1)).await,
+            Pool::Postgres(pool) => self.on(pool).pending(after, limit.max(1)).await,
+        }
     }
 
     /// Marks these events published at `at` (rows already marked keep their time); returns
@@ -281,16 +257,25 @@ impl OutboxStore {
         if ids.is_empty() {
             return Ok(0);
         }
-        self.backend.mark_published(ids, at).await
+        match &self.pool {
+            Pool::Sqlite(pool, _) => self.on(pool).mark_published(ids, at).await,
+            Pool::Postgres(pool) => self.on(pool).mark_published(ids, at).await,
+        }
     }
 
     /// Unpublished events.
     pub async fn backlog(&self) -> Result<u64, StoreError> {
-        self.backend.backlog().await
+        match &self.pool {
+            Pool::Sqlite(pool, _) => self.on(pool).backlog().await,
+            Pool::Postgres(pool) => self.on(pool).backlog().await,
+        }
     }
 
     /// Deletes up to `limit` events published before `before`; returns how many.
     pub async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        self.backend.prune(before, limit.max(1)).await
+        match &self.pool {
+            Pool::Sqlite(pool, _) => self.on(pool).prune(before, limit.max(1)).await,
+            Pool::Postgres(pool) => self.on(pool).prune(before, limit.max(1)).await,
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Opening the PostgreSQL backend: connection settings and the embedded PostgreSQL
-//! migrations. The queries themselves are shared with SQLite in [`super::sql`].
+//! migrations. The queries are shared with SQLite (written once, generic over
+//! [`super::backend::Backend`]).
 
 use std::str::FromStr;
 

@@ -1,9 +1,9 @@
 //! SQL implementations of [`super::Store`] for SQLite and PostgreSQL.
 //!
 //! Both backends run the same SQL text: SQLite accepts PostgreSQL's `$n` placeholders, row
-//! values and `ON CONFLICT`, and the two schemas use the same names. So the implementation is
-//! written once, in `sql_store!`, and instantiated per backend; the few statements that
-//! genuinely differ (how a write transaction starts, how a row is locked) are a [`Dialect`].
+//! values and `ON CONFLICT`, and the two schemas use the same names. So [`SqlStore`] is
+//! written once, generic over the [`Backend`]; the few statements that genuinely differ (how
+//! a write transaction starts, how a row is locked) and the write [`Gate`] come from there.
 //! Opening a pool and migrating live in [`super::sqlite`] and [`super::postgres`].
 //!
 //! Every query is built at run time (there is no database at build time) and filters on the
@@ -22,6 +22,7 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use super::audit_chain::{ChainProblem, ChainVerifier, StoredAuditEntry, GENESIS_HASH};
+use super::backend::{Backend, Gate};
 use super::outbox::Handoff;
 use super::rows::{self, AuditRow, IntegrationRow, AUDIT_COLUMNS, INTEGRATION_COLUMNS};
 use super::{
@@ -29,144 +30,16 @@ use super::{
     StoreOptions,
 };
 use crate::cloudevents::{self, EventCause, OutboxEvent};
-use crate::integration::{self, Applied, AuditRecord, Author, Change, CheckSummary, Integration};
+use crate::integration::{
+    self, Applied, AuditRecord, Author, Change, CheckSummary, HealthCheck, Integration,
+};
 use catalogd_actors::{EventKind, Lifecycle, Thresholds};
 
 /// Opens the backend named by the URL scheme and applies its migrations.
 pub async fn open(options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Database::connect(options)
+    Ok(super::Database::connect(options)
         .await?
         .store(options.default_thresholds))
-}
-
-/// The daemon's one connection pool, shared by every store over it (the catalog, the health
-/// history, the outbox relay, the metrics queries), and the [`Handoff`] through which the
-/// store passes each committed event to the relay right after its commit.
-#[derive(Clone)]
-pub enum Database {
-    Sqlite(sqlx::SqlitePool, Arc<Handoff>, WriteGate),
-    Postgres(sqlx::PgPool, Arc<Handoff>),
-}
-
-/// SQLite has one writer at a time. Writers of this process take turns here, in FIFO order,
-/// before they ask SQLite for its write lock; otherwise they would contend inside SQLite,
-/// whose busy handler polls with sleeps of up to 100 ms, and a transition's commit (and so
-/// its event) would wait behind those sleeps. Held from `BEGIN IMMEDIATE` (or the one
-/// writing statement) to the commit. Other processes on the same file still meet the busy
-/// handler.
-#[derive(Debug, Clone, Default)]
-pub struct WriteGate(Arc<tokio::sync::Mutex<()>>);
-
-impl WriteGate {
-    pub async fn enter(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.0.lock().await
-    }
-}
-
-impl Database {
-    /// Connects to the backend named by the URL scheme and applies its migrations.
-    pub async fn connect(options: &StoreOptions) -> Result<Database, StoreError> {
-        let scheme = options.url.split_once(':').map(|(scheme, _)| scheme);
-        let signal = Arc::new(Handoff::default());
-        match scheme {
-            Some("sqlite") => Ok(Database::Sqlite(
-                super::sqlite::connect(options).await?,
-                signal,
-                WriteGate::default(),
-            )),
-            Some("postgres" | "postgresql") => Ok(Database::Postgres(
-                super::postgres::connect(options).await?,
-                signal,
-            )),
-            _ => Err(StoreError::UnsupportedUrl),
-        }
-    }
-
-    /// The catalog store.
-    pub fn store(&self, default_thresholds: Thresholds) -> Arc<dyn Store> {
-        match self {
-            Database::Sqlite(pool, signal, gate) => Arc::new(SqliteStore {
-                pool: pool.clone(),
-                default_thresholds,
-                handoff: signal.clone(),
-                gate: Some(gate.clone()),
-            }),
-            Database::Postgres(pool, signal) => Arc::new(PostgresStore {
-                pool: pool.clone(),
-                default_thresholds,
-                handoff: signal.clone(),
-                gate: None,
-            }),
-        }
-    }
-
-    pub fn history(&self, options: super::history::HistoryOptions) -> super::history::HistoryStore {
-        match self {
-            Database::Sqlite(pool, _, gate) => {
-                super::history::HistoryStore::sqlite_gated(pool.clone(), gate.clone(), options)
-            }
-            Database::Postgres(pool, _) => {
-                super::history::HistoryStore::postgres(pool.clone(), options)
-            }
-        }
-    }
-
-    pub fn outbox(&self) -> super::outbox::OutboxStore {
-        match self {
-            Database::Sqlite(pool, _, gate) => {
-                super::outbox::OutboxStore::sqlite_gated(pool.clone(), gate.clone())
-            }
-            Database::Postgres(pool, _) => super::outbox::OutboxStore::postgres(pool.clone()),
-        }
-    }
-
-    pub fn census(&self) -> super::census::Census {
-        match self {
-            Database::Sqlite(pool, _, _) => super::census::Census::sqlite(pool.clone()),
-            Database::Postgres(pool, _) => super::census::Census::postgres(pool.clone()),
-        }
-    }
-
-    /// Receives every committed event right after its commit (the relay's fast path).
-    pub fn handoff(&self) -> Arc<Handoff> {
-        match self {
-            Database::Sqlite(_, signal, _) | Database::Postgres(_, signal) => signal.clone(),
-        }
-    }
-}
-
-/// The statements in which the two backends differ.
-struct Dialect {
-    /// Starts a transaction that reads, then writes.
-    begin_write: &'static str,
-    /// Starts a read-only transaction that sees one consistent snapshot throughout.
-    begin_snapshot: &'static str,
-    /// Appended to a `SELECT` to lock its rows until the transaction ends.
-    for_update: &'static str,
-}
-
-/// SQLite has a single writer. `BEGIN IMMEDIATE` takes the write lock up front (waiting out
-/// the busy timeout), so a transaction that reads and then writes can neither deadlock nor
-/// fail to upgrade its lock with `SQLITE_BUSY`; holding that lock is also what serializes the
-/// audit chain, so no row lock is needed. A deferred `BEGIN` pins a WAL snapshot at its first
-/// read.
-const SQLITE: Dialect = Dialect {
-    begin_write: "BEGIN IMMEDIATE",
-    begin_snapshot: "BEGIN",
-    for_update: "",
-};
-
-/// PostgreSQL locks rows: `FOR UPDATE` on the integration and on the tenant's audit head.
-const POSTGRES: Dialect = Dialect {
-    begin_write: "BEGIN",
-    begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-    for_update: " FOR UPDATE",
-};
-
-impl Dialect {
-    fn locked(&self, select: &str) -> String {
-        format!("{select}{}", self.for_update)
-    }
 }
 
 /// How many audit entries verification holds at a time.
@@ -313,658 +186,671 @@ fn write_error(error: sqlx::Error) -> StoreError {
     }
 }
 
-/// Instantiates the store for one backend: `$store` holds a pool of `$db`, and `$dialect` is
-/// its [`Dialect`].
-macro_rules! sql_store {
-    ($store:ident, $db:ty, $dialect:expr) => {
-        pub(super) struct $store {
-            pool: sqlx::Pool<$db>,
-            default_thresholds: Thresholds,
-            /// Hands each committed event to the outbox relay.
-            handoff: Arc<Handoff>,
-            /// SQLite's writers take turns ([`WriteGate`]); PostgreSQL locks rows.
-            gate: Option<WriteGate>,
-        }
-
-        impl $store {
-            const DIALECT: Dialect = $dialect;
-
-            /// Binds every column of `integration` in [`INTEGRATION_COLUMNS`] order.
-            fn bind_integration<'q>(
-                query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
-                integration: &'q Integration,
-            ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
-                query
-                    .bind(integration.integration_id)
-                    .bind(&integration.tenant_id)
-                    .bind(&integration.name)
-                    .bind(&integration.description)
-                    .bind(integration.kind.as_str())
-                    .bind(&integration.provider)
-                    .bind(&integration.base_url)
-                    .bind(&integration.auth_ref)
-                    .bind(Json(&integration.configuration))
-                    .bind(&integration.environment)
-                    .bind(Json(&integration.tags))
-                    .bind(&integration.owner_id)
-                    .bind(Json(&integration.health_check))
-                    .bind(integration.status.as_str())
-                    .bind(integration.paused)
-                    .bind(&integration.pause_reason)
-                    .bind(&integration.pause_ticket)
-                    .bind(integration.last_tested_at)
-                    .bind(integration.last_test_success)
-                    .bind(i64::from(integration.consecutive_failures))
-                    .bind(i64::from(integration.consecutive_successes))
-                    .bind(integration.created_at)
-                    .bind(&integration.created_by)
-                    .bind(integration.modified_at)
-                    .bind(&integration.modified_by)
-                    .bind(integration.version)
-            }
-
-            /// Writes one `integration_tags` row per distinct tag.
-            async fn insert_tags(
-                connection: &mut <$db as sqlx::Database>::Connection,
-                integration: &Integration,
-            ) -> Result<(), StoreError> {
-                let mut tags: Vec<&str> = integration.tags.iter().map(String::as_str).collect();
-                tags.sort_unstable();
-                tags.dedup();
-                for chunk in tags.chunks(TAG_ROWS_PER_INSERT) {
-                    let mut insert = QueryBuilder::<$db>::new(
-                        "INSERT INTO integration_tags (tenant_id, tag, name, integration_id) ",
-                    );
-                    insert.push_values(chunk, |mut row, tag| {
-                        row.push_bind(integration.tenant_id.as_str())
-                            .push_bind(*tag)
-                            .push_bind(integration.name.as_str())
-                            .push_bind(integration.integration_id);
-                    });
-                    insert.build().execute(&mut *connection).await?;
-                }
-                Ok(())
-            }
-
-            /// Chains `record` onto its tenant's audit trail. Locks the tenant's head row
-            /// first (creating it on the tenant's first entry), so concurrent appends queue
-            /// and each links to the one before.
-            async fn append_audit(
-                connection: &mut <$db as sqlx::Database>::Connection,
-                record: &AuditRecord,
-            ) -> Result<(), StoreError> {
-                let select_head = Self::DIALECT.locked(SELECT_HEAD);
-                let head: Option<(i64, String)> = sqlx::query_as(&select_head)
-                    .bind(&record.tenant_id)
-                    .fetch_optional(&mut *connection)
-                    .await?;
-                let (sequence, hash) = match head {
-                    Some(head) => head,
-                    None => {
-                        sqlx::query(INSERT_HEAD)
-                            .bind(&record.tenant_id)
-                            .bind(GENESIS_HASH)
-                            .execute(&mut *connection)
-                            .await?;
-                        sqlx::query_as(&select_head)
-                            .bind(&record.tenant_id)
-                            .fetch_one(&mut *connection)
-                            .await?
-                    }
-                };
-                let record = AuditRecord {
-                    occurred_at: rows::stored_precision(record.occurred_at),
-                    ..record.clone()
-                };
-                let entry = StoredAuditEntry::chain(&record, sequence, &hash);
-                sqlx::query(&INSERT_AUDIT)
-                    .bind(entry.entry_id)
-                    .bind(&entry.tenant_id)
-                    .bind(entry.sequence)
-                    .bind(&entry.actor)
-                    .bind(&entry.action)
-                    .bind(&entry.target_type)
-                    .bind(entry.target_id)
-                    .bind(&entry.before)
-                    .bind(&entry.after)
-                    .bind(&entry.reason)
-                    .bind(&entry.ticket)
-                    .bind(entry.occurred_at)
-                    .bind(&entry.prev_hash)
-                    .bind(&entry.hash)
-                    .execute(&mut *connection)
-                    .await?;
-                sqlx::query(UPDATE_HEAD)
-                    .bind(&entry.tenant_id)
-                    .bind(entry.sequence)
-                    .bind(&entry.hash)
-                    .execute(&mut *connection)
-                    .await?;
-                Ok(())
-            }
-
-            /// Writes the outbox event of a change and returns it, for the relay once the
-            /// transaction has committed. `integration` is the row as it is after the change,
-            /// or as it was before a delete (whose row still exists here).
-            ///
-            /// The event's `time` is when the transition is committed: the caller's `now`
-            /// advanced by the time since `called` (the store call began), so it is read here,
-            /// inside the transaction, after the write lock (SQLite) or row lock (PostgreSQL)
-            /// was taken, right before the outbox and audit rows and the commit are written. A
-            /// wait for the lock therefore does not shift it away from the commit, and it stays
-            /// on the caller's clock (a test clock included). Commit → receipt latency is
-            /// measured from this time (bench F6).
-            async fn append_event(
-                connection: &mut <$db as sqlx::Database>::Connection,
-                kind: EventKind,
-                integration: &Integration,
-                cause: &EventCause,
-                now: DateTime<Utc>,
-                called: Instant,
-            ) -> Result<OutboxEvent, StoreError> {
-                let sequence: i64 = sqlx::query_scalar(NEXT_EVENT_SEQUENCE)
-                    .bind(integration.integration_id)
-                    .fetch_one(&mut *connection)
-                    .await?;
-                let time = TimeDelta::from_std(called.elapsed())
-                    .ok()
-                    .and_then(|waited| now.checked_add_signed(waited))
-                    .unwrap_or(now);
-                let event = cloudevents::build(kind, integration, sequence, cause, time);
-                sqlx::query(INSERT_OUTBOX)
-                    .bind(event.event_id)
-                    .bind(&event.tenant_id)
-                    .bind(event.integration_id)
-                    .bind(event.sequence)
-                    .bind(&event.event_type)
-                    .bind(&event.subject)
-                    .bind(&event.payload)
-                    .bind(event.created_at)
-                    .execute(&mut *connection)
-                    .await?;
-                Ok(event)
-            }
-
-            /// Writes what [`integration::apply_change`] or [`integration::apply_check`]
-            /// decided about `current` (whose row the transaction has locked): the new row
-            /// or the deletion, the outbox event, and the audit entry.
-            async fn write_applied(
-                connection: &mut <$db as sqlx::Database>::Connection,
-                current: &Integration,
-                applied: &Applied,
-                now: DateTime<Utc>,
-                called: Instant,
-            ) -> Result<Option<OutboxEvent>, StoreError> {
-                let mut event = None;
-                match &applied.after {
-                    Some(next) => {
-                        Self::bind_integration(sqlx::query(&UPDATE_INTEGRATION), next)
-                            .execute(&mut *connection)
-                            .await
-                            .map_err(write_error)?;
-                        // Lifecycle changes leave both alone.
-                        if next.name != current.name || next.tags != current.tags {
-                            sqlx::query(DELETE_TAGS)
-                                .bind(&next.tenant_id)
-                                .bind(next.integration_id)
-                                .execute(&mut *connection)
-                                .await?;
-                            Self::insert_tags(&mut *connection, next).await?;
-                        }
-                        if let Some(kind) = applied.event {
-                            event = Some(
-                                Self::append_event(
-                                    connection,
-                                    kind,
-                                    next,
-                                    &applied.cause,
-                                    now,
-                                    called,
-                                )
-                                .await?,
-                            );
-                        }
-                    }
-                    // The event is numbered from the row before it goes; the tags go with
-                    // the row (ON DELETE CASCADE).
-                    None => {
-                        if let Some(kind) = applied.event {
-                            event = Some(
-                                Self::append_event(
-                                    connection,
-                                    kind,
-                                    current,
-                                    &applied.cause,
-                                    now,
-                                    called,
-                                )
-                                .await?,
-                            );
-                        }
-                        sqlx::query(DELETE_INTEGRATION)
-                            .bind(&current.tenant_id)
-                            .bind(current.integration_id)
-                            .execute(&mut *connection)
-                            .await?;
-                    }
-                }
-                Self::append_audit(connection, &applied.audit).await?;
-                Ok(event)
-            }
-
-            /// Ends the ordered `select` with `LIMIT limit + 1` and runs it: the extra row
-            /// only tells whether another page follows.
-            async fn fetch_page<'args, R, T>(
-                &self,
-                mut select: QueryBuilder<'args, $db>,
-                limit: u32,
-                convert: impl Fn(R) -> Result<T, StoreError> + Send,
-            ) -> Result<Page<T>, StoreError>
-            where
-                R: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
-            {
-                select.push(" LIMIT ").push_bind(i64::from(limit) + 1);
-                let rows: Vec<R> = select
-                    .build_query_as()
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(read_error)?;
-                let mut items = rows
-                    .into_iter()
-                    .map(convert)
-                    .collect::<Result<Vec<T>, _>>()?;
-                let has_more = items.len() > limit as usize;
-                items.truncate(limit as usize);
-                Ok(Page { items, has_more })
-            }
-
-            /// Feeds one tenant's chain, in stored sequence order and in batches, to a
-            /// [`ChainVerifier`]. Returns the entries that verified and the first problem.
-            async fn verify_tenant(
-                connection: &mut <$db as sqlx::Database>::Connection,
-                tenant_id: &str,
-            ) -> Result<(u64, Option<ChainProblem>), StoreError> {
-                let head: Option<(i64, String)> = sqlx::query_as(SELECT_HEAD)
-                    .bind(tenant_id)
-                    .fetch_optional(&mut *connection)
-                    .await?;
-                let mut verifier = ChainVerifier::new(tenant_id);
-                // From the very bottom, so an entry forged with sequence 0 or below is seen.
-                let mut after = i64::MIN;
-                loop {
-                    let batch: Vec<AuditRow> = sqlx::query_as(&SELECT_AUDIT_BATCH)
-                        .bind(tenant_id)
-                        .bind(after)
-                        .bind(VERIFY_BATCH)
-                        .fetch_all(&mut *connection)
-                        .await
-                        .map_err(read_error)?;
-                    let done = (batch.len() as i64) < VERIFY_BATCH;
-                    for row in batch {
-                        let entry = StoredAuditEntry::from(row);
-                        after = entry.sequence;
-                        if let Err(problem) = verifier.push(&entry) {
-                            return Ok((verifier.entries(), Some(problem)));
-                        }
-                    }
-                    if done {
-                        break;
-                    }
-                }
-                let entries = verifier.entries();
-                let head = head
-                    .as_ref()
-                    .map(|(sequence, hash)| (*sequence, hash.as_str()));
-                Ok((entries, verifier.finish(head).err()))
-            }
-        }
-
-        #[async_trait]
-        impl Store for $store {
-            async fn ping(&self) -> Result<(), StoreError> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
-                Ok(())
-            }
-
-            async fn create(&self, integration: &Integration) -> Result<(), StoreError> {
-                let called = Instant::now();
-                let integration = rows::with_stored_precision(integration);
-                let _turn = match &self.gate {
-                    Some(gate) => Some(gate.enter().await),
-                    None => None,
-                };
-                let mut transaction = self.pool.begin_with(Self::DIALECT.begin_write).await?;
-                Self::bind_integration(sqlx::query(&INSERT_INTEGRATION), &integration)
-                    .execute(&mut *transaction)
-                    .await
-                    .map_err(write_error)?;
-                Self::insert_tags(&mut transaction, &integration).await?;
-                let cause = EventCause {
-                    actor: integration.created_by.clone(),
-                    ..EventCause::default()
-                };
-                let now = integration.created_at;
-                let event = Self::append_event(
-                    &mut transaction,
-                    EventKind::Created,
-                    &integration,
-                    &cause,
-                    now,
-                    called,
-                )
-                .await?;
-                Self::append_audit(&mut transaction, &integration::created(&integration)).await?;
-                transaction.commit().await?;
-                self.handoff.committed(event);
-                Ok(())
-            }
-
-            async fn get(
-                &self,
-                tenant_id: &str,
-                id: Uuid,
-            ) -> Result<Option<Integration>, StoreError> {
-                let row: Option<IntegrationRow> = sqlx::query_as(&SELECT_INTEGRATION)
-                    .bind(tenant_id)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(read_error)?;
-                row.map(IntegrationRow::into_integration).transpose()
-            }
-
-            async fn list(
-                &self,
-                tenant_id: &str,
-                query: &ListQuery,
-            ) -> Result<Page<Integration>, StoreError> {
-                let mut select = QueryBuilder::<$db>::new("SELECT ");
-                select.push(&*SELECT_INTEGRATION_COLUMNS);
-                // With a tag, the tag index drives the scan and supplies the order; the
-                // keyset and prefix conditions go on its copy of the name so they bound
-                // that index range.
-                let key = match &query.tag {
-                    Some(tag) => {
-                        select
-                            .push(
-                                " FROM integration_tags t JOIN integrations i \
-                                 ON i.integration_id = t.integration_id \
-                                 AND i.tenant_id = t.tenant_id \
-                                 WHERE t.tenant_id = ",
-                            )
-                            .push_bind(tenant_id)
-                            .push(" AND t.tag = ")
-                            .push_bind(tag.as_str());
-                        "t"
-                    }
-                    None => {
-                        select
-                            .push(" FROM integrations i WHERE i.tenant_id = ")
-                            .push_bind(tenant_id);
-                        "i"
-                    }
-                };
-                // Only the filters that are set: `($n IS NULL OR column = $n)` would defeat
-                // the per-filter indexes.
-                if let Some(kind) = query.kind {
-                    select.push(" AND i.type = ").push_bind(kind.as_str());
-                }
-                if let Some(provider) = &query.provider {
-                    select
-                        .push(" AND i.provider = ")
-                        .push_bind(provider.as_str());
-                }
-                if let Some(status) = query.status {
-                    select.push(" AND i.status = ").push_bind(status.as_str());
-                }
-                if let Some(environment) = &query.environment {
-                    select
-                        .push(" AND i.environment = ")
-                        .push_bind(environment.as_str());
-                }
-                if let Some(prefix) = query.name_prefix.as_deref().filter(|p| !p.is_empty()) {
-                    select
-                        .push(format_args!(" AND {key}.name >= "))
-                        .push_bind(prefix);
-                    if let Some(end) = prefix_end(prefix) {
-                        select
-                            .push(format_args!(" AND {key}.name < "))
-                            .push_bind(end);
-                    }
-                }
-                if let Some((name, id)) = &query.after {
-                    select
-                        .push(format_args!(" AND ({key}.name, {key}.integration_id) > ("))
-                        .push_bind(name.as_str())
-                        .push(", ")
-                        .push_bind(*id)
-                        .push(")");
-                }
-                select.push(format_args!(" ORDER BY {key}.name, {key}.integration_id"));
-                self.fetch_page(select, query.limit, IntegrationRow::into_integration)
-                    .await
-            }
-
-            async fn change(
-                &self,
-                author: &Author,
-                id: Uuid,
-                change: Change,
-                now: DateTime<Utc>,
-            ) -> Result<Option<Integration>, StoreError> {
-                let called = Instant::now();
-                let now = rows::stored_precision(now);
-                let _turn = match &self.gate {
-                    Some(gate) => Some(gate.enter().await),
-                    None => None,
-                };
-                let mut transaction = self.pool.begin_with(Self::DIALECT.begin_write).await?;
-                let row: Option<IntegrationRow> =
-                    sqlx::query_as(&Self::DIALECT.locked(&SELECT_INTEGRATION))
-                        .bind(&author.tenant_id)
-                        .bind(id)
-                        .fetch_optional(&mut *transaction)
-                        .await
-                        .map_err(read_error)?;
-                let current = row.ok_or(StoreError::NotFound)?.into_integration()?;
-                let applied = integration::apply_change(
-                    &current,
-                    change,
-                    author,
-                    self.default_thresholds,
-                    now,
-                )?;
-                let event =
-                    Self::write_applied(&mut transaction, &current, &applied, now, called).await?;
-                transaction.commit().await?;
-                if let Some(event) = event {
-                    self.handoff.committed(event);
-                }
-                Ok(applied.after)
-            }
-
-            async fn list_audit(
-                &self,
-                tenant_id: &str,
-                query: &AuditQuery,
-            ) -> Result<Page<AuditEntry>, StoreError> {
-                let mut select = QueryBuilder::<$db>::new("SELECT ");
-                select
-                    .push(&*SELECT_AUDIT_COLUMNS)
-                    .push(" FROM audit_log WHERE tenant_id = ")
-                    .push_bind(tenant_id);
-                if let Some(target_id) = query.integration_id {
-                    select.push(" AND target_id = ").push_bind(target_id);
-                }
-                if let Some(after) = query.after_seq {
-                    select.push(" AND sequence > ").push_bind(after);
-                }
-                select.push(" ORDER BY sequence");
-                self.fetch_page(select, query.limit, |row: AuditRow| {
-                    Ok(StoredAuditEntry::from(row).into_entry())
-                })
-                .await
-            }
-
-            async fn verify_audit(
-                &self,
-                tenant_id: Option<&str>,
-            ) -> Result<ChainReport, StoreError> {
-                // One snapshot for the whole walk: appends committed meanwhile would
-                // otherwise make a head read before them look like a forged tail.
-                let mut transaction = self.pool.begin_with(Self::DIALECT.begin_snapshot).await?;
-                let tenants: Vec<String> = match tenant_id {
-                    Some(tenant_id) => vec![tenant_id.to_owned()],
-                    None => {
-                        sqlx::query_scalar(SELECT_AUDITED_TENANTS)
-                            .fetch_all(&mut *transaction)
-                            .await?
-                    }
-                };
-                let mut report = ChainReport {
-                    tenants: 0,
-                    entries: 0,
-                    problem: None,
-                };
-                for tenant_id in &tenants {
-                    let (entries, problem) =
-                        Self::verify_tenant(&mut transaction, tenant_id).await?;
-                    report.tenants += 1;
-                    report.entries += entries;
-                    if problem.is_some() {
-                        report.problem = problem;
-                        break;
-                    }
-                }
-                transaction.rollback().await?;
-                Ok(report)
-            }
-
-            async fn record_test(
-                &self,
-                author: &Author,
-                id: Uuid,
-                result: &serde_json::Value,
-                success: bool,
-                tested_at: DateTime<Utc>,
-            ) -> Result<(), StoreError> {
-                let tested_at = rows::stored_precision(tested_at);
-                let _turn = match &self.gate {
-                    Some(gate) => Some(gate.enter().await),
-                    None => None,
-                };
-                let mut transaction = self.pool.begin_with(Self::DIALECT.begin_write).await?;
-                let updated = sqlx::query(UPDATE_LAST_TEST)
-                    .bind(&author.tenant_id)
-                    .bind(id)
-                    .bind(tested_at)
-                    .bind(success)
-                    .execute(&mut *transaction)
-                    .await?;
-                if updated.rows_affected() == 0 {
-                    transaction.rollback().await?;
-                    return Err(StoreError::NotFound);
-                }
-                let record = AuditRecord {
-                    tenant_id: author.tenant_id.clone(),
-                    actor: author.subject.clone(),
-                    action: "integration.test".to_owned(),
-                    target_id: id,
-                    before: None,
-                    after: Some(result.clone()),
-                    reason: None,
-                    ticket: None,
-                    occurred_at: tested_at,
-                };
-                Self::append_audit(&mut transaction, &record).await?;
-                transaction.commit().await?;
-                Ok(())
-            }
-
-            async fn monitored_page(
-                &self,
-                after: Option<Uuid>,
-                limit: u32,
-            ) -> Result<Vec<Integration>, StoreError> {
-                let rows: Vec<IntegrationRow> = sqlx::query_as(&SELECT_MONITORED_PAGE)
-                    .bind(after.unwrap_or(Uuid::nil()))
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(read_error)?;
-                rows.into_iter()
-                    .map(IntegrationRow::into_integration)
-                    .collect()
-            }
-
-            async fn monitored_versions(&self) -> Result<Vec<(Uuid, i64)>, StoreError> {
-                let rows: Vec<(Uuid, i64)> = sqlx::query_as(SELECT_MONITORED_VERSIONS)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(read_error)?;
-                Ok(rows)
-            }
-
-            async fn load(&self, id: Uuid) -> Result<Option<Integration>, StoreError> {
-                let row: Option<IntegrationRow> = sqlx::query_as(&SELECT_INTEGRATION_BY_ID)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(read_error)?;
-                row.map(IntegrationRow::into_integration).transpose()
-            }
-
-            async fn commit_check(
-                &self,
-                id: Uuid,
-                expected_version: i64,
-                lifecycle: Lifecycle,
-                event: Option<EventKind>,
-                check: CheckSummary,
-                now: DateTime<Utc>,
-            ) -> Result<CheckCommit, StoreError> {
-                let called = Instant::now();
-                let now = rows::stored_precision(now);
-                let check = CheckSummary {
-                    started_at: rows::stored_precision(check.started_at),
-                    ..check
-                };
-                let _turn = match &self.gate {
-                    Some(gate) => Some(gate.enter().await),
-                    None => None,
-                };
-                let mut transaction = self.pool.begin_with(Self::DIALECT.begin_write).await?;
-                let row: Option<IntegrationRow> =
-                    sqlx::query_as(&Self::DIALECT.locked(&SELECT_INTEGRATION_BY_ID))
-                        .bind(id)
-                        .fetch_optional(&mut *transaction)
-                        .await
-                        .map_err(read_error)?;
-                let current = row.map(IntegrationRow::into_integration).transpose()?;
-                let current = match current {
-                    Some(current) if current.version == expected_version => current,
-                    other => {
-                        transaction.rollback().await?;
-                        return Ok(CheckCommit::Stale(other));
-                    }
-                };
-                let applied = integration::apply_check(&current, lifecycle, event, check, now);
-                let event =
-                    Self::write_applied(&mut transaction, &current, &applied, now, called).await?;
-                transaction.commit().await?;
-                if let Some(event) = event {
-                    self.handoff.committed(event);
-                }
-                Ok(CheckCommit::Committed(
-                    applied.after.expect("a check never deletes"),
-                ))
-            }
-        }
-    };
+/// The catalog [`Store`] over one backend's pool. Its two generic `impl` blocks (the
+/// helpers below and [`Store`]) state the same sqlx bounds: the column types they bind and
+/// the rows they read, for any [`Backend`].
+pub(super) struct SqlStore<B: Backend> {
+    pool: sqlx::Pool<B>,
+    default_thresholds: Thresholds,
+    /// Hands each committed event to the outbox relay.
+    handoff: Arc<Handoff>,
+    /// SQLite's writers take turns ([`super::WriteGate`]); PostgreSQL locks rows.
+    gate: Gate,
 }
 
-sql_store!(SqliteStore, sqlx::Sqlite, SQLITE);
-sql_store!(PostgresStore, sqlx::Postgres, POSTGRES);
+impl<B: Backend> SqlStore<B> {
+    pub(super) fn new(
+        pool: sqlx::Pool<B>,
+        gate: Gate,
+        default_thresholds: Thresholds,
+        handoff: Arc<Handoff>,
+    ) -> Self {
+        SqlStore {
+            pool,
+            default_thresholds,
+            handoff,
+            gate,
+        }
+    }
+}
+
+impl<B> SqlStore<B>
+where
+    B: Backend,
+    for<'c> &'c mut B::Connection: sqlx::Executor<'c, Database = B>,
+    for<'q> B::Arguments<'q>: sqlx::IntoArguments<'q, B>,
+    for<'q> &'q str: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> String: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Uuid: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> i64: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> bool: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> DateTime<Utc>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Option<String>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Option<bool>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Option<DateTime<Utc>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q serde_json::Map<String, serde_json::Value>>:
+        sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q Vec<String>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q HealthCheck>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'r> IntegrationRow: sqlx::FromRow<'r, B::Row>,
+    for<'r> AuditRow: sqlx::FromRow<'r, B::Row>,
+    for<'r> (i64, String): sqlx::FromRow<'r, B::Row>,
+    for<'r> (Uuid, i64): sqlx::FromRow<'r, B::Row>,
+    for<'r> (String,): sqlx::FromRow<'r, B::Row>,
+    for<'r> (i64,): sqlx::FromRow<'r, B::Row>,
+{
+    /// Binds every column of `integration` in [`INTEGRATION_COLUMNS`] order.
+    fn bind_integration<'q>(
+        query: sqlx::query::Query<'q, B, <B as sqlx::Database>::Arguments<'q>>,
+        integration: &'q Integration,
+    ) -> sqlx::query::Query<'q, B, <B as sqlx::Database>::Arguments<'q>> {
+        query
+            .bind(integration.integration_id)
+            .bind(&integration.tenant_id)
+            .bind(&integration.name)
+            .bind(&integration.description)
+            .bind(integration.kind.as_str())
+            .bind(&integration.provider)
+            .bind(&integration.base_url)
+            .bind(&integration.auth_ref)
+            .bind(Json(&integration.configuration))
+            .bind(&integration.environment)
+            .bind(Json(&integration.tags))
+            .bind(&integration.owner_id)
+            .bind(Json(&integration.health_check))
+            .bind(integration.status.as_str())
+            .bind(integration.paused)
+            .bind(&integration.pause_reason)
+            .bind(&integration.pause_ticket)
+            .bind(integration.last_tested_at)
+            .bind(integration.last_test_success)
+            .bind(i64::from(integration.consecutive_failures))
+            .bind(i64::from(integration.consecutive_successes))
+            .bind(integration.created_at)
+            .bind(&integration.created_by)
+            .bind(integration.modified_at)
+            .bind(&integration.modified_by)
+            .bind(integration.version)
+    }
+
+    /// Writes one `integration_tags` row per distinct tag.
+    async fn insert_tags(
+        connection: &mut <B as sqlx::Database>::Connection,
+        integration: &Integration,
+    ) -> Result<(), StoreError> {
+        let mut tags: Vec<&str> = integration.tags.iter().map(String::as_str).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        for chunk in tags.chunks(TAG_ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<B>::new(
+                "INSERT INTO integration_tags (tenant_id, tag, name, integration_id) ",
+            );
+            insert.push_values(chunk, |mut row, tag| {
+                row.push_bind(integration.tenant_id.as_str())
+                    .push_bind(*tag)
+                    .push_bind(integration.name.as_str())
+                    .push_bind(integration.integration_id);
+            });
+            B::build(&mut insert).execute(&mut *connection).await?;
+        }
+        Ok(())
+    }
+
+    /// Chains `record` onto its tenant's audit trail. Locks the tenant's head row
+    /// first (creating it on the tenant's first entry), so concurrent appends queue
+    /// and each links to the one before.
+    async fn append_audit(
+        connection: &mut <B as sqlx::Database>::Connection,
+        record: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let select_head = B::locked(SELECT_HEAD);
+        let head: Option<(i64, String)> = sqlx::query_as(&select_head)
+            .bind(&record.tenant_id)
+            .fetch_optional(&mut *connection)
+            .await?;
+        let (sequence, hash) = match head {
+            Some(head) => head,
+            None => {
+                sqlx::query(INSERT_HEAD)
+                    .bind(&record.tenant_id)
+                    .bind(GENESIS_HASH)
+                    .execute(&mut *connection)
+                    .await?;
+                sqlx::query_as(&select_head)
+                    .bind(&record.tenant_id)
+                    .fetch_one(&mut *connection)
+                    .await?
+            }
+        };
+        let record = AuditRecord {
+            occurred_at: rows::stored_precision(record.occurred_at),
+            ..record.clone()
+        };
+        let entry = StoredAuditEntry::chain(&record, sequence, &hash);
+        sqlx::query(&INSERT_AUDIT)
+            .bind(entry.entry_id)
+            .bind(&entry.tenant_id)
+            .bind(entry.sequence)
+            .bind(&entry.actor)
+            .bind(&entry.action)
+            .bind(&entry.target_type)
+            .bind(entry.target_id)
+            .bind(&entry.before)
+            .bind(&entry.after)
+            .bind(&entry.reason)
+            .bind(&entry.ticket)
+            .bind(entry.occurred_at)
+            .bind(&entry.prev_hash)
+            .bind(&entry.hash)
+            .execute(&mut *connection)
+            .await?;
+        sqlx::query(UPDATE_HEAD)
+            .bind(&entry.tenant_id)
+            .bind(entry.sequence)
+            .bind(&entry.hash)
+            .execute(&mut *connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes the outbox event of a change and returns it, for the relay once the
+    /// transaction has committed. `integration` is the row as it is after the change,
+    /// or as it was before a delete (whose row still exists here).
+    ///
+    /// The event's `time` is when the transition is committed: the caller's `now`
+    /// advanced by the time since `called` (the store call began), so it is read here,
+    /// inside the transaction, after the write lock (SQLite) or row lock (PostgreSQL)
+    /// was taken, right before the outbox and audit rows and the commit are written. A
+    /// wait for the lock therefore does not shift it away from the commit, and it stays
+    /// on the caller's clock (a test clock included). Commit → receipt latency is
+    /// measured from this time (bench F6).
+    async fn append_event(
+        connection: &mut <B as sqlx::Database>::Connection,
+        kind: EventKind,
+        integration: &Integration,
+        cause: &EventCause,
+        now: DateTime<Utc>,
+        called: Instant,
+    ) -> Result<OutboxEvent, StoreError> {
+        let sequence: i64 = sqlx::query_scalar(NEXT_EVENT_SEQUENCE)
+            .bind(integration.integration_id)
+            .fetch_one(&mut *connection)
+            .await?;
+        let time = TimeDelta::from_std(called.elapsed())
+            .ok()
+            .and_then(|waited| now.checked_add_signed(waited))
+            .unwrap_or(now);
+        let event = cloudevents::build(kind, integration, sequence, cause, time);
+        sqlx::query(INSERT_OUTBOX)
+            .bind(event.event_id)
+            .bind(&event.tenant_id)
+            .bind(event.integration_id)
+            .bind(event.sequence)
+            .bind(&event.event_type)
+            .bind(&event.subject)
+            .bind(&event.payload)
+            .bind(event.created_at)
+            .execute(&mut *connection)
+            .await?;
+        Ok(event)
+    }
+
+    /// Writes what [`integration::apply_change`] or [`integration::apply_check`]
+    /// decided about `current` (whose row the transaction has locked): the new row
+    /// or the deletion, the outbox event, and the audit entry.
+    async fn write_applied(
+        connection: &mut <B as sqlx::Database>::Connection,
+        current: &Integration,
+        applied: &Applied,
+        now: DateTime<Utc>,
+        called: Instant,
+    ) -> Result<Option<OutboxEvent>, StoreError> {
+        let mut event = None;
+        match &applied.after {
+            Some(next) => {
+                Self::bind_integration(sqlx::query(&UPDATE_INTEGRATION), next)
+                    .execute(&mut *connection)
+                    .await
+                    .map_err(write_error)?;
+                // Lifecycle changes leave both alone.
+                if next.name != current.name || next.tags != current.tags {
+                    sqlx::query(DELETE_TAGS)
+                        .bind(&next.tenant_id)
+                        .bind(next.integration_id)
+                        .execute(&mut *connection)
+                        .await?;
+                    Self::insert_tags(&mut *connection, next).await?;
+                }
+                if let Some(kind) = applied.event {
+                    event = Some(
+                        Self::append_event(connection, kind, next, &applied.cause, now, called)
+                            .await?,
+                    );
+                }
+            }
+            // The event is numbered from the row before it goes; the tags go with
+            // the row (ON DELETE CASCADE).
+            None => {
+                if let Some(kind) = applied.event {
+                    event = Some(
+                        Self::append_event(connection, kind, current, &applied.cause, now, called)
+                            .await?,
+                    );
+                }
+                sqlx::query(DELETE_INTEGRATION)
+                    .bind(&current.tenant_id)
+                    .bind(current.integration_id)
+                    .execute(&mut *connection)
+                    .await?;
+            }
+        }
+        Self::append_audit(connection, &applied.audit).await?;
+        Ok(event)
+    }
+
+    /// Ends the ordered `select` with `LIMIT limit + 1` and runs it: the extra row
+    /// only tells whether another page follows.
+    async fn fetch_page<'args, R, T>(
+        &self,
+        mut select: QueryBuilder<'args, B>,
+        limit: u32,
+        convert: impl Fn(R) -> Result<T, StoreError> + Send,
+    ) -> Result<Page<T>, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, <B as sqlx::Database>::Row> + Send + Unpin,
+    {
+        select.push(" LIMIT ").push_bind(i64::from(limit) + 1);
+        let rows: Vec<R> = B::build_query_as(&mut select)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_error)?;
+        let mut items = rows
+            .into_iter()
+            .map(convert)
+            .collect::<Result<Vec<T>, _>>()?;
+        let has_more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        Ok(Page { items, has_more })
+    }
+
+    /// Feeds one tenant's chain, in stored sequence order and in batches, to a
+    /// [`ChainVerifier`]. Returns the entries that verified and the first problem.
+    async fn verify_tenant(
+        connection: &mut <B as sqlx::Database>::Connection,
+        tenant_id: &str,
+    ) -> Result<(u64, Option<ChainProblem>), StoreError> {
+        let head: Option<(i64, String)> = sqlx::query_as(SELECT_HEAD)
+            .bind(tenant_id)
+            .fetch_optional(&mut *connection)
+            .await?;
+        let mut verifier = ChainVerifier::new(tenant_id);
+        // From the very bottom, so an entry forged with sequence 0 or below is seen.
+        let mut after = i64::MIN;
+        loop {
+            let batch: Vec<AuditRow> = sqlx::query_as(&SELECT_AUDIT_BATCH)
+                .bind(tenant_id)
+                .bind(after)
+                .bind(VERIFY_BATCH)
+                .fetch_all(&mut *connection)
+                .await
+                .map_err(read_error)?;
+            let done = (batch.len() as i64) < VERIFY_BATCH;
+            for row in batch {
+                let entry = StoredAuditEntry::from(row);
+                after = entry.sequence;
+                if let Err(problem) = verifier.push(&entry) {
+                    return Ok((verifier.entries(), Some(problem)));
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        let entries = verifier.entries();
+        let head = head
+            .as_ref()
+            .map(|(sequence, hash)| (*sequence, hash.as_str()));
+        Ok((entries, verifier.finish(head).err()))
+    }
+}
+
+// The same bounds as the helpers' `impl` above.
+#[async_trait]
+impl<B> Store for SqlStore<B>
+where
+    B: Backend,
+    for<'c> &'c mut B::Connection: sqlx::Executor<'c, Database = B>,
+    for<'q> B::Arguments<'q>: sqlx::IntoArguments<'q, B>,
+    for<'q> &'q str: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> String: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Uuid: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> i64: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> bool: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> DateTime<Utc>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Option<String>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Option<bool>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Option<DateTime<Utc>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q serde_json::Map<String, serde_json::Value>>:
+        sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q Vec<String>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q HealthCheck>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'r> IntegrationRow: sqlx::FromRow<'r, B::Row>,
+    for<'r> AuditRow: sqlx::FromRow<'r, B::Row>,
+    for<'r> (i64, String): sqlx::FromRow<'r, B::Row>,
+    for<'r> (Uuid, i64): sqlx::FromRow<'r, B::Row>,
+    for<'r> (String,): sqlx::FromRow<'r, B::Row>,
+    for<'r> (i64,): sqlx::FromRow<'r, B::Row>,
+{
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create(&self, integration: &Integration) -> Result<(), StoreError> {
+        let called = Instant::now();
+        let integration = rows::with_stored_precision(integration);
+        let _turn = self.gate.turn().await;
+        let mut transaction = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        Self::bind_integration(sqlx::query(&INSERT_INTEGRATION), &integration)
+            .execute(&mut *transaction)
+            .await
+            .map_err(write_error)?;
+        Self::insert_tags(&mut transaction, &integration).await?;
+        let cause = EventCause {
+            actor: integration.created_by.clone(),
+            ..EventCause::default()
+        };
+        let now = integration.created_at;
+        let event = Self::append_event(
+            &mut transaction,
+            EventKind::Created,
+            &integration,
+            &cause,
+            now,
+            called,
+        )
+        .await?;
+        Self::append_audit(&mut transaction, &integration::created(&integration)).await?;
+        transaction.commit().await?;
+        self.handoff.committed(event);
+        Ok(())
+    }
+
+    async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Integration>, StoreError> {
+        let row: Option<IntegrationRow> = sqlx::query_as(&SELECT_INTEGRATION)
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(read_error)?;
+        row.map(IntegrationRow::into_integration).transpose()
+    }
+
+    async fn list(
+        &self,
+        tenant_id: &str,
+        query: &ListQuery,
+    ) -> Result<Page<Integration>, StoreError> {
+        let mut select = QueryBuilder::<B>::new("SELECT ");
+        select.push(&*SELECT_INTEGRATION_COLUMNS);
+        // With a tag, the tag index drives the scan and supplies the order; the
+        // keyset and prefix conditions go on its copy of the name so they bound
+        // that index range.
+        let key = match &query.tag {
+            Some(tag) => {
+                select
+                    .push(
+                        " FROM integration_tags t JOIN integrations i \
+                         ON i.integration_id = t.integration_id \
+                         AND i.tenant_id = t.tenant_id \
+                         WHERE t.tenant_id = ",
+                    )
+                    .push_bind(tenant_id)
+                    .push(" AND t.tag = ")
+                    .push_bind(tag.as_str());
+                "t"
+            }
+            None => {
+                select
+                    .push(" FROM integrations i WHERE i.tenant_id = ")
+                    .push_bind(tenant_id);
+                "i"
+            }
+        };
+        // Only the filters that are set: `($n IS NULL OR column = $n)` would defeat
+        // the per-filter indexes.
+        if let Some(kind) = query.kind {
+            select.push(" AND i.type = ").push_bind(kind.as_str());
+        }
+        if let Some(provider) = &query.provider {
+            select
+                .push(" AND i.provider = ")
+                .push_bind(provider.as_str());
+        }
+        if let Some(status) = query.status {
+            select.push(" AND i.status = ").push_bind(status.as_str());
+        }
+        if let Some(environment) = &query.environment {
+            select
+                .push(" AND i.environment = ")
+                .push_bind(environment.as_str());
+        }
+        if let Some(prefix) = query.name_prefix.as_deref().filter(|p| !p.is_empty()) {
+            select
+                .push(format_args!(" AND {key}.name >= "))
+                .push_bind(prefix);
+            if let Some(end) = prefix_end(prefix) {
+                select
+                    .push(format_args!(" AND {key}.name < "))
+                    .push_bind(end);
+            }
+        }
+        if let Some((name, id)) = &query.after {
+            select
+                .push(format_args!(" AND ({key}.name, {key}.integration_id) > ("))
+                .push_bind(name.as_str())
+                .push(", ")
+                .push_bind(*id)
+                .push(")");
+        }
+        select.push(format_args!(" ORDER BY {key}.name, {key}.integration_id"));
+        self.fetch_page(select, query.limit, IntegrationRow::into_integration)
+            .await
+    }
+
+    async fn change(
+        &self,
+        author: &Author,
+        id: Uuid,
+        change: Change,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Integration>, StoreError> {
+        let called = Instant::now();
+        let now = rows::stored_precision(now);
+        let _turn = self.gate.turn().await;
+        let mut transaction = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        let row: Option<IntegrationRow> = sqlx::query_as(&B::locked(&SELECT_INTEGRATION))
+            .bind(&author.tenant_id)
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(read_error)?;
+        let current = row.ok_or(StoreError::NotFound)?.into_integration()?;
+        let applied =
+            integration::apply_change(&current, change, author, self.default_thresholds, now)?;
+        let event = Self::write_applied(&mut transaction, &current, &applied, now, called).await?;
+        transaction.commit().await?;
+        if let Some(event) = event {
+            self.handoff.committed(event);
+        }
+        Ok(applied.after)
+    }
+
+    async fn list_audit(
+        &self,
+        tenant_id: &str,
+        query: &AuditQuery,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        let mut select = QueryBuilder::<B>::new("SELECT ");
+        select
+            .push(&*SELECT_AUDIT_COLUMNS)
+            .push(" FROM audit_log WHERE tenant_id = ")
+            .push_bind(tenant_id);
+        if let Some(target_id) = query.integration_id {
+            select.push(" AND target_id = ").push_bind(target_id);
+        }
+        if let Some(after) = query.after_seq {
+            select.push(" AND sequence > ").push_bind(after);
+        }
+        select.push(" ORDER BY sequence");
+        self.fetch_page(select, query.limit, |row: AuditRow| {
+            Ok(StoredAuditEntry::from(row).into_entry())
+        })
+        .await
+    }
+
+    async fn verify_audit(&self, tenant_id: Option<&str>) -> Result<ChainReport, StoreError> {
+        // One snapshot for the whole walk: appends committed meanwhile would
+        // otherwise make a head read before them look like a forged tail.
+        let mut transaction = self.pool.begin_with(B::BEGIN_SNAPSHOT).await?;
+        let tenants: Vec<String> = match tenant_id {
+            Some(tenant_id) => vec![tenant_id.to_owned()],
+            None => {
+                sqlx::query_scalar(SELECT_AUDITED_TENANTS)
+                    .fetch_all(&mut *transaction)
+                    .await?
+            }
+        };
+        let mut report = ChainReport {
+            tenants: 0,
+            entries: 0,
+            problem: None,
+        };
+        for tenant_id in &tenants {
+            let (entries, problem) = Self::verify_tenant(&mut transaction, tenant_id).await?;
+            report.tenants += 1;
+            report.entries += entries;
+            if problem.is_some() {
+                report.problem = problem;
+                break;
+            }
+        }
+        transaction.rollback().await?;
+        Ok(report)
+    }
+
+    async fn record_test(
+        &self,
+        author: &Author,
+        id: Uuid,
+        result: &serde_json::Value,
+        success: bool,
+        tested_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let tested_at = rows::stored_precision(tested_at);
+        let _turn = self.gate.turn().await;
+        let mut transaction = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        let updated = sqlx::query(UPDATE_LAST_TEST)
+            .bind(&author.tenant_id)
+            .bind(id)
+            .bind(tested_at)
+            .bind(success)
+            .execute(&mut *transaction)
+            .await?;
+        if B::rows_affected(&updated) == 0 {
+            transaction.rollback().await?;
+            return Err(StoreError::NotFound);
+        }
+        let record = AuditRecord {
+            tenant_id: author.tenant_id.clone(),
+            actor: author.subject.clone(),
+            action: "integration.test".to_owned(),
+            target_id: id,
+            before: None,
+            after: Some(result.clone()),
+            reason: None,
+            ticket: None,
+            occurred_at: tested_at,
+        };
+        Self::append_audit(&mut transaction, &record).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn monitored_page(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Integration>, StoreError> {
+        let rows: Vec<IntegrationRow> = sqlx::query_as(&SELECT_MONITORED_PAGE)
+            .bind(after.unwrap_or(Uuid::nil()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_error)?;
+        rows.into_iter()
+            .map(IntegrationRow::into_integration)
+            .collect()
+    }
+
+    async fn monitored_versions(&self) -> Result<Vec<(Uuid, i64)>, StoreError> {
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(SELECT_MONITORED_VERSIONS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_error)?;
+        Ok(rows)
+    }
+
+    async fn load(&self, id: Uuid) -> Result<Option<Integration>, StoreError> {
+        let row: Option<IntegrationRow> = sqlx::query_as(&SELECT_INTEGRATION_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(read_error)?;
+        row.map(IntegrationRow::into_integration).transpose()
+    }
+
+    async fn commit_check(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        lifecycle: Lifecycle,
+        event: Option<EventKind>,
+        check: CheckSummary,
+        now: DateTime<Utc>,
+    ) -> Result<CheckCommit, StoreError> {
+        let called = Instant::now();
+        let now = rows::stored_precision(now);
+        let check = CheckSummary {
+            started_at: rows::stored_precision(check.started_at),
+            ..check
+        };
+        let _turn = self.gate.turn().await;
+        let mut transaction = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        let row: Option<IntegrationRow> = sqlx::query_as(&B::locked(&SELECT_INTEGRATION_BY_ID))
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(read_error)?;
+        let current = row.map(IntegrationRow::into_integration).transpose()?;
+        let current = match current {
+            Some(current) if current.version == expected_version => current,
+            other => {
+                transaction.rollback().await?;
+                return Ok(CheckCommit::Stale(other));
+            }
+        };
+        let applied = integration::apply_check(&current, lifecycle, event, check, now);
+        let event = Self::write_applied(&mut transaction, &current, &applied, now, called).await?;
+        transaction.commit().await?;
+        if let Some(event) = event {
+            self.handoff.committed(event);
+        }
+        Ok(CheckCommit::Committed(
+            applied.after.expect("a check never deletes"),
+        ))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! Opening the SQLite backend: connection settings and the embedded SQLite migrations. The
-//! queries themselves are shared with PostgreSQL in [`super::sql`].
+//! queries are shared with PostgreSQL (written once, generic over
+//! [`super::backend::Backend`]).
 
 use std::str::FromStr;
 use std::time::Duration;

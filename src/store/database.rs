@@ -1,0 +1,103 @@
+//! The daemon's one [`Database`]: its connection pool (SQLite or PostgreSQL, chosen from the
+//! scheme of `database.url`), and every store built over it.
+//!
+//! [`Database`] is opaque: no sqlx type crosses it, so the rest of the daemon never knows
+//! which backend it runs on. Inside the store, [`Pool`] is that choice, matched once per
+//! store that is built over it.
+
+use std::sync::Arc;
+
+use super::backend::{Gate, WriteGate};
+use super::census::Census;
+use super::history::{HistoryOptions, HistoryStore};
+use super::outbox::{Handoff, OutboxStore};
+use super::sql::SqlStore;
+use super::{Store, StoreError, StoreOptions};
+use catalogd_actors::Thresholds;
+
+/// The daemon's one connection pool, shared by every store over it (the catalog, the health
+/// history, the outbox relay, the metrics queries), and the [`Handoff`] through which the
+/// store passes each committed event to the relay right after its commit.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    handoff: Arc<Handoff>,
+}
+
+/// The pool of one backend. SQLite's carries the [`WriteGate`] that every writer over it
+/// shares.
+#[derive(Clone)]
+pub(crate) enum Pool {
+    Sqlite(sqlx::SqlitePool, WriteGate),
+    Postgres(sqlx::PgPool),
+}
+
+impl Pool {
+    /// The gate writers over this pool pass through.
+    pub(crate) fn gate(&self) -> Gate {
+        match self {
+            Pool::Sqlite(_, gate) => Gate::taking_turns(gate.clone()),
+            Pool::Postgres(_) => Gate::open(),
+        }
+    }
+}
+
+impl Database {
+    /// Connects to the backend named by the URL scheme and applies its migrations.
+    pub async fn connect(options: &StoreOptions) -> Result<Database, StoreError> {
+        let scheme = options.url.split_once(':').map(|(scheme, _)| scheme);
+        let pool = match scheme {
+            Some("sqlite") => {
+                Pool::Sqlite(super::sqlite::connect(options).await?, WriteGate::default())
+            }
+            Some("postgres" | "postgresql") => {
+                Pool::Postgres(super::postgres::connect(options).await?)
+            }
+            _ => return Err(StoreError::UnsupportedUrl),
+        };
+        Ok(Database {
+            pool,
+            handoff: Arc::new(Handoff::default()),
+        })
+    }
+
+    /// The catalog store.
+    pub fn store(&self, default_thresholds: Thresholds) -> Arc<dyn Store> {
+        let gate = self.pool.gate();
+        let handoff = self.handoff.clone();
+        match &self.pool {
+            Pool::Sqlite(pool, _) => Arc::new(SqlStore::new(
+                pool.clone(),
+                gate,
+                default_thresholds,
+                handoff,
+            )),
+            Pool::Postgres(pool) => Arc::new(SqlStore::new(
+                pool.clone(),
+                gate,
+                default_thresholds,
+                handoff,
+            )),
+        }
+    }
+
+    /// The health history.
+    pub fn history(&self, options: HistoryOptions) -> HistoryStore {
+        HistoryStore::over(&self.pool, options)
+    }
+
+    /// The relay's view of the outbox.
+    pub fn outbox(&self) -> OutboxStore {
+        OutboxStore::over(self.pool.clone())
+    }
+
+    /// The metrics' fleet-wide reads.
+    pub fn census(&self) -> Census {
+        Census::over(self.pool.clone())
+    }
+
+    /// Receives every committed event right after its commit (the relay's fast path).
+    pub fn handoff(&self) -> Arc<Handoff> {
+        self.handoff.clone()
+    }
+}

@@ -1,0 +1,450 @@
+//! The history's tables: every statement [`super::HistoryStore`] runs, written once for both
+//! backends ([`SqlTables`], generic over the [`HistoryBackend`]). [`Tables`] picks the
+//! backend of the daemon's pool, so the store that holds it is one type whatever the
+//! backend. Writes take their turn at the SQLite write [`Gate`].
+
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, QueryBuilder, Sqlite};
+use uuid::Uuid;
+
+use super::batch::Batch;
+use super::dialect::{DbTime, HistoryBackend};
+use super::plan::{Segment, Source};
+use super::statements::{
+    bucket_from_row, integration_from_row, result_from_row, rollup_statement, scoped_from,
+    state_key, BucketRow, IntegrationHealth, IntegrationHealthRow, ResultRow, BUCKET_COLUMNS,
+    RAW_AGGREGATES, RESULT_COLUMNS, SELECT_CHUNK, SELECT_INTEGRATION_HEALTH, SELECT_STATE,
+    UPSERT_STATE,
+};
+use super::values::{Bucket, CheckResult};
+use crate::store::backend::Gate;
+use crate::store::StoreError;
+
+/// The history's tables in the daemon's pool: [`SqlTables`] of one backend or the other.
+/// Each method runs the same generic code on either.
+pub(super) enum Tables {
+    Sqlite(SqlTables<Sqlite>),
+    Postgres(SqlTables<Postgres>),
+}
+
+impl Tables {
+    /// Writes one batch in one transaction; returns how many observations the version guard
+    /// refused (or whose integration is gone).
+    pub(super) async fn write_batch(&self, batch: &Batch) -> Result<u64, sqlx::Error> {
+        match self {
+            Tables::Sqlite(tables) => tables.write_batch(batch).await,
+            Tables::Postgres(tables) => tables.write_batch(batch).await,
+        }
+    }
+
+    /// `(hourly_through, daily_through)`.
+    pub(super) async fn marks(
+        &self,
+    ) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.marks().await,
+            Tables::Postgres(tables) => tables.marks().await,
+        }
+    }
+
+    pub(super) async fn set_mark(
+        &self,
+        target: Source,
+        through: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.set_mark(target, through).await,
+            Tables::Postgres(tables) => tables.set_mark(target, through).await,
+        }
+    }
+
+    pub(super) async fn integration(
+        &self,
+        tenant_id: &str,
+        id: Uuid,
+    ) -> Result<Option<IntegrationHealth>, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.integration(tenant_id, id).await,
+            Tables::Postgres(tables) => tables.integration(tenant_id, id).await,
+        }
+    }
+
+    /// Raw results in `[from, to)`, newest first.
+    pub(super) async fn results(
+        &self,
+        tenant_id: &str,
+        id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<CheckResult>, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.results(tenant_id, id, from, to, limit).await,
+            Tables::Postgres(tables) => tables.results(tenant_id, id, from, to, limit).await,
+        }
+    }
+
+    /// Stored buckets of `source` starting in `[from, to)`, newest first.
+    pub(super) async fn buckets(
+        &self,
+        source: Source,
+        tenant_id: &str,
+        id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.buckets(source, tenant_id, id, from, to, limit).await,
+            Tables::Postgres(tables) => {
+                tables.buckets(source, tenant_id, id, from, to, limit).await
+            }
+        }
+    }
+
+    /// Hour buckets aggregated on the fly from the raw results in `[from, to)`, newest first.
+    pub(super) async fn raw_hours(
+        &self,
+        tenant_id: &str,
+        id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.raw_hours(tenant_id, id, from, to).await,
+            Tables::Postgres(tables) => tables.raw_hours(tenant_id, id, from, to).await,
+        }
+    }
+
+    /// `(segment index, successes, failures)` for each segment, in one statement.
+    pub(super) async fn sums(
+        &self,
+        tenant_id: &str,
+        id: Uuid,
+        segments: &[Segment],
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.sums(tenant_id, id, segments).await,
+            Tables::Postgres(tables) => tables.sums(tenant_id, id, segments).await,
+        }
+    }
+
+    pub(super) async fn earliest(
+        &self,
+        source: Source,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.earliest(source).await,
+            Tables::Postgres(tables) => tables.earliest(source).await,
+        }
+    }
+
+    pub(super) async fn any_between(
+        &self,
+        source: Source,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.any_between(source, from, to).await,
+            Tables::Postgres(tables) => tables.any_between(source, from, to).await,
+        }
+    }
+
+    pub(super) async fn chunk(&self, after: Uuid, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.chunk(after, limit).await,
+            Tables::Postgres(tables) => tables.chunk(after, limit).await,
+        }
+    }
+
+    pub(super) async fn roll_up_chunk(
+        &self,
+        target: Source,
+        ids: (Uuid, Uuid),
+        bucket: (DateTime<Utc>, DateTime<Utc>),
+    ) -> Result<(), StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.roll_up_chunk(target, ids, bucket).await,
+            Tables::Postgres(tables) => tables.roll_up_chunk(target, ids, bucket).await,
+        }
+    }
+
+    pub(super) async fn prune_batch(
+        &self,
+        source: Source,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Tables::Sqlite(tables) => tables.prune_batch(source, cutoff, limit).await,
+            Tables::Postgres(tables) => tables.prune_batch(source, cutoff, limit).await,
+        }
+    }
+}
+
+/// The history's tables in one backend's pool.
+pub(super) struct SqlTables<B: HistoryBackend> {
+    pub(super) pool: sqlx::Pool<B>,
+    /// SQLite's writers take turns ([`crate::store::WriteGate`]) rather than meeting in
+    /// SQLite's sleeping busy handler; PostgreSQL needs none.
+    pub(super) gate: Gate,
+}
+
+impl<B> SqlTables<B>
+where
+    B: HistoryBackend,
+    for<'c> &'c mut B::Connection: sqlx::Executor<'c, Database = B>,
+    for<'q> B::Arguments<'q>: sqlx::IntoArguments<'q, B>,
+    for<'q> &'q str: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Uuid: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> i64: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'r> (String, B::Time): sqlx::FromRow<'r, B::Row>,
+    for<'r> IntegrationHealthRow: sqlx::FromRow<'r, B::Row>,
+    for<'r> ResultRow<B::Time>: sqlx::FromRow<'r, B::Row>,
+    for<'r> BucketRow<B::Time>: sqlx::FromRow<'r, B::Row>,
+    for<'r> (i64, i64, i64): sqlx::FromRow<'r, B::Row>,
+    for<'r> (Option<B::Time>,): sqlx::FromRow<'r, B::Row>,
+    for<'r> (i32,): sqlx::FromRow<'r, B::Row>,
+    for<'r> (Uuid,): sqlx::FromRow<'r, B::Row>,
+{
+    pub(super) async fn write_batch(&self, batch: &Batch) -> Result<u64, sqlx::Error> {
+        let _turn = self.gate.turn().await;
+        B::write_batch(&self.pool, batch).await
+    }
+
+    pub(super) async fn marks(
+        &self,
+    ) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError> {
+        let rows: Vec<(String, B::Time)> =
+            sqlx::query_as(SELECT_STATE).fetch_all(&self.pool).await?;
+        let mut marks = (None, None);
+        for (resolution, through) in rows {
+            let through = Some(through.into_time()?);
+            match resolution.as_str() {
+                "hour" => marks.0 = through,
+                "day" => marks.1 = through,
+                _ => {}
+            }
+        }
+        Ok(marks)
+    }
+
+    pub(super) async fn set_mark(
+        &self,
+        target: Source,
+        through: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let _turn = self.gate.turn().await;
+        sqlx::query(UPSERT_STATE)
+            .bind(state_key(target))
+            .bind(B::Time::to_db(through))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn integration(
+        &self,
+        tenant_id: &str,
+        id: Uuid,
+    ) -> Result<Option<IntegrationHealth>, StoreError> {
+        let row: Option<IntegrationHealthRow> = sqlx::query_as(SELECT_INTEGRATION_HEALTH)
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(integration_from_row).transpose()
+    }
+
+    pub(super) async fn results(
+        &self,
+        tenant_id: &str,
+        id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<CheckResult>, StoreError> {
+        let sql = format!(
+            "SELECT {RESULT_COLUMNS} {} AND x.checked_at >= $3 AND x.checked_at < $4 \
+             ORDER BY x.checked_at DESC LIMIT $5",
+            scoped_from(Source::Raw)
+        );
+        let rows: Vec<ResultRow<B::Time>> = sqlx::query_as(&sql)
+            .bind(tenant_id)
+            .bind(id)
+            .bind(B::Time::to_db(from))
+            .bind(B::Time::to_db(to))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(result_from_row).collect()
+    }
+
+    pub(super) async fn buckets(
+        &self,
+        source: Source,
+        tenant_id: &str,
+        id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        let sql = format!(
+            "SELECT {BUCKET_COLUMNS} {} AND x.bucket_start >= $3 \
+             AND x.bucket_start < $4 ORDER BY x.bucket_start DESC LIMIT $5",
+            scoped_from(source)
+        );
+        let rows: Vec<BucketRow<B::Time>> = sqlx::query_as(&sql)
+            .bind(tenant_id)
+            .bind(id)
+            .bind(B::Time::to_db(from))
+            .bind(B::Time::to_db(to))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(bucket_from_row).collect()
+    }
+
+    pub(super) async fn raw_hours(
+        &self,
+        tenant_id: &str,
+        id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        let hour = B::HOUR_OF.replace("{c}", "x.checked_at");
+        let sql = format!(
+            "SELECT {hour} AS hour_start, {RAW_AGGREGATES} {} \
+             AND x.checked_at >= $3 AND x.checked_at < $4 \
+             GROUP BY hour_start ORDER BY hour_start DESC",
+            scoped_from(Source::Raw)
+        );
+        let rows: Vec<BucketRow<B::Time>> = sqlx::query_as(&sql)
+            .bind(tenant_id)
+            .bind(id)
+            .bind(B::Time::to_db(from))
+            .bind(B::Time::to_db(to))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(bucket_from_row).collect()
+    }
+
+    pub(super) async fn sums(
+        &self,
+        tenant_id: &str,
+        id: Uuid,
+        segments: &[Segment],
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        if segments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut select = QueryBuilder::<B>::new("");
+        for (index, segment) in segments.iter().enumerate() {
+            if index > 0 {
+                select.push(" UNION ALL ");
+            }
+            let (table, column) = (segment.source.table(), segment.source.time_column());
+            select
+                .push(format_args!(
+                    "SELECT CAST({index} AS BIGINT), {} \
+                     FROM integrations i JOIN {table} x \
+                     ON x.integration_id = i.integration_id WHERE i.tenant_id = ",
+                    segment.source.sums()
+                ))
+                .push_bind(tenant_id)
+                .push(" AND i.integration_id = ")
+                .push_bind(id)
+                .push(format_args!(" AND x.{column} >= "))
+                .push_bind(B::Time::to_db(segment.from))
+                .push(format_args!(" AND x.{column} < "))
+                .push_bind(B::Time::to_db(segment.to));
+        }
+        let rows: Vec<(i64, i64, i64)> =
+            B::build_query_as(&mut select).fetch_all(&self.pool).await?;
+        let mut sums = vec![(0, 0); segments.len()];
+        for (index, successes, failures) in rows {
+            let slot = usize::try_from(index)
+                .ok()
+                .and_then(|index| sums.get_mut(index))
+                .ok_or_else(|| StoreError::Corrupt(format!("segment {index}")))?;
+            *slot = (
+                u64::try_from(successes).unwrap_or(0),
+                u64::try_from(failures).unwrap_or(0),
+            );
+        }
+        Ok(sums)
+    }
+
+    pub(super) async fn earliest(
+        &self,
+        source: Source,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let sql = format!(
+            "SELECT MIN({}) FROM {}",
+            source.time_column(),
+            source.table()
+        );
+        let earliest: Option<B::Time> = sqlx::query_scalar(&sql).fetch_one(&self.pool).await?;
+        earliest.map(DbTime::into_time).transpose()
+    }
+
+    pub(super) async fn any_between(
+        &self,
+        source: Source,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let c = source.time_column();
+        let sql = format!(
+            "SELECT 1 FROM {} WHERE {c} >= $1 AND {c} < $2 LIMIT 1",
+            source.table()
+        );
+        let found: Option<i32> = sqlx::query_scalar(&sql)
+            .bind(B::Time::to_db(from))
+            .bind(B::Time::to_db(to))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    pub(super) async fn chunk(&self, after: Uuid, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+        Ok(sqlx::query_scalar(SELECT_CHUNK)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub(super) async fn roll_up_chunk(
+        &self,
+        target: Source,
+        ids: (Uuid, Uuid),
+        bucket: (DateTime<Utc>, DateTime<Utc>),
+    ) -> Result<(), StoreError> {
+        let _turn = self.gate.turn().await;
+        sqlx::query(&rollup_statement(target))
+            .bind(ids.0)
+            .bind(ids.1)
+            .bind(B::Time::to_db(bucket.0))
+            .bind(B::Time::to_db(bucket.1))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn prune_batch(
+        &self,
+        source: Source,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let _turn = self.gate.turn().await;
+        let pruned = sqlx::query(&B::prune(source))
+            .bind(B::Time::to_db(cutoff))
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await?;
+        Ok(B::rows_affected(&pruned))
+    }
+}

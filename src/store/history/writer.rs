@@ -1,0 +1,280 @@
+//! The batching [`HistoryWriter`] the monitor actors feed: a bounded queue that never
+//! blocks, a task that flushes it in batches (with retries), and the periodic maintenance
+//! task.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::batch::{Batch, CheckRecord};
+use super::HistoryStore;
+use catalogd_actors::ports::CheckReport;
+use catalogd_actors::{Clock, Lifecycle};
+
+/// A snapshot of the writer's counters, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterCounters {
+    /// Results in committed batches.
+    pub written: u64,
+    /// Committed batches (each one INSERT and one UPDATE in one transaction).
+    pub batches: u64,
+    /// Results refused because the queue was full or the writer closed.
+    pub dropped: u64,
+    /// Results in batches abandoned after every retry failed.
+    pub failed: u64,
+    /// Observations the version guard refused: the integration changed or is gone.
+    pub stale: u64,
+    /// How long the last committed batch took.
+    pub last_flush: Duration,
+    /// Results waiting in the queue now.
+    pub queued: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    written: AtomicU64,
+    batches: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+    stale: AtomicU64,
+    last_flush_us: AtomicU64,
+}
+
+enum Control {
+    /// Write everything received so far, then answer.
+    Flush(oneshot::Sender<()>),
+    Close,
+}
+
+/// Attempts per batch before it is abandoned, and the first pause between them (doubling).
+const WRITE_ATTEMPTS: u32 = 5;
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// The non-blocking handle the monitor actors record check results through. Cheap to clone;
+/// every clone feeds the same queue and task.
+#[derive(Clone)]
+pub struct HistoryWriter {
+    queue: mpsc::Sender<CheckRecord>,
+    control: mpsc::UnboundedSender<Control>,
+    counters: Arc<Counters>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    stop_maintenance: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for HistoryWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistoryWriter")
+            .field("counters", &self.counters())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HistoryWriter {
+    /// Starts the flushing task and, with `maintenance_interval` set, the rollup-and-prune
+    /// task (which reads the time from `clock`). Needs a tokio runtime.
+    pub fn spawn(store: HistoryStore, clock: Arc<dyn Clock>) -> Self {
+        let options = store.options.clone();
+        let (queue, receiver) = mpsc::channel(options.queue_capacity);
+        let (control, commands) = mpsc::unbounded_channel();
+        let counters = Arc::new(Counters::default());
+        let (stop_maintenance, stopped) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(
+            Flusher {
+                store: store.clone(),
+                counters: counters.clone(),
+                buffer: Vec::with_capacity(options.batch_size),
+            }
+            .run(receiver, commands),
+        )];
+        if let Some(interval) = options.maintenance_interval {
+            tasks.push(tokio::spawn(maintain_every(
+                store, clock, interval, stopped,
+            )));
+        }
+        HistoryWriter {
+            queue,
+            control,
+            counters,
+            tasks: Arc::new(Mutex::new(tasks)),
+            stop_maintenance: Arc::new(stop_maintenance),
+        }
+    }
+
+    /// Queues one check result; never blocks. When the queue is full the result is dropped
+    /// and counted.
+    pub fn record(
+        &self,
+        integration_id: Uuid,
+        version: i64,
+        lifecycle: Lifecycle,
+        report: &CheckReport,
+    ) {
+        let record = CheckRecord::new(integration_id, version, lifecycle, report);
+        if self.queue.try_send(record).is_err() {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes everything recorded before this call, and returns when it is committed (or
+    /// abandoned).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.control.send(Control::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    pub fn counters(&self) -> WriterCounters {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        WriterCounters {
+            written: load(&self.counters.written),
+            batches: load(&self.counters.batches),
+            dropped: load(&self.counters.dropped),
+            failed: load(&self.counters.failed),
+            stale: load(&self.counters.stale),
+            last_flush: Duration::from_micros(load(&self.counters.last_flush_us)),
+            queued: (self.queue.max_capacity() - self.queue.capacity()) as u64,
+        }
+    }
+
+    /// Writes what is queued, stops the tasks and waits for them. Results recorded after
+    /// this are dropped.
+    pub async fn close(self) {
+        let _ = self.control.send(Control::Close);
+        let _ = self.stop_maintenance.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+struct Flusher {
+    store: HistoryStore,
+    counters: Arc<Counters>,
+    buffer: Vec<CheckRecord>,
+}
+
+impl Flusher {
+    async fn run(
+        mut self,
+        mut receiver: mpsc::Receiver<CheckRecord>,
+        mut commands: mpsc::UnboundedReceiver<Control>,
+    ) {
+        let batch_size = self.store.options.batch_size;
+        let every = self.store.options.flush_interval;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let room = batch_size - self.buffer.len();
+            tokio::select! {
+                received = receiver.recv_many(&mut self.buffer, room) => {
+                    if received == 0 {
+                        break;
+                    }
+                    if self.buffer.len() >= batch_size {
+                        self.flush().await;
+                    }
+                }
+                _ = ticker.tick() => self.flush().await,
+                command = commands.recv() => match command {
+                    Some(Control::Flush(done)) => {
+                        self.drain(&mut receiver).await;
+                        let _ = done.send(());
+                    }
+                    Some(Control::Close) | None => break,
+                },
+            }
+        }
+        receiver.close();
+        self.drain(&mut receiver).await;
+    }
+
+    /// Writes the buffer and everything queued now, in batches.
+    async fn drain(&mut self, receiver: &mut mpsc::Receiver<CheckRecord>) {
+        let batch_size = self.store.options.batch_size;
+        loop {
+            while self.buffer.len() < batch_size {
+                match receiver.try_recv() {
+                    Ok(record) => self.buffer.push(record),
+                    Err(_) => break,
+                }
+            }
+            if self.buffer.is_empty() {
+                return;
+            }
+            let full = self.buffer.len() >= batch_size;
+            self.flush().await;
+            if !full {
+                return;
+            }
+        }
+    }
+
+    /// Writes the buffer as one batch, retrying with backoff; abandons it after
+    /// [`WRITE_ATTEMPTS`] (meanwhile `record` keeps queueing, then dropping).
+    async fn flush(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let records = std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(self.store.options.batch_size),
+        );
+        let count = records.len() as u64;
+        let batch = Batch::new(records);
+        let mut pause = FIRST_RETRY_PAUSE;
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let started = Instant::now();
+            match self.store.tables.write_batch(&batch).await {
+                Ok(stale) => {
+                    let elapsed = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    self.counters
+                        .last_flush_us
+                        .store(elapsed, Ordering::Relaxed);
+                    self.counters.written.fetch_add(count, Ordering::Relaxed);
+                    self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                    self.counters.stale.fetch_add(stale, Ordering::Relaxed);
+                    return;
+                }
+                Err(error) if attempt < WRITE_ATTEMPTS => {
+                    tracing::warn!(%error, attempt, results = count, "writing check results failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(error) => {
+                    tracing::error!(%error, results = count, "writing check results failed; dropping the batch");
+                }
+            }
+        }
+        self.counters.failed.fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+/// Runs [`HistoryStore::maintain`] every `interval` until told to stop. A run in progress
+/// finishes first.
+async fn maintain_every(
+    store: HistoryStore,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let started = Instant::now();
+                match store.maintain(clock.now()).await {
+                    Ok(report) => tracing::debug!(?report, elapsed = ?started.elapsed(), "history maintenance"),
+                    Err(error) => tracing::warn!(%error, "history maintenance failed"),
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
