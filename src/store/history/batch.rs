@@ -157,13 +157,8 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::history::time::at;
     use chrono::TimeDelta;
-
-    fn at(time: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(time)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
 
     #[test]
     fn batches_sort_deduplicate_and_observe_the_last_check_that_ran() {

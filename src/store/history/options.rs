@@ -81,14 +81,8 @@ impl HistoryOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::history::time::at;
     use crate::store::history::time::{ago, EARLIEST};
-    use chrono::{DateTime, Utc};
-
-    fn at(time: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(time)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
 
     #[test]
     fn options_keep_what_the_read_path_relies_on() {

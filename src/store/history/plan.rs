@@ -134,13 +134,8 @@ pub fn plan(start: DateTime<Utc>, now: DateTime<Utc>, horizons: &Horizons) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::history::time::at;
     use chrono::TimeDelta;
-
-    fn at(time: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(time)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
 
     fn segment(source: Source, from: &str, to: &str) -> Segment {
         Segment {

@@ -47,15 +47,17 @@ pub(super) fn clamp_micros(duration: Duration) -> i32 {
     i32::try_from(duration.as_micros()).unwrap_or(i32::MAX)
 }
 
+/// A time from RFC 3339 text, for the history's unit tests.
+#[cfg(test)]
+pub(super) fn at(time: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(time)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(time: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(time)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
 
     #[test]
     fn buckets_floor_and_ceil() {
