@@ -12,7 +12,7 @@ use catalogd::control::{self, ControlService};
 use catalogd::http::AppState;
 use catalogd::operations::Operation;
 use catalogd::startup::Application;
-use catalogd_testkit::NatsServer;
+use catalogd_testkit::{eventually, NatsServer};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -586,6 +586,15 @@ async fn discoverable_and_shared_by_two_daemons() {
     let second = ControlApp::spawn(Backend::Sqlite, &nats.url()).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
 
+    // Each daemon starts its control service as it starts serving, after `spawn` returns:
+    // wait until both answer before asking what they are.
+    eventually("both instances answer PING", DEADLINE, || async {
+        discover(&client, "PING", 2, Duration::from_millis(500))
+            .await
+            .len()
+            == 2
+    })
+    .await;
     let infos = discover(&client, "INFO", 2, DEADLINE).await;
     assert_eq!(infos.len(), 2, "{infos:?}");
     let ids: BTreeSet<&str> = infos.iter().map(|i| i["id"].as_str().unwrap()).collect();

@@ -542,6 +542,8 @@ async fn events_wait_out_a_nats_outage_and_drain_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_storm_with_nats_restarts_loses_and_duplicates_nothing() {
+    // Child daemons killed in a loop: not alongside the engine's heavy tests.
+    let _heavy = crate::HEAVY.lock().await;
     let mut nats = NatsServer::start();
     let storm = Storm::new(&format!(
         "[nats]\nurl = \"{}\"\n[events]\nsweep_interval = \"100ms\"\n",
