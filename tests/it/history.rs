@@ -797,7 +797,7 @@ async fn history_is_tenant_scoped(backend: Backend) {
 
 // --- REST -----------------------------------------------------------------------------------
 
-const JWT_KEY: &str = "test-key-0123456789abcdef0123456789abcdef";
+use crate::storm::JWT_KEY;
 
 async fn rest_routes_serve_health_and_history(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();

@@ -16,7 +16,7 @@ use catalogd_testkit::{eventually, poll, Prometheus};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-const JWT_KEY: &str = "test-key-0123456789abcdef0123456789abcdef";
+use crate::storm::JWT_KEY;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -225,3 +225,29 @@ impl Target {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn status_latency_and_hanging_switch_at_run_time() {
+        let target = Target::start().await;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let get = || client.get(format!("{}/anything", target.url)).send();
+        assert_eq!(get().await.unwrap().status(), 200);
+        target.set(Mode::Failing);
+        assert_eq!(get().await.unwrap().status(), 500);
+        target.set(Mode::Hanging);
+        assert!(get().await.unwrap_err().is_timeout());
+        target.set(Mode::Healthy);
+        target.set_latency(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        assert_eq!(get().await.unwrap().status(), 200);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert_eq!(target.requests(), 4);
+    }
+}
