@@ -1,8 +1,9 @@
 //! A `catalogd serve` child process, as an operator runs it: started from a command, ready
-//! once it has logged both its metrics and its REST API listener (their addresses are read
-//! from those lines), stopped with SIGTERM or SIGKILL. Failures are errors, not panics, so the
+//! once it has logged both its metrics and its REST API listener, in either order (their
+//! addresses are read from those lines), stopped with SIGTERM or SIGKILL. Failures are errors, not panics, so the
 //! benchmark runner can report them; tests unwrap.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -21,8 +22,10 @@ pub struct Daemon {
     /// `http://127.0.0.1:port` of the REST API and of `/metrics`.
     pub api: String,
     pub metrics: String,
-    /// The daemon's stderr, a line at a time, from after the REST API listener's line.
-    pub log: mpsc::Receiver<String>,
+    /// The daemon's stderr, a line at a time.
+    log: mpsc::Receiver<String>,
+    /// Lines read while waiting for the second listener, after the REST API's: still unread.
+    unread: VecDeque<String>,
 }
 
 impl Drop for Daemon {
@@ -64,30 +67,36 @@ impl Daemon {
             api: String::new(),
             metrics: String::new(),
             log: rx,
+            unread: VecDeque::new(),
         };
         let deadline = Instant::now() + ready_within;
-        // The metrics listener is logged first; read up to the REST API's line either way.
+        // Lines before the REST API's are start-up noise; those after it stay unread.
         let mut seen = Vec::new();
+        let mut api = None;
         let mut metrics = None;
-        loop {
+        while api.is_none() || metrics.is_none() {
             let line = daemon
-                .next_line(deadline)
+                .receive(deadline)
                 .with_context(|| format!("waiting for the listeners; logged: {seen:#?}"))?;
-            let addr = line
-                .split("addr=")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-                .map(|a| format!("http://{a}"));
+            let addr = || {
+                line.split("addr=")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+                    .map(|a| format!("http://{a}"))
+                    .ok_or_else(|| anyhow!("no address in {line:?}"))
+            };
             if line.contains("metrics listening") {
-                metrics = addr;
+                metrics = Some(addr()?);
             } else if line.contains("REST API listening") {
-                daemon.api = addr.ok_or_else(|| anyhow!("no address in {line:?}"))?;
-                break;
+                api = Some(addr()?);
+            } else if api.is_some() {
+                daemon.unread.push_back(line);
             } else {
                 seen.push(line);
             }
         }
-        daemon.metrics = metrics.ok_or_else(|| anyhow!("no metrics listener before the API"))?;
+        daemon.api = api.unwrap_or_default();
+        daemon.metrics = metrics.unwrap_or_default();
         Ok(daemon)
     }
 
@@ -95,8 +104,16 @@ impl Daemon {
         self.child.id()
     }
 
-    /// The next log line, or an error at `deadline` or when the daemon exits.
+    /// The next unread log line, or an error at `deadline` or when the daemon exits.
     fn next_line(&mut self, deadline: Instant) -> anyhow::Result<String> {
+        match self.unread.pop_front() {
+            Some(line) => Ok(line),
+            None => self.receive(deadline),
+        }
+    }
+
+    /// The next line from the daemon's stderr, or an error at `deadline` or when it exits.
+    fn receive(&mut self, deadline: Instant) -> anyhow::Result<String> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -130,8 +147,8 @@ impl Daemon {
     }
 
     /// The log lines not read yet (all of them once the daemon has exited).
-    pub fn rest_of_log(&self) -> Vec<String> {
-        self.log.try_iter().collect()
+    pub fn rest_of_log(&mut self) -> Vec<String> {
+        self.unread.drain(..).chain(self.log.try_iter()).collect()
     }
 
     /// The `/readyz` JSON.
