@@ -3,9 +3,6 @@
 //! anything catalogd emits (logs at TRACE, test reports, outcomes, errors) while every
 //! connector runs its check and test paths, failures included.
 
-#[path = "fakes/mod.rs"]
-mod fakes;
-
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -17,6 +14,7 @@ use catalogd::config::{EgressConfig, OfflineConfig, PluginsConfig, SecretBackend
 use catalogd::connectors::{Connectors, Target};
 use catalogd::secrets::{AuthRef, SecretError, SecretResolver};
 use catalogd_actors::SystemClock;
+use catalogd_testkit::fakes;
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -188,7 +186,7 @@ async fn cached_values_live_at_most_the_ttl() {
     drop(handle);
     assert_eq!(resolve(&resolver, "ref://s/p/k").unwrap(), "value-A");
     assert!(
-        fakes::eventually(Duration::from_secs(10), || {
+        catalogd_testkit::holds_within(Duration::from_secs(10), || {
             resolve(&resolver, "ref://s/p/k").unwrap() == "value-B"
         })
         .await
@@ -496,7 +494,7 @@ async fn canary_secrets_never_appear_in_logs_reports_or_errors() {
     // Give log writers on other threads a moment, then read everything.
     tracing::info!("canary test finished");
     assert!(
-        fakes::eventually(Duration::from_secs(5), || {
+        catalogd_testkit::holds_within(Duration::from_secs(5), || {
             String::from_utf8_lossy(&logs.lock().unwrap()).contains("canary test finished")
         })
         .await

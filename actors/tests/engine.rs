@@ -14,6 +14,7 @@ use catalogd_actors::testing::{spec, Behaviour, MemoryLedger, ScriptedProbe, Tes
 use catalogd_actors::{
     CheckOutcome, CheckReport, Engine, EngineOptions, FailureClass, MonitorSpec, Status, Thresholds,
 };
+use catalogd_testkit::eventually;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -71,15 +72,6 @@ async fn start_on(
     )
     .await
     .expect("engine starts")
-}
-
-/// Polls `condition` every 10 ms until it holds; fails after `within`.
-async fn eventually(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn id(n: u128) -> Uuid {

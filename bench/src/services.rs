@@ -1,21 +1,15 @@
 //! The real components a benchmark starts on loopback: `catalogd serve` from the release
-//! build, the target fleet, PostgreSQL and `nats-server` (the test suites' own harnesses,
-//! included by path so there is one way to start them), and readers of the daemon's
-//! `/readyz` and `/metrics`.
+//! build and the target fleet; PostgreSQL, `nats-server`, the daemon child process and
+//! polling come from the test kit (`catalogd-testkit`), so there is one way to start them.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, Context as _};
 
-#[path = "../../tests/support/postgres.rs"]
-pub mod postgres;
-
-#[path = "../../tests/support/nats.rs"]
-pub mod nats;
+pub use catalogd_testkit::{nats, poll, postgres, Daemon};
 
 /// The HS256 key every benchmark daemon is configured with.
 pub const JWT_KEY: &str = "bench-key-0123456789abcdef0123456789abcdef";
@@ -89,129 +83,6 @@ impl DaemonDir {
     }
 }
 
-/// A running `catalogd serve`; killed on drop if still running.
-pub struct Daemon {
-    pub child: Child,
-    /// When the process was spawned: start-up figures count from here.
-    pub spawned: Instant,
-    /// `http://127.0.0.1:port` of the REST API and of `/metrics`.
-    pub api: String,
-    pub metrics: String,
-    log: mpsc::Receiver<String>,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    pub fn start(mut command: Command, ready_within: Duration) -> anyhow::Result<Daemon> {
-        let spawned = Instant::now();
-        let mut child = command
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("spawning catalogd (did scripts/bench.sh build it?)")?;
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut daemon = Daemon {
-            child,
-            spawned,
-            api: String::new(),
-            metrics: String::new(),
-            log: rx,
-        };
-        let deadline = Instant::now() + ready_within;
-        // The two listeners are logged in either order.
-        let mut api = None;
-        let mut metrics = None;
-        while api.is_none() || metrics.is_none() {
-            let line = daemon.next_line(deadline)?;
-            let addr = line
-                .split("addr=")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-                .map(|a| format!("http://{a}"));
-            if line.contains("REST API listening") {
-                api = addr;
-            } else if line.contains("metrics listening") {
-                metrics = addr;
-            }
-        }
-        daemon.api = api.unwrap();
-        daemon.metrics = metrics.unwrap();
-        Ok(daemon)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn next_line(&mut self, deadline: Instant) -> anyhow::Result<String> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!("catalogd did not log what was expected in time");
-            }
-            match self.log.recv_timeout(left.min(Duration::from_millis(200))) {
-                Ok(line) => return Ok(line),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Ok(Some(status)) = self.child.try_wait() {
-                        bail!("catalogd exited with {status}");
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("catalogd closed its log"),
-            }
-        }
-    }
-
-    /// The `/readyz` JSON.
-    pub async fn readyz(&self, client: &reqwest::Client) -> anyhow::Result<serde_json::Value> {
-        Ok(client
-            .get(format!("{}/readyz", self.api))
-            .send()
-            .await?
-            .json()
-            .await?)
-    }
-
-    /// The `/metrics` text.
-    pub async fn scrape(&self, client: &reqwest::Client) -> anyhow::Result<String> {
-        Ok(client
-            .get(format!("{}/metrics", self.metrics))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?)
-    }
-
-    /// SIGTERM, then waits for the exit.
-    pub fn terminate(&mut self) -> anyhow::Result<()> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(anyhow!("catalogd did not stop on SIGTERM"))
-    }
-}
-
 /// Sums the samples of a metric (all label sets) in a `/metrics` text; `None` if absent.
 pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
     let mut found = None;
@@ -226,29 +97,6 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
         *found.get_or_insert(0.0) += value;
     }
     found
-}
-
-/// Polls `condition` every `every` until it returns `Some` or `limit` passes.
-pub async fn poll<T, F, Fut>(
-    what: &str,
-    limit: Duration,
-    every: Duration,
-    mut condition: F,
-) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = condition().await {
-            return Ok(value);
-        }
-        if Instant::now() >= deadline {
-            bail!("not within {limit:?}: {what}");
-        }
-        tokio::time::sleep(every).await;
-    }
 }
 
 /// The target fleet (`bench-target`): one HTTP server listening on `addrs` loopback

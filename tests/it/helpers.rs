@@ -1,0 +1,266 @@
+//! `spawn_app`: the real application on a random port with a fresh database per test, on
+//! SQLite or on a real PostgreSQL, plus small request helpers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalogd::auth::{Authenticator, SCOPE_ADMIN, SCOPE_READ};
+use catalogd::config::Config;
+use catalogd::startup::Application;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+pub use crate::storm::JWT_KEY;
+pub use catalogd_testkit::{database_url, Backend};
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub auth: Arc<Authenticator>,
+    pub database_url: String,
+    pub dir: tempfile::TempDir,
+    /// The monitor engine's counters (restarts, running actors).
+    pub engine_stats: Arc<catalogd_actors::EngineCounters>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A configuration for tests: port 0, a fresh database, a known HS256 key file.
+pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
+    let key_file = dir.join("jwt.key");
+    std::fs::write(&key_file, JWT_KEY).unwrap();
+    let mut config = Config::default();
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.metrics.listen = "127.0.0.1:0".parse().unwrap();
+    config.http.body_limit_bytes = 64 * 1024;
+    config.database.url = database_url(backend, dir).await;
+    config.database.sqlite_synchronous = catalogd::config::SqliteSynchronous::Normal;
+    config.auth.jwt_secret_file = Some(key_file);
+    config
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(backend, dir.path()).await;
+    spawn_with_config(config, dir).await
+}
+
+pub async fn spawn_with_config(config: Config, dir: tempfile::TempDir) -> TestApp {
+    let app = Application::build(&config)
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let auth = app.state().auth.clone();
+    let engine_stats = app.engine_stats();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        auth,
+        database_url: config.database.url.clone(),
+        dir,
+        engine_stats,
+        shutdown: Some(tx),
+    }
+}
+
+impl TestApp {
+    pub fn token(&self, tenant: &str, subject: &str, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        self.auth
+            .mint(
+                tenant,
+                subject,
+                &scopes,
+                Duration::from_secs(3600),
+                chrono::Utc::now(),
+            )
+            .unwrap()
+    }
+
+    pub fn admin(&self, tenant: &str) -> String {
+        self.token(tenant, &format!("{tenant}-admin"), &[SCOPE_ADMIN])
+    }
+
+    pub fn reader(&self, tenant: &str) -> String {
+        self.token(tenant, &format!("{tenant}-reader"), &[SCOPE_READ])
+    }
+
+    pub fn expired(&self, tenant: &str) -> String {
+        let scopes = vec![SCOPE_ADMIN.to_owned(), SCOPE_READ.to_owned()];
+        let long_ago = chrono::Utc::now() - chrono::Duration::hours(3);
+        self.auth
+            .mint(tenant, "old", &scopes, Duration::from_secs(60), long_ago)
+            .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match token {
+            Some(t) => builder.bearer_auth(t),
+            None => builder,
+        }
+    }
+
+    pub async fn create(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST, "/api/v1/integrations", Some(token))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates an integration and returns it, asserting 201.
+    pub async fn create_ok(&self, token: &str, body: &Value) -> Value {
+        let response = self.create(token, body).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 201, "create failed: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path, Some(token))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Every item of a list, following `nextCursor` with the given page size.
+    pub async fn list_all(&self, token: &str, query: &str, limit: u32) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..100_000 {
+            let mut path = format!("/api/v1/integrations?limit={limit}{query}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let response = self.get(token, &path).await;
+            assert_eq!(response.status(), 200, "{path}");
+            let page: Value = response.json().await.unwrap();
+            let batch = page["items"].as_array().unwrap();
+            assert!(batch.len() <= limit as usize);
+            items.extend(batch.iter().cloned());
+            match page["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return items,
+            }
+        }
+        panic!("pagination did not terminate");
+    }
+}
+
+/// A minimal valid integration body.
+pub fn integration(name: &str) -> Value {
+    json!({
+        "name": name,
+        "type": "registry",
+        "provider": "harbor",
+        "baseUrl": "https://harbor.example.com",
+    })
+}
+
+/// Reads a problem+json response and returns `(status, code)`.
+pub async fn problem(response: reqwest::Response) -> (u16, String, Value) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "status {status}: content-type {content_type:?}, body {body}"
+    );
+    assert_eq!(body["status"], status, "{body}");
+    (
+        status,
+        body["code"].as_str().unwrap_or_default().to_owned(),
+        body,
+    )
+}
+
+/// The outbox rows of one integration, in sequence order, read straight from the app's
+/// database: `(sequence, event_type, subject, CloudEvent)`.
+pub async fn outbox_rows(
+    app: &TestApp,
+    backend: Backend,
+    id: uuid::Uuid,
+) -> Vec<(i64, String, String, Value)> {
+    use sqlx::Connection;
+    let sql = "SELECT sequence, event_type, subject, payload FROM outbox \
+               WHERE integration_id = $1 ORDER BY sequence";
+    let rows: Vec<(i64, String, String, String)> = match backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&app.database_url)
+                .await
+                .unwrap();
+            sqlx::query_as(sql)
+                .bind(id)
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&app.database_url)
+                .await
+                .unwrap();
+            sqlx::query_as(sql)
+                .bind(id)
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    rows.into_iter()
+        .map(|(sequence, kind, subject, payload)| {
+            (
+                sequence,
+                kind,
+                subject,
+                serde_json::from_str(&payload).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Connectors over `egress` (a test resolver or dialer), online, without plugins.
+pub fn connectors_with(
+    egress: catalogd::egress::EgressClient,
+    secrets: &catalogd::config::SecretsConfig,
+) -> catalogd::connectors::Connectors {
+    let context = catalogd::connectors::Context {
+        egress,
+        secrets: catalogd::secrets::SecretResolver::new(secrets),
+        clock: Arc::new(catalogd_actors::SystemClock),
+    };
+    catalogd::connectors::Connectors::from_context(
+        context,
+        &catalogd::config::OfflineConfig::default(),
+        &catalogd::config::PluginsConfig::default(),
+    )
+    .unwrap()
+}

@@ -1,0 +1,1251 @@
+//! Black-box tests of the store through `catalogd::store::open`. Every test in
+//! `both_backends!` runs twice: `sqlite::name` against a fresh SQLite file and
+//! `postgres::name` against a fresh database on the test PostgreSQL server.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
+use sqlx::{Connection, PgConnection, SqliteConnection};
+use uuid::Uuid;
+
+use catalogd::integration::{
+    Author, Change, ChangeError, HealthCheck, Integration, IntegrationSpec, IntegrationType,
+};
+use catalogd::store::audit_chain::ChainProblemKind;
+use catalogd::store::{self, AuditEntry, AuditQuery, ListQuery, Store, StoreError, StoreOptions};
+use catalogd_actors::{CheckOutcome, Clock, FailureClass, Input, Status, SystemClock, Thresholds};
+
+both_backends!(
+    create_get_round_trip,
+    tenants_are_isolated,
+    names_are_unique_per_tenant,
+    stale_versions_and_invalid_transitions_are_refused,
+    every_list_filter,
+    keyset_pages_see_each_row_once_under_concurrent_inserts,
+    every_change_appends_one_audit_entry,
+    audit_log_is_append_only,
+    tampering_is_detected_at_the_first_bad_entry,
+    intact_chains_verify,
+    concurrent_changes_keep_one_chain,
+    undecodable_rows_are_corrupt,
+);
+
+// --- Fixtures -------------------------------------------------------------------------------
+
+use catalogd_testkit::{both_backends, eventually, Backend, FreshDatabase};
+
+/// A fresh, migrated database and the store on it.
+struct TestDb {
+    backend: Backend,
+    url: String,
+    store: Arc<dyn Store>,
+    _database: FreshDatabase,
+}
+
+impl TestDb {
+    async fn fresh(backend: Backend) -> TestDb {
+        let database = FreshDatabase::new(backend).await;
+        let url = database.url.clone();
+        let store = store::open(&options(&url)).await.expect("open the store");
+        TestDb {
+            backend,
+            url,
+            store,
+            _database: database,
+        }
+    }
+}
+
+fn options(url: &str) -> StoreOptions {
+    StoreOptions {
+        url: url.to_owned(),
+        password: None,
+        max_connections: 8,
+        sqlite_synchronous_full: false,
+        default_thresholds: Thresholds::default(),
+    }
+}
+
+/// A connection of our own, outside the store, for what an operator or an attacker with
+/// database access could do.
+enum Raw {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+impl TestDb {
+    async fn raw(&self) -> Raw {
+        match self.backend {
+            Backend::Sqlite => Raw::Sqlite(SqliteConnection::connect(&self.url).await.unwrap()),
+            Backend::Postgres => Raw::Postgres(PgConnection::connect(&self.url).await.unwrap()),
+        }
+    }
+
+    async fn create(&self, tenant: &str, spec: IntegrationSpec) -> Integration {
+        let integration = Integration::new(tenant, spec, "alice", now());
+        self.store.create(&integration).await.expect("create");
+        integration
+    }
+
+    /// Applies `change` as `bob` and returns the new row.
+    async fn change(&self, integration: &Integration, change: Change) -> Option<Integration> {
+        self.store
+            .change(
+                &actor(&integration.tenant_id),
+                integration.integration_id,
+                change,
+                now(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("change {}: {e}", integration.name))
+    }
+
+    async fn lifecycle(&self, integration: &Integration, input: Input) -> Integration {
+        self.change(integration, lifecycle(input))
+            .await
+            .expect("still there")
+    }
+
+    async fn audit(&self, tenant: &str) -> Vec<AuditEntry> {
+        let query = AuditQuery {
+            limit: 10_000,
+            ..Default::default()
+        };
+        self.store.list_audit(tenant, &query).await.unwrap().items
+    }
+}
+
+impl Raw {
+    async fn execute(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        match self {
+            Raw::Sqlite(connection) => sqlx::raw_sql(sql).execute(connection).await.map(drop),
+            Raw::Postgres(connection) => sqlx::raw_sql(sql).execute(connection).await.map(drop),
+        }
+    }
+
+    /// Disables the append-only triggers as an attacker with database access would.
+    async fn disable_append_only(&mut self) {
+        let sql = match self {
+            Raw::Sqlite(_) => "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;",
+            Raw::Postgres(_) => "ALTER TABLE audit_log DISABLE TRIGGER USER",
+        };
+        self.execute(sql).await.expect("disable the triggers");
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    SystemClock.now()
+}
+
+fn actor(tenant: &str) -> Author {
+    Author {
+        tenant_id: tenant.to_owned(),
+        subject: "bob".to_owned(),
+    }
+}
+
+fn lifecycle(input: Input) -> Change {
+    Change::Lifecycle {
+        input,
+        reason: None,
+        ticket: None,
+    }
+}
+
+fn update(integration: &Integration, spec: IntegrationSpec) -> Change {
+    Change::Update {
+        expected_version: integration.version,
+        spec,
+    }
+}
+
+/// A spec with only what is required.
+fn spec(name: &str) -> IntegrationSpec {
+    IntegrationSpec {
+        name: name.to_owned(),
+        description: None,
+        kind: IntegrationType::Registry,
+        provider: "http".to_owned(),
+        base_url: None,
+        auth_ref: None,
+        configuration: Default::default(),
+        environment: None,
+        tags: Vec::new(),
+        owner_id: None,
+        health_check: HealthCheck::default(),
+    }
+}
+
+/// A spec with every field set, including awkward values.
+fn full_spec(name: &str) -> IntegrationSpec {
+    let configuration = json!({
+        "url": "https://registry.example.com/v2/",
+        "nested": {"list": [1, -2, 3.5, "x", null, true], "empty": {}},
+        "big": 18_446_744_073_709_551_615u64,
+        "unicode": "é — 日本 \u{1F600}",
+        "quote\"key": "back\\slash",
+    });
+    IntegrationSpec {
+        name: name.to_owned(),
+        description: Some("The main registry".to_owned()),
+        kind: IntegrationType::Registry,
+        provider: "harbor".to_owned(),
+        base_url: Some("https://registry.example.com".to_owned()),
+        auth_ref: Some("ref://prod/harbor/robot".to_owned()),
+        configuration: configuration.as_object().unwrap().clone(),
+        environment: Some("prod".to_owned()),
+        tags: vec!["zeta".to_owned(), "alpha".to_owned(), "alpha".to_owned()],
+        owner_id: Some("team-platform".to_owned()),
+        health_check: HealthCheck {
+            interval_seconds: Some(30),
+            timeout_seconds: Some(5),
+            degraded_after: Some(2),
+            failed_after: Some(4),
+            recover_after: Some(3),
+        },
+    }
+}
+
+fn list_all() -> ListQuery {
+    ListQuery {
+        limit: 500,
+        ..Default::default()
+    }
+}
+
+// --- Integrations ---------------------------------------------------------------------------
+
+async fn create_get_round_trip(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+
+    let mut full = Integration::new("acme", full_spec("registry-main"), "alice", now());
+    // Fields only the engine sets, and times at both ends of the microsecond range.
+    full.last_tested_at = Some(Utc.timestamp_opt(1_700_000_000, 1_000).unwrap());
+    full.last_test_success = Some(false);
+    full.consecutive_failures = 4;
+    full.consecutive_successes = 2;
+    full.modified_at = Utc.timestamp_opt(1_700_000_001, 999_999_000).unwrap();
+    db.store.create(&full).await.unwrap();
+    let got = db.store.get("acme", full.integration_id).await.unwrap();
+    assert_eq!(got.as_ref(), Some(&full));
+
+    let minimal = Integration::new("acme", spec("minimal"), "alice", now());
+    db.store.create(&minimal).await.unwrap();
+    let got = db.store.get("acme", minimal.integration_id).await.unwrap();
+    assert_eq!(got.as_ref(), Some(&minimal));
+
+    // A change reads the row back, applies it and writes it: nothing else may move.
+    let submitted = db.lifecycle(&full, Input::Submit).await;
+    let stored = db.store.get("acme", full.integration_id).await.unwrap();
+    assert_eq!(stored.as_ref(), Some(&submitted));
+    assert_eq!(submitted.version, 2);
+    assert_eq!(submitted.status, Status::PendingVerification);
+    assert_eq!(submitted.configuration, full.configuration);
+    assert_eq!(submitted.last_tested_at, full.last_tested_at);
+
+    assert_eq!(db.store.get("acme", Uuid::now_v7()).await.unwrap(), None);
+    db.store.ping().await.unwrap();
+}
+
+async fn tenants_are_isolated(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    let acme = db.create("acme", full_spec("shared-name")).await;
+
+    assert_eq!(
+        db.store.get("globex", acme.integration_id).await.unwrap(),
+        None
+    );
+    let refused = db
+        .store
+        .change(
+            &actor("globex"),
+            acme.integration_id,
+            lifecycle(Input::Submit),
+            now(),
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::NotFound)), "{refused:?}");
+    let delete = Change::Delete {
+        expected_version: None,
+    };
+    let refused = db
+        .store
+        .change(&actor("globex"), acme.integration_id, delete, now())
+        .await;
+    assert!(matches!(refused, Err(StoreError::NotFound)), "{refused:?}");
+    assert!(db
+        .store
+        .list("globex", &list_all())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(db.audit("globex").await.is_empty());
+
+    // The same name is free in another tenant, and each sees only its own.
+    let globex = db.create("globex", full_spec("shared-name")).await;
+    for (tenant, own) in [("acme", &acme), ("globex", &globex)] {
+        let listed = db.store.list(tenant, &list_all()).await.unwrap().items;
+        assert_eq!(
+            listed.iter().map(|i| i.integration_id).collect::<Vec<_>>(),
+            [own.integration_id]
+        );
+        let tagged = ListQuery {
+            tag: Some("alpha".into()),
+            ..list_all()
+        };
+        let listed = db.store.list(tenant, &tagged).await.unwrap().items;
+        assert_eq!(listed.len(), 1, "{tenant}");
+        let audit = db.audit(tenant).await;
+        assert_eq!(audit.len(), 1, "{tenant}");
+        assert_eq!(audit[0].target_id, own.integration_id);
+    }
+    // acme is untouched by globex's attempts.
+    let stored = db.store.get("acme", acme.integration_id).await.unwrap();
+    assert_eq!(stored.map(|i| i.version), Some(1));
+}
+
+async fn names_are_unique_per_tenant(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    let first = db.create("acme", spec("main")).await;
+    let twin = Integration::new("acme", spec("main"), "alice", now());
+    let refused = db.store.create(&twin).await;
+    assert!(matches!(refused, Err(StoreError::NameTaken)), "{refused:?}");
+    assert_eq!(
+        db.store.get("acme", twin.integration_id).await.unwrap(),
+        None
+    );
+
+    // Renaming onto a taken name is refused and rolls back completely.
+    let other = db.create("acme", spec("other")).await;
+    let audit_before = db.audit("acme").await.len();
+    let refused = db
+        .store
+        .change(
+            &actor("acme"),
+            other.integration_id,
+            update(&other, spec("main")),
+            now(),
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::NameTaken)), "{refused:?}");
+    let stored = db.store.get("acme", other.integration_id).await.unwrap();
+    assert_eq!(stored.as_ref(), Some(&other));
+    assert_eq!(db.audit("acme").await.len(), audit_before);
+
+    // Names compare exactly: case and accents make different names.
+    db.create("acme", spec("Main")).await;
+    db.create("acme", spec("mäin")).await;
+    // The freed name can be reused.
+    db.change(&first, update(&first, spec("renamed"))).await;
+    db.create("acme", spec("main")).await;
+    let report = db.store.verify_audit(None).await.unwrap();
+    assert_eq!(report.problem, None);
+}
+
+async fn stale_versions_and_invalid_transitions_are_refused(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    let integration = db.create("acme", spec("main")).await;
+    let stale = Change::Update {
+        expected_version: 7,
+        spec: spec("changed"),
+    };
+    let refused = db
+        .store
+        .change(&actor("acme"), integration.integration_id, stale, now())
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::Change(ChangeError::VersionMismatch {
+                expected: 7,
+                current: 1
+            }))
+        ),
+        "{refused:?}"
+    );
+    let stale_delete = Change::Delete {
+        expected_version: Some(0),
+    };
+    let refused = db
+        .store
+        .change(
+            &actor("acme"),
+            integration.integration_id,
+            stale_delete,
+            now(),
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::Change(ChangeError::VersionMismatch { .. }))
+        ),
+        "{refused:?}"
+    );
+    let refused = db
+        .store
+        .change(
+            &actor("acme"),
+            integration.integration_id,
+            lifecycle(Input::Resume),
+            now(),
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::Change(ChangeError::InvalidTransition(_)))
+        ),
+        "{refused:?}"
+    );
+    let stored = db
+        .store
+        .get("acme", integration.integration_id)
+        .await
+        .unwrap();
+    assert_eq!(stored.as_ref(), Some(&integration));
+    assert_eq!(db.audit("acme").await.len(), 1);
+
+    // The current version goes through, and the next stale one is refused again.
+    let updated = db
+        .change(&integration, update(&integration, spec("changed")))
+        .await;
+    assert_eq!(
+        updated.map(|i| (i.name, i.version)),
+        Some(("changed".into(), 2))
+    );
+    let again = db
+        .store
+        .change(
+            &actor("acme"),
+            integration.integration_id,
+            update(&integration, spec("again")),
+            now(),
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::Change(_))), "{again:?}");
+}
+
+/// Lists with `query`, paging `page_size` at a time, checking `has_more` on the way.
+async fn list_paged(
+    db: &TestDb,
+    tenant: &str,
+    query: &ListQuery,
+    page_size: u32,
+) -> Vec<Integration> {
+    let mut query = ListQuery {
+        limit: page_size,
+        after: None,
+        ..query.clone()
+    };
+    let mut all = Vec::new();
+    loop {
+        let page = db.store.list(tenant, &query).await.unwrap();
+        assert!(page.items.len() <= page_size as usize);
+        let Some(last) = page.items.last() else {
+            assert!(!page.has_more);
+            return all;
+        };
+        query.after = Some((last.name.clone(), last.integration_id));
+        all.extend(page.items);
+        if !page.has_more {
+            return all;
+        }
+    }
+}
+
+/// Name, type, provider, environment, tags, and the lifecycle inputs that set its status.
+type ListFixture = (
+    &'static str,
+    IntegrationType,
+    &'static str,
+    Option<&'static str>,
+    &'static [&'static str],
+    &'static [Input],
+);
+
+async fn every_list_filter(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    use IntegrationType as T;
+    let rows: &[ListFixture] = &[
+        (
+            "alpha",
+            T::Registry,
+            "harbor",
+            Some("prod"),
+            &["eu", "gold"],
+            &[Input::Submit],
+        ),
+        (
+            "Alpha2",
+            T::Scm,
+            "github",
+            Some("dev"),
+            &["eu"],
+            &[Input::Activate],
+        ),
+        ("beta", T::Ci, "jenkins", None, &[], &[]),
+        (
+            "beta-1",
+            T::Ci,
+            "jenkins",
+            Some("prod"),
+            &["gold", "gold"],
+            &[Input::Activate, Input::Pause],
+        ),
+        (
+            "beta-2",
+            T::Host,
+            "tcp",
+            Some("prod"),
+            &["us"],
+            &[Input::Activate],
+        ),
+        ("betb", T::Feed, "http", Some("dev"), &["eu", "us"], &[]),
+        ("d", T::Artifact, "http", None, &["gold"], &[Input::Submit]),
+        ("d\u{10FFFF}x", T::Artifact, "http", None, &["gold"], &[]),
+        ("d\u{10FFFF}\u{10FFFF}", T::Artifact, "http", None, &[], &[]),
+        (
+            "e",
+            T::Registry,
+            "oci-registry",
+            Some("staging"),
+            &["eu"],
+            &[Input::Activate],
+        ),
+        (
+            "é-accent",
+            T::Registry,
+            "oci-registry",
+            Some("prod"),
+            &["eu"],
+            &[],
+        ),
+        (
+            "zulu",
+            T::Scm,
+            "gitlab",
+            Some("prod"),
+            &["gold", "us"],
+            &[Input::Submit, Input::Pause],
+        ),
+    ];
+    for &(name, kind, provider, environment, tags, inputs) in rows {
+        let mut spec = spec(name);
+        spec.kind = kind;
+        spec.provider = provider.to_owned();
+        spec.environment = environment.map(str::to_owned);
+        spec.tags = tags.iter().map(|t| t.to_string()).collect();
+        let mut integration = db.create("acme", spec.clone()).await;
+        for &input in inputs {
+            integration = db.lifecycle(&integration, input).await;
+        }
+        // The same rows in another tenant must never show up in acme's lists.
+        db.create("globex", spec).await;
+    }
+
+    let queries: Vec<ListQuery> = {
+        let q = list_all;
+        let mut queries = vec![
+            q(),
+            ListQuery {
+                kind: Some(T::Ci),
+                ..q()
+            },
+            ListQuery {
+                kind: Some(T::Artifact),
+                ..q()
+            },
+            ListQuery {
+                provider: Some("http".into()),
+                ..q()
+            },
+            ListQuery {
+                provider: Some("nope".into()),
+                ..q()
+            },
+            ListQuery {
+                environment: Some("prod".into()),
+                ..q()
+            },
+            ListQuery {
+                tag: Some("gold".into()),
+                ..q()
+            },
+            ListQuery {
+                tag: Some("eu".into()),
+                ..q()
+            },
+            ListQuery {
+                tag: Some("nope".into()),
+                ..q()
+            },
+            ListQuery {
+                kind: Some(T::Ci),
+                environment: Some("prod".into()),
+                ..q()
+            },
+            ListQuery {
+                tag: Some("gold".into()),
+                status: Some(Status::Paused),
+                ..q()
+            },
+            ListQuery {
+                tag: Some("eu".into()),
+                name_prefix: Some("a".into()),
+                ..q()
+            },
+            ListQuery {
+                tag: Some("us".into()),
+                provider: Some("tcp".into()),
+                ..q()
+            },
+        ];
+        for status in Status::ALL {
+            queries.push(ListQuery {
+                status: Some(status),
+                ..q()
+            });
+        }
+        for prefix in [
+            "",
+            "a",
+            "A",
+            "bet",
+            "beta",
+            "beta-",
+            "d",
+            "d\u{10FFFF}",
+            "é",
+            "z",
+            "zz",
+        ] {
+            queries.push(ListQuery {
+                name_prefix: Some(prefix.into()),
+                ..q()
+            });
+        }
+        queries
+    };
+
+    check_lists(&db, &queries).await;
+
+    // Renaming and retagging moves an integration between tag lists and within the order;
+    // deleting removes it from all of them.
+    let alpha = find(&db, "alpha").await;
+    let mut renamed = alpha.spec();
+    renamed.name = "omega".into();
+    renamed.tags = vec!["gold".into(), "new".into()];
+    db.change(&alpha, update(&alpha, renamed)).await;
+    let beta1 = find(&db, "beta-1").await;
+    let deleted = db
+        .change(
+            &beta1,
+            Change::Delete {
+                expected_version: Some(beta1.version),
+            },
+        )
+        .await;
+    assert_eq!(deleted, None);
+    let mut queries = queries;
+    queries.push(ListQuery {
+        tag: Some("new".into()),
+        ..list_all()
+    });
+    check_lists(&db, &queries).await;
+}
+
+async fn find(db: &TestDb, name: &str) -> Integration {
+    let query = ListQuery {
+        name_prefix: Some(name.into()),
+        limit: 1,
+        ..Default::default()
+    };
+    let found = db.store.list("acme", &query).await.unwrap().items.remove(0);
+    assert_eq!(found.name, name);
+    found
+}
+
+/// Checks each query, whole and in pages of 2, against filtering acme's rows in memory.
+async fn check_lists(db: &TestDb, queries: &[ListQuery]) {
+    let mut all = list_paged(db, "acme", &list_all(), 500).await;
+    // The unfiltered list is itself checked against reading every row by id.
+    for integration in &all {
+        let stored = db
+            .store
+            .get("acme", integration.integration_id)
+            .await
+            .unwrap();
+        assert_eq!(stored.as_ref(), Some(integration));
+    }
+    all.sort_by(|a, b| {
+        (a.name.as_str(), a.integration_id).cmp(&(b.name.as_str(), b.integration_id))
+    });
+    for query in queries {
+        let expected: Vec<&str> = all
+            .iter()
+            .filter(|i| matches(i, query))
+            .map(|i| i.name.as_str())
+            .collect();
+        let whole = db.store.list("acme", query).await.unwrap();
+        assert!(!whole.has_more, "{query:?}");
+        let names: Vec<&str> = whole.items.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, expected, "{query:?}");
+        let paged = list_paged(db, "acme", query, 2).await;
+        let names: Vec<&str> = paged.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, expected, "{query:?} in pages of 2");
+    }
+}
+
+fn matches(integration: &Integration, query: &ListQuery) -> bool {
+    query.kind.is_none_or(|kind| integration.kind == kind)
+        && query
+            .status
+            .is_none_or(|status| integration.status == status)
+        && query
+            .provider
+            .as_ref()
+            .is_none_or(|provider| &integration.provider == provider)
+        && query
+            .environment
+            .as_ref()
+            .is_none_or(|environment| integration.environment.as_ref() == Some(environment))
+        && query
+            .tag
+            .as_ref()
+            .is_none_or(|tag| integration.tags.contains(tag))
+        && query
+            .name_prefix
+            .as_ref()
+            .is_none_or(|prefix| integration.name.starts_with(prefix.as_str()))
+}
+
+async fn keyset_pages_see_each_row_once_under_concurrent_inserts(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    let mut existing = HashMap::new();
+    for _ in 0..1000 {
+        // Random names, so name order and id (creation) order disagree.
+        let name = format!("item-{}", Uuid::new_v4().simple());
+        let integration = db.create("acme", spec(&name)).await;
+        existing.insert(integration.integration_id, name);
+    }
+    db.create("globex", spec("item-globex")).await;
+
+    let store = db.store.clone();
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let writer = tokio::spawn(async move {
+        let mut inserted = 0u32;
+        while stop_rx.try_recv().is_err() {
+            let name = format!("item-{}", Uuid::new_v4().simple());
+            let integration = Integration::new("acme", spec(&name), "carol", now());
+            store.create(&integration).await.expect("concurrent create");
+            inserted += 1;
+            tokio::task::yield_now().await;
+        }
+        inserted
+    });
+    // Page only once the writer is demonstrably running.
+    let beyond_existing = AuditQuery {
+        after_seq: Some(1000),
+        limit: 1,
+        ..Default::default()
+    };
+    eventually("the concurrent writer", Duration::from_secs(10), || async {
+        let page = db.store.list_audit("acme", &beyond_existing).await.unwrap();
+        !page.items.is_empty()
+    })
+    .await;
+
+    let mut query = ListQuery {
+        limit: 7,
+        ..Default::default()
+    };
+    let mut seen: Vec<(String, Uuid)> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = db.store.list("acme", &query).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 7);
+        seen.extend(
+            page.items
+                .iter()
+                .map(|i| (i.name.clone(), i.integration_id)),
+        );
+        match (page.has_more, page.items.last()) {
+            (true, Some(last)) => query.after = Some((last.name.clone(), last.integration_id)),
+            _ => break,
+        }
+    }
+    stop_tx.send(()).unwrap();
+    let inserted = writer.await.unwrap();
+    assert!(inserted > 0, "the writer inserted nothing while we paged");
+
+    // Strictly increasing (name, id): no row twice, none out of order.
+    for pair in seen.windows(2) {
+        assert!(pair[0] < pair[1], "{:?} then {:?}", pair[0], pair[1]);
+    }
+    // Every row that existed before paging began was seen (exactly once, by the above).
+    let ids: HashMap<Uuid, &str> = seen.iter().map(|(name, id)| (*id, name.as_str())).collect();
+    for (id, name) in &existing {
+        assert_eq!(ids.get(id), Some(&name.as_str()), "{name} missing");
+    }
+    assert!(seen.iter().all(|(name, _)| name != "item-globex"));
+    assert!(pages >= 1000 / 7, "{pages} pages");
+}
+
+// --- Audit ----------------------------------------------------------------------------------
+
+async fn every_change_appends_one_audit_entry(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    let created = db.create("acme", full_spec("main")).await;
+    let bystander = db.create("acme", spec("bystander")).await;
+
+    let mut changed = full_spec("main");
+    changed.description = Some("renamed registry".into());
+    changed.tags = vec!["new".into()];
+    let pause = Change::Lifecycle {
+        input: Input::Pause,
+        reason: Some("maintenance window".into()),
+        ticket: Some("OPS-42".into()),
+    };
+    let steps: Vec<(Change, &str, Option<&str>, Option<&str>)> = vec![
+        (update(&created, changed), "integration.update", None, None),
+        (lifecycle(Input::Submit), "integration.submit", None, None),
+        (
+            lifecycle(Input::Check(CheckOutcome::Success)),
+            "integration.check",
+            None,
+            None,
+        ),
+        (
+            lifecycle(Input::Check(CheckOutcome::Failure(FailureClass::Timeout))),
+            "integration.check",
+            None,
+            None,
+        ),
+        (
+            pause,
+            "integration.pause",
+            Some("maintenance window"),
+            Some("OPS-42"),
+        ),
+        (lifecycle(Input::Resume), "integration.resume", None, None),
+    ];
+    let mut previous = created.clone();
+    let mut count = db.audit("acme").await.len();
+    assert_eq!(count, 2);
+    for (change, action, reason, ticket) in steps {
+        let next = db.change(&previous, change).await.expect("not deleted");
+        count += 1;
+        let audit = db.audit("acme").await;
+        assert_eq!(audit.len(), count, "{action}");
+        let entry = audit.last().unwrap();
+        assert_eq!(entry.action, action);
+        assert_eq!(entry.actor, "bob");
+        assert_eq!(entry.target_type, "integration");
+        assert_eq!(entry.target_id, created.integration_id);
+        assert_eq!(entry.sequence, count as i64);
+        assert_eq!(entry.reason.as_deref(), reason);
+        assert_eq!(entry.ticket.as_deref(), ticket);
+        assert_eq!(entry.occurred_at, next.modified_at);
+        assert_eq!(entry.before, Some(previous.audit_summary()));
+        assert_eq!(entry.after, Some(next.audit_summary()));
+        previous = next;
+    }
+    let integration = previous;
+    let gone = db
+        .change(
+            &integration,
+            Change::Delete {
+                expected_version: Some(integration.version),
+            },
+        )
+        .await;
+    assert_eq!(gone, None);
+    assert_eq!(
+        db.store
+            .get("acme", integration.integration_id)
+            .await
+            .unwrap(),
+        None
+    );
+    let audit = db.audit("acme").await;
+    let last = audit.last().unwrap();
+    assert_eq!(last.action, "integration.delete");
+    assert_eq!(last.before, Some(integration.audit_summary()));
+    assert_eq!(last.after, None);
+
+    // The first entries: each creation, with the creator and the initial state.
+    assert_eq!(audit[0].action, "integration.create");
+    assert_eq!(audit[0].actor, "alice");
+    assert_eq!(audit[0].before, None);
+    assert_eq!(audit[0].after, Some(created.audit_summary()));
+    assert_eq!(audit[0].occurred_at, created.created_at);
+    assert_eq!(audit[1].target_id, bystander.integration_id);
+
+    // Filtered by integration, in pages, in sequence order.
+    let mut query = AuditQuery {
+        integration_id: Some(integration.integration_id),
+        after_seq: None,
+        limit: 3,
+    };
+    let mut filtered = Vec::new();
+    loop {
+        let page = db.store.list_audit("acme", &query).await.unwrap();
+        query.after_seq = page.items.last().map(|e| e.sequence);
+        filtered.extend(page.items);
+        if !page.has_more {
+            break;
+        }
+    }
+    let expected: Vec<i64> = audit
+        .iter()
+        .filter(|e| e.target_id == integration.integration_id)
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(
+        filtered.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(expected.len(), 8);
+
+    let report = db.store.verify_audit(Some("acme")).await.unwrap();
+    assert_eq!(
+        (report.tenants, report.entries, report.problem),
+        (1, 9, None)
+    );
+}
+
+async fn audit_log_is_append_only(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    db.create("acme", spec("main")).await;
+    let mut raw = db.raw().await;
+    let mut attempts = vec![
+        "UPDATE audit_log SET actor = 'mallory'",
+        "DELETE FROM audit_log",
+    ];
+    if backend == Backend::Postgres {
+        attempts.push("TRUNCATE audit_log");
+    }
+    for sql in attempts {
+        let refused = raw.execute(sql).await;
+        let error = refused.expect_err(sql).to_string();
+        assert!(error.contains("append-only"), "{sql}: {error}");
+    }
+    assert_eq!(db.audit("acme").await[0].actor, "alice");
+    let report = db.store.verify_audit(None).await.unwrap();
+    assert_eq!(
+        (report.tenants, report.entries, report.problem),
+        (1, 1, None)
+    );
+}
+
+async fn tampering_is_detected_at_the_first_bad_entry(backend: Backend) {
+    use ChainProblemKind::*;
+    // `zeta` has entries 1..=5; `acme` (verified first) 3 intact ones. Each case: what the
+    // attacker does, the first bad entry's sequence and kind, and how many of zeta's entries
+    // verify before it.
+    let cases: &[(&str, &str, i64, ChainProblemKind, u64)] = &[
+        (
+            "edit an entry",
+            "UPDATE audit_log SET actor = 'mallory' WHERE tenant_id = 'zeta' AND sequence = 3",
+            3,
+            HashMismatch,
+            2,
+        ),
+        (
+            "edit a snapshot",
+            "UPDATE audit_log SET after_state = NULL WHERE tenant_id = 'zeta' AND sequence = 2",
+            2,
+            HashMismatch,
+            1,
+        ),
+        (
+            "delete a middle entry",
+            "DELETE FROM audit_log WHERE tenant_id = 'zeta' AND sequence = 3",
+            4,
+            SequenceGap,
+            2,
+        ),
+        (
+            "delete the last entry",
+            "DELETE FROM audit_log WHERE tenant_id = 'zeta' AND sequence = 5",
+            5,
+            MissingTail,
+            4,
+        ),
+        (
+            "reorder two entries",
+            "UPDATE audit_log SET sequence = -2 WHERE tenant_id = 'zeta' AND sequence = 2; \
+             UPDATE audit_log SET sequence = 2 WHERE tenant_id = 'zeta' AND sequence = 4; \
+             UPDATE audit_log SET sequence = 4 WHERE tenant_id = 'zeta' AND sequence = -2;",
+            2,
+            HashMismatch,
+            1,
+        ),
+        (
+            "delete an entry and renumber the rest",
+            "DELETE FROM audit_log WHERE tenant_id = 'zeta' AND sequence = 3; \
+             UPDATE audit_log SET sequence = 3 WHERE tenant_id = 'zeta' AND sequence = 4; \
+             UPDATE audit_log SET sequence = 4 WHERE tenant_id = 'zeta' AND sequence = 5; \
+             UPDATE audit_heads SET sequence = 4 WHERE tenant_id = 'zeta';",
+            3,
+            HashMismatch,
+            2,
+        ),
+        (
+            "forge an entry before the first",
+            "CREATE TEMPORARY TABLE forged AS \
+                 SELECT * FROM audit_log WHERE tenant_id = 'zeta' AND sequence = 1; \
+             UPDATE forged SET sequence = 0; \
+             INSERT INTO audit_log SELECT * FROM forged;",
+            0,
+            SequenceGap,
+            0,
+        ),
+    ];
+    for &(case, sql, sequence, kind, verified) in cases {
+        let db = TestDb::fresh(backend).await;
+        for _ in 0..3 {
+            db.create("acme", spec(&Uuid::new_v4().to_string())).await;
+        }
+        let mut zeta = db.create("zeta", spec("main")).await;
+        for n in 0..4 {
+            zeta = db
+                .change(&zeta, update(&zeta, spec(&format!("main-{n}"))))
+                .await
+                .unwrap();
+        }
+        let intact = db.store.verify_audit(None).await.unwrap();
+        assert_eq!(
+            (intact.tenants, intact.entries, intact.problem.clone()),
+            (2, 8, None),
+            "{case}"
+        );
+
+        let mut raw = db.raw().await;
+        raw.disable_append_only().await;
+        raw.execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+
+        let report = db.store.verify_audit(None).await.unwrap();
+        let problem = report
+            .problem
+            .unwrap_or_else(|| panic!("{case}: not detected"));
+        assert_eq!(
+            (problem.tenant_id.as_str(), problem.sequence, problem.kind),
+            ("zeta", sequence, kind),
+            "{case}: {problem}"
+        );
+        assert_eq!(report.tenants, 2, "{case}");
+        assert_eq!(report.entries, 3 + verified, "{case}");
+        let only_acme = db.store.verify_audit(Some("acme")).await.unwrap();
+        assert_eq!((only_acme.entries, only_acme.problem), (3, None), "{case}");
+    }
+}
+
+async fn intact_chains_verify(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    let empty = db.store.verify_audit(None).await.unwrap();
+    assert_eq!((empty.tenants, empty.entries, empty.problem), (0, 0, None));
+
+    for (tenant, count) in [("acme", 3), ("globex", 1), ("initech", 7)] {
+        for n in 0..count {
+            db.create(tenant, spec(&format!("{tenant}-{n}"))).await;
+        }
+    }
+    let all = db.store.verify_audit(None).await.unwrap();
+    assert_eq!((all.tenants, all.entries, all.problem), (3, 11, None));
+    let one = db.store.verify_audit(Some("initech")).await.unwrap();
+    assert_eq!((one.tenants, one.entries, one.problem), (1, 7, None));
+    let unknown = db.store.verify_audit(Some("nobody")).await.unwrap();
+    assert_eq!(
+        (unknown.tenants, unknown.entries, unknown.problem),
+        (1, 0, None)
+    );
+
+    // Each tenant's chain starts at 1 and links entry to entry.
+    let audit = db.audit("initech").await;
+    assert_eq!(
+        audit.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        (1..=7).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        audit[0].prev_hash,
+        catalogd::store::audit_chain::GENESIS_HASH
+    );
+    for pair in audit.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+    }
+    // Reopening the store (migrations again) keeps everything.
+    let reopened = store::open(&options(&db.url)).await.unwrap();
+    let again = reopened.verify_audit(None).await.unwrap();
+    assert_eq!((again.tenants, again.entries, again.problem), (3, 11, None));
+}
+
+async fn concurrent_changes_keep_one_chain(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    let shared = db.create("acme", spec("shared")).await;
+    let shared = db.lifecycle(&shared, Input::Activate).await;
+    let mut tasks = Vec::new();
+    for task in 0..2 {
+        let own = db.create("acme", spec(&format!("own-{task}"))).await;
+        let store = db.store.clone();
+        let shared_id = shared.integration_id;
+        tasks.push(tokio::spawn(async move {
+            let actor = actor("acme");
+            let mut own = own;
+            for n in 0..50 {
+                // Alternate between this task's own integration (version-checked updates)
+                // and the shared one (health checks, no version), so both the row lock and
+                // the chain head are contended.
+                if n % 2 == 0 {
+                    let change = update(&own, spec(&format!("own-{task}-{n}")));
+                    own = store
+                        .change(&actor, own.integration_id, change, now())
+                        .await
+                        .unwrap()
+                        .unwrap();
+                } else {
+                    let outcome = if n % 4 == 1 {
+                        CheckOutcome::Success
+                    } else {
+                        CheckOutcome::Failure(FailureClass::Connect)
+                    };
+                    store
+                        .change(&actor, shared_id, lifecycle(Input::Check(outcome)), now())
+                        .await
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // 3 creations, 1 activation, 2 × 50 changes.
+    let report = db.store.verify_audit(None).await.unwrap();
+    assert_eq!(
+        (report.tenants, report.entries, report.problem),
+        (1, 104, None)
+    );
+    let audit = db.audit("acme").await;
+    assert_eq!(
+        audit.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        (1..=104).collect::<Vec<_>>()
+    );
+    let shared = db
+        .store
+        .get("acme", shared.integration_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(shared.version, 2 + 50);
+}
+
+async fn undecodable_rows_are_corrupt(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    let integration = db.create("acme", spec("main")).await;
+    let mut raw = db.raw().await;
+    raw.execute("UPDATE integrations SET status = 'exploded'")
+        .await
+        .unwrap();
+    let got = db.store.get("acme", integration.integration_id).await;
+    assert!(matches!(got, Err(StoreError::Corrupt(_))), "{got:?}");
+    let listed = db.store.list("acme", &list_all()).await;
+    assert!(matches!(listed, Err(StoreError::Corrupt(_))), "{listed:?}");
+    let changed = db
+        .store
+        .change(
+            &actor("acme"),
+            integration.integration_id,
+            lifecycle(Input::Submit),
+            now(),
+        )
+        .await;
+    assert!(
+        matches!(changed, Err(StoreError::Corrupt(_))),
+        "{changed:?}"
+    );
+
+    raw.execute("UPDATE integrations SET status = 'draft', consecutive_failures = -1")
+        .await
+        .unwrap();
+    let got = db.store.get("acme", integration.integration_id).await;
+    assert!(matches!(got, Err(StoreError::Corrupt(_))), "{got:?}");
+}
+
+// --- Opening --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    for url in [
+        "mysql://localhost/catalogd",
+        "catalogd.db",
+        "",
+        "http://example.com",
+    ] {
+        let opened = store::open(&options(url)).await;
+        assert!(
+            matches!(opened, Err(StoreError::UnsupportedUrl)),
+            "{url}: {:?}",
+            opened.err()
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_creates_missing_directories_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/deeper/catalogd.db");
+    let url = format!("sqlite://{}", path.display());
+    let integration = {
+        let store = store::open(&options(&url)).await.unwrap();
+        let integration = Integration::new("acme", full_spec("main"), "alice", now());
+        store.create(&integration).await.unwrap();
+        integration
+    };
+    assert!(path.exists());
+    let store = store::open(&options(&url)).await.unwrap();
+    let got = store.get("acme", integration.integration_id).await.unwrap();
+    assert_eq!(got, Some(integration));
+}
+
+#[tokio::test]
+async fn sqlite_in_memory() {
+    let store = store::open(&options("sqlite::memory:")).await.unwrap();
+    let integration = Integration::new("acme", full_spec("main"), "alice", now());
+    store.create(&integration).await.unwrap();
+    let got = store.get("acme", integration.integration_id).await.unwrap();
+    assert_eq!(got, Some(integration));
+    // Another in-memory store is another database.
+    let other = store::open(&options("sqlite::memory:")).await.unwrap();
+    assert!(other
+        .list("acme", &list_all())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
+#[tokio::test]
+async fn postgresql_scheme_and_password_option() {
+    let url = catalogd_testkit::postgres::fresh_database_url().await;
+    let url = url.replacen("postgres://", "postgresql://", 1);
+    // The test server trusts local connections, so any password is accepted: this checks
+    // that the option is applied without breaking the connection.
+    let options = StoreOptions {
+        password: Some(secrecy::SecretString::from("not-needed")),
+        ..options(&url)
+    };
+    let store = store::open(&options).await.unwrap();
+    store.ping().await.unwrap();
+    let integration = Integration::new("acme", spec("main"), "alice", now());
+    store.create(&integration).await.unwrap();
+    assert_eq!(store.verify_audit(None).await.unwrap().entries, 1);
+}
