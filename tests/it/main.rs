@@ -1,7 +1,7 @@
 //! The integration suite, one test binary with a module per area (one link of the daemon's
 //! library instead of one per area): the REST API, the monitor engine in the daemon, the
 //! connectors and the egress policy, the NATS control service and events, health history,
-//! metrics and the store. Test names keep their area: `cargo test --test it store::`.
+//! metrics, the store, and ARCHITECTURE.md's code map against the tree. Test names keep their area: `cargo test --test it store::`.
 //! The secrets canary is its own binary (`tests/secrets.rs`): it installs a process-wide
 //! trace subscriber, which would capture every other test's logs.
 
@@ -9,6 +9,7 @@ mod helpers;
 mod storm;
 
 mod api;
+mod architecture;
 mod connectors;
 mod control;
 mod egress;
