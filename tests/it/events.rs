@@ -11,7 +11,6 @@ use futures::StreamExt;
 use rand::Rng;
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::Connection;
 use uuid::Uuid;
 
 use crate::helpers::{spawn_with_config, test_config, Backend, TestApp};
@@ -50,13 +49,7 @@ type OutboxRow = (Uuid, Uuid, i64, String, String, String, bool);
 async fn outbox(database_url: &str) -> Vec<OutboxRow> {
     let sql = "SELECT event_id, integration_id, sequence, event_type, subject, payload, \
                published_at IS NOT NULL FROM outbox ORDER BY integration_id, sequence";
-    if database_url.starts_with("sqlite") {
-        let mut c = sqlx::SqliteConnection::connect(database_url).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
-    } else {
-        let mut c = sqlx::PgConnection::connect(database_url).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
-    }
+    crate::helpers::read_rows(database_url, sql, None).await
 }
 
 async fn unpublished(database_url: &str) -> usize {
@@ -367,15 +360,7 @@ async fn every_transition_is_published_exactly_once(backend: Backend) {
         "{per_integration:?}"
     );
 
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, ready) = app.readiness().await;
     assert_eq!(ready["checks"]["nats"], "ok", "{ready}");
 }
 
@@ -425,9 +410,8 @@ async fn every_event_type_validates_against_the_schema_with_nats_disabled() {
 
     // NATS disabled: nothing is published, the backlog waits, the daemon is ready.
     assert_eq!(unpublished(&app.database_url).await, rows.len());
-    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let ready: Value = response.json().await.unwrap();
+    let (status, ready) = app.readiness().await;
+    assert_eq!(status, 200);
     assert_eq!(ready["checks"]["nats"], "disabled", "{ready}");
 }
 
@@ -470,9 +454,8 @@ async fn events_wait_out_a_nats_outage_and_drain_in_order() {
         ids.push(id);
     }
     // The daemon is degraded but ready, and monitors on.
-    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let ready: Value = response.json().await.unwrap();
+    let (status, ready) = app.readiness().await;
+    assert_eq!(status, 200);
     assert_eq!(ready["checks"]["nats"], "degraded", "{ready}");
     eventually(
         "transitions while NATS is down",
@@ -523,15 +506,7 @@ async fn events_wait_out_a_nats_outage_and_drain_in_order() {
         "readiness reports NATS ok",
         Duration::from_secs(10),
         || async {
-            let ready: Value = app
-                .client
-                .get(app.url("/readyz"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let (_, ready) = app.readiness().await;
             ready["checks"]["nats"] == "ok"
         },
     )
@@ -550,10 +525,7 @@ async fn sigkill_storm_with_nats_restarts_loses_and_duplicates_nothing() {
         nats.url()
     ));
     let token = admin_token("acme");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let client = crate::helpers::http_client(Duration::from_secs(10));
     let mut daemon = storm.start();
     let ids = create_flapping(&client, &daemon.api, &token, 30).await;
 

@@ -65,10 +65,7 @@ pub async fn spawn_with_config(config: Config, dir: tempfile::TempDir) -> TestAp
     }));
     TestApp {
         address,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
+        client: crate::helpers::http_client(Duration::from_secs(30)),
         auth,
         database_url: config.database.url.clone(),
         dir,
@@ -141,6 +138,13 @@ impl TestApp {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// `/readyz`: its status code and body.
+    pub async fn readiness(&self) -> (u16, Value) {
+        let response = self.client.get(self.url("/readyz")).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
         self.request(reqwest::Method::GET, path, Some(token))
             .send()
@@ -205,36 +209,11 @@ pub async fn problem(response: reqwest::Response) -> (u16, String, Value) {
 
 /// The outbox rows of one integration, in sequence order, read straight from the app's
 /// database: `(sequence, event_type, subject, CloudEvent)`.
-pub async fn outbox_rows(
-    app: &TestApp,
-    backend: Backend,
-    id: uuid::Uuid,
-) -> Vec<(i64, String, String, Value)> {
-    use sqlx::Connection;
+pub async fn outbox_rows(app: &TestApp, id: uuid::Uuid) -> Vec<(i64, String, String, Value)> {
     let sql = "SELECT sequence, event_type, subject, payload FROM outbox \
                WHERE integration_id = $1 ORDER BY sequence";
-    let rows: Vec<(i64, String, String, String)> = match backend {
-        Backend::Sqlite => {
-            let mut c = sqlx::SqliteConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query_as(sql)
-                .bind(id)
-                .fetch_all(&mut c)
-                .await
-                .unwrap()
-        }
-        Backend::Postgres => {
-            let mut c = sqlx::PgConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query_as(sql)
-                .bind(id)
-                .fetch_all(&mut c)
-                .await
-                .unwrap()
-        }
-    };
+    let rows: Vec<(i64, String, String, String)> =
+        read_rows(&app.database_url, sql, Some(id)).await;
     rows.into_iter()
         .map(|(sequence, kind, subject, payload)| {
             (
@@ -263,4 +242,67 @@ pub fn connectors_with(
         &catalogd::config::PluginsConfig::default(),
     )
     .unwrap()
+}
+
+/// A spec with only what is required: a name, a type and the `http` provider.
+pub fn minimal_spec(
+    name: &str,
+    kind: catalogd::integration::IntegrationType,
+) -> catalogd::integration::IntegrationSpec {
+    catalogd::integration::IntegrationSpec {
+        name: name.to_owned(),
+        description: None,
+        kind,
+        provider: "http".to_owned(),
+        base_url: None,
+        auth_ref: None,
+        configuration: Default::default(),
+        environment: None,
+        tags: Vec::new(),
+        owner_id: None,
+        health_check: Default::default(),
+    }
+}
+
+/// An HTTP client whose every request gives up after `timeout`, so a stuck daemon fails a
+/// test instead of hanging it.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .expect("a reqwest client")
+}
+
+/// Sends `request` and reads its JSON body; any failure fails the test.
+pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// The rows of `sql` (with `id` bound as `$1`, if any), read on a connection of the test's own
+/// to the database at `url`, SQLite or PostgreSQL by its scheme.
+pub async fn read_rows<T>(url: &str, sql: &str, id: Option<uuid::Uuid>) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    use sqlx::Connection;
+    if url.starts_with("sqlite") {
+        let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+        let query = sqlx::query_as(sql);
+        let query = match id {
+            Some(id) => query.bind(id),
+            None => query,
+        };
+        query.fetch_all(&mut connection).await.unwrap()
+    } else {
+        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+        let query = sqlx::query_as(sql);
+        let query = match id {
+            Some(id) => query.bind(id),
+            None => query,
+        };
+        query.fetch_all(&mut connection).await.unwrap()
+    }
 }

@@ -17,9 +17,7 @@ use uuid::Uuid;
 
 use catalogd::auth::SCOPE_READ;
 use catalogd::config::Config;
-use catalogd::integration::{
-    Author, Change, HealthCheck, Integration, IntegrationSpec, IntegrationType,
-};
+use catalogd::integration::{Author, Change, Integration, IntegrationSpec, IntegrationType};
 use catalogd::startup::{store_options, Application};
 use catalogd::store::history::{
     HistoryItem, HistoryOptions, HistoryQuery, HistoryStore, HistoryWriter, Resolution, Uptime,
@@ -142,20 +140,9 @@ impl TestDb {
     }
 }
 
+/// A spec with only what is required.
 fn spec(name: &str) -> IntegrationSpec {
-    IntegrationSpec {
-        name: name.to_owned(),
-        description: None,
-        kind: IntegrationType::Host,
-        provider: "http".to_owned(),
-        base_url: None,
-        auth_ref: None,
-        configuration: Default::default(),
-        environment: None,
-        tags: Vec::new(),
-        owner_id: None,
-        health_check: HealthCheck::default(),
-    }
+    crate::helpers::minimal_spec(name, IntegrationType::Host)
 }
 
 fn at(time: &str) -> DateTime<Utc> {
@@ -843,16 +830,10 @@ async fn rest_routes_serve_health_and_history(backend: Backend) {
         }
     };
 
-    let created: Value = client
+    let created: Value = crate::helpers::json_of(client
         .post(&base)
         .bearer_auth(&admin)
-        .json(&json!({"name": "web", "type": "host", "provider": "http", "baseUrl": "https://example.com"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json(&json!({"name": "web", "type": "host", "provider": "http", "baseUrl": "https://example.com"}))).await;
     let id = created["integrationId"].as_str().unwrap().to_owned();
 
     // No checks yet.
@@ -974,14 +955,8 @@ async fn rest_routes_serve_health_and_history(backend: Backend) {
     let (status, _) = get(format!("/{id}/health"), None).await;
     assert_eq!(status, 401);
 
-    let document: Value = client
-        .get(base.replace("/integrations", "/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document: Value =
+        crate::helpers::json_of(client.get(base.replace("/integrations", "/openapi.json"))).await;
     for path in [
         "/api/v1/integrations/{id}/health",
         "/api/v1/integrations/{id}/history",

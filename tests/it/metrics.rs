@@ -81,10 +81,7 @@ async fn spawn(tenant: &str, per_integration: bool) -> App {
         api,
         metrics,
         token,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
+        client: crate::helpers::http_client(Duration::from_secs(30)),
         _dir: dir,
         shutdown: Some(tx),
     }
@@ -405,14 +402,8 @@ async fn every_state_scraped_checked_and_every_expression_evaluated() {
     let scraped = chrono::Utc::now();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let rules: Value = client
-            .get(format!("{}/api/v1/rules", prometheus.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let rules: Value =
+            crate::helpers::json_of(client.get(format!("{}/api/v1/rules", prometheus.url))).await;
         let all: Vec<&Value> = rules["data"]["groups"]
             .as_array()
             .into_iter()

@@ -164,19 +164,7 @@ fn update(integration: &Integration, spec: IntegrationSpec) -> Change {
 
 /// A spec with only what is required.
 fn spec(name: &str) -> IntegrationSpec {
-    IntegrationSpec {
-        name: name.to_owned(),
-        description: None,
-        kind: IntegrationType::Registry,
-        provider: "http".to_owned(),
-        base_url: None,
-        auth_ref: None,
-        configuration: Default::default(),
-        environment: None,
-        tags: Vec::new(),
-        owner_id: None,
-        health_check: HealthCheck::default(),
-    }
+    crate::helpers::minimal_spec(name, IntegrationType::Registry)
 }
 
 /// A spec with every field set, including awkward values.

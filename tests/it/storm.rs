@@ -105,16 +105,13 @@ pub async fn create_flapping(
     let mut ids = Vec::new();
     for i in 0..count {
         let body = scripted(&format!("flap-{i:02}"), FLAPPING, 1);
-        let created: Value = client
-            .post(format!("{base}/api/v1/integrations"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let created: Value = crate::helpers::json_of(
+            client
+                .post(format!("{base}/api/v1/integrations"))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await;
         let id = created["integrationId"].as_str().unwrap().to_owned();
         let response = client
             .post(format!("{base}/api/v1/integrations/{id}/submit"))

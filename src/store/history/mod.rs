@@ -86,7 +86,7 @@ pub use writer::{HistoryWriter, WriterCounters};
 /// Health history of both backends. Cheap to clone.
 #[derive(Clone)]
 pub struct HistoryStore {
-    tables: Arc<Tables>,
+    tables: Arc<dyn Tables>,
     options: Arc<HistoryOptions>,
 }
 
@@ -108,18 +108,18 @@ impl HistoryStore {
     /// The history over `pool`, its writers taking turns with the store's.
     pub(super) fn over(pool: &Pool, options: HistoryOptions) -> Self {
         let gate = pool.gate();
-        let tables = match pool {
-            Pool::Sqlite(pool, _) => Tables::Sqlite(SqlTables {
+        let tables: Arc<dyn Tables> = match pool {
+            Pool::Sqlite(pool, _) => Arc::new(SqlTables {
                 pool: pool.clone(),
                 gate,
             }),
-            Pool::Postgres(pool) => Tables::Postgres(SqlTables {
+            Pool::Postgres(pool) => Arc::new(SqlTables {
                 pool: pool.clone(),
                 gate,
             }),
         };
         HistoryStore {
-            tables: Arc::new(tables),
+            tables,
             options: Arc::new(options.normalized()),
         }
     }

@@ -1,10 +1,10 @@
 //! The history's tables: every statement [`super::HistoryStore`] runs, written once for both
-//! backends ([`SqlTables`], generic over the [`HistoryBackend`]). [`Tables`] picks the
-//! backend of the daemon's pool, so the store that holds it is one type whatever the
-//! backend. Writes take their turn at the SQLite write [`Gate`].
+//! backends ([`SqlTables`], generic over the [`HistoryBackend`]), behind the [`Tables`]
+//! trait, so the store that holds it is one type whatever the backend. Writes take their turn at the SQLite write [`Gate`].
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use super::batch::Batch;
@@ -20,72 +20,38 @@ use super::values::{Bucket, CheckResult};
 use crate::store::backend::Gate;
 use crate::store::StoreError;
 
-/// The history's tables in the daemon's pool: [`SqlTables`] of one backend or the other.
-/// Each method runs the same generic code on either.
-pub(super) enum Tables {
-    Sqlite(SqlTables<Sqlite>),
-    Postgres(SqlTables<Postgres>),
-}
-
-impl Tables {
+/// The history's tables, whatever the backend: implemented once, generically, by
+/// [`SqlTables`]; the store holds one as `Arc<dyn Tables>`, so it is one type whatever the
+/// backend.
+#[async_trait]
+pub(super) trait Tables: Send + Sync {
     /// Writes one batch in one transaction; returns how many observations the version guard
     /// refused (or whose integration is gone).
-    pub(super) async fn write_batch(&self, batch: &Batch) -> Result<u64, sqlx::Error> {
-        match self {
-            Tables::Sqlite(tables) => tables.write_batch(batch).await,
-            Tables::Postgres(tables) => tables.write_batch(batch).await,
-        }
-    }
+    async fn write_batch(&self, batch: &Batch) -> Result<u64, sqlx::Error>;
 
     /// `(hourly_through, daily_through)`.
-    pub(super) async fn marks(
-        &self,
-    ) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError> {
-        match self {
-            Tables::Sqlite(tables) => tables.marks().await,
-            Tables::Postgres(tables) => tables.marks().await,
-        }
-    }
+    async fn marks(&self) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError>;
 
-    pub(super) async fn set_mark(
-        &self,
-        target: Source,
-        through: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        match self {
-            Tables::Sqlite(tables) => tables.set_mark(target, through).await,
-            Tables::Postgres(tables) => tables.set_mark(target, through).await,
-        }
-    }
+    async fn set_mark(&self, target: Source, through: DateTime<Utc>) -> Result<(), StoreError>;
 
-    pub(super) async fn integration(
+    async fn integration(
         &self,
         tenant_id: &str,
         id: Uuid,
-    ) -> Result<Option<IntegrationHealth>, StoreError> {
-        match self {
-            Tables::Sqlite(tables) => tables.integration(tenant_id, id).await,
-            Tables::Postgres(tables) => tables.integration(tenant_id, id).await,
-        }
-    }
+    ) -> Result<Option<IntegrationHealth>, StoreError>;
 
     /// Raw results in `[from, to)`, newest first.
-    pub(super) async fn results(
+    async fn results(
         &self,
         tenant_id: &str,
         id: Uuid,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<CheckResult>, StoreError> {
-        match self {
-            Tables::Sqlite(tables) => tables.results(tenant_id, id, from, to, limit).await,
-            Tables::Postgres(tables) => tables.results(tenant_id, id, from, to, limit).await,
-        }
-    }
+    ) -> Result<Vec<CheckResult>, StoreError>;
 
     /// Stored buckets of `source` starting in `[from, to)`, newest first.
-    pub(super) async fn buckets(
+    async fn buckets(
         &self,
         source: Source,
         tenant_id: &str,
@@ -93,94 +59,49 @@ impl Tables {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<Bucket>, StoreError> {
-        match self {
-            Tables::Sqlite(tables) => tables.buckets(source, tenant_id, id, from, to, limit).await,
-            Tables::Postgres(tables) => {
-                tables.buckets(source, tenant_id, id, from, to, limit).await
-            }
-        }
-    }
+    ) -> Result<Vec<Bucket>, StoreError>;
 
     /// Hour buckets aggregated on the fly from the raw results in `[from, to)`, newest first.
-    pub(super) async fn raw_hours(
+    async fn raw_hours(
         &self,
         tenant_id: &str,
         id: Uuid,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<Bucket>, StoreError> {
-        match self {
-            Tables::Sqlite(tables) => tables.raw_hours(tenant_id, id, from, to).await,
-            Tables::Postgres(tables) => tables.raw_hours(tenant_id, id, from, to).await,
-        }
-    }
+    ) -> Result<Vec<Bucket>, StoreError>;
 
     /// `(segment index, successes, failures)` for each segment, in one statement.
-    pub(super) async fn sums(
+    async fn sums(
         &self,
         tenant_id: &str,
         id: Uuid,
         segments: &[Segment],
-    ) -> Result<Vec<(u64, u64)>, StoreError> {
-        match self {
-            Tables::Sqlite(tables) => tables.sums(tenant_id, id, segments).await,
-            Tables::Postgres(tables) => tables.sums(tenant_id, id, segments).await,
-        }
-    }
+    ) -> Result<Vec<(u64, u64)>, StoreError>;
 
-    pub(super) async fn earliest(
-        &self,
-        source: Source,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        match self {
-            Tables::Sqlite(tables) => tables.earliest(source).await,
-            Tables::Postgres(tables) => tables.earliest(source).await,
-        }
-    }
+    async fn earliest(&self, source: Source) -> Result<Option<DateTime<Utc>>, StoreError>;
 
-    pub(super) async fn any_between(
+    async fn any_between(
         &self,
         source: Source,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Tables::Sqlite(tables) => tables.any_between(source, from, to).await,
-            Tables::Postgres(tables) => tables.any_between(source, from, to).await,
-        }
-    }
+    ) -> Result<bool, StoreError>;
 
-    pub(super) async fn chunk(&self, after: Uuid, limit: u32) -> Result<Vec<Uuid>, StoreError> {
-        match self {
-            Tables::Sqlite(tables) => tables.chunk(after, limit).await,
-            Tables::Postgres(tables) => tables.chunk(after, limit).await,
-        }
-    }
+    async fn chunk(&self, after: Uuid, limit: u32) -> Result<Vec<Uuid>, StoreError>;
 
-    pub(super) async fn roll_up_chunk(
+    async fn roll_up_chunk(
         &self,
         target: Source,
         ids: (Uuid, Uuid),
         bucket: (DateTime<Utc>, DateTime<Utc>),
-    ) -> Result<(), StoreError> {
-        match self {
-            Tables::Sqlite(tables) => tables.roll_up_chunk(target, ids, bucket).await,
-            Tables::Postgres(tables) => tables.roll_up_chunk(target, ids, bucket).await,
-        }
-    }
+    ) -> Result<(), StoreError>;
 
-    pub(super) async fn prune_batch(
+    async fn prune_batch(
         &self,
         source: Source,
         cutoff: DateTime<Utc>,
         limit: u32,
-    ) -> Result<u64, StoreError> {
-        match self {
-            Tables::Sqlite(tables) => tables.prune_batch(source, cutoff, limit).await,
-            Tables::Postgres(tables) => tables.prune_batch(source, cutoff, limit).await,
-        }
-    }
+    ) -> Result<u64, StoreError>;
 }
 
 /// The history's tables in one backend's pool.
@@ -191,7 +112,8 @@ pub(super) struct SqlTables<B: HistoryBackend> {
     pub(super) gate: Gate,
 }
 
-impl<B> SqlTables<B>
+#[async_trait]
+impl<B> Tables for SqlTables<B>
 where
     B: HistoryBackend,
     for<'c> &'c mut B::Connection: sqlx::Executor<'c, Database = B>,
@@ -208,14 +130,12 @@ where
     for<'r> (i32,): sqlx::FromRow<'r, B::Row>,
     for<'r> (Uuid,): sqlx::FromRow<'r, B::Row>,
 {
-    pub(super) async fn write_batch(&self, batch: &Batch) -> Result<u64, sqlx::Error> {
+    async fn write_batch(&self, batch: &Batch) -> Result<u64, sqlx::Error> {
         let _turn = self.gate.turn().await;
         B::write_batch(&self.pool, batch).await
     }
 
-    pub(super) async fn marks(
-        &self,
-    ) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError> {
+    async fn marks(&self) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError> {
         let rows: Vec<(String, B::Time)> =
             sqlx::query_as(SELECT_STATE).fetch_all(&self.pool).await?;
         let mut marks = (None, None);
@@ -230,11 +150,7 @@ where
         Ok(marks)
     }
 
-    pub(super) async fn set_mark(
-        &self,
-        target: Source,
-        through: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn set_mark(&self, target: Source, through: DateTime<Utc>) -> Result<(), StoreError> {
         let _turn = self.gate.turn().await;
         sqlx::query(UPSERT_STATE)
             .bind(state_key(target))
@@ -244,7 +160,7 @@ where
         Ok(())
     }
 
-    pub(super) async fn integration(
+    async fn integration(
         &self,
         tenant_id: &str,
         id: Uuid,
@@ -257,7 +173,7 @@ where
         row.map(integration_from_row).transpose()
     }
 
-    pub(super) async fn results(
+    async fn results(
         &self,
         tenant_id: &str,
         id: Uuid,
@@ -281,7 +197,7 @@ where
         rows.into_iter().map(result_from_row).collect()
     }
 
-    pub(super) async fn buckets(
+    async fn buckets(
         &self,
         source: Source,
         tenant_id: &str,
@@ -306,7 +222,7 @@ where
         rows.into_iter().map(bucket_from_row).collect()
     }
 
-    pub(super) async fn raw_hours(
+    async fn raw_hours(
         &self,
         tenant_id: &str,
         id: Uuid,
@@ -330,7 +246,7 @@ where
         rows.into_iter().map(bucket_from_row).collect()
     }
 
-    pub(super) async fn sums(
+    async fn sums(
         &self,
         tenant_id: &str,
         id: Uuid,
@@ -376,10 +292,7 @@ where
         Ok(sums)
     }
 
-    pub(super) async fn earliest(
-        &self,
-        source: Source,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn earliest(&self, source: Source) -> Result<Option<DateTime<Utc>>, StoreError> {
         let sql = format!(
             "SELECT MIN({}) FROM {}",
             source.time_column(),
@@ -389,7 +302,7 @@ where
         earliest.map(DbTime::into_time).transpose()
     }
 
-    pub(super) async fn any_between(
+    async fn any_between(
         &self,
         source: Source,
         from: DateTime<Utc>,
@@ -408,7 +321,7 @@ where
         Ok(found.is_some())
     }
 
-    pub(super) async fn chunk(&self, after: Uuid, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+    async fn chunk(&self, after: Uuid, limit: u32) -> Result<Vec<Uuid>, StoreError> {
         Ok(sqlx::query_scalar(SELECT_CHUNK)
             .bind(after)
             .bind(i64::from(limit))
@@ -416,7 +329,7 @@ where
             .await?)
     }
 
-    pub(super) async fn roll_up_chunk(
+    async fn roll_up_chunk(
         &self,
         target: Source,
         ids: (Uuid, Uuid),
@@ -433,7 +346,7 @@ where
         Ok(())
     }
 
-    pub(super) async fn prune_batch(
+    async fn prune_batch(
         &self,
         source: Source,
         cutoff: DateTime<Utc>,

@@ -279,7 +279,7 @@ async fn every_change_writes_exactly_one_event(backend: Backend) {
         .unwrap();
     assert_eq!(delete.status(), 204);
 
-    let events = outbox_rows(&app, backend, id).await;
+    let events = outbox_rows(&app, id).await;
     let expected = [
         ("created", None, "draft"),
         ("updated", Some("draft"), "draft"),

@@ -58,10 +58,7 @@ async fn canary_secrets_never_leave_the_connectors() {
     let base = daemon.api.clone();
 
     let token = admin_token("acme");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let client = crate::helpers::http_client(Duration::from_secs(20));
     let mut responses: Vec<String> = Vec::new();
 
     let target = Target::start().await;

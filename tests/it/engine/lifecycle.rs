@@ -57,8 +57,8 @@ async fn status(app: &TestApp, token: &str, id: &str) -> String {
 }
 
 /// The CloudEvents in the outbox for one integration, in sequence order.
-pub async fn events(app: &TestApp, backend: Backend, id: &str) -> Vec<Value> {
-    let rows = outbox_rows(app, backend, id.parse().unwrap()).await;
+pub async fn events(app: &TestApp, id: &str) -> Vec<Value> {
+    let rows = outbox_rows(app, id.parse().unwrap()).await;
     rows.into_iter().map(|(_, _, _, event)| event).collect()
 }
 
@@ -143,7 +143,7 @@ async fn checks_drive_the_lifecycle(backend: Backend) {
     })
     .await;
 
-    let events = events(&app, backend, &id).await;
+    let events = events(&app, &id).await;
     assert_eq!(
         summary(&events, 2),
         [

@@ -129,15 +129,7 @@ async fn a_panicking_connector_is_restarted_and_nobody_else_notices() {
         "checks kept their schedule (p99 of per-integration max lateness {p99} us)"
     );
 
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, ready) = app.readiness().await;
     assert_eq!(
         ready["checks"]["engine"], "running",
         "the supervisor survives"
@@ -150,10 +142,7 @@ async fn sigkill_during_a_transition_storm_leaves_everything_consistent() {
     let _heavy = crate::HEAVY.lock().await;
     let storm = Storm::new("");
     let token = admin_token("acme");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let client = crate::helpers::http_client(Duration::from_secs(10));
 
     let mut daemon = storm.start();
     // Flapping integrations checked every second: two transitions every four checks.
@@ -175,15 +164,12 @@ async fn sigkill_during_a_transition_storm_leaves_everything_consistent() {
     let expected_actors = {
         let mut monitored = 0;
         for id in &ids {
-            let got: Value = client
-                .get(format!("{base}/api/v1/integrations/{id}"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let got: Value = crate::helpers::json_of(
+                client
+                    .get(format!("{base}/api/v1/integrations/{id}"))
+                    .bearer_auth(&token),
+            )
+            .await;
             if got["status"] != "draft" {
                 monitored += 1;
             }
@@ -192,14 +178,7 @@ async fn sigkill_during_a_transition_storm_leaves_everything_consistent() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let ready: Value = client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ready: Value = crate::helpers::json_of(client.get(format!("{base}/readyz"))).await;
         if ready["checks"]["actors"] == expected_actors {
             break;
         }
