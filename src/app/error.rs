@@ -35,6 +35,15 @@ pub enum AppError {
     Internal,
 }
 
+/// `<code>: <detail>`, as the NATS control service reports it.
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code(), self.detail())
+    }
+}
+
+impl std::error::Error for AppError {}
+
 impl AppError {
     /// The HTTP status number of this failure, which both transports report.
     pub fn status(&self) -> u16 {
