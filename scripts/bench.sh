@@ -25,10 +25,10 @@ write=()
 # The smoke tier proves the runner works; its figures are not worth recording.
 if [ "$tier" != smoke ]; then write=(--write BENCHMARKS.md); fi
 
-echo "==> cargo build --release (catalogd, the runner, the target fleet, the bare client)"
+# catalogd, the runner, the target fleet, the bare client and engine-fleet (the engine alone:
+# the F1/F2 baselines of bare ractor actors and a no-op probe load).
+echo "==> cargo build --release (catalogd and the benchmark binaries)"
 cargo build --release -p catalogd -p catalogd-bench --bins
-# The engine-alone baselines of F1/F2 (bare ractor actors, no-op probe load).
-cargo build --release -p catalogd-actors --example fleet
 
 # A million integrations keep many sockets and timers; the default 1024 descriptors are not
 # enough for the target fleet or a bare client at full rate.

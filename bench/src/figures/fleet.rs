@@ -13,7 +13,7 @@
 //!
 //! Baselines, measured in the same run: F1 against N idle bare ractor actors and F2 against
 //! the engine alone with a no-op probe at the same N and interval (both
-//! `actors/examples/fleet.rs`, run as a child process); F1 also reports the marginal cost
+//! `bench/src/bin/engine-fleet.rs`, run as a child process); F1 also reports the marginal cost
 //! over an empty daemon. F3 compares PostgreSQL with SQLite; F5 compares the healthy checks'
 //! p99 with 10% of the targets hanging against F2's p99 at the same N (F2's figure from this
 //! run if F1 ran first, otherwise a 0% run inside F5).
@@ -304,12 +304,12 @@ async fn empty_daemon_rss() -> anyhow::Result<u64> {
     Ok(rss)
 }
 
-/// `actors/examples/fleet.rs`, built by scripts/bench.sh next to the runner.
+/// `bench/src/bin/engine-fleet.rs`, built by scripts/bench.sh next to the runner.
 fn engine_example() -> anyhow::Result<std::path::PathBuf> {
-    let path = services::release_bin("examples").join("fleet");
+    let path = services::release_bin("engine-fleet");
     if !path.exists() {
         bail!(
-            "{} is missing: cargo build --release -p catalogd-actors --example fleet",
+            "{} is missing: cargo build --release -p catalogd-bench --bins",
             path.display()
         );
     }

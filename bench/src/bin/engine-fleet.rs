@@ -1,10 +1,12 @@
-//! Memory per integration: spawns N monitor actors (default 100,000) with a no-op probe at a
+//! `engine-fleet`, the engine alone (the benchmark runner's baseline for F1 and F2; it lives
+//! here rather than as an example of catalogd-actors so that building it does not build that
+//! crate's test dependencies). Memory per integration: spawns N monitor actors (default 100,000) with a no-op probe at a
 //! long interval and prints the resident memory they add, next to the cost of N idle bare
 //! ractor actors as a baseline.
 //!
 //! ```text
-//! cargo run --release -p catalogd-actors --example fleet -- [N]
-//! cargo run --release -p catalogd-actors --example fleet -- load N INTERVAL_SECS RUN_SECS
+//! cargo run --release -p catalogd-bench --bin engine-fleet -- [N]
+//! cargo run --release -p catalogd-bench --bin engine-fleet -- load N INTERVAL_SECS RUN_SECS
 //! ```
 //!
 //! Each measurement runs in a fresh child process (the allocator does not hand freed memory
