@@ -136,6 +136,8 @@ async fn measure(
     let poller = {
         let (writer, committed, stop) = (writer.clone(), committed.clone(), stop.clone());
         // A thread, not a task: polling every millisecond must not wait for the runtime.
+        // It runs until it has seen every result written (or is told to give up), so the
+        // last commit is never missed when the writer finishes between two of its polls.
         std::thread::spawn(move || {
             let mut last = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -143,6 +145,9 @@ async fn measure(
                 if written != last {
                     committed.lock().unwrap().push((Instant::now(), written));
                     last = written;
+                }
+                if written >= total as u64 {
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -162,7 +167,7 @@ async fn measure(
     }
     let offered_for = began.elapsed();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while writer.counters().written < total as u64 && Instant::now() < deadline {
+    while !poller.is_finished() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     stop.store(true, Ordering::Relaxed);
