@@ -46,6 +46,7 @@
 //! - `options`: [`HistoryOptions`]; `time`: bucket arithmetic; `values`: what reads return;
 //! - `plan`: which table covers which part of an uptime window (pure, unit-tested);
 //! - `batch`: the results of one flush; `writer`: the [`HistoryWriter`] and its tasks;
+//!   `unflushed`: the newest result per integration the writer has not committed yet;
 //! - `statements`: the SQL both backends share; `dialect`: what differs (how a time is
 //!   stored, the batch insert, pruning); `tables`: every statement, written once, generic
 //!   over the backend;
@@ -72,6 +73,7 @@ mod reads;
 mod statements;
 mod tables;
 mod time;
+mod unflushed;
 mod values;
 mod writer;
 
@@ -88,6 +90,8 @@ pub use writer::{HistoryWriter, WriterCounters};
 pub struct HistoryStore {
     tables: Arc<dyn Tables>,
     options: Arc<HistoryOptions>,
+    /// Results the writer over this store holds but has not committed: reads see them too.
+    unflushed: Arc<unflushed::Unflushed>,
 }
 
 impl std::fmt::Debug for HistoryStore {
@@ -121,6 +125,7 @@ impl HistoryStore {
         HistoryStore {
             tables,
             options: Arc::new(options.normalized()),
+            unflushed: Arc::default(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The history's reads: an integration's health and uptime, and history pages, stitched
 //! from stored buckets and the ones not rolled up yet.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -79,11 +81,29 @@ impl HistoryStore {
             }
             (_, recorded) => recorded,
         };
+        // A result the writer has not committed yet is newer than anything stored.
+        let mut consecutive_failures = integration.consecutive_failures;
+        let last_check = match self.unflushed.newest(id) {
+            Some(held) if last_check.is_none_or(|stored| stored.checked_at < held.checked_at) => {
+                // Its counters hold only for the version it was checked at (a resume or an
+                // edit since resets them).
+                if held.version == integration.version {
+                    consecutive_failures = held.consecutive_failures;
+                }
+                Some(LastCheck {
+                    checked_at: held.checked_at,
+                    outcome: Some(held.outcome),
+                    success: held.outcome == CheckOutcome::Success,
+                    latency: Some(Duration::from_micros(held.latency_us.max(0) as u64)),
+                })
+            }
+            _ => last_check,
+        };
         Ok(Some(Health {
             integration_id: id,
             status: integration.status,
             paused: integration.paused,
-            consecutive_failures: integration.consecutive_failures,
+            consecutive_failures,
             last_check,
             uptime: self.uptime(tenant_id, id, now).await?,
         }))

@@ -107,17 +107,25 @@ pub(super) struct IntegrationHealth {
     pub(super) consecutive_failures: u32,
     pub(super) last_tested_at: Option<DateTime<Utc>>,
     pub(super) last_test_success: Option<bool>,
+    pub(super) version: i64,
 }
 
-pub(super) type IntegrationHealthRow = (String, bool, i64, Option<DateTime<Utc>>, Option<bool>);
+pub(super) type IntegrationHealthRow = (
+    String,
+    bool,
+    i64,
+    Option<DateTime<Utc>>,
+    Option<bool>,
+    i64,
+);
 
 pub(super) const SELECT_INTEGRATION_HEALTH: &str = "SELECT status, paused, consecutive_failures, \
-    last_tested_at, last_test_success FROM integrations WHERE tenant_id = $1 AND integration_id = $2";
+    last_tested_at, last_test_success, version FROM integrations WHERE tenant_id = $1 AND integration_id = $2";
 
 pub(super) fn integration_from_row(
     row: IntegrationHealthRow,
 ) -> Result<IntegrationHealth, StoreError> {
-    let (status, paused, failures, last_tested_at, last_test_success) = row;
+    let (status, paused, failures, last_tested_at, last_test_success, version) = row;
     Ok(IntegrationHealth {
         status: status
             .parse()
@@ -127,6 +135,7 @@ pub(super) fn integration_from_row(
             .map_err(|_| StoreError::Corrupt(format!("consecutive_failures {failures}")))?,
         last_tested_at,
         last_test_success,
+        version,
     })
 }
 

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::batch::{Batch, CheckRecord};
+use super::unflushed::Unflushed;
 use super::HistoryStore;
 use catalogd_actors::ports::CheckReport;
 use catalogd_actors::{Clock, Lifecycle};
@@ -63,6 +64,8 @@ pub struct HistoryWriter {
     counters: Arc<Counters>,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     stop_maintenance: Arc<watch::Sender<bool>>,
+    /// The newest queued result per integration, for reads until it is committed.
+    unflushed: Arc<Unflushed>,
 }
 
 impl std::fmt::Debug for HistoryWriter {
@@ -82,6 +85,7 @@ impl HistoryWriter {
         let (control, commands) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let (stop_maintenance, stopped) = watch::channel(false);
+        let unflushed = store.unflushed.clone();
         let mut tasks = vec![tokio::spawn(
             Flusher {
                 store: store.clone(),
@@ -101,6 +105,7 @@ impl HistoryWriter {
             counters,
             tasks: Arc::new(Mutex::new(tasks)),
             stop_maintenance: Arc::new(stop_maintenance),
+            unflushed,
         }
     }
 
@@ -114,8 +119,12 @@ impl HistoryWriter {
         report: &CheckReport,
     ) {
         let record = CheckRecord::new(integration_id, version, lifecycle, report);
+        // Held for reads before it is queued, so the flush that commits it always finds it
+        // (and releases it) afterwards.
+        self.unflushed.queued(record);
         if self.queue.try_send(record).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.unflushed.written(&[record]);
         }
     }
 
@@ -227,6 +236,12 @@ impl Flusher {
         );
         let count = records.len() as u64;
         let batch = Batch::new(records);
+        // Committed or abandoned, the batch's results stop being held for reads: the store
+        // answers for them now (or never will).
+        let _release = Release {
+            unflushed: &self.store.unflushed,
+            batch: &batch,
+        };
         let mut pause = FIRST_RETRY_PAUSE;
         for attempt in 1..=WRITE_ATTEMPTS {
             let started = Instant::now();
@@ -252,6 +267,18 @@ impl Flusher {
             }
         }
         self.counters.failed.fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+/// Releases a batch's results from [`Unflushed`] when the flush ends, however it ends.
+struct Release<'a> {
+    unflushed: &'a Unflushed,
+    batch: &'a Batch,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.unflushed.written(&self.batch.results);
     }
 }
 

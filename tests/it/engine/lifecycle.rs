@@ -332,7 +332,60 @@ async fn manual_test_reports_stages_and_verifies(backend: Backend) {
     assert_eq!(tests, 2);
 }
 
+/// `GET /{id}/health` shows the last check as soon as it ends, from memory, not once the
+/// history writer has flushed it: here the writer never flushes during the test.
+async fn health_shows_the_last_check_before_it_is_flushed(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(backend, dir.path()).await;
+    config.egress.allow_private = true;
+    config.history.flush_interval = Duration::from_secs(3600);
+    config.history.batch_size = 100_000;
+    let app = spawn_with_config(config, dir).await;
+    let admin = app.admin("acme");
+    let target = Target::start().await;
+    target.set(Mode::Hanging);
+    let created = app
+        .create_ok(&admin, &http_integration("slow", &target.url, 2, 1))
+        .await;
+    let id = created["integrationId"].as_str().unwrap().to_owned();
+    post(&app, &admin, &id, "submit", None).await;
+    let path = format!("/api/v1/integrations/{id}/health");
+    let health = || async {
+        let response = app.get(&admin, &path).await;
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    };
+    eventually(
+        "health shows the hanging target's timeout",
+        Duration::from_secs(15),
+        || async {
+            let body = health().await;
+            let last = &body["lastCheck"];
+            last["failureClass"] == "timeout"
+                && last["outcome"] == "failure"
+                && last["success"] == false
+                && last["latencyMs"].as_f64().is_some_and(|ms| ms >= 900.0)
+                && body["consecutiveFailures"].as_u64() >= Some(1)
+        },
+    )
+    .await;
+    // The first check verifies it once the target answers: the success shows at once too.
+    target.set(Mode::Healthy);
+    eventually(
+        "health shows the success that followed",
+        Duration::from_secs(15),
+        || async {
+            let body = health().await;
+            body["lastCheck"]["outcome"] == "success"
+                && body["lastCheck"]["failureClass"].is_null()
+                && body["status"] == "active"
+        },
+    )
+    .await;
+}
+
 catalogd_testkit::both_backends!(
+    health_shows_the_last_check_before_it_is_flushed,
     checks_drive_the_lifecycle,
     pause_sends_nothing_and_resume_checks_at_once,
     manual_test_reports_stages_and_verifies,
