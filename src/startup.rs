@@ -70,7 +70,10 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         // One pool for every store over the database; migrations run once.
-        let database = Database::connect(&store_options(config)?).await?;
+        let mut database = Database::connect(&store_options(config)?).await?;
+        // The fleet gauges follow every committed change of the catalog.
+        let gauges = IntegrationGauges::new(config.metrics.per_integration);
+        database.observe(Arc::new(gauges.clone()));
         let store = database.store(config.monitor.thresholds());
         let history = database.history((&config.history).into());
         // NATS connects in the background: the daemon never waits for it (events wait in
@@ -98,7 +101,6 @@ impl Application {
             thresholds: config.monitor.thresholds(),
         };
         let history_writer = HistoryWriter::spawn(history.clone(), clock.clone());
-        let gauges = IntegrationGauges::new(config.metrics.per_integration);
         let ledger = StoreLedger::new(
             store.clone(),
             history_writer.clone(),
@@ -106,6 +108,18 @@ impl Application {
             monitor,
         )
         .with_gauges(gauges.clone());
+        let refresher = Refresher {
+            census: database.census(),
+            history: history.clone(),
+            gauges: gauges.clone(),
+            clock: clock.clone(),
+            refresh: config.metrics.refresh,
+            uptime_refresh: config.metrics.uptime_refresh,
+        };
+        // The fleet gauges are exported from the first scrape: counts and series are read
+        // before the engine or the listeners change anything (uptime ratios follow in the
+        // background), and every change from then on reaches them at once.
+        refresher.refresh_once(false).await?;
         let engine = Engine::start(
             Arc::new(ledger),
             connectors.clone(),
@@ -127,14 +141,6 @@ impl Application {
             .await
             .map_err(|source| StartupError::Listen { addr, source })?;
         let exporter = Exporter::new(engine.counters(), gauges.clone());
-        let refresher = Refresher {
-            census: database.census(),
-            history: history.clone(),
-            gauges,
-            clock: clock.clone(),
-            refresh: config.metrics.refresh,
-            uptime_refresh: config.metrics.uptime_refresh,
-        };
         let app = App {
             store,
             auth: Arc::new(auth),

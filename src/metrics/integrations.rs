@@ -14,11 +14,26 @@
 //!   change ([`Stable`]) rather than once per scrape; only the last duration, which every
 //!   check result updates, is rendered at each scrape.
 //!
-//! Between refreshes, every check result updates its integration's `up` and last duration
-//! ([`IntegrationGauges::observe`]); it never adds an integration, so a result arriving after
-//! a delete cannot bring its series back.
+//! Between refreshes the table follows every change at once, so a dashboard or an `absent()`
+//! alert never waits for a refresh:
+//!
+//! - every committed change of the catalog (create, edit, transition, delete) reaches
+//!   [`IntegrationGauges`] as a [`ChangeObserver`] right after its commit: it moves the
+//!   integration between the `catalogd_integrations` counts and adds, relabels or removes its
+//!   series;
+//! - every check result updates its integration's `up` and last duration
+//!   ([`IntegrationGauges::observe`]), and gives a new integration its first uptime ratios; it
+//!   never adds an integration, so a result arriving after a delete cannot bring its series back.
+//!
+//! The refresh then only repairs what the daemon could not see (another writer of the
+//! database). A refresh that raced a change keeps the in-memory state of what changed: the
+//! counts are left alone when a change was applied while they were read, and the series of an
+//! integration changed while the integrations were read keep their in-memory state.
+//! `catalogd_integrations` has a sample for every status of every tenant with integrations,
+//! zeros included (as kube-state-metrics does for pod phases), so a status that empties does
+//! not vanish.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -32,9 +47,10 @@ use uuid::Uuid;
 use super::gzip::Part;
 use super::internal_events::{GaugesRefreshFailed, GaugesRefreshed, InternalEvent};
 use super::names;
+use crate::integration::Integration;
 use crate::store::census::{Census, IntegrationLabels, StatusCount};
 use crate::store::history::{HistoryStore, Uptime, UPTIME_WINDOWS};
-use crate::store::StoreError;
+use crate::store::{ChangeObserver, StoreError};
 
 /// The `catalogd_integration_status` value of a status: its index in [`Status::ALL`].
 pub fn status_value(status: Status) -> u8 {
@@ -54,10 +70,19 @@ struct Series {
     uptime: Uptime,
 }
 
+/// Integrations of one tenant by status, indexed by [`status_value`].
+type Counts = [i64; Status::ALL.len()];
+
 #[derive(Debug, Default)]
 struct Table {
-    counts: Vec<StatusCount>,
+    counts: BTreeMap<Arc<str>, Counts>,
     series: HashMap<Uuid, Series>,
+    /// Changes applied since start: a refresh compares it before and after reading the
+    /// counts, to tell whether one raced it.
+    changes: u64,
+    /// While a refresh reads the integrations, the ones changed meanwhile: their in-memory
+    /// state is newer than what the read returns.
+    touched: Option<HashSet<Uuid>>,
     /// Bumped whenever the status and uptime families change: the set of integrations, a
     /// label set, a status or an uptime ratio.
     generation: u64,
@@ -130,10 +155,20 @@ impl IntegrationGauges {
         }
         let mut table = self.lock();
         if let Some(series) = table.series.get_mut(&id) {
-            let up = Some(outcome == CheckOutcome::Success);
+            let success = outcome == CheckOutcome::Success;
             series.duration = Some(latency.as_secs_f64());
-            if series.up != up {
-                series.up = up;
+            // A first check is the whole history of every window, until the uptime pass
+            // computes the ratios from the stored results.
+            let first = series.uptime == Uptime::default();
+            if first {
+                series.uptime = Uptime::first_check(success);
+            }
+            let up_changed = series.up != Some(success);
+            series.up = Some(success);
+            if first {
+                table.generation += 1;
+            }
+            if up_changed {
                 // `up` is cached on its own: it changes when a check's outcome flips, far
                 // less often than every check, and a flip re-renders only this family.
                 table.up_generation += 1;
@@ -141,8 +176,36 @@ impl IntegrationGauges {
         }
     }
 
-    fn set_counts(&self, counts: Vec<StatusCount>) {
-        self.lock().counts = counts;
+    /// How many changes were applied so far: pass it to [`Self::set_counts`].
+    fn changes(&self) -> u64 {
+        self.lock().changes
+    }
+
+    /// Replaces the counts with `counts` read from the store, unless a change was applied
+    /// since `changes_before` (the read may then miss it or count it twice; the counts the
+    /// changes kept current are right, and the next refresh repairs anything else). Returns
+    /// whether the counts were replaced.
+    fn set_counts(&self, counts: Vec<StatusCount>, changes_before: u64) -> bool {
+        let mut fresh: BTreeMap<Arc<str>, Counts> = BTreeMap::new();
+        for count in counts {
+            let Ok(status) = Status::from_str(&count.status) else {
+                continue;
+            };
+            let tenant: Arc<str> = count.tenant_id.into();
+            fresh.entry(tenant).or_default()[usize::from(status_value(status))] +=
+                i64::try_from(count.count).unwrap_or(i64::MAX);
+        }
+        let mut table = self.lock();
+        if table.changes != changes_before {
+            return false;
+        }
+        table.counts = fresh;
+        true
+    }
+
+    /// A refresh starts reading the integrations: note the ones changed meanwhile.
+    fn begin_sync(&self) {
+        self.lock().touched = Some(HashSet::new());
     }
 
     /// Makes the set of integrations exactly `rows`: removes the others, adds new ones and
@@ -163,8 +226,13 @@ impl IntegrationGauges {
             })
             .collect();
         let mut table = self.lock();
+        // What changed while the store was read is newer in memory than in `rows`.
+        let touched = table.touched.take().unwrap_or_default();
+        fresh.retain(|id, _| !touched.contains(id));
         let before = table.series.len();
-        table.series.retain(|id, _| fresh.contains_key(id));
+        table
+            .series
+            .retain(|id, _| fresh.contains_key(id) || touched.contains(id));
         // The set and the label sets are in every family; a status only in one, an `up`
         // only in the other.
         let mut set_changed = table.series.len() != before;
@@ -248,7 +316,8 @@ impl IntegrationGauges {
     /// result changes (the last duration).
     pub fn render_live(&self, out: &mut String) {
         // Copied out under the lock, formatted without it.
-        let (counts, durations): (Vec<StatusCount>, Vec<(Arc<str>, f64)>) = {
+        type Copied = (Vec<(Arc<str>, Counts)>, Vec<(Arc<str>, f64)>);
+        let (counts, durations): Copied = {
             let table = self.lock();
             let durations = if self.per_integration {
                 table
@@ -259,7 +328,13 @@ impl IntegrationGauges {
             } else {
                 Vec::new()
             };
-            (table.counts.clone(), durations)
+            let counts = table
+                .counts
+                .iter()
+                .filter(|(_, counts)| counts.iter().any(|count| *count > 0))
+                .map(|(tenant, counts)| (tenant.clone(), *counts))
+                .collect();
+            (counts, durations)
         };
         family(
             out,
@@ -267,15 +342,17 @@ impl IntegrationGauges {
             "gauge",
             "Integrations per tenant and status.",
         );
-        for count in &counts {
-            let _ = writeln!(
-                out,
-                "{}{{tenant=\"{}\",status=\"{}\"}} {}",
-                names::INTEGRATIONS,
-                escape(&count.tenant_id),
-                escape(&count.status),
-                count.count
-            );
+        for (tenant, counts) in &counts {
+            for (status, count) in Status::ALL.iter().zip(counts) {
+                let _ = writeln!(
+                    out,
+                    "{}{{tenant=\"{}\",status=\"{}\"}} {}",
+                    names::INTEGRATIONS,
+                    escape(tenant),
+                    status.as_str(),
+                    (*count).max(0)
+                );
+            }
         }
         if durations.is_empty() {
             return;
@@ -422,6 +499,75 @@ fn render_status_and_uptime(series: &[Series], capacity: usize) -> String {
     out
 }
 
+impl ChangeObserver for IntegrationGauges {
+    fn committed(&self, before: Option<&Integration>, after: Option<&Integration>) {
+        let Some(id) = after.or(before).map(|i| i.integration_id) else {
+            return;
+        };
+        // Labels are built before the lock, as in `sync`.
+        let fresh = after.filter(|_| self.per_integration).map(|after| {
+            let labels: Arc<str> = label_set(&IntegrationLabels::from(after)).into();
+            (labels, status_value(after.status))
+        });
+        let mut table = self.lock();
+        table.changes += 1;
+        if let Some(touched) = &mut table.touched {
+            touched.insert(id);
+        }
+        if let Some(before) = before {
+            table.count(&before.tenant_id, before.status, -1);
+        }
+        if let Some(after) = after {
+            table.count(&after.tenant_id, after.status, 1);
+        }
+        if !self.per_integration {
+            return;
+        }
+        let changed = match (fresh, after) {
+            (None, _) => table.series.remove(&id).is_some(),
+            (Some((labels, status)), Some(after)) => match table.series.get_mut(&id) {
+                Some(series) if series.labels == labels && series.status == status => false,
+                Some(series) => {
+                    series.labels = labels;
+                    series.status = status;
+                    true
+                }
+                None => {
+                    let series = Series {
+                        labels,
+                        tenant: after.tenant_id.as_str().into(),
+                        status,
+                        up: after.last_test_success,
+                        duration: None,
+                        uptime: Uptime::default(),
+                    };
+                    table.series.insert(id, series);
+                    true
+                }
+            },
+            (Some(_), None) => false,
+        };
+        if changed {
+            table.generation += 1;
+            table.up_generation += 1;
+        }
+    }
+}
+
+impl Table {
+    fn count(&mut self, tenant: &str, status: Status, delta: i64) {
+        let slot = usize::from(status_value(status));
+        match self.counts.get_mut(tenant) {
+            Some(counts) => counts[slot] += delta,
+            None => {
+                let mut counts = Counts::default();
+                counts[slot] = delta;
+                self.counts.insert(tenant.into(), counts);
+            }
+        }
+    }
+}
+
 /// Appends the engine's own gauges, read at scrape time from its lock-free counters.
 pub fn render_engine(out: &mut String, counters: &EngineCounters) {
     family(
@@ -538,10 +684,14 @@ impl Refresher {
     /// (when `with_uptime`) each one's uptime ratios from the health history. Returns the
     /// integrations with series and the uptimes computed.
     pub async fn refresh_once(&self, with_uptime: bool) -> Result<(usize, usize), StoreError> {
-        self.gauges.set_counts(self.census.counts().await?);
+        let changes = self.gauges.changes();
+        if !self.gauges.set_counts(self.census.counts().await?, changes) {
+            tracing::debug!("a change raced the counts' refresh; kept the counts the changes kept");
+        }
         if !self.gauges.per_integration() {
             return Ok((0, 0));
         }
+        self.gauges.begin_sync();
         let mut rows = Vec::new();
         let mut after = None;
         loop {
@@ -640,6 +790,78 @@ mod tests {
             names::INTEGRATION_UP
         )));
         assert!(out.contains("} 0\n") && out.contains("} 3\n") && out.contains("} 0.009\n"));
+    }
+
+    fn integration(name: &str, status: Status) -> Integration {
+        let spec = crate::integration::IntegrationSpec {
+            name: name.into(),
+            description: None,
+            kind: crate::integration::IntegrationType::Host,
+            provider: "http".into(),
+            base_url: None,
+            auth_ref: None,
+            configuration: Default::default(),
+            environment: None,
+            tags: Vec::new(),
+            owner_id: None,
+            health_check: Default::default(),
+        };
+        let mut integration = Integration::new("acme", spec, "tester", chrono::Utc::now());
+        integration.status = status;
+        integration
+    }
+
+    fn rendered(gauges: &IntegrationGauges) -> String {
+        let mut out = String::new();
+        gauges.render_into(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_refresh_that_raced_a_change_keeps_what_the_change_did() {
+        let gauges = IntegrationGauges::new(true);
+        let a = integration("a", Status::Active);
+        // A refresh starts reading; meanwhile `a` is created and moves to degraded.
+        let changes = gauges.changes();
+        gauges.begin_sync();
+        gauges.committed(None, Some(&a));
+        let degraded = Integration {
+            status: Status::Degraded,
+            ..a.clone()
+        };
+        gauges.committed(Some(&a), Some(&degraded));
+        // What the refresh read predates both changes: its counts are not applied, and `a`'s
+        // series keeps its in-memory status.
+        assert!(!gauges.set_counts(Vec::new(), changes));
+        gauges.sync(Vec::new());
+        let out = rendered(&gauges);
+        assert!(out.contains("catalogd_integrations{tenant=\"acme\",status=\"degraded\"} 1\n"));
+        assert!(out.contains("catalogd_integrations{tenant=\"acme\",status=\"active\"} 0\n"));
+        assert!(out.contains(&format!("integration=\"{}\"", a.integration_id)));
+        // A refresh that no change raced is applied whole.
+        let changes = gauges.changes();
+        gauges.begin_sync();
+        let count = StatusCount {
+            tenant_id: "acme".into(),
+            status: "failed".into(),
+            count: 2,
+        };
+        assert!(gauges.set_counts(vec![count], changes));
+        gauges.sync(Vec::new());
+        let out = rendered(&gauges);
+        assert!(out.contains("catalogd_integrations{tenant=\"acme\",status=\"failed\"} 2\n"));
+        assert!(out.contains("catalogd_integrations{tenant=\"acme\",status=\"degraded\"} 0\n"));
+        assert!(!out.contains(&a.integration_id.to_string()));
+        // A creation and a deletion add and remove the series and the count at once.
+        let b = integration("b", Status::Active);
+        gauges.committed(None, Some(&b));
+        let out = rendered(&gauges);
+        assert!(out.contains("catalogd_integrations{tenant=\"acme\",status=\"active\"} 1\n"));
+        assert!(out.contains(&format!("integration=\"{}\"", b.integration_id)));
+        gauges.committed(Some(&b), None);
+        let out = rendered(&gauges);
+        assert!(out.contains("catalogd_integrations{tenant=\"acme\",status=\"active\"} 0\n"));
+        assert!(!out.contains(&b.integration_id.to_string()));
     }
 
     #[test]

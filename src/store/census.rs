@@ -27,6 +27,20 @@ pub struct IntegrationLabels {
     pub last_test_success: Option<bool>,
 }
 
+impl From<&crate::integration::Integration> for IntegrationLabels {
+    fn from(integration: &crate::integration::Integration) -> Self {
+        IntegrationLabels {
+            integration_id: integration.integration_id,
+            tenant_id: integration.tenant_id.clone(),
+            name: integration.name.clone(),
+            kind: integration.kind.as_str().to_owned(),
+            provider: integration.provider.clone(),
+            status: integration.status.as_str().to_owned(),
+            last_test_success: integration.last_test_success,
+        }
+    }
+}
+
 /// Integrations per tenant and status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusCount {

@@ -12,7 +12,7 @@ use super::census::Census;
 use super::history::{HistoryOptions, HistoryStore};
 use super::outbox::{Handoff, OutboxStore};
 use super::sql::SqlStore;
-use super::{Store, StoreError, StoreOptions};
+use super::{ChangeObserver, Store, StoreError, StoreOptions, Unobserved};
 use catalogd_actors::Thresholds;
 
 /// The daemon's one connection pool, shared by every store over it (the catalog, the health
@@ -22,6 +22,8 @@ use catalogd_actors::Thresholds;
 pub struct Database {
     pool: Pool,
     handoff: Arc<Handoff>,
+    /// Told about every committed change by the catalog stores built after it is set.
+    observer: Arc<dyn ChangeObserver>,
 }
 
 /// The pool of one backend. SQLite's carries the [`WriteGate`] that every writer over it
@@ -58,25 +60,34 @@ impl Database {
         Ok(Database {
             pool,
             handoff: Arc::new(Handoff::default()),
+            observer: Arc::new(Unobserved),
         })
+    }
+
+    /// Every catalog store built from now on tells `observer` about each committed change.
+    pub fn observe(&mut self, observer: Arc<dyn ChangeObserver>) {
+        self.observer = observer;
     }
 
     /// The catalog store.
     pub fn store(&self, default_thresholds: Thresholds) -> Arc<dyn Store> {
         let gate = self.pool.gate();
         let handoff = self.handoff.clone();
+        let observer = self.observer.clone();
         match &self.pool {
             Pool::Sqlite(pool, _) => Arc::new(SqlStore::new(
                 pool.clone(),
                 gate,
                 default_thresholds,
                 handoff,
+                observer,
             )),
             Pool::Postgres(pool) => Arc::new(SqlStore::new(
                 pool.clone(),
                 gate,
                 default_thresholds,
                 handoff,
+                observer,
             )),
         }
     }

@@ -169,6 +169,22 @@ mod tests {
     }
 }
 
+/// Told right after each commit how an integration changed, for in-memory views that must
+/// follow every change at once without reading the store again (the fleet gauges). Called
+/// after the commit, never before, and never for a rolled-back change; must not block.
+pub trait ChangeObserver: Send + Sync + 'static {
+    /// `before` is `None` for a creation, `after` is `None` for a deletion.
+    fn committed(&self, before: Option<&Integration>, after: Option<&Integration>);
+}
+
+/// No one observes: the default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unobserved;
+
+impl ChangeObserver for Unobserved {
+    fn committed(&self, _before: Option<&Integration>, _after: Option<&Integration>) {}
+}
+
 /// Options that the store needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {

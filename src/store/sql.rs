@@ -26,8 +26,8 @@ use super::backend::{Backend, Gate};
 use super::outbox::Handoff;
 use super::rows::{self, AuditRow, IntegrationRow, AUDIT_COLUMNS, INTEGRATION_COLUMNS};
 use super::{
-    AuditEntry, AuditQuery, ChainReport, CheckCommit, ListQuery, Page, Store, StoreError,
-    StoreOptions,
+    AuditEntry, AuditQuery, ChainReport, ChangeObserver, CheckCommit, ListQuery, Page, Store,
+    StoreError, StoreOptions,
 };
 use crate::cloudevents::{self, EventCause, OutboxEvent};
 use crate::integration::{
@@ -194,6 +194,8 @@ pub(super) struct SqlStore<B: Backend> {
     default_thresholds: Thresholds,
     /// Hands each committed event to the outbox relay.
     handoff: Arc<Handoff>,
+    /// Told about each committed change (the fleet gauges).
+    observer: Arc<dyn ChangeObserver>,
     /// SQLite's writers take turns ([`super::WriteGate`]); PostgreSQL locks rows.
     gate: Gate,
 }
@@ -204,11 +206,13 @@ impl<B: Backend> SqlStore<B> {
         gate: Gate,
         default_thresholds: Thresholds,
         handoff: Arc<Handoff>,
+        observer: Arc<dyn ChangeObserver>,
     ) -> Self {
         SqlStore {
             pool,
             default_thresholds,
             handoff,
+            observer,
             gate,
         }
     }
@@ -573,6 +577,7 @@ where
         Self::append_audit(&mut transaction, &integration::created(&integration)).await?;
         transaction.commit().await?;
         self.handoff.committed(event);
+        self.observer.committed(None, Some(&integration));
         Ok(())
     }
 
@@ -683,6 +688,8 @@ where
         if let Some(event) = event {
             self.handoff.committed(event);
         }
+        self.observer
+            .committed(Some(&current), applied.after.as_ref());
         Ok(applied.after)
     }
 
@@ -846,6 +853,8 @@ where
         if let Some(event) = event {
             self.handoff.committed(event);
         }
+        self.observer
+            .committed(Some(&current), applied.after.as_ref());
         Ok(CheckCommit::Committed(
             applied.after.expect("a check never deletes"),
         ))

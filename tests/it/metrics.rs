@@ -42,21 +42,31 @@ impl Drop for App {
 
 async fn spawn(tenant: &str, per_integration: bool) -> App {
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("jwt.key");
+    let config = config_in(dir.path(), per_integration, Duration::from_millis(200));
+    start(config, dir, tenant).await
+}
+
+/// A daemon's configuration in `dir`, its store-derived gauges re-read every `refresh`.
+fn config_in(dir: &Path, per_integration: bool, refresh: Duration) -> Config {
+    let key_file = dir.join("jwt.key");
     std::fs::write(&key_file, JWT_KEY).unwrap();
     let mut config = Config::default();
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.metrics.listen = "127.0.0.1:0".parse().unwrap();
     config.metrics.per_integration = per_integration;
-    config.metrics.refresh = Duration::from_millis(200);
-    config.metrics.uptime_refresh = Duration::from_secs(1);
-    config.database.url = format!("sqlite://{}", dir.path().join("catalogd.db").display());
+    config.metrics.refresh = refresh;
+    config.metrics.uptime_refresh = refresh.max(Duration::from_secs(1));
+    config.database.url = format!("sqlite://{}", dir.join("catalogd.db").display());
     config.database.sqlite_synchronous = catalogd::config::SqliteSynchronous::Normal;
     config.auth.jwt_secret_file = Some(key_file);
     config.history.flush_interval = Duration::from_millis(100);
     config.monitor.reconcile_interval = Duration::from_secs(2);
     // No NATS in these tests: events wait in the outbox.
     config.nats.url = String::new();
+    config
+}
+
+async fn start(config: Config, dir: tempfile::TempDir, tenant: &str) -> App {
     let app = Application::build(&config)
         .await
         .expect("application builds");
@@ -537,6 +547,99 @@ async fn deleted_integrations_lose_their_series() {
         .wait_scrape("doomed's series gone", |body| !body.contains(&doomed))
         .await;
     assert!(body.contains(&format!("integration=\"{kept}\"")));
+}
+
+/// `catalogd_integrations` and the per-integration series are there from the first scrape
+/// and follow each change at once; a new integration's `up` and uptime ratios come with its
+/// first check. The refresh is an hour here, so only the start-up read and the changes
+/// themselves can be what the scrapes show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_gauges_are_exported_from_the_start_and_follow_every_change() {
+    let tenant = "acme-live";
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_in(dir.path(), true, Duration::from_secs(3600));
+    // One integration stored before the daemon starts.
+    let database =
+        catalogd::store::Database::connect(&catalogd::startup::store_options(&config).unwrap())
+            .await
+            .unwrap();
+    let existing = catalogd::integration::Integration::new(
+        tenant,
+        crate::helpers::minimal_spec("existing", catalogd::integration::IntegrationType::Host),
+        "seed",
+        chrono::Utc::now(),
+    );
+    database
+        .store(config.monitor.thresholds())
+        .create(&existing)
+        .await
+        .unwrap();
+    let existing = existing.integration_id.to_string();
+    let app = start(config, dir, tenant).await;
+    let count = |status: &str, n: u32| {
+        format!("catalogd_integrations{{tenant=\"{tenant}\",status=\"{status}\"}} {n}\n")
+    };
+    let series =
+        |family: &str, id: &str| format!("{family}{{tenant=\"{tenant}\",integration=\"{id}\"");
+
+    let body = app.scrape().await;
+    for expected in [count("draft", 1), count("active", 0), count("failed", 0)] {
+        assert!(
+            body.contains(&expected),
+            "first scrape lacks {expected}{body}"
+        );
+    }
+    assert!(
+        body.contains(&(series("catalogd_integration_status", &existing))),
+        "{body}"
+    );
+
+    let fresh = app.integration("fresh", &["success"], false).await;
+    let body = app.scrape().await;
+    assert!(body.contains(&count("draft", 1)), "{body}");
+    assert!(
+        body.contains(&count("pending_verification", 1)) || body.contains(&count("active", 1)),
+        "a submitted integration is counted at once: {body}"
+    );
+    assert!(
+        body.contains(&series("catalogd_integration_status", &fresh)),
+        "{body}"
+    );
+    app.wait_scrape(
+        "the first check's up, uptime ratios and active count",
+        |body| {
+            let line_of = |family: &str, extra: &str| {
+                body.lines().any(|line| {
+                    line.starts_with(&series(family, &fresh))
+                        && line.contains(extra)
+                        && line.ends_with(" 1")
+                })
+            };
+            body.contains(&count("active", 1))
+                && line_of("catalogd_integration_up", "")
+                && line_of("catalogd_integration_uptime_ratio", "window=\"1h\"")
+                && line_of("catalogd_integration_uptime_ratio", "window=\"30d\"")
+        },
+    )
+    .await;
+
+    app.client
+        .delete(format!("{}/api/v1/integrations/{existing}", app.api))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let body = app.scrape().await;
+    assert!(
+        body.contains(&count("draft", 0)),
+        "an emptied status stays, at 0: {body}"
+    );
+    assert!(
+        !body.contains(&existing),
+        "the deleted integration's series go at once: {body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

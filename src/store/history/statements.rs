@@ -110,14 +110,8 @@ pub(super) struct IntegrationHealth {
     pub(super) version: i64,
 }
 
-pub(super) type IntegrationHealthRow = (
-    String,
-    bool,
-    i64,
-    Option<DateTime<Utc>>,
-    Option<bool>,
-    i64,
-);
+pub(super) type IntegrationHealthRow =
+    (String, bool, i64, Option<DateTime<Utc>>, Option<bool>, i64);
 
 pub(super) const SELECT_INTEGRATION_HEALTH: &str = "SELECT status, paused, consecutive_failures, \
     last_tested_at, last_test_success, version FROM integrations WHERE tenant_id = $1 AND integration_id = $2";

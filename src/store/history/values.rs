@@ -145,6 +145,17 @@ pub struct Uptime {
 }
 
 impl Uptime {
+    /// The ratios when one check is all there is: 1 or 0 in every window.
+    pub fn first_check(success: bool) -> Self {
+        let ratio = Some(if success { 1.0 } else { 0.0 });
+        Uptime {
+            hour: ratio,
+            day: ratio,
+            week: ratio,
+            month: ratio,
+        }
+    }
+
     pub(super) fn from_counts(counts: [(u64, u64); 4]) -> Self {
         let [hour, day, week, month] =
             counts.map(|(successes, failures)| ratio(successes, failures));
