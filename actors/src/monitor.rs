@@ -297,11 +297,18 @@ impl<T: Send + Sync + 'static> Monitor<T> {
         finished: FinishedCheck,
     ) -> Result<(), ActorProcessingErr> {
         let mut after = state.in_flight.take().unwrap_or(AfterCheck::Continue);
-        // A panicking probe is a bug in a connector, not a property of the target: fail, so
-        // the supervisor restarts this actor from the stored state, with backoff.
-        let outcome = finished
-            .result
-            .map_err(|panic| format!("probe panicked: {panic}"))?;
+        // A panicking probe is a bug in a connector, not a property of the target: it is a
+        // failed check of class `internal`, counted like any failure (an integration whose
+        // checks cannot run is not healthy), and the actor keeps its schedule. Restarting the
+        // actor would change nothing about the connector and only lose its place.
+        let outcome = finished.result.unwrap_or_else(|panic| {
+            tracing::error!(
+                integration_id = %state.spec.integration_id,
+                %panic,
+                "the connector panicked; recorded as a failed check of class internal"
+            );
+            CheckOutcome::Failure(FailureClass::Internal)
+        });
         let report = CheckReport {
             outcome,
             started_at: finished.started_at,

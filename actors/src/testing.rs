@@ -54,7 +54,11 @@ pub struct HistoryEntry {
 pub struct MemoryLedger<T> {
     inner: Mutex<Inner<T>>,
     unavailable: AtomicBool,
+    /// Per integration, on which `record` calls (0-based) the ledger panics.
+    crashes: Mutex<HashMap<Uuid, CrashScript>>,
 }
+
+type CrashScript = Arc<dyn Fn(usize) -> bool + Send + Sync>;
 
 struct Inner<T> {
     /// Ordered by id, for `monitored_page`.
@@ -70,6 +74,7 @@ impl<T> Default for MemoryLedger<T> {
                 history: HashMap::new(),
             }),
             unavailable: AtomicBool::new(false),
+            crashes: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -131,6 +136,16 @@ impl<T> MemoryLedger<T> {
             .flatten()
             .map(|entry| entry.report)
             .collect()
+    }
+
+    /// Makes `record` panic (after keeping the result) on the calls for `id` for which
+    /// `when(call)` holds: a bug inside the actor, which the supervisor must survive and
+    /// restart the actor after, with backoff. The panic message contains "scripted ledger panic".
+    pub fn crash_on_record(&self, id: Uuid, when: impl Fn(usize) -> bool + Send + Sync + 'static) {
+        self.crashes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(id, Arc::new(when));
     }
 
     /// While unavailable, every async call fails with [`PortError::Unavailable`].
@@ -230,11 +245,23 @@ impl<T: Send + Sync + 'static> Ledger<T> for MemoryLedger<T> {
                 row.lifecycle = lifecycle;
             }
         }
-        inner.history.entry(id).or_default().push(HistoryEntry {
+        let history = inner.history.entry(id).or_default();
+        history.push(HistoryEntry {
             report: *report,
             lifecycle,
             transition: None,
         });
+        let call = history.len() - 1;
+        drop(inner);
+        let crash = self
+            .crashes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&id)
+            .cloned();
+        if crash.is_some_and(|when| when(call)) {
+            panic!("scripted ledger panic for {id}");
+        }
     }
 }
 
