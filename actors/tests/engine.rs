@@ -676,7 +676,11 @@ async fn a_panicking_probe_is_a_failed_check_of_class_internal_and_nobody_else_n
     // The actor was never restarted and kept checking: on its 100 ms slots until it failed
     // (a slot is skipped when a check starts too late on this loaded box), then with the
     // failed backoff (DESIGN §4).
-    assert_eq!(counters.restarts(), 0, "a connector's panic is not the actor's");
+    assert_eq!(
+        counters.restarts(),
+        0,
+        "a connector's panic is not the actor's"
+    );
     let gaps = gaps_ms(&h.probe.call_times(panicking));
     println!("gaps between checks of the panicking connector (ms): {gaps:?}");
     assert!(gaps[..4].iter().sum::<u128>() < 1000, "{gaps:?}");

@@ -1,5 +1,6 @@
-//! Supervision in the real daemon: a connector that panics on every call is restarted with
-//! backoff while a thousand other integrations keep their schedule; and SIGKILL during a
+//! Supervision in the real daemon: a connector that panics on every call fails its checks
+//! with class `internal` (its actor keeps going) while a thousand other integrations keep
+//! their schedule; and SIGKILL during a
 //! storm of transitions leaves the store, the audit chain, the outbox and the actor set in
 //! agreement.
 
@@ -37,32 +38,92 @@ async fn submit_all(app: &TestApp, token: &str, bodies: Vec<Value>) -> Vec<Strin
 const STEADY_INTERVAL: u32 = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_connector_is_restarted_and_nobody_else_notices() {
+async fn a_panicking_connector_is_a_failed_check_and_nobody_else_notices() {
     let _heavy = crate::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(Backend::Sqlite, dir.path()).await;
     config.history.flush_interval = Duration::from_millis(200);
     let app = spawn_with_config(config, dir).await;
     let admin = app.admin("acme");
-    let mut bodies: Vec<Value> = (0..1000)
+    let bodies: Vec<Value> = (0..1000)
         .map(|i| scripted(&format!("steady-{i:04}"), &["success"], STEADY_INTERVAL))
         .collect();
-    bodies.push(scripted("panicky", &["panic"], 1));
     submit_all(&app, &admin, bodies).await;
+    // Activated, so that every failure counts (a pending integration stays pending).
+    // A timeout as long as the interval: a panic (with its backtrace printed, under the
+    // load of a thousand neighbours) must not take long enough to count as a timeout.
+    let mut body = scripted("panicky", &["panic"], 2);
+    body["healthCheck"]["timeoutSeconds"] = 2.into();
+    let panicky = app.create_ok(&admin, &body).await["integrationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let comment = serde_json::json!({"comment": "supervision test"});
+    post(&app, &admin, &panicky, "activate", Some(comment)).await;
 
     let start = chrono::Utc::now();
     let clock = Instant::now();
+    let path = format!("/api/v1/integrations/{panicky}");
     eventually(
-        "the panicking actor restarted three times",
+        "the panicking connector's integration fails: degraded after 3 checks, failed after 5",
         Duration::from_secs(60),
-        || async { app.engine_stats.restarts() >= 3 },
+        || async {
+            let body: Value = app.get(&admin, &path).await.json().await.unwrap();
+            body["status"] == "failed"
+        },
     )
     .await;
+    // A window long enough to count the steady integrations' checks in.
+    tokio::time::sleep(Duration::from_secs(8).saturating_sub(clock.elapsed())).await;
     let window = clock.elapsed();
-    // Backoff: three restarts take at least 1 + 2 s of waiting.
+    assert_eq!(
+        app.engine_stats.restarts(),
+        0,
+        "a connector's panic is a failed check, not a crash of its actor"
+    );
+    let events: Vec<(String, String)> = super::lifecycle::events(&app, &panicky)
+        .await
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["data"]["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let unhealthy: Vec<&str> = events
+        .iter()
+        .filter(|(kind, _)| kind == "integration.unhealthy")
+        .map(|(_, status)| status.as_str())
+        .collect();
+    assert_eq!(unhealthy, ["degraded", "failed"], "{events:?}");
+    // The five checks that failed it, once the history writer has flushed them.
+    let history_path = format!("{path}/history?resolution=raw&limit=1000");
+    let history: Value = catalogd_testkit::poll(
+        "five checks in the history",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            let history: Value = app.get(&admin, &history_path).await.json().await.unwrap();
+            Some(history).filter(|h| h["items"].as_array().is_some_and(|items| items.len() >= 5))
+        },
+    )
+    .await
+    .unwrap();
+    let classes: Vec<&Value> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| &item["failureClass"])
+        .collect();
+    assert!(classes.len() >= 5, "{history}");
     assert!(
-        window >= Duration::from_secs(3),
-        "restarts are spaced by a growing backoff: {window:?}"
+        classes.iter().all(|class| *class == "internal"),
+        "{history}"
+    );
+    println!(
+        "panicking connector: {} checks, all failed with class internal, 0 restarts",
+        classes.len()
     );
 
     // Meanwhile every steady integration kept its schedule: enough checks, started on time.
