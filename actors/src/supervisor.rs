@@ -91,6 +91,10 @@ pub(crate) struct SupervisorState<T> {
     /// already spawned, reconfigured or stopped them with what it loaded, so a prefetched
     /// (possibly older) copy of them is not spawned.
     touched: HashSet<Uuid>,
+    /// Manual test results for integrations without a running actor (crashed and waiting
+    /// for its restart, or not spawned yet), handed to the actor when it starts. Bounded by
+    /// the integrations in that state.
+    deliveries: HashMap<Uuid, Box<CheckReport>>,
     reconciling: bool,
     spawned: watch::Sender<bool>,
 }
@@ -139,6 +143,7 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
             first_page: args.first_page,
             prefetch: None,
             touched: HashSet::new(),
+            deliveries: HashMap::new(),
             reconciling: false,
             spawned: args.spawned,
         })
@@ -186,15 +191,13 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
                 }
                 self.stop_child(state, id);
                 state.restarts.remove(&id);
+                state.deliveries.remove(&id);
             }
             SupervisorMsg::Deliver { id, report } => match state.children.get(&id) {
                 Some(child) => {
                     let _ = child.actor.cast(MonitorMsg::Deliver(report));
                 }
-                None => tracing::debug!(
-                    integration_id = %id,
-                    "test result for an integration without a monitor actor; not applied"
-                ),
+                None => self.deliver_later(&myself, state, id, report).await,
             },
             SupervisorMsg::Count(reply) => {
                 let _ = reply.send(state.children.len());
@@ -340,6 +343,9 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
         match Monitor::spawn_linked(None, monitor, args, myself.get_cell()).await {
             Ok((actor, _)) => {
                 state.owners.insert(actor.get_id(), id);
+                if let Some(report) = state.deliveries.remove(&id) {
+                    let _ = actor.cast(MonitorMsg::Deliver(report));
+                }
                 if let Some(previous) = state.children.insert(id, Child { actor, version }) {
                     // Never two actors for one integration.
                     state.owners.remove(&previous.actor.get_id());
@@ -349,6 +355,40 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
             Err(error) => {
                 self.schedule_restart(myself, state, id, &format!("spawn failed: {error}"));
             }
+        }
+    }
+
+    /// A manual test's result for an integration without a running actor: kept for the actor
+    /// that its pending restart starts, or else for the one spawned for it now (a monitored
+    /// integration always has one). Dropped when the integration turns out not to be
+    /// monitored (a draft, or gone): nothing would apply it.
+    async fn deliver_later(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState<T>,
+        id: Uuid,
+        report: Box<CheckReport>,
+    ) {
+        match state.deliveries.get(&id) {
+            Some(kept) if kept.started_at > report.started_at => {}
+            _ => {
+                state.deliveries.insert(id, report);
+            }
+        }
+        if state.restart_pending(id) {
+            tracing::debug!(integration_id = %id, "test result kept for the actor's restart");
+            return;
+        }
+        if state.initial.is_some() {
+            state.touched.insert(id);
+        }
+        self.changed(myself, state, id, false).await;
+        if !state.children.contains_key(&id) && !state.restart_pending(id) {
+            state.deliveries.remove(&id);
+            tracing::debug!(
+                integration_id = %id,
+                "test result for an integration that is not monitored; not applied"
+            );
         }
     }
 
@@ -471,6 +511,7 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
             }
             Ok(_) => {
                 state.restarts.remove(&id);
+                state.deliveries.remove(&id);
             }
             Err(error) => {
                 // Not a crash of the actor: retry with the same delay, without counting it.

@@ -491,6 +491,56 @@ async fn delivered_test_results_are_applied_by_the_owning_actor() {
     h.engine.stop().await;
 }
 
+/// A manual test's result reaches the integration's state even when its actor is not
+/// running: crashed and waiting for its restart, or not spawned (here: its row appeared behind
+/// the engine's back and no change notification came).
+#[tokio::test(start_paused = true)]
+async fn delivered_results_wait_for_an_actor_that_is_not_running() {
+    quiet_scripted_panics();
+    let (crashed, unspawned) = (id(1), id(2));
+    let hour = Duration::from_secs(3600);
+    let ledger = Arc::new(MemoryLedger::new());
+    ledger.insert(spec(crashed, Status::PendingVerification, hour));
+    // The first result the actor records crashes it; its restart waits the backoff (1 s).
+    ledger.crash_on_record(crashed, |call| call == 0);
+    let probe = Arc::new(ScriptedProbe::new(fail(FailureClass::Connect)));
+    let options = EngineOptions {
+        restart_backoff_base: Duration::from_secs(1),
+        ..options()
+    };
+    let engine = start_on(&ledger, &probe, options).await;
+    engine.spawned().await.unwrap();
+    engine.changed(crashed, true);
+    eventually("the actor crashed", Duration::from_secs(5), || {
+        engine.counters().restarts() == 1
+    })
+    .await;
+    let report = CheckReport {
+        outcome: CheckOutcome::Success,
+        started_at: chrono::Utc::now(),
+        latency: Duration::from_millis(7),
+        lateness: Duration::ZERO,
+    };
+    engine.deliver(crashed, report);
+    ledger.insert(spec(unspawned, Status::PendingVerification, hour));
+    engine.deliver(unspawned, report);
+    eventually(
+        "both verified by the delivered success",
+        Duration::from_secs(5),
+        || {
+            ledger.transitions(crashed) == [(1, Status::PendingVerification, Status::Active)]
+                && ledger.transitions(unspawned)
+                    == [(0, Status::PendingVerification, Status::Active)]
+        },
+    )
+    .await;
+    assert_eq!(engine.actor_count().await.unwrap(), 2);
+    // A result for an integration nobody monitors is dropped, not kept.
+    engine.deliver(id(99), report);
+    assert_eq!(engine.actor_count().await.unwrap(), 2);
+    engine.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn reconciliation_repairs_drift_within_one_interval() {
     let (kept, added, removed) = (id(1), id(2), id(3));
