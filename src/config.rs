@@ -70,6 +70,10 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// SQLite `synchronous` pragma: `full` (durable on power loss, the default) or `normal`.
     pub sqlite_synchronous: SqliteSynchronous,
+    /// Start on a PostgreSQL server with `synchronous_commit = off` (which acknowledges
+    /// commits it can still lose in a crash). Refused by default: no transition may go
+    /// unaudited or its event unsent.
+    pub allow_unsafe_durability: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -80,6 +84,7 @@ impl Default for DatabaseConfig {
             password_env: None,
             max_connections: 8,
             sqlite_synchronous: SqliteSynchronous::Full,
+            allow_unsafe_durability: false,
         }
     }
 }

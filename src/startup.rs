@@ -285,6 +285,7 @@ pub fn store_options(config: &Config) -> Result<StoreOptions, StartupError> {
         password: password.map(secrecy::SecretString::from),
         max_connections: db.max_connections,
         sqlite_synchronous_full: db.sqlite_synchronous == crate::config::SqliteSynchronous::Full,
+        allow_unsafe_durability: db.allow_unsafe_durability,
         default_thresholds: config.monitor.thresholds(),
     })
 }

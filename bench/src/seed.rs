@@ -96,6 +96,7 @@ pub async fn seed(database_url: &str, seed: &Seed<'_>) -> anyhow::Result<()> {
         password: None,
         max_connections: 2,
         sqlite_synchronous_full: false,
+        allow_unsafe_durability: false,
         default_thresholds: Thresholds::default(),
     };
     // Opening the store applies the migrations.
@@ -418,6 +419,7 @@ mod tests {
                     password: None,
                     max_connections: 1,
                     sqlite_synchronous_full: false,
+                    allow_unsafe_durability: false,
                     default_thresholds: Thresholds::default(),
                 })
                 .await

@@ -216,6 +216,7 @@ impl TestApp {
             password: None,
             max_connections: 4,
             sqlite_synchronous_full: false,
+            allow_unsafe_durability: false,
             default_thresholds: Thresholds::default(),
         })
         .await

@@ -102,6 +102,14 @@ pub enum StoreError {
     /// A stored value this build cannot decode.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The database would acknowledge commits it can still lose, and that was not allowed.
+    #[error(
+        "PostgreSQL runs with synchronous_commit = {0}: a committed transition, with its audit \
+         entry and its event, could be lost in a server crash. Set synchronous_commit = on for \
+         catalogd's database or role (ALTER ROLE … SET synchronous_commit = on), or set \
+         database.allow_unsafe_durability = true to accept the loss"
+    )]
+    UnsafeDurability(String),
 }
 
 impl StoreError {
@@ -195,6 +203,8 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// SQLite `synchronous=FULL` (durable on power loss) rather than `NORMAL`.
     pub sqlite_synchronous_full: bool,
+    /// Start on PostgreSQL even with `synchronous_commit = off`.
+    pub allow_unsafe_durability: bool,
     /// Lifecycle thresholds used when an integration does not set its own.
     pub default_thresholds: Thresholds,
 }

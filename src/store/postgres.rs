@@ -21,8 +21,32 @@ pub(super) async fn connect(options: &StoreOptions) -> Result<PgPool, StoreError
         .max_connections(options.max_connections.max(1))
         .connect_with(connect)
         .await?;
+    check_durability(&pool, options.allow_unsafe_durability).await?;
     // sqlx takes an advisory lock around the migrations, so several daemons starting at
     // once against one database migrate it exactly once.
     sqlx::migrate!("migrations/postgres").run(&pool).await?;
     Ok(pool)
+}
+
+/// Refuses a server that acknowledges commits it can lose (`synchronous_commit = off`):
+/// catalogd answers a change, and publishes its event, only once it is committed, so such a
+/// commit lost in a crash is a transition without its audit entry or an event never sent.
+/// `local`, `remote_write`, `on` and `remote_apply` all wait for the local WAL flush.
+async fn check_durability(pool: &PgPool, allowed: bool) -> Result<(), StoreError> {
+    let setting: String = sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+        .fetch_one(pool)
+        .await?;
+    if setting != "off" {
+        return Ok(());
+    }
+    let refusal = StoreError::UnsafeDurability(setting);
+    if !allowed {
+        tracing::error!(%refusal, "refusing to start");
+        return Err(refusal);
+    }
+    tracing::warn!(
+        %refusal,
+        "starting anyway: database.allow_unsafe_durability = true"
+    );
+    Ok(())
 }

@@ -58,6 +58,7 @@ impl TestDb {
             password: None,
             max_connections: 8,
             sqlite_synchronous_full: false,
+            allow_unsafe_durability: false,
             default_thresholds: Default::default(),
         };
         let store = store::open(&options).await.expect("open the store");

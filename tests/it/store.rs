@@ -65,6 +65,7 @@ fn options(url: &str) -> StoreOptions {
         password: None,
         max_connections: 8,
         sqlite_synchronous_full: false,
+        allow_unsafe_durability: false,
         default_thresholds: Thresholds::default(),
     }
 }

@@ -95,6 +95,7 @@ async fn measure(
         max_connections: 8,
         // The daemon's default (`database.sqlite_synchronous = "full"`).
         sqlite_synchronous_full: true,
+        allow_unsafe_durability: false,
         default_thresholds: Thresholds::default(),
     };
     let store = store::open(&options).await?;

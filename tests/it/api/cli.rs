@@ -199,3 +199,77 @@ fn serve_help_explains_the_configuration() {
 }
 
 catalogd_testkit::both_backends!(quick_start, config_flag_works_with_every_subcommand);
+
+/// A PostgreSQL server that acknowledges commits it can lose (`synchronous_commit = off`) is
+/// refused at start with an error saying why and how to go on; allowed, it starts with a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_postgres_durability_is_refused_unless_allowed() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(Backend::Postgres, dir.path()).await;
+    let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{name}\" SET synchronous_commit = off"
+    ))
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    let serve = |allow: bool| {
+        let mut command = catalogd(dir.path());
+        command
+            .arg("serve")
+            .env("CATALOGD__HTTP__LISTEN", "127.0.0.1:0")
+            .env("CATALOGD__METRICS__LISTEN", "127.0.0.1:0")
+            .env("CATALOGD__NATS__URL", "")
+            .env("CATALOGD__DATABASE__URL", &url);
+        if allow {
+            command.env("CATALOGD__DATABASE__ALLOW_UNSAFE_DURABILITY", "true");
+        }
+        command
+    };
+
+    let mut child = serve(false)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + READY;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("catalogd serve did not refuse synchronous_commit = off");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let output = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!status.success(), "{said}");
+    for needle in [
+        "synchronous_commit = off",
+        "database.allow_unsafe_durability = true",
+    ] {
+        assert!(said.contains(needle), "the refusal says {needle:?}: {said}");
+    }
+
+    let mut daemon = Daemon::start(serve(true), READY).expect("allowed, catalogd serve starts");
+    assert!(
+        daemon
+            .startup_log()
+            .iter()
+            .any(|line| line.contains("WARN") && line.contains("allow_unsafe_durability = true")),
+        "the start warns that durability is unsafe: {:#?}",
+        daemon.startup_log()
+    );
+    assert!(daemon.terminate().unwrap().success());
+}

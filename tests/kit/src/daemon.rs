@@ -26,6 +26,8 @@ pub struct Daemon {
     log: mpsc::Receiver<String>,
     /// Lines read while waiting for the second listener, after the REST API's: still unread.
     unread: VecDeque<String>,
+    /// Lines logged before the REST API listened.
+    startup: Vec<String>,
 }
 
 impl Drop for Daemon {
@@ -68,6 +70,7 @@ impl Daemon {
             metrics: String::new(),
             log: rx,
             unread: VecDeque::new(),
+            startup: Vec::new(),
         };
         let deadline = Instant::now() + ready_within;
         // Lines before the REST API's are start-up noise; those after it stay unread.
@@ -97,7 +100,13 @@ impl Daemon {
         }
         daemon.api = api.unwrap_or_default();
         daemon.metrics = metrics.unwrap_or_default();
+        daemon.startup = seen;
         Ok(daemon)
+    }
+
+    /// What the daemon logged before its REST API listened.
+    pub fn startup_log(&self) -> &[String] {
+        &self.startup
     }
 
     pub fn pid(&self) -> u32 {
