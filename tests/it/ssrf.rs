@@ -180,8 +180,8 @@ struct Payload {
     expect: Expect,
     /// A path the allowed server must have been asked for (the first hop of a redirect).
     first_hop: Option<String>,
-    /// A rebinding name whose DNS answers must have been asked for at least twice.
-    rebinding: Option<String>,
+    /// A rebinding name and the denied address it answers after the allowed one.
+    rebinding: Option<(String, IpAddr)>,
 }
 
 fn integration(provider: &str, base_url: Option<&str>, configuration: Value) -> Value {
@@ -275,6 +275,11 @@ fn redirect_targets(p: u16) -> Vec<String> {
         format!("gopher://127.0.0.1:{p}/_stats"),
         "file:///etc/passwd".to_owned(),
     ]
+}
+
+/// Programs `name` to answer the allowed address on its next lookup and `rebound` after.
+fn rebind(dns: &DnsServer, name: &str, rebound: IpAddr) {
+    dns.sequence(name, vec![vec![IpAddr::V4(ALLOWED)], vec![rebound]]);
 }
 
 /// Builds the corpus and the allowed server's redirect table it needs.
@@ -468,37 +473,36 @@ fn corpus(p: u16, dns: &DnsServer) -> (Vec<Payload>, Vec<(u16, String)>) {
     }
     dns.set("allowed.ssrf.test", &[IpAddr::V4(ALLOWED)]);
 
-    // DNS rebinding: each name answers the allowed address on its first lookup and loopback
-    // on every later one. Redirecting to the same name makes one request resolve it twice;
-    // the second hop must be refused, never dialled at the first hop's address or the new one.
-    let rebind = |dns: &DnsServer, name: &str, rebound: &str| {
-        dns.sequence(
-            name,
-            vec![vec![IpAddr::V4(ALLOWED)], vec![rebound.parse().unwrap()]],
-        );
-    };
+    // DNS rebinding: each name answers the allowed address on its first lookup and a denied
+    // one on every later lookup (the sequence starts over before the checks, so the manual
+    // test and the first check both see the allowed answer first). Redirecting to the same
+    // name makes one request resolve it twice; the second hop must be refused, never dialled
+    // at the first hop's address or the new one.
     for (n, rebound) in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "169.254.169.254"]
         .into_iter()
         .enumerate()
     {
-        for surface in ["test", "check"] {
-            let name = format!("rb-{surface}-{n}.ssrf.test");
+        for status in [302, 307] {
+            let name = format!("rb-{status}-{n}.ssrf.test");
+            let rebound: IpAddr = rebound.parse().unwrap();
             rebind(dns, &name, rebound);
-            let path = route(302, format!("http://{name}:{p}/ok"));
+            let path = route(status, format!("http://{name}:{p}/ok"));
             list.push(Payload {
                 family: "rebinding",
                 what: format!("{name}: allowed, then {rebound} on the redirect"),
                 body: integration("http", Some(&format!("http://{name}:{p}{path}")), json!({})),
                 expect: Expect::Denied,
                 first_hop: Some(path),
-                rebinding: Some(name),
+                rebinding: Some((name, rebound)),
             });
         }
     }
-    // Without a redirect: the connection test (the first lookup) may reach the allowed
-    // address it resolved; every check after it resolves loopback and is refused.
+    // Without a redirect: the connection test and the first check (each the first lookup)
+    // may reach the allowed address they resolved; every check after that resolves a denied
+    // address and is refused.
     for (n, rebound) in ["127.0.0.1", "::1"].into_iter().enumerate() {
         let name = format!("rb-plain-{n}.ssrf.test");
+        let rebound: IpAddr = rebound.parse().unwrap();
         rebind(dns, &name, rebound);
         list.push(Payload {
             family: "rebinding",
@@ -506,7 +510,7 @@ fn corpus(p: u16, dns: &DnsServer) -> (Vec<Payload>, Vec<(u16, String)>) {
             body: integration("http", Some(&format!("http://{name}:{p}/ok")), json!({})),
             expect: Expect::FirstLegAllowed,
             first_hop: None,
-            rebinding: Some(name),
+            rebinding: Some((name, rebound)),
         });
     }
 
@@ -610,12 +614,13 @@ path = "/r/{{config.hop}}"
 status = [200]
 "#;
 
-async fn spawn_daemon(dns: &DnsServer) -> TestApp {
+async fn spawn_daemon(dns: &DnsServer, keep_alive: bool) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(Backend::Sqlite, dir.path()).await;
     config.egress.allow_private = false;
     config.egress.allow = vec![format!("{ALLOWED}/32").parse().unwrap()];
     config.egress.nameservers = vec![dns.addr];
+    config.egress.keep_alive = keep_alive;
     config.history.flush_interval = Duration::from_millis(100);
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
@@ -678,6 +683,17 @@ fn egress_refusal(report: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssrf_corpus_never_reaches_the_canary() {
+    corpus_run(false).await;
+}
+
+/// The same with `egress.keep_alive`: scheduled checks then go through the connection pool,
+/// which must check every name and address as a new connection does before reusing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssrf_corpus_with_kept_alive_connections_never_reaches_the_canary() {
+    corpus_run(true).await;
+}
+
+async fn corpus_run(keep_alive: bool) {
     let dns = DnsServer::start().await;
     let (port, allowed_listener, canary_listeners) = listeners().await;
     let canary_addresses = canary_listeners.len();
@@ -696,7 +712,7 @@ async fn ssrf_corpus_never_reaches_the_canary() {
     .await;
     let baseline = canary.accepted();
 
-    let app = spawn_daemon(&dns).await;
+    let app = spawn_daemon(&dns, keep_alive).await;
     let admin = app.admin("ssrf");
 
     // Create: every payload as a user would send it.
@@ -778,7 +794,16 @@ async fn ssrf_corpus_never_reaches_the_canary() {
         wrong.join("\n")
     );
 
-    // Scheduled checks: submitted, each is checked at once and then every 2 s.
+    // Scheduled checks: submitted, each is checked at once and then every 2 s. Each
+    // rebinding name first answers the allowed address again.
+    for payload in &payloads {
+        if let Some((name, rebound)) = &payload.rebinding {
+            // Twice when the test followed the redirect to the same name.
+            let lookups = if payload.first_hop.is_some() { 2 } else { 1 };
+            assert_eq!(dns.lookups(name), lookups, "{}", payload.what);
+            rebind(&dns, name, *rebound);
+        }
+    }
     for (_, id) in &created {
         let (status, body) = post(&app, &admin, &format!("/api/v1/integrations/{id}/submit")).await;
         assert_eq!(status, 200, "{body}");
@@ -804,18 +829,17 @@ async fn ssrf_corpus_never_reaches_the_canary() {
     for (n, id) in &created {
         let payload = &payloads[*n];
         let classes = &histories[id];
-        let expected = match payload.expect {
-            Expect::StaysOnHost => "http_status",
-            _ => "config",
+        let (first, rest) = match payload.expect {
+            Expect::StaysOnHost => ("http_status", "http_status"),
+            Expect::FirstLegAllowed => ("success", "config"),
+            _ => ("config", "config"),
         };
         assert!(
-            classes.iter().all(|class| class == expected),
+            classes[0] == first && classes[1..].iter().all(|class| class == rest),
             "{}: {classes:?}",
             payload.what
         );
-        if expected == "config" {
-            denied_on_check += classes.len();
-        }
+        denied_on_check += classes.iter().filter(|class| *class == "config").count();
     }
 
     // Each redirect's first hop really went through the allowed server, and each rebinding
@@ -828,7 +852,7 @@ async fn ssrf_corpus_never_reaches_the_canary() {
                 payload.what
             );
         }
-        if let Some(name) = &payload.rebinding {
+        if let Some((name, _)) = &payload.rebinding {
             assert!(
                 dns.lookups(name) >= 2,
                 "{}: {}",
@@ -851,9 +875,10 @@ async fn ssrf_corpus_never_reaches_the_canary() {
     families.sort();
     assert!(payloads.len() >= 150, "{} payloads", payloads.len());
     println!(
-        "ssrf corpus: {} payloads over create/test/check/declarative, {} connections reached the canary \
+        "ssrf corpus{}: {} payloads over create/test/check/declarative, {} connections reached the canary \
          ({refused} refused at create, {denied_on_test} denied on test, {denied_on_check} checks denied, \
          {} DNS queries, by family {families:?})",
+        if keep_alive { " (keep-alive)" } else { "" },
         payloads.len(),
         canary.accepted() - baseline,
         dns.total_queries(),

@@ -84,15 +84,17 @@ impl DnsServer {
         self.sequence(name, vec![addresses.to_vec()]);
     }
 
-    /// `name`'s n-th lookup (counted per record type) answers `answers[n]`; once they are
-    /// used up, the last one repeats.
+    /// From now on, `name`'s n-th lookup (counted per record type) answers `answers[n]`;
+    /// once they are used up, the last one repeats. Programming a name starts its count over.
     pub fn sequence(&self, name: &str, answers: Vec<Vec<IpAddr>>) {
         assert!(!answers.is_empty(), "a sequence needs at least one answer");
+        let name = key(name);
         let mut zone = self.zone.lock().unwrap();
-        zone.answers.insert(key(name), answers);
+        zone.queries.retain(|(queried, _), _| *queried != name);
+        zone.answers.insert(name, answers);
     }
 
-    /// How many A queries `name` got (each lookup of a resolver asking for both families sends
+    /// How many A queries `name` got since it was programmed (each lookup of a resolver asking for both families sends
     /// one A and one AAAA query).
     pub fn lookups(&self, name: &str) -> usize {
         let zone = self.zone.lock().unwrap();
@@ -260,5 +262,11 @@ mod tests {
         let len = stream.read_u16().await.unwrap() as usize;
         stream.read_exact(&mut buffer[..len]).await.unwrap();
         assert_eq!(answers(&buffer[..len]), (ResponseCode::NoError, vec![v6]));
+
+        // Programming the name again starts the sequence over.
+        server.sequence("rebind.test", vec![vec![public], vec![loopback]]);
+        assert_eq!(server.lookups("rebind.test"), 0);
+        let again = ask("rebind.test.", RecordType::A).await;
+        assert_eq!(again, (ResponseCode::NoError, vec![public]));
     }
 }
