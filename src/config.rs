@@ -343,6 +343,10 @@ pub struct EgressConfig {
     pub keep_alive: bool,
     /// An idle kept-alive connection is closed after this many seconds unused.
     pub keep_alive_idle_seconds: u32,
+    /// DNS servers (`ip:port`, UDP with TCP fallback) that resolve check targets' names,
+    /// instead of the system resolver; `/etc/hosts` is then not consulted. Empty: the
+    /// system resolver.
+    pub nameservers: Vec<SocketAddr>,
 }
 
 impl Default for EgressConfig {
@@ -354,6 +358,7 @@ impl Default for EgressConfig {
             max_redirects: 5,
             keep_alive: false,
             keep_alive_idle_seconds: 90,
+            nameservers: Vec::new(),
         }
     }
 }

@@ -16,8 +16,8 @@ use url::{Host, Url};
 use super::pool::{Pool, PoolKey};
 use super::{dial, exchange, redirect, resolve, tls};
 use super::{
-    Dial, EgressError, EgressPolicy, Observer, Phase, PhaseInfo, Request, Resolve, Response,
-    Stream, SystemResolver, TcpDialer,
+    Dial, DnsResolver, EgressError, EgressPolicy, Observer, Phase, PhaseInfo, Request, Resolve,
+    Response, Stream, SystemResolver, TcpDialer,
 };
 use crate::config::EgressConfig;
 
@@ -47,7 +47,11 @@ impl EgressClient {
     pub fn new(config: &EgressConfig) -> EgressClient {
         EgressClient {
             policy: Arc::new(EgressPolicy::new(config)),
-            resolver: Arc::new(SystemResolver),
+            resolver: if config.nameservers.is_empty() {
+                Arc::new(SystemResolver)
+            } else {
+                Arc::new(DnsResolver::new(&config.nameservers))
+            },
             dialer: Arc::new(TcpDialer),
             tls: tls::default_tls_config(),
             max_redirects: config.max_redirects,

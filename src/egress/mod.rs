@@ -34,5 +34,5 @@ pub use error::EgressError;
 pub use exchange::{Request, Response, MAX_BODY_BYTES};
 pub use observer::{NoObserver, Observer, Phase, PhaseInfo};
 pub use policy::{DenyReason, EgressPolicy};
-pub use resolve::{Resolve, ResolverOverrides, SystemResolver};
+pub use resolve::{DnsResolver, Resolve, ResolverOverrides, SystemResolver};
 pub use tls::{tls_config, Stream};

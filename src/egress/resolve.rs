@@ -1,8 +1,12 @@
-//! Name resolution: the [`Resolve`] seam (the system resolver by default, fixed answers in
-//! tests), and how a URL's host becomes the addresses the policy then checks.
+//! Name resolution: the [`Resolve`] seam (the system resolver by default, the DNS servers of
+//! `egress.nameservers` when configured, fixed answers in tests), and how a URL's host becomes
+//! the addresses the policy then checks. Each connection resolves its name once: the client
+//! dials exactly the addresses checked here, so a name that changes its answer between two
+//! lookups (DNS rebinding) cannot swap in an address that was not checked.
 
+use std::fmt;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use async_trait::async_trait;
 use url::Host;
@@ -25,6 +29,65 @@ impl Resolve for SystemResolver {
     async fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<IpAddr>> {
         let addresses = tokio::net::lookup_host((host, port)).await?;
         Ok(addresses.map(|address| address.ip()).collect())
+    }
+}
+
+/// The DNS servers of `egress.nameservers` (UDP, TCP when a UDP answer is truncated or
+/// fails), asked for A and AAAA records together: every address a name has is checked, not
+/// only the first family's. `/etc/hosts` and search domains are not used, so the answer is
+/// what those servers say. Answers are cached for their TTL.
+pub struct DnsResolver {
+    resolver: hickory_resolver::TokioResolver,
+}
+
+impl fmt::Debug for DnsResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DnsResolver").finish_non_exhaustive()
+    }
+}
+
+impl DnsResolver {
+    pub fn new(nameservers: &[SocketAddr]) -> DnsResolver {
+        use hickory_resolver::config::{
+            LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
+        };
+        use hickory_resolver::name_server::TokioConnectionProvider;
+        use hickory_resolver::proto::xfer::Protocol;
+        let mut config = ResolverConfig::from_parts(None, Vec::new(), Vec::new());
+        for address in nameservers {
+            config.add_name_server(NameServerConfig::new(*address, Protocol::Udp));
+            config.add_name_server(NameServerConfig::new(*address, Protocol::Tcp));
+        }
+        let mut builder = hickory_resolver::Resolver::builder_with_config(
+            config,
+            TokioConnectionProvider::default(),
+        );
+        let options = builder.options_mut();
+        options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        options.use_hosts_file = ResolveHosts::Never;
+        // Ask the servers in order (UDP, then TCP), not two at once.
+        options.num_concurrent_reqs = 1;
+        DnsResolver {
+            resolver: builder.build(),
+        }
+    }
+}
+
+#[async_trait]
+impl Resolve for DnsResolver {
+    async fn resolve(&self, host: &str, _port: u16) -> io::Result<Vec<IpAddr>> {
+        // A URL host is already absolute: resolve it as a fully qualified name.
+        let fqdn = if host.ends_with('.') {
+            host.to_owned()
+        } else {
+            format!("{host}.")
+        };
+        let lookup = self
+            .resolver
+            .lookup_ip(fqdn)
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(lookup.iter().collect())
     }
 }
 

@@ -17,6 +17,7 @@ mod engine;
 mod events;
 mod history;
 mod metrics;
+mod ssrf;
 mod store;
 
 /// Tests that load the machine heavily (a thousand integrations, child daemons killed in a
