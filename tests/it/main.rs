@@ -18,6 +18,7 @@ mod events;
 mod history;
 mod metrics;
 mod store;
+mod chaos;
 
 /// Tests that load the machine heavily (a thousand integrations, child daemons killed in a
 /// loop) take this lock, so they do not distort each other's timing.
