@@ -36,7 +36,7 @@ const DEGRADED_AFTER: u32 = 1;
 const FAILED_AFTER: u32 = 2;
 /// A daemon is killed at a random point of its first this many milliseconds (a debug build
 /// with 500 integrations is ready after a few hundred, so some kills land in start-up).
-const LIFETIME_MS: u64 = 2_400;
+const LIFETIME_MS: u64 = 2_000;
 /// Chance that a life stops or starts nats-server at a random point.
 const NATS_TOGGLE: f64 = 0.3;
 /// A target flips this often during the storm.
@@ -77,6 +77,8 @@ struct Tally {
     flips: usize,
     /// Pause + resume pairs both answered 200.
     rest_changes: usize,
+    /// The lives drawn, summed (the rest of the storm's time is starting and stopping).
+    lives: Duration,
 }
 
 both_backends!(a_hundred_sigkills_and_nats_restarts_lose_duplicate_and_reorder_nothing);
@@ -132,11 +134,12 @@ async fn a_hundred_sigkills_and_nats_restarts_lose_duplicate_and_reorder_nothing
         let toggle = rng
             .random_bool(NATS_TOGGLE)
             .then(|| Duration::from_millis(rng.random_range(0..=life.as_millis() as u64)));
+        tally.lives += life;
         let (mut current, ready) = match daemon.take() {
             // The first life starts now: it is the one that created the fleet.
             Some(running) => (running, true),
             None => {
-                let spawned = Daemon::spawn(storm.command()).expect("spawn catalogd serve");
+                let spawned = Daemon::spawn(serve(&storm)).expect("spawn catalogd serve");
                 let kill_at = spawned.spawned + life;
                 wait_ready(spawned, kill_at).await
             }
@@ -172,12 +175,13 @@ async fn a_hundred_sigkills_and_nats_restarts_lose_duplicate_and_reorder_nothing
     // The last incarnation. Every integration is brought back under monitoring (resumed if
     // paused, activated if never verified), then each target is held in a final state.
     let (mut daemon, _) = wait_ready(
-        Daemon::spawn(storm.command()).expect("spawn catalogd serve"),
+        Daemon::spawn(serve(&storm)).expect("spawn catalogd serve"),
         Instant::now() + Duration::from_secs(60),
     )
     .await;
     assert!(!daemon.api.is_empty(), "the last incarnation starts");
     monitor_everything(&client, &daemon.api, &fleet).await;
+    println!("chaos {backend:?}: everything monitored after {:?}", started.elapsed());
     let finals: Vec<Mode> = (0..TARGETS)
         .map(|t| match t {
             0 => Mode::Healthy,
@@ -211,6 +215,7 @@ async fn a_hundred_sigkills_and_nats_restarts_lose_duplicate_and_reorder_nothing
     )
     .await
     .unwrap();
+    println!("chaos {backend:?}: final checks after {:?}", started.elapsed());
     let statuses = statuses(&client, &daemon.api, &fleet).await;
     let mut wrong = Vec::new();
     let (mut active, mut failed) = (0, 0);
@@ -268,6 +273,7 @@ async fn a_hundred_sigkills_and_nats_restarts_lose_duplicate_and_reorder_nothing
 
     // The audit chain verifies; store, audit trail and outbox agree; the stream holds every
     // event once, in each integration's order.
+    println!("chaos {backend:?}: drained and stopped after {:?}", started.elapsed());
     storm.assert_audit_verifies();
     let agreement = assert_store_audit_outbox_agree(&url).await;
     assert_eq!(agreement.integrations, fleet.len());
@@ -324,8 +330,16 @@ async fn wait_ready(mut daemon: Daemon, deadline: Instant) -> (Daemon, bool) {
     .unwrap()
 }
 
+/// `catalogd serve` on the storm's config, failed integrations probing at least every 2 s
+/// (the default backoff would let them sit out the storm).
+fn serve(storm: &Storm) -> std::process::Command {
+    let mut command = storm.command();
+    command.env("CATALOGD__MONITOR__FAILED_BACKOFF_MAX", "2s");
+    command
+}
+
 async fn start(storm: &Storm, deadline: Instant) -> Option<Daemon> {
-    match wait_ready(Daemon::spawn(storm.command()).ok()?, deadline).await {
+    match wait_ready(Daemon::spawn(serve(&storm)).ok()?, deadline).await {
         (daemon, true) => Some(daemon),
         _ => None,
     }
