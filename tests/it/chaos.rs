@@ -359,26 +359,31 @@ async fn live_until(
         tokio::time::sleep_until(until.into()).await;
         return 0;
     }
+    // The daemon dies at `until` whatever it is doing: a request in flight then is cut off,
+    // as a crash cuts off a client.
     let mut changes = 0;
-    while Instant::now() < until {
-        let member = &fleet[rng.random_range(0..fleet.len())];
-        let base = format!("{}/api/v1/integrations/{}", daemon.api, member.id);
-        let paused = client
-            .post(format!("{base}/pause"))
-            .bearer_auth(&member.token)
-            .json(&json!({"reason": "chaos"}))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        let resumed = client
-            .post(format!("{base}/resume"))
-            .bearer_auth(&member.token)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        changes += usize::from(paused && resumed);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _ = tokio::time::timeout_at(until.into(), async {
+        loop {
+            let member = &fleet[rng.random_range(0..fleet.len())];
+            let base = format!("{}/api/v1/integrations/{}", daemon.api, member.id);
+            let paused = client
+                .post(format!("{base}/pause"))
+                .bearer_auth(&member.token)
+                .json(&json!({"reason": "chaos"}))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            let resumed = client
+                .post(format!("{base}/resume"))
+                .bearer_auth(&member.token)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            changes += usize::from(paused && resumed);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     changes
 }
 
