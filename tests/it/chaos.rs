@@ -83,9 +83,7 @@ struct Tally {
 
 both_backends!(a_hundred_sigkills_and_nats_restarts_lose_duplicate_and_reorder_nothing);
 
-async fn a_hundred_sigkills_and_nats_restarts_lose_duplicate_and_reorder_nothing(
-    backend: Backend,
-) {
+async fn a_hundred_sigkills_and_nats_restarts_lose_duplicate_and_reorder_nothing(backend: Backend) {
     let _heavy = crate::HEAVY.lock().await;
     let size = size();
     println!(
@@ -116,7 +114,10 @@ async fn a_hundred_sigkills_and_nats_restarts_lose_duplicate_and_reorder_nothing
         .await
         .expect("catalogd serve starts");
     let fleet = create_fleet(&client, &first.api, &targets, size.integrations).await;
-    println!("chaos {backend:?}: fleet created in {:?}", started.elapsed());
+    println!(
+        "chaos {backend:?}: fleet created in {:?}",
+        started.elapsed()
+    );
 
     // The storm: targets flip in the background while daemons live and die.
     let stop_flipping = Arc::new(AtomicBool::new(false));
@@ -150,12 +151,26 @@ async fn a_hundred_sigkills_and_nats_restarts_lose_duplicate_and_reorder_nothing
             current.spawned
         };
         if let Some(at) = toggle {
-            tally.rest_changes +=
-                live_until(&traffic_client, &current, ready, &fleet, &mut rng, born + at).await;
+            tally.rest_changes += live_until(
+                &traffic_client,
+                &current,
+                ready,
+                &fleet,
+                &mut rng,
+                born + at,
+            )
+            .await;
             toggle_nats(&mut nats, &mut tally).await;
         }
-        tally.rest_changes +=
-            live_until(&traffic_client, &current, ready, &fleet, &mut rng, born + life).await;
+        tally.rest_changes += live_until(
+            &traffic_client,
+            &current,
+            ready,
+            &fleet,
+            &mut rng,
+            born + life,
+        )
+        .await;
         current.kill();
         tally.kills += 1;
         if !ready {
@@ -181,7 +196,10 @@ async fn a_hundred_sigkills_and_nats_restarts_lose_duplicate_and_reorder_nothing
     .await;
     assert!(!daemon.api.is_empty(), "the last incarnation starts");
     monitor_everything(&client, &daemon.api, &fleet).await;
-    println!("chaos {backend:?}: everything monitored after {:?}", started.elapsed());
+    println!(
+        "chaos {backend:?}: everything monitored after {:?}",
+        started.elapsed()
+    );
     let finals: Vec<Mode> = (0..TARGETS)
         .map(|t| match t {
             0 => Mode::Healthy,
@@ -215,7 +233,10 @@ async fn a_hundred_sigkills_and_nats_restarts_lose_duplicate_and_reorder_nothing
     )
     .await
     .unwrap();
-    println!("chaos {backend:?}: final checks after {:?}", started.elapsed());
+    println!(
+        "chaos {backend:?}: final checks after {:?}",
+        started.elapsed()
+    );
     let statuses = statuses(&client, &daemon.api, &fleet).await;
     let mut wrong = Vec::new();
     let (mut active, mut failed) = (0, 0);
@@ -273,7 +294,10 @@ async fn a_hundred_sigkills_and_nats_restarts_lose_duplicate_and_reorder_nothing
 
     // The audit chain verifies; store, audit trail and outbox agree; the stream holds every
     // event once, in each integration's order.
-    println!("chaos {backend:?}: drained and stopped after {:?}", started.elapsed());
+    println!(
+        "chaos {backend:?}: drained and stopped after {:?}",
+        started.elapsed()
+    );
     storm.assert_audit_verifies();
     let agreement = assert_store_audit_outbox_agree(&url).await;
     assert_eq!(agreement.integrations, fleet.len());
@@ -339,7 +363,7 @@ fn serve(storm: &Storm) -> std::process::Command {
 }
 
 async fn start(storm: &Storm, deadline: Instant) -> Option<Daemon> {
-    match wait_ready(Daemon::spawn(serve(&storm)).ok()?, deadline).await {
+    match wait_ready(Daemon::spawn(serve(storm)).ok()?, deadline).await {
         (daemon, true) => Some(daemon),
         _ => None,
     }
@@ -474,11 +498,7 @@ async fn create_fleet(
 }
 
 /// Every integration's status, as a tenant's admin lists them.
-async fn statuses(
-    client: &reqwest::Client,
-    base: &str,
-    fleet: &[Member],
-) -> HashMap<Uuid, String> {
+async fn statuses(client: &reqwest::Client, base: &str, fleet: &[Member]) -> HashMap<Uuid, String> {
     let mut tokens: Vec<&str> = fleet.iter().map(|m| m.token.as_str()).collect();
     tokens.sort();
     tokens.dedup();

@@ -10,6 +10,7 @@ mod storm;
 
 mod api;
 mod architecture;
+mod chaos;
 mod connectors;
 mod control;
 mod egress;
@@ -18,7 +19,6 @@ mod events;
 mod history;
 mod metrics;
 mod store;
-mod chaos;
 
 /// Tests that load the machine heavily (a thousand integrations, child daemons killed in a
 /// loop) take this lock, so they do not distort each other's timing.

@@ -304,12 +304,15 @@ pub fn compare(rows: &[OutboxRow], messages: &[(String, String, Value)]) -> Comp
         let Some(row) = by_id.get(id) else { continue };
         let stored: Value = serde_json::from_str(&row.5).unwrap();
         if subject != &row.4 || payload != &stored || payload["id"] != id.as_str() {
-            comparison.mismatched.push(format!("{id}: {subject} {payload}"));
-        }
-        if payload["sequence"] != row.2 {
             comparison
                 .mismatched
-                .push(format!("{id}: sequence {} in the payload, {} stored", payload["sequence"], row.2));
+                .push(format!("{id}: {subject} {payload}"));
+        }
+        if payload["sequence"] != row.2 {
+            comparison.mismatched.push(format!(
+                "{id}: sequence {} in the payload, {} stored",
+                payload["sequence"], row.2
+            ));
         }
         let previous = last.insert(row.1, row.2).unwrap_or(0);
         if row.2 != previous + 1 {
@@ -326,7 +329,11 @@ pub fn compare(rows: &[OutboxRow], messages: &[(String, String, Value)]) -> Comp
 /// byte-for-byte, on its subject, in per-integration sequence order.
 pub fn assert_matches_outbox(what: &str, rows: &[OutboxRow], messages: &[(String, String, Value)]) {
     let c = compare(rows, messages);
-    assert!(c.duplicates.is_empty(), "{what}: duplicates {:?}", c.duplicates);
+    assert!(
+        c.duplicates.is_empty(),
+        "{what}: duplicates {:?}",
+        c.duplicates
+    );
     assert!(
         c.missing.is_empty() && c.unexpected.is_empty(),
         "{what}: {} missing {:?}, {} unexpected {:?}",
@@ -335,7 +342,11 @@ pub fn assert_matches_outbox(what: &str, rows: &[OutboxRow], messages: &[(String
         c.unexpected.len(),
         c.unexpected
     );
-    assert!(c.mismatched.is_empty(), "{what}: mismatched {:?}", c.mismatched);
+    assert!(
+        c.mismatched.is_empty(),
+        "{what}: mismatched {:?}",
+        c.mismatched
+    );
     assert!(c.gaps.is_empty(), "{what}: out of order {:?}", c.gaps);
 }
 
