@@ -195,6 +195,10 @@ async fn a_hundred_sigkills_and_nats_restarts_lose_duplicate_and_reorder_nothing
     )
     .await;
     assert!(!daemon.api.is_empty(), "the last incarnation starts");
+    println!(
+        "chaos {backend:?}: the last incarnation was ready in {:?}",
+        daemon.spawned.elapsed()
+    );
     monitor_everything(&client, &daemon.api, &fleet).await;
     println!(
         "chaos {backend:?}: everything monitored after {:?}",
