@@ -4,7 +4,7 @@
 //! restarts lose and duplicate nothing, every event type validates against the JSON Schema,
 //! and an ignored latency benchmark.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -14,10 +14,12 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{spawn_with_config, test_config, Backend, TestApp};
-use crate::storm::{admin_token, create_flapping, pause_and_resume, scripted, Storm};
+use crate::storm::{
+    admin_token, assert_gap_free, assert_matches_outbox, create_flapping, outbox, pause_and_resume,
+    scripted, stream_messages, unpublished, Storm,
+};
 use catalogd_testkit::{eventually, NatsServer};
 
-const STREAM: &str = "INTEGRATION_EVENTS";
 /// Every event kind catalogd emits.
 const ALL_TYPES: [&str; 8] = catalogd::watch::KINDS;
 
@@ -40,95 +42,6 @@ async fn send(
     let text = response.text().await.unwrap();
     assert!(status.is_success(), "{method} {path}: {status} {text}");
     serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-/// One outbox row: `(event_id, integration_id, sequence, event_type, subject, payload,
-/// published)`.
-type OutboxRow = (Uuid, Uuid, i64, String, String, String, bool);
-
-async fn outbox(database_url: &str) -> Vec<OutboxRow> {
-    let sql = "SELECT event_id, integration_id, sequence, event_type, subject, payload, \
-               published_at IS NOT NULL FROM outbox ORDER BY integration_id, sequence";
-    crate::helpers::read_rows(database_url, sql, None).await
-}
-
-async fn unpublished(database_url: &str) -> usize {
-    outbox(database_url).await.iter().filter(|r| !r.6).count()
-}
-
-/// Every message of the stream, in stream order: `(Nats-Msg-Id, subject, payload)`.
-async fn stream_messages(url: &str) -> Vec<(String, String, Value)> {
-    let client = async_nats::connect(url).await.unwrap();
-    let context = async_nats::jetstream::new(client);
-    let mut stream = context.get_stream(STREAM).await.unwrap();
-    let info = stream.info().await.unwrap().clone();
-    let mut messages = Vec::new();
-    for sequence in info.state.first_sequence..=info.state.last_sequence {
-        if info.state.messages == 0 {
-            break;
-        }
-        let message = stream.get_raw_message(sequence).await.unwrap();
-        let id = message
-            .headers
-            .get(async_nats::header::NATS_MESSAGE_ID)
-            .map(|v| v.as_str().to_owned())
-            .unwrap_or_default();
-        messages.push((
-            id,
-            message.subject.to_string(),
-            serde_json::from_slice(&message.payload).unwrap(),
-        ));
-    }
-    messages
-}
-
-/// Asserts that `messages` (in arrival or stream order) hold each outbox event exactly once,
-/// byte-for-byte, on its subject, in per-integration sequence order.
-fn assert_matches_outbox(what: &str, rows: &[OutboxRow], messages: &[(String, String, Value)]) {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (id, _, _) in messages {
-        *seen.entry(id.as_str()).or_default() += 1;
-    }
-    let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(duplicates.is_empty(), "{what}: duplicates {duplicates:?}");
-    let expected: HashSet<String> = rows.iter().map(|r| r.0.to_string()).collect();
-    let got: HashSet<String> = seen.keys().map(|k| (*k).to_owned()).collect();
-    let missing: Vec<_> = expected.difference(&got).collect();
-    let extra: Vec<_> = got.difference(&expected).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{what}: {} missing {missing:?}, {} unexpected {extra:?}",
-        missing.len(),
-        extra.len()
-    );
-    let by_id: HashMap<String, &OutboxRow> = rows.iter().map(|r| (r.0.to_string(), r)).collect();
-    let mut last: HashMap<Uuid, i64> = HashMap::new();
-    for (id, subject, payload) in messages {
-        let row = by_id[id];
-        assert_eq!(subject, &row.4, "{what}: subject of {id}");
-        assert_eq!(payload, &serde_json::from_str::<Value>(&row.5).unwrap());
-        assert_eq!(payload["id"], id.as_str());
-        let previous = last.insert(row.1, row.2).unwrap_or(0);
-        assert_eq!(
-            row.2,
-            previous + 1,
-            "{what}: integration {} out of order: {} after {previous}",
-            row.1,
-            row.2
-        );
-    }
-}
-
-/// Asserts per-integration sequences in the outbox are 1..=n.
-fn assert_gap_free(rows: &[OutboxRow]) {
-    let mut by_integration: BTreeMap<Uuid, Vec<i64>> = BTreeMap::new();
-    for row in rows {
-        by_integration.entry(row.1).or_default().push(row.2);
-    }
-    for (id, sequences) in by_integration {
-        let n = sequences.len() as i64;
-        assert_eq!(sequences, (1..=n).collect::<Vec<_>>(), "{id}: gap-free");
-    }
 }
 
 async fn nats_app(backend: Backend, nats_url: &str) -> TestApp {

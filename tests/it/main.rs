@@ -10,6 +10,7 @@ mod storm;
 
 mod api;
 mod architecture;
+mod chaos;
 mod connectors;
 mod control;
 mod egress;

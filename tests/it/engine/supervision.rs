@@ -4,8 +4,6 @@
 //! storm of transitions leaves the store, the audit chain, the outbox and the actor set in
 //! agreement.
 
-use std::collections::HashMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -251,81 +249,11 @@ async fn sigkill_during_a_transition_storm_leaves_everything_consistent() {
     }
     assert!(daemon.terminate().unwrap().success());
 
-    // The audit chain verifies.
-    let output = Command::new(env!("CARGO_BIN_EXE_catalogd"))
-        .current_dir(storm.dir.path())
-        .args([
-            "audit",
-            "verify",
-            "--config",
-            storm.config.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-
+    storm.assert_audit_verifies();
     // Store, audit trail and outbox agree for every integration.
-    let url = storm.database_url();
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let rows: Vec<(uuid::Uuid, String, i64)> =
-        sqlx::query_as("SELECT integration_id, status, event_sequence FROM integrations")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-    assert_eq!(rows.len(), ids.len());
-    let mut transitions = 0;
-    for (id, status, event_sequence) in rows {
-        let audit: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT action, after_state FROM audit_log WHERE target_id = $1 ORDER BY sequence",
-        )
-        .bind(id)
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-        let last: Value =
-            serde_json::from_str(audit.last().unwrap().1.as_deref().unwrap()).unwrap();
-        assert_eq!(
-            last["status"],
-            status.as_str(),
-            "{id}: the last audit entry matches the store"
-        );
-        let sequences: Vec<i64> = sqlx::query_scalar(
-            "SELECT sequence FROM outbox WHERE integration_id = $1 ORDER BY sequence",
-        )
-        .bind(id)
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-        assert_eq!(
-            sequences,
-            (1..=event_sequence).collect::<Vec<_>>(),
-            "{id}: gap-free event sequence"
-        );
-        let evented = audit
-            .iter()
-            .filter(|(action, _)| action != "integration.test")
-            .count();
-        assert_eq!(
-            sequences.len(),
-            evented,
-            "{id}: one event per audited change"
-        );
-        transitions += audit
-            .iter()
-            .filter(|(action, _)| action == "integration.health")
-            .count();
-    }
-    let mut by_type: HashMap<String, i64> = HashMap::new();
-    let types: Vec<(String, i64)> =
-        sqlx::query_as("SELECT event_type, count(*) FROM outbox GROUP BY event_type")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-    by_type.extend(types);
+    let agreement = crate::storm::assert_store_audit_outbox_agree(&storm.database_url()).await;
+    assert_eq!(agreement.integrations, ids.len());
+    let (transitions, by_type) = (agreement.transitions, agreement.by_type);
     println!(
         "storm: {kills} SIGKILLs, {transitions} monitor transitions, events by type {by_type:?}"
     );

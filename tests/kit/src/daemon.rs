@@ -41,7 +41,16 @@ impl Daemon {
     /// Spawns `command` (a `catalogd serve`) and waits, up to `ready_within`, for its metrics
     /// and REST API listeners. Unless the command's environment says otherwise, metrics listen
     /// on a free port: several daemons run at once, never on the default one.
-    pub fn start(mut command: Command, ready_within: Duration) -> anyhow::Result<Daemon> {
+    pub fn start(command: Command, ready_within: Duration) -> anyhow::Result<Daemon> {
+        let mut daemon = Daemon::spawn(command)?;
+        daemon.wait_ready(Instant::now() + ready_within)?;
+        Ok(daemon)
+    }
+
+    /// Spawns `command` without waiting for anything: `api` and `metrics` stay empty until
+    /// [`Daemon::wait_ready`] has seen both listeners. A chaos test kills daemons at random
+    /// points, start-up included.
+    pub fn spawn(mut command: Command) -> anyhow::Result<Daemon> {
         if !command
             .get_envs()
             .any(|(key, _)| key == "CATALOGD__METRICS__LISTEN")
@@ -63,7 +72,7 @@ impl Daemon {
                 }
             }
         });
-        let mut daemon = Daemon {
+        Ok(Daemon {
             child,
             spawned,
             api: String::new(),
@@ -71,14 +80,19 @@ impl Daemon {
             log: rx,
             unread: VecDeque::new(),
             startup: Vec::new(),
-        };
-        let deadline = Instant::now() + ready_within;
+        })
+    }
+
+    /// Waits, until `deadline`, for the metrics and REST API listeners of a daemon from
+    /// [`Daemon::spawn`], and fills in `api` and `metrics`. Lines logged after the REST API's
+    /// stay unread.
+    pub fn wait_ready(&mut self, deadline: Instant) -> anyhow::Result<()> {
         // Lines before the REST API's are start-up noise; those after it stay unread.
         let mut seen = Vec::new();
         let mut api = None;
         let mut metrics = None;
         while api.is_none() || metrics.is_none() {
-            let line = daemon
+            let line = self
                 .receive(deadline)
                 .with_context(|| format!("waiting for the listeners; logged: {seen:#?}"))?;
             let addr = || {
@@ -93,15 +107,15 @@ impl Daemon {
             } else if line.contains("REST API listening") {
                 api = Some(addr()?);
             } else if api.is_some() {
-                daemon.unread.push_back(line);
+                self.unread.push_back(line);
             } else {
                 seen.push(line);
             }
         }
-        daemon.api = api.unwrap_or_default();
-        daemon.metrics = metrics.unwrap_or_default();
-        daemon.startup = seen;
-        Ok(daemon)
+        self.api = api.unwrap_or_default();
+        self.metrics = metrics.unwrap_or_default();
+        self.startup = seen;
+        Ok(())
     }
 
     /// What the daemon logged before its REST API listened.
