@@ -38,7 +38,7 @@ fn start_daemon(dir: &std::path::Path) -> Daemon {
             "[http]\nlisten = \"127.0.0.1:0\"\n[http.rate_limit]\nper_second = {PER_SECOND}\n\
              burst = {BURST}\n[database]\nurl = \"sqlite://{}/catalogd.db\"\n\
              sqlite_synchronous = \"normal\"\n[auth]\njwt_secret_file = \"{}\"\n\
-             [log]\nlevel = \"warn\"\n[nats]\nurl = \"\"\n",
+             [log]\nlevel = \"info,tower_http=warn,catalogd::control=warn\"\n[nats]\nurl = \"\"\n",
             dir.display(),
             key.display()
         ),
