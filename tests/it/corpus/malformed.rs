@@ -601,42 +601,58 @@ fn random_ascii(rng: &mut StdRng) -> String {
 /// A method and a path.
 fn target(rng: &mut StdRng, ids: &[String]) -> (String, String) {
     let methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
-    let method = methods[rng.random_range(0..methods.len())].to_owned();
+    let any = methods[rng.random_range(0..methods.len())];
     let id = id_segment(rng, ids);
-    let path = match rng.random_range(0..14) {
-        0 => "/api/v1/integrations".to_owned(),
-        1 => "/api/v1/integrations/".to_owned(),
-        2 => format!("/api/v1/integrations/{id}"),
-        3 => format!(
-            "/api/v1/integrations/{id}/{}",
-            ["submit", "pause", "resume", "activate", "test"][rng.random_range(0..5)]
+    // Each path with the methods its route serves, so most requests reach a handler and its
+    // decoding; the rest get any method.
+    let (path, fitting): (String, &[&str]) = match rng.random_range(0..15) {
+        0 | 1 => ("/api/v1/integrations".to_owned(), &["GET", "POST"]),
+        2 => ("/api/v1/integrations/".to_owned(), &["GET", "POST"]),
+        3 | 4 => (
+            format!("/api/v1/integrations/{id}"),
+            &["GET", "PUT", "DELETE"],
         ),
-        4 => format!(
-            "/api/v1/integrations/{id}/{}",
-            ["health", "history"][rng.random_range(0..2)]
+        5 | 6 => (
+            format!(
+                "/api/v1/integrations/{id}/{}",
+                ["submit", "pause", "resume", "activate", "test"][rng.random_range(0..5)]
+            ),
+            &["POST"],
         ),
-        5 => "/api/v1/audit".to_owned(),
-        6 => "//api//v1//integrations".to_owned(),
-        7 => format!("/api/v1/integrations/{id}/unknown"),
-        8 => format!("/api/v1/../v1/integrations/{id}"),
-        9 => "/api/v1/%69ntegrations".to_owned(),
-        10 => "/".repeat(rng.random_range(1..3000)),
-        11 => format!("/api/v2/integrations/{id}"),
-        12 => ["/healthz", "/readyz", "/api/v1/openapi.json", "/metrics"][rng.random_range(0..4)]
-            .to_owned(),
-        _ => format!("/api/v1/integrations/{id}/pause/{id}"),
+        7 => (
+            format!(
+                "/api/v1/integrations/{id}/{}",
+                ["health", "history"][rng.random_range(0..2)]
+            ),
+            &["GET"],
+        ),
+        8 => ("/api/v1/audit".to_owned(), &["GET"]),
+        9 => (
+            [
+                "//api//v1//integrations".to_owned(),
+                format!("/api/v1/integrations/{id}/unknown"),
+                format!("/api/v1/../v1/integrations/{id}"),
+                "/api/v1/%69ntegrations".to_owned(),
+                format!("/api/v2/integrations/{id}"),
+                format!("/api/v1/integrations/{id}/pause/{id}"),
+            ][rng.random_range(0..6)]
+            .clone(),
+            &["GET", "POST"],
+        ),
+        10 => ("/".repeat(rng.random_range(1..3000)), &["GET"]),
+        11 => (
+            ["/healthz", "/readyz", "/api/v1/openapi.json", "/metrics"][rng.random_range(0..4)]
+                .to_owned(),
+            &["GET"],
+        ),
+        _ => (format!("/api/v1/integrations/{id}"), &["PUT"]),
     };
-    // Methods that fit the path more often than not, so bodies reach their handlers.
-    let method = if rng.random_bool(0.6) {
-        match rng.random_range(0..4) {
-            0 => "POST".to_owned(),
-            1 => "PUT".to_owned(),
-            _ => method,
-        }
+    let method = if rng.random_bool(0.8) {
+        fitting[rng.random_range(0..fitting.len())]
     } else {
-        method
+        any
     };
-    (method, format!("{path}{}", query(rng, ids)))
+    (method.to_owned(), format!("{path}{}", query(rng, ids)))
 }
 
 fn content_type(rng: &mut StdRng) -> Option<String> {
