@@ -56,6 +56,7 @@ pub struct Application {
     metrics_listener: TcpListener,
     exporter: Exporter,
     refresher: Refresher,
+    rate_limit: http::rate_limit::RateLimiter,
 }
 
 impl Application {
@@ -166,6 +167,7 @@ impl Application {
             metrics_listener,
             exporter,
             refresher,
+            rate_limit: http::rate_limit::RateLimiter::new(&config.http.rate_limit),
         })
     }
 
@@ -245,7 +247,7 @@ impl Application {
             None => None,
         };
         tracing::info!(%addr, "REST API listening");
-        let served = axum::serve(self.listener, http::router(self.app))
+        let served = axum::serve(self.listener, http::router(self.app, self.rate_limit))
             .with_graceful_shutdown(shutdown)
             .await;
         // Control requests drain with the REST API, while the engine still runs.

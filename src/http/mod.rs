@@ -11,9 +11,11 @@
 //! - [`route`]: the route table the router is built from.
 //! - [`error`]: an [`AppError`] rendered as problem+json.
 //! - [`extract`]: the caller, path, `If-Match`, query and JSON-body extractors.
+//! - [`rate_limit`]: the per-tenant rate limit (429 `rate_limited`).
 //!
 //! Around every route: request logging (method, route, status, latency; never headers or
-//! bodies), the request time limit (503 `timeout`) and the body size limit (413).
+//! bodies), the request time limit (503 `timeout`), the per-tenant rate limit and the body
+//! size limit (413).
 
 use std::time::Duration;
 
@@ -36,6 +38,7 @@ mod health;
 mod integrations;
 pub mod openapi;
 mod probes;
+pub mod rate_limit;
 mod route;
 #[cfg(test)]
 mod test_support;
@@ -56,8 +59,8 @@ fn routes() -> Vec<Route> {
     .collect()
 }
 
-/// The whole REST API.
-pub fn router(app: App) -> Router {
+/// The whole REST API, each tenant limited by `limiter`.
+pub fn router(app: App, limiter: rate_limit::RateLimiter) -> Router {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {
             // The matched route template, not the raw path: bounded, and free of ids.
@@ -78,6 +81,11 @@ pub fn router(app: App) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(app.body_limit_bytes))
+        // Before any handler reads a body or the store; inside `measure`, so 429s are counted.
+        .layer(middleware::from_fn_with_state(
+            (app.clone(), limiter),
+            rate_limit::limit,
+        ))
         .layer(middleware::from_fn_with_state(
             app.request_timeout,
             time_limit,

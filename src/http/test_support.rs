@@ -264,7 +264,7 @@ impl TestApp {
         };
         configure(&mut state);
         TestApp {
-            router: super::router(state),
+            router: super::router(state, super::rate_limit::RateLimiter::disabled()),
             store,
             auth,
             _dir: dir,

@@ -13,6 +13,8 @@
 //! the sqlx bounds a generic implementation needs cannot live on [`Backend`] itself: each
 //! generic `impl` block states them once, in the shape shown in [`Backend`]'s docs, for the
 //! column types it binds and the rows it reads.
+//!
+//! [`begin`] is the one way a transaction starts, on either backend.
 
 use std::sync::Arc;
 
@@ -58,6 +60,23 @@ pub(crate) trait Backend: sqlx::Database {
 
     /// How many rows a statement changed (sqlx has no trait for it).
     fn rows_affected(result: &Self::QueryResult) -> u64;
+}
+
+/// Starts a transaction with `statement` on a connection of `pool`, in a task of its own so
+/// that it cannot be cancelled half-way. sqlx's `begin_with` on SQLite awaits once more after
+/// its `BEGIN` has run; a caller dropped there (a client that hangs up, the request time
+/// limit) left the connection back in the pool inside the transaction, holding SQLite's write
+/// lock: every later write failed with "database is locked" and that connection's next
+/// `begin_with` with "non-zero transaction depth" (found by the malformed-input corpus). Here a
+/// dropped caller drops the finished `Transaction`, which rolls back.
+pub(crate) async fn begin<B: sqlx::Database>(
+    pool: &sqlx::Pool<B>,
+    statement: &'static str,
+) -> Result<sqlx::Transaction<'static, B>, sqlx::Error> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.begin_with(statement).await })
+        .await
+        .unwrap_or_else(|error| Err(sqlx::Error::Protocol(format!("begin failed: {error}"))))
 }
 
 /// SQLite has a single writer. `BEGIN IMMEDIATE` takes the write lock up front (waiting out

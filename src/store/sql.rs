@@ -22,7 +22,7 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use super::audit_chain::{ChainProblem, ChainVerifier, StoredAuditEntry, GENESIS_HASH};
-use super::backend::{Backend, Gate};
+use super::backend::{begin, Backend, Gate};
 use super::outbox::Handoff;
 use super::rows::{self, AuditRow, IntegrationRow, AUDIT_COLUMNS, INTEGRATION_COLUMNS};
 use super::{
@@ -554,7 +554,7 @@ where
         let called = Instant::now();
         let integration = rows::with_stored_precision(integration);
         let _turn = self.gate.turn().await;
-        let mut transaction = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
         Self::bind_integration(sqlx::query(&INSERT_INTEGRATION), &integration)
             .execute(&mut *transaction)
             .await
@@ -673,7 +673,7 @@ where
         let called = Instant::now();
         let now = rows::stored_precision(now);
         let _turn = self.gate.turn().await;
-        let mut transaction = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
         let row: Option<IntegrationRow> = sqlx::query_as(&B::locked(&SELECT_INTEGRATION))
             .bind(&author.tenant_id)
             .bind(id)
@@ -719,7 +719,7 @@ where
     async fn verify_audit(&self, tenant_id: Option<&str>) -> Result<ChainReport, StoreError> {
         // One snapshot for the whole walk: appends committed meanwhile would
         // otherwise make a head read before them look like a forged tail.
-        let mut transaction = self.pool.begin_with(B::BEGIN_SNAPSHOT).await?;
+        let mut transaction = begin(&self.pool, B::BEGIN_SNAPSHOT).await?;
         let tenants: Vec<String> = match tenant_id {
             Some(tenant_id) => vec![tenant_id.to_owned()],
             None => {
@@ -756,7 +756,7 @@ where
     ) -> Result<(), StoreError> {
         let tested_at = rows::stored_precision(tested_at);
         let _turn = self.gate.turn().await;
-        let mut transaction = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
         let updated = sqlx::query(UPDATE_LAST_TEST)
             .bind(&author.tenant_id)
             .bind(id)
@@ -833,7 +833,7 @@ where
             ..check
         };
         let _turn = self.gate.turn().await;
-        let mut transaction = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
         let row: Option<IntegrationRow> = sqlx::query_as(&B::locked(&SELECT_INTEGRATION_BY_ID))
             .bind(id)
             .fetch_optional(&mut *transaction)

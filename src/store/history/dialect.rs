@@ -145,7 +145,7 @@ const POSTGRES_UPDATE_OBSERVATIONS: &str =
          WHERE i.integration_id = o.id AND i.version = o.version";
 
 async fn write_sqlite(pool: &sqlx::SqlitePool, batch: &Batch) -> Result<u64, sqlx::Error> {
-    let mut transaction = pool.begin_with(Sqlite::BEGIN_WRITE).await?;
+    let mut transaction = crate::store::backend::begin(pool, Sqlite::BEGIN_WRITE).await?;
     sqlx::query(SQLITE_INSERT_RESULTS)
         .bind(batch.results_json())
         .execute(&mut *transaction)
@@ -162,7 +162,7 @@ async fn write_sqlite(pool: &sqlx::SqlitePool, batch: &Batch) -> Result<u64, sql
 async fn write_postgres(pool: &sqlx::PgPool, batch: &Batch) -> Result<u64, sqlx::Error> {
     let results = &batch.results;
     let observations = &batch.observations;
-    let mut transaction = pool.begin_with(Postgres::BEGIN_WRITE).await?;
+    let mut transaction = crate::store::backend::begin(pool, Postgres::BEGIN_WRITE).await?;
     sqlx::query(POSTGRES_INSERT_RESULTS)
         .bind(results.iter().map(|r| r.integration_id).collect::<Vec<_>>())
         .bind(results.iter().map(|r| r.checked_at).collect::<Vec<_>>())
