@@ -40,7 +40,7 @@ const MAX_SECRET_REPORTS: usize = 16;
 
 /// Configuration keys whose normalized form (lowercase, without `_`, `-`, `.`) is or ends
 /// with one of these carry credentials, and must hold an AuthRef rather than a literal.
-const SECRET_KEY_SUFFIXES: &[&str] = &[
+pub const SECRET_KEY_SUFFIXES: &[&str] = &[
     "password",
     "passwd",
     "pwd",
@@ -723,9 +723,9 @@ pub fn is_possible_name(name: &str) -> bool {
 }
 
 /// Longest pause reason or activation comment.
-const MAX_REASON_CHARS: usize = 1024;
+pub const MAX_REASON_CHARS: usize = 1024;
 /// Longest change ticket reference.
-const MAX_TICKET_CHARS: usize = 128;
+pub const MAX_TICKET_CHARS: usize = 128;
 
 /// A pause's reason (required) and ticket (optional), or an activation's optional comment:
 /// free text for the audit trail, bounded, without control characters other than newlines

@@ -8,6 +8,7 @@
 //! - [`audit`]: the tenant's audit trail.
 //! - [`probes`]: `/healthz` and `/readyz`.
 //! - [`openapi`]: the generated OpenAPI document.
+//! - [`contract`]: the validation rules, error responses, scopes and links it states.
 //! - [`route`]: the route table the router is built from.
 //! - [`error`]: an [`AppError`] rendered as problem+json.
 //! - [`extract`]: the caller, path, `If-Match`, query and JSON-body extractors.
@@ -30,6 +31,7 @@ use crate::metrics::internal_events::InternalEvent as _;
 use route::Route;
 
 mod audit;
+mod contract;
 pub mod error;
 mod extract;
 mod health;
