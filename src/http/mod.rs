@@ -201,6 +201,16 @@ mod tests {
                 "invalid_body",
             ),
             (r#"{"tags": "a"}"#, "invalid_body"),
+            // serde would read an array as the struct's fields in order.
+            (
+                r#"[null, null, null, null, null, null, null, null, null, null, null]"#,
+                "invalid_body",
+            ),
+            (
+                r#"{"name": "x", "healthCheck": [null, null]}"#,
+                "invalid_body",
+            ),
+            ("null", "invalid_body"),
         ] {
             let response = app
                 .send(post(&token, Some("application/json"), Body::from(body)))
