@@ -609,6 +609,40 @@ fn cross_field_rules(doc: &mut Value) {
     }
 }
 
+/// Request examples: what a client sends, and the first requests a tester tries.
+fn examples(doc: &mut Value) {
+    let spec = json!({
+        "name": "harbor-prod", "type": "registry", "provider": "harbor",
+        "baseUrl": "https://harbor.example.com", "authRef": "ref://vault/harbor/robot-token",
+        "environment": "prod", "tags": ["team:core"],
+        "healthCheck": {"intervalSeconds": 60, "timeoutSeconds": 10},
+    });
+    let mut replace = spec.clone();
+    replace["description"] = json!("The production registry");
+    replace["version"] = json!(1);
+    for (path, method, example) in [
+        ("/api/v1/integrations", "post", spec),
+        ("/api/v1/integrations/{id}", "put", replace),
+        (
+            "/api/v1/integrations/{id}/pause",
+            "post",
+            json!({"reason": "Planned maintenance", "ticket": "CHG-1234"}),
+        ),
+        (
+            "/api/v1/integrations/{id}/activate",
+            "post",
+            json!({"comment": "Approved"}),
+        ),
+        ("/api/v1/integrations/{id}/submit", "post", json!({})),
+        ("/api/v1/integrations/{id}/resume", "post", json!({})),
+        ("/api/v1/integrations/{id}/test", "post", json!({})),
+    ] {
+        let media = &mut doc["paths"][path][method]["requestBody"]["content"]["application/json"];
+        assert!(media.is_object(), "{method} {path} has no JSON body");
+        media["example"] = example;
+    }
+}
+
 /// Every refinement, in order, on the document utoipa generated.
 pub fn refine(doc: &mut Value, providers: &ProviderRegistry) {
     let schemas = doc["components"]["schemas"]
@@ -623,6 +657,7 @@ pub fn refine(doc: &mut Value, providers: &ProviderRegistry) {
     parameters(doc);
     responses_and_scopes(doc);
     cross_field_rules(doc);
+    examples(doc);
     links(doc);
 }
 
