@@ -22,5 +22,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --all-targets "$@"
 
+echo "==> OpenAPI conformance (schemathesis: every operation, all phases and checks)"
+scripts/conformance.sh --binary target/debug/catalogd
+
 echo "==> benchmark runner, smoke tier (checks the runner works, not the figures)"
 scripts/bench.sh --tier smoke

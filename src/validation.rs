@@ -40,7 +40,7 @@ const MAX_SECRET_REPORTS: usize = 16;
 
 /// Configuration keys whose normalized form (lowercase, without `_`, `-`, `.`) is or ends
 /// with one of these carry credentials, and must hold an AuthRef rather than a literal.
-const SECRET_KEY_SUFFIXES: &[&str] = &[
+pub const SECRET_KEY_SUFFIXES: &[&str] = &[
     "password",
     "passwd",
     "pwd",
@@ -161,7 +161,21 @@ pub struct SpecRequest {
     pub tags: Option<Vec<String>>,
     /// 1–128 characters.
     pub owner_id: Option<String>,
+    #[serde(default, deserialize_with = "health_check_object")]
     pub health_check: Option<HealthCheck>,
+}
+
+/// `healthCheck` is a JSON object or `null`: serde's derived struct visitor would also take
+/// an array of the fields in order (`[null, null]`), which the document refuses.
+fn health_check_object<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<HealthCheck>, D::Error> {
+    match Option::<Map<String, Value>>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(map) => serde_json::from_value(Value::Object(map))
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// The daemon-wide settings that some rules depend on.
@@ -376,6 +390,28 @@ fn check_base_url(raw: &str) -> Result<(), &'static str> {
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err("baseUrl must have a host");
+    }
+    // An IP address is written the usual way: IPv4 as a dotted quad (not `2130706433`,
+    // `0x7f.1` or `0177.0.0.1`, which the URL parser also reads) and IPv6 in hex groups (no
+    // embedded dotted IPv4). Both are what the OpenAPI document's pattern states.
+    let authority = &raw[raw.find("://").map_or(0, |at| at + 3)..];
+    match url.host() {
+        Some(url::Host::Ipv4(address)) => {
+            let written = authority
+                .split([':', '/', '?', '\\'])
+                .next()
+                .unwrap_or_default();
+            if written != address.to_string() {
+                return Err("baseUrl must write an IPv4 address as a dotted quad");
+            }
+        }
+        Some(url::Host::Ipv6(_)) => {
+            let written = authority.split([']']).next().unwrap_or_default();
+            if written.contains('.') {
+                return Err("baseUrl must write an IPv6 address in hex groups");
+            }
+        }
+        _ => {}
     }
     if !url.username().is_empty() || url.password().is_some() || has_userinfo(raw) {
         return Err("baseUrl must not contain credentials; use authRef");
@@ -723,9 +759,9 @@ pub fn is_possible_name(name: &str) -> bool {
 }
 
 /// Longest pause reason or activation comment.
-const MAX_REASON_CHARS: usize = 1024;
+pub const MAX_REASON_CHARS: usize = 1024;
 /// Longest change ticket reference.
-const MAX_TICKET_CHARS: usize = 128;
+pub const MAX_TICKET_CHARS: usize = 128;
 
 /// A pause's reason (required) and ticket (optional), or an activation's optional comment:
 /// free text for the audit trail, bounded, without control characters other than newlines

@@ -34,3 +34,14 @@ fi
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
 fi
+
+# schemathesis (pinned) for scripts/conformance.sh, in a venv of its own.
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/catalogd/schemathesis-$SCHEMATHESIS_VERSION"
+export SCHEMATHESIS_VERSION SCHEMATHESIS_VENV
+if [ ! -x "$SCHEMATHESIS_VENV/bin/st" ]; then
+  echo "==> installing schemathesis $SCHEMATHESIS_VERSION into $SCHEMATHESIS_VENV"
+  have python3 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null; }
+  python3 -m venv "$SCHEMATHESIS_VENV"
+  "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi

@@ -15,7 +15,7 @@ use super::AppError;
 use crate::store::Page;
 
 /// Longer cursors were not issued by this API; refuse them before decoding.
-const MAX_CURSOR_CHARS: usize = 1024;
+pub const MAX_CURSOR_CHARS: usize = 1024;
 
 /// One page of a list: the items and the cursor of the next page, `null` on the last.
 #[derive(Debug, Serialize, ToSchema)]

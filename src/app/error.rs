@@ -28,6 +28,8 @@ pub enum AppError {
     InvalidFilter(String),
     /// 422: every broken field rule; the first one gives the top-level code.
     Validation(Vec<FieldError>),
+    /// 422: a range whose start is after its end (two parameters each valid alone).
+    InvalidRange(String),
     Timeout,
     /// The database is unreachable or its pool is exhausted; worth retrying.
     Unavailable,
@@ -58,7 +60,7 @@ impl AppError {
             UnsupportedMediaType => 415,
             InvalidJson(_) | InvalidBody(_) | InvalidQuery(_) | InvalidCursor | InvalidLimit(_)
             | InvalidFilter(_) => 400,
-            Validation(_) => 422,
+            Validation(_) | InvalidRange(_) => 422,
             Timeout | Unavailable => 503,
             Internal => 500,
         }
@@ -84,6 +86,7 @@ impl AppError {
             InvalidLimit(_) => "invalid_limit",
             InvalidFilter(_) => "invalid_filter",
             Validation(errors) => errors.first().map_or("invalid_body", |e| e.rule.code()),
+            InvalidRange(_) => "invalid_range",
             Timeout => "timeout",
             Unavailable => "unavailable",
             Internal => "internal",
@@ -117,7 +120,8 @@ impl AppError {
             | InvalidBody(detail)
             | InvalidQuery(detail)
             | InvalidLimit(detail)
-            | InvalidFilter(detail) => detail.clone(),
+            | InvalidFilter(detail)
+            | InvalidRange(detail) => detail.clone(),
         }
     }
 

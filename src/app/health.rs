@@ -154,7 +154,7 @@ fn history_query(params: HistoryParams, now: DateTime<Utc>) -> Result<HistoryQue
         (None, None) => (now - DEFAULT_RANGE, now),
     };
     if from > to {
-        return Err(AppError::InvalidQuery("from must not be after to.".into()));
+        return Err(AppError::InvalidRange("from must not be after to.".into()));
     }
     let resolution = params
         .resolution
@@ -361,7 +361,7 @@ mod tests {
             ("to=2025-01-02", "invalid_query"),
             (
                 "from=2025-01-02T03:00:00Z&to=2025-01-02T02:00:00Z",
-                "invalid_query",
+                "invalid_range",
             ),
             ("resolution=minute", "invalid_query"),
             ("limit=0", "invalid_limit"),

@@ -16,7 +16,7 @@ use crate::validation::{self, FieldError, Rule, SpecRequest};
 
 /// Fields of the resource that only the server sets. A replace body may carry them, as a GET
 /// returned them, and they are ignored.
-const READ_ONLY_FIELDS: &[&str] = &[
+pub const READ_ONLY_FIELDS: &[&str] = &[
     "tenantId",
     "status",
     "paused",
@@ -88,9 +88,16 @@ impl UpdateRequest {
         };
         let version = match body.remove("version") {
             None | Some(Value::Null) => None,
+            // JSON Schema's integer includes integral floats (`3.0`).
             Some(value) => Some(
                 value
                     .as_i64()
+                    .or_else(|| {
+                        value
+                            .as_f64()
+                            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+                            .map(|f| f as i64)
+                    })
                     .ok_or_else(|| AppError::InvalidBody("version must be an integer.".into()))?,
             ),
         };

@@ -18,6 +18,7 @@ pub fn routes() -> Vec<Route> {
 /// List the caller's tenant's audit entries in chain order.
 #[utoipa::path(
     get,
+    operation_id = "listAudit",
     path = "/api/v1/audit",
     tag = "audit",
     params(AuditParams),

@@ -51,6 +51,7 @@ fn title(error: &AppError) -> &'static str {
         InvalidQuery(_) | InvalidLimit(_) | InvalidFilter(_) => "Invalid query parameter",
         InvalidCursor => "Invalid cursor",
         Validation(_) => "Validation failed",
+        InvalidRange(_) => "Invalid range",
         Timeout => "Request timed out",
         Unavailable => "Service unavailable",
         Internal => "Internal error",
@@ -121,8 +122,8 @@ pub struct Problem {
     /// One of: unauthorized, forbidden, not_found, method_not_allowed, name_taken,
     /// version_mismatch, invalid_transition, version_required, payload_too_large,
     /// unsupported_media_type, invalid_json, invalid_body, invalid_query, invalid_cursor,
-    /// invalid_limit, invalid_filter, timeout, unavailable, internal, or for 422 the code of
-    /// the first field error.
+    /// invalid_limit, invalid_filter, invalid_range, rate_limited, timeout, unavailable,
+    /// internal, or for 422 the code of the first field error.
     #[schema(example = "not_found")]
     pub code: String,
     /// Field errors, only for 422 responses.

@@ -172,10 +172,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                     AppError::InvalidBody("The request body could not be read.".into())
                 }
             })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(reject_json)
+        object(&bytes).map(JsonBody)
     }
+}
+
+/// Every request body is a JSON object. serde's derived struct visitors also take an array
+/// of the fields in order, so anything but an object is refused before `T` sees it.
+fn object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // Tell malformed JSON from well-formed JSON of the wrong type.
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(reject_json)?;
+        return Err(AppError::InvalidBody(
+            "The body must be a JSON object.".into(),
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(reject_json)
 }
 
 /// A JSON body that may be left out entirely: an empty body is `T::default()`; a body that
@@ -204,9 +216,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         if !json {
             return Err(AppError::UnsupportedMediaType);
         }
-        serde_json::from_slice(&bytes)
-            .map(OptionalJsonBody)
-            .map_err(reject_json)
+        object(&bytes).map(OptionalJsonBody)
     }
 }
 

@@ -20,6 +20,7 @@ pub fn routes() -> Vec<Route> {
 /// An integration's status, last check, consecutive failures and uptime ratios.
 #[utoipa::path(
     get,
+    operation_id = "getHealth",
     path = "/api/v1/integrations/{id}/health",
     tag = "health",
     params(("id" = Uuid, Path, description = "The integration id")),
@@ -43,6 +44,7 @@ pub async fn health(
 /// newest first.
 #[utoipa::path(
     get,
+    operation_id = "getHistory",
     path = "/api/v1/integrations/{id}/history",
     tag = "health",
     params(("id" = Uuid, Path, description = "The integration id"), HistoryParams),
@@ -50,6 +52,7 @@ pub async fn health(
     responses(
         (status = 200, description = "One page of history", body = HistoryBody),
         (status = 400, description = "invalid_query, invalid_limit or invalid_cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_range: `from` is after `to`", body = Problem, content_type = "application/problem+json"),
         (status = 401, response = Problem),
         (status = 403, response = Problem),
         (status = 404, response = Problem),

@@ -37,6 +37,7 @@ pub(super) fn resource(integration: Integration) -> Response {
 /// List the tenant's integrations, ordered by name then id.
 #[utoipa::path(
     get,
+    operation_id = "listIntegrations",
     path = "/api/v1/integrations",
     tag = "integrations",
     params(ListParams),
@@ -59,6 +60,7 @@ pub async fn list(
 /// Get one integration.
 #[utoipa::path(
     get,
+    operation_id = "getIntegration",
     path = "/api/v1/integrations/{id}",
     tag = "integrations",
     params(("id" = Uuid, Path, description = "The integration id")),
@@ -82,6 +84,7 @@ pub async fn fetch(
 /// Create an integration, as a draft, in the caller's tenant.
 #[utoipa::path(
     post,
+    operation_id = "createIntegration",
     path = "/api/v1/integrations",
     tag = "integrations",
     request_body = SpecRequest,
@@ -97,7 +100,7 @@ pub async fn fetch(
         (status = 409, description = "name_taken", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = Problem),
         (status = 415, response = Problem),
-        (status = 422, description = "Field validation; `errors` lists every invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Field validation; `errors` lists every invalid field. Each rule has its code (invalid_name, unknown_type, unknown_provider, base_url_required, invalid_base_url, invalid_auth_ref, raw_secret, invalid_configuration, invalid_environment, invalid_tags, invalid_owner, invalid_health_check); the top-level `code` is the first field's", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create(
@@ -118,11 +121,12 @@ pub async fn create(
 /// Replace the user-settable fields of an integration.
 #[utoipa::path(
     put,
+    operation_id = "replaceIntegration",
     path = "/api/v1/integrations/{id}",
     tag = "integrations",
     params(
         ("id" = Uuid, Path, description = "The integration id"),
-        ("If-Match" = Option<String>, Header, description = "The expected version: `\"3\"`, `3` or `W/\"3\"`"),
+        ("If-Match" = Option<String>, Header, description = "The expected version: `\"3\"`, `3` or `W/\"3\"` (the `ETag` of a GET). Either this header or the body's `version` is required (428 `version_required`); `*` means none; anything else never matches (409)"),
     ),
     request_body = UpdateRequest,
     security(("bearer" = [])),
@@ -136,7 +140,7 @@ pub async fn create(
         (status = 409, description = "version_mismatch or name_taken", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = Problem),
         (status = 415, response = Problem),
-        (status = 422, description = "Field validation, including id_mismatch", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Field validation as on create, and id_mismatch (the body's integrationId names another integration)", body = Problem, content_type = "application/problem+json"),
         (status = 428, description = "version_required: neither If-Match nor a body version", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -155,11 +159,12 @@ pub async fn replace(
 /// Delete an integration.
 #[utoipa::path(
     delete,
+    operation_id = "deleteIntegration",
     path = "/api/v1/integrations/{id}",
     tag = "integrations",
     params(
         ("id" = Uuid, Path, description = "The integration id"),
-        ("If-Match" = Option<String>, Header, description = "Optional expected version"),
+        ("If-Match" = Option<String>, Header, description = "Optional expected version: `\"3\"`, `3` or `W/\"3\"`; `*` or absent deletes any version; anything else never matches (409)"),
     ),
     security(("bearer" = [])),
     responses(

@@ -8,6 +8,7 @@
 //! - [`audit`]: the tenant's audit trail.
 //! - [`probes`]: `/healthz` and `/readyz`.
 //! - [`openapi`]: the generated OpenAPI document.
+//! - [`contract`]: the validation rules, error responses, scopes and links it states.
 //! - [`route`]: the route table the router is built from.
 //! - [`error`]: an [`AppError`] rendered as problem+json.
 //! - [`extract`]: the caller, path, `If-Match`, query and JSON-body extractors.
@@ -32,6 +33,7 @@ use crate::metrics::internal_events::InternalEvent as _;
 use route::Route;
 
 mod audit;
+mod contract;
 pub mod error;
 mod extract;
 mod health;
@@ -207,6 +209,16 @@ mod tests {
                 "invalid_body",
             ),
             (r#"{"tags": "a"}"#, "invalid_body"),
+            // serde would read an array as the struct's fields in order.
+            (
+                r#"[null, null, null, null, null, null, null, null, null, null, null]"#,
+                "invalid_body",
+            ),
+            (
+                r#"{"name": "x", "healthCheck": [null, null]}"#,
+                "invalid_body",
+            ),
+            ("null", "invalid_body"),
         ] {
             let response = app
                 .send(post(&token, Some("application/json"), Body::from(body)))

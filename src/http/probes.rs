@@ -27,6 +27,7 @@ pub struct Liveness {
 /// Liveness: answers while the process serves requests.
 #[utoipa::path(
     get,
+    operation_id = "healthz",
     path = "/healthz",
     tag = "probes",
     responses((status = 200, description = "The process is alive", body = Liveness))
@@ -38,6 +39,7 @@ pub async fn healthz() -> Json<Liveness> {
 /// Readiness: whether the database answers and the monitor engine runs.
 #[utoipa::path(
     get,
+    operation_id = "readyz",
     path = "/readyz",
     tag = "probes",
     responses(

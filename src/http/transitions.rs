@@ -29,6 +29,7 @@ pub fn routes() -> Vec<Route> {
 /// at once.
 #[utoipa::path(
     post,
+    operation_id = "submitIntegration",
     path = "/api/v1/integrations/{id}/submit",
     tag = "lifecycle",
     params(("id" = Uuid, Path, description = "The integration id")),
@@ -53,6 +54,7 @@ pub async fn submit(
 /// Pause monitoring: no probe is sent while paused. A reason is required.
 #[utoipa::path(
     post,
+    operation_id = "pauseIntegration",
     path = "/api/v1/integrations/{id}/pause",
     tag = "lifecycle",
     params(("id" = Uuid, Path, description = "The integration id")),
@@ -79,6 +81,7 @@ pub async fn pause(
 /// Resume monitoring: paused → active with counters reset; a check runs at once.
 #[utoipa::path(
     post,
+    operation_id = "resumeIntegration",
     path = "/api/v1/integrations/{id}/resume",
     tag = "lifecycle",
     params(("id" = Uuid, Path, description = "The integration id")),
@@ -104,10 +107,10 @@ pub async fn resume(
 /// the token's subject.
 #[utoipa::path(
     post,
+    operation_id = "activateIntegration",
     path = "/api/v1/integrations/{id}/activate",
     tag = "lifecycle",
     params(("id" = Uuid, Path, description = "The integration id")),
-    request_body(content = ActivateRequest, description = "Optional"),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The active integration", body = crate::integration::Integration),
@@ -132,6 +135,7 @@ pub async fn activate(
 /// integration's own actor (a successful test verifies a pending integration).
 #[utoipa::path(
     post,
+    operation_id = "testIntegration",
     path = "/api/v1/integrations/{id}/test",
     tag = "lifecycle",
     params(("id" = Uuid, Path, description = "The integration id")),

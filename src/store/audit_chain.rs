@@ -33,10 +33,10 @@ pub struct AuditEntry {
     pub target_type: String,
     pub target_id: Uuid,
     /// Canonical JSON of the state before the change; `null` for a creation.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub before: Option<serde_json::Value>,
     /// Canonical JSON of the state after the change; `null` for a deletion.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub after: Option<serde_json::Value>,
     pub reason: Option<String>,
     pub ticket: Option<String>,

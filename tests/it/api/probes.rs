@@ -50,6 +50,35 @@ async fn openapi_lists_every_route(backend: Backend) {
     assert!(doc["components"]["securitySchemes"]
         .as_object()
         .is_some_and(|s| !s.is_empty()));
+    // The served document is this daemon's contract: its providers, which of them need a
+    // baseUrl, the scope of each operation, the statuses an operation can answer.
+    let spec = &doc["components"]["schemas"]["SpecRequest"];
+    let providers: Vec<&str> = spec["properties"]["provider"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    for provider in ["http", "tcp", "harbor", "github", "in-memory"] {
+        assert!(providers.contains(&provider), "{provider} in {providers:?}");
+    }
+    assert_eq!(
+        spec["anyOf"][0]["properties"]["provider"]["enum"],
+        serde_json::json!(["tcp", "in-memory"])
+    );
+    assert_eq!(spec["additionalProperties"], false);
+    let create = &paths["/api/v1/integrations"]["post"];
+    assert_eq!(create["x-required-scope"], "integrations.admin");
+    let statuses: Vec<&String> = create["responses"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        statuses,
+        ["201", "400", "401", "403", "409", "413", "415", "422", "429", "503"]
+    );
+    let audit_entry = &doc["components"]["schemas"]["AuditEntry"]["properties"];
+    assert_eq!(
+        audit_entry["before"]["type"],
+        serde_json::json!(["object", "null"])
+    );
 }
 
 catalogd_testkit::both_backends!(healthz_and_readyz, openapi_lists_every_route);
