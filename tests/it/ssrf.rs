@@ -277,6 +277,42 @@ fn redirect_targets(p: u16) -> Vec<String> {
     ]
 }
 
+/// IP literals in the encodings a URL parser normalizes (decimal, octal, hex, short forms,
+/// percent-encoded and full-width digits, a trailing dot, IPv4 embedded in IPv6 text):
+/// validation refuses them at create (a host must be a dotted quad or IPv6 hex groups, so the
+/// OpenAPI document's pattern is exact), and they reach test and check through redirects,
+/// where the parsed, normalized address meets the policy.
+fn encoded_literals(p: u16) -> Vec<String> {
+    vec![
+        format!("http://2130706433:{p}/"),
+        format!("http://0x7f000001:{p}/"),
+        format!("http://0177.0.0.1:{p}/"),
+        format!("http://0x7f.1:{p}/"),
+        format!("http://127.1:{p}/"),
+        format!("http://127.0.1:{p}/"),
+        format!("http://0177.1:{p}/"),
+        format!("http://017700000001:{p}/"),
+        format!("http://0x7f.0x0.0x0.0x1:{p}/"),
+        format!("http://0X7F.0.0.1:{p}/"),
+        format!("http://127.000.000.001:{p}/"),
+        format!("http://127.0.0.1.:{p}/"),
+        format!("http://%31%32%37.0.0.1:{p}/"),
+        format!("http://\u{ff11}\u{ff12}\u{ff17}.\u{ff10}.\u{ff10}.\u{ff11}:{p}/"),
+        format!("http://127\u{3002}0\u{3002}0\u{3002}1:{p}/"),
+        format!("http://0:{p}/"),
+        format!("http://2130706435:{p}/"),
+        format!("http://[::ffff:127.0.0.1]:{p}/"),
+        format!("http://[0:0:0:0:0:ffff:127.0.0.1]:{p}/"),
+        format!("http://[::127.0.0.1]:{p}/"),
+        format!("http://[::ffff:0:127.0.0.1]:{p}/"),
+        format!("http://[64:ff9b::127.0.0.1]:{p}/"),
+        "http://0xa9fea9fe/latest/meta-data/".to_owned(),
+        "http://2852039166/latest/meta-data/".to_owned(),
+        "http://0251.0376.0251.0376/".to_owned(),
+        "http://[::ffff:169.254.169.254]/".to_owned(),
+    ]
+}
+
 /// Programs `name` to answer the allowed address on its next lookup and `rebound` after.
 fn rebind(dns: &DnsServer, name: &str, rebound: IpAddr) {
     dns.sequence(name, vec![vec![IpAddr::V4(ALLOWED)], vec![rebound]]);
@@ -296,39 +332,17 @@ fn corpus(p: u16, dns: &DnsServer) -> (Vec<Payload>, Vec<(u16, String)>) {
     // metadata, private, shared, special-purpose ranges.
     for url in [
         format!("http://127.0.0.1:{p}/"),
-        format!("http://2130706433:{p}/"),
-        format!("http://0x7f000001:{p}/"),
-        format!("http://0177.0.0.1:{p}/"),
-        format!("http://0x7f.1:{p}/"),
-        format!("http://127.1:{p}/"),
-        format!("http://127.0.1:{p}/"),
-        format!("http://0177.1:{p}/"),
-        format!("http://017700000001:{p}/"),
-        format!("http://0x7f.0x0.0x0.0x1:{p}/"),
-        format!("http://0X7F.0.0.1:{p}/"),
-        format!("http://127.000.000.001:{p}/"),
-        format!("http://127.0.0.1.:{p}/"),
-        format!("http://%31%32%37.0.0.1:{p}/"),
-        format!("http://\u{ff11}\u{ff12}\u{ff17}.\u{ff10}.\u{ff10}.\u{ff11}:{p}/"),
-        format!("http://127\u{3002}0\u{3002}0\u{3002}1:{p}/"),
-        format!("http://0:{p}/"),
         format!("http://0.0.0.0:{p}/"),
         format!("http://127.0.0.3:{p}/"),
         format!("http://127.255.255.254:{p}/"),
-        format!("http://2130706435:{p}/"),
         format!("https://127.0.0.1:{p}/"),
         format!("HTTP://127.0.0.1:{p}/"),
         format!("http://127.0.0.1:{p}/?@{ALLOWED}"),
         format!("http://[::1]:{p}/"),
         format!("http://[0:0:0:0:0:0:0:1]:{p}/"),
-        format!("http://[::ffff:127.0.0.1]:{p}/"),
         format!("http://[::ffff:7f00:1]:{p}/"),
-        format!("http://[0:0:0:0:0:ffff:127.0.0.1]:{p}/"),
-        format!("http://[::127.0.0.1]:{p}/"),
         format!("http://[::7f00:1]:{p}/"),
-        format!("http://[::ffff:0:127.0.0.1]:{p}/"),
         format!("http://[64:ff9b::7f00:1]:{p}/"),
-        format!("http://[64:ff9b::127.0.0.1]:{p}/"),
         format!("http://[2002:7f00:1::]:{p}/"),
         format!("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]:{p}/"),
         format!("http://[::]:{p}/"),
@@ -343,16 +357,12 @@ fn corpus(p: u16, dns: &DnsServer) -> (Vec<Payload>, Vec<(u16, String)>) {
         format!("http://[100::1]:{p}/"),
         "http://169.254.169.254/latest/meta-data/".to_owned(),
         format!("http://169.254.169.254:{p}/"),
-        "http://0xa9fea9fe/latest/meta-data/".to_owned(),
-        "http://2852039166/latest/meta-data/".to_owned(),
-        "http://0251.0376.0251.0376/".to_owned(),
         "http://169.254.170.2/v2/credentials".to_owned(),
         "http://100.100.100.200/latest/meta-data/".to_owned(),
         "http://192.0.0.192/opc/v2/instance/".to_owned(),
         "http://168.63.129.16/machine".to_owned(),
         "http://[fd00:ec2::254]/latest/meta-data/".to_owned(),
         "http://[fd20:ce::254]/computeMetadata/v1/".to_owned(),
-        "http://[::ffff:169.254.169.254]/".to_owned(),
         "http://[64:ff9b::a9fe:a9fe]/".to_owned(),
         "http://[2002:a9fe:a9fe::1]/".to_owned(),
         format!("http://10.0.0.1:{p}/"),
@@ -374,6 +384,10 @@ fn corpus(p: u16, dns: &DnsServer) -> (Vec<Payload>, Vec<(u16, String)>) {
         "http://203.0.113.9/".to_owned(),
     ] {
         list.push(url_payload("literal", url, Expect::Denied));
+    }
+
+    for url in encoded_literals(p) {
+        list.push(url_payload("encoded", url, Expect::Refused));
     }
 
     // Tricks that validation refuses outright: userinfo, fragments, zone ids, schemes.
@@ -436,7 +450,14 @@ fn corpus(p: u16, dns: &DnsServer) -> (Vec<Payload>, Vec<(u16, String)>) {
 
     // Redirects from the allowed server to denied places, every status, relative and
     // absolute, and chains of allowed hops that end there.
-    for (n, target) in redirect_targets(p).into_iter().enumerate() {
+    let mut targets = redirect_targets(p);
+    // (A Location header is ASCII: the full-width and ideographic forms cannot be one.)
+    for encoded in encoded_literals(p).into_iter().filter(|url| url.is_ascii()) {
+        if !targets.contains(&encoded) {
+            targets.push(encoded);
+        }
+    }
+    for (n, target) in targets.into_iter().enumerate() {
         let status = [301, 302, 303, 307, 308][n % 5];
         let path = route(status, target.clone());
         list.push(Payload {
@@ -549,7 +570,7 @@ fn corpus(p: u16, dns: &DnsServer) -> (Vec<Payload>, Vec<(u16, String)>) {
     ] {
         for url in [
             format!("http://127.0.0.1:{p}"),
-            format!("http://[::ffff:127.0.0.1]:{p}"),
+            format!("http://[::ffff:7f00:1]:{p}"),
             format!("http://loopback.ssrf.test:{p}"),
             "http://169.254.169.254".to_owned(),
         ] {
