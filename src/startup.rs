@@ -21,7 +21,7 @@ use crate::monitoring::{MonitorDefaults, StoreLedger};
 use crate::nats::NatsReadiness;
 use crate::relay::{Relay, RelayHandle, RelayOptions};
 use crate::store::history::HistoryWriter;
-use crate::store::{self, Database, StoreOptions};
+use crate::store::{self, Database, ServeLock, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -57,6 +57,8 @@ pub struct Application {
     exporter: Exporter,
     refresher: Refresher,
     rate_limit: http::rate_limit::RateLimiter,
+    /// Held until the daemon has stopped (SQLite: no second daemon on the same file).
+    _serve_lock: Option<ServeLock>,
 }
 
 impl Application {
@@ -72,6 +74,8 @@ impl Application {
     ) -> Result<Self, StartupError> {
         // One pool for every store over the database; migrations run once.
         let mut database = Database::connect(&store_options(config)?).await?;
+        // SQLite is single-node: one serving daemon per database file.
+        let serve_lock = database.lock_for_serving(&config.database.url)?;
         // The fleet gauges follow every committed change of the catalog.
         let gauges = IntegrationGauges::new(config.metrics.per_integration);
         database.observe(Arc::new(gauges.clone()));
@@ -168,6 +172,7 @@ impl Application {
             exporter,
             refresher,
             rate_limit: http::rate_limit::RateLimiter::new(&config.http.rate_limit),
+            _serve_lock: serve_lock,
         })
     }
 

@@ -778,8 +778,9 @@ async fn restart_backoff_doubles_and_resets_after_a_healthy_run() {
     // Four crashes in a row wait 50, 100, 200 and 400 ms; each restarted actor then checks
     // at its next 100 ms slot (the phase is kept), so a gap is its backoff rounded up to a
     // slot — or one slot more when the restart lands a hair after a slot boundary.
-    let on_slot_after =
-        |gap: u128, backoff: u128| gap >= backoff && gap <= backoff + 100 && gap % 100 == 0;
+    let on_slot_after = |gap: u128, backoff: u128| {
+        gap >= backoff && gap <= backoff + 100 && gap.is_multiple_of(100)
+    };
     for (gap, backoff) in gaps.iter().zip([50, 100, 200, 400]) {
         assert!(on_slot_after(*gap, backoff), "{gaps:?}");
     }

@@ -36,7 +36,7 @@ pub(super) async fn mark_published(outbox: OutboxStore, mut ids: mpsc::Unbounded
             }
             Err(error) => {
                 failures += 1;
-                if failures == 1 || failures % 60 == 0 {
+                if failures == 1 || failures.is_multiple_of(60) {
                     tracing::warn!(%error, pending = batch.len(), "event relay: cannot mark events published; retrying");
                 }
                 if ids.is_closed() && failures >= 3 {

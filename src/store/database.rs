@@ -12,6 +12,7 @@ use super::census::Census;
 use super::history::{HistoryOptions, HistoryStore};
 use super::outbox::{Handoff, OutboxStore};
 use super::sql::SqlStore;
+use super::sqlite::ServeLock;
 use super::{ChangeObserver, Store, StoreError, StoreOptions, Unobserved};
 use catalogd_actors::Thresholds;
 
@@ -67,6 +68,18 @@ impl Database {
     /// Every catalog store built from now on tells `observer` about each committed change.
     pub fn observe(&mut self, observer: Arc<dyn ChangeObserver>) {
         self.observer = observer;
+    }
+
+    /// Claims the database for one serving daemon: on a SQLite file, an exclusive lock held
+    /// as long as the returned guard lives, refused with [`StoreError::InUse`] while another
+    /// daemon holds it; on PostgreSQL (where daemons share the catalog) and in memory, nothing.
+    pub fn lock_for_serving(&self, url: &str) -> Result<Option<ServeLock>, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(..) => super::sqlite::file_of(url)?
+                .map(|file| super::sqlite::lock_for_serving(&file))
+                .transpose(),
+            Pool::Postgres(_) => Ok(None),
+        }
     }
 
     /// The catalog store.

@@ -110,6 +110,13 @@ pub enum StoreError {
          database.allow_unsafe_durability = true to accept the loss"
     )]
     UnsafeDurability(String),
+    /// Another daemon serves this SQLite database.
+    #[error(
+        "another catalogd is already serving the SQLite database {0}: SQLite is single-node. \
+         Stop the other daemon, give this one its own database.url, or run several daemons \
+         on PostgreSQL"
+    )]
+    InUse(std::path::PathBuf),
 }
 
 impl StoreError {
@@ -298,6 +305,7 @@ pub enum CheckCommit {
 
 pub use backend::WriteGate;
 pub use database::Database;
+pub use sqlite::ServeLock;
 
 /// Opens the backend named by `options.url`, creating the SQLite file if needed, and applies
 /// the embedded migrations.

@@ -2,6 +2,7 @@
 //! queries are shared with PostgreSQL (written once, generic over
 //! [`super::backend::Backend`]).
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -47,6 +48,45 @@ pub(super) async fn connect(options: &StoreOptions) -> Result<SqlitePool, StoreE
     let pool = pool.connect_with(connect).await?;
     sqlx::migrate!("migrations/sqlite").run(&pool).await?;
     Ok(pool)
+}
+
+/// The database file `url` names; `None` for an in-memory database.
+pub(super) fn file_of(url: &str) -> Result<Option<PathBuf>, StoreError> {
+    if is_in_memory(url) {
+        return Ok(None);
+    }
+    let options = SqliteConnectOptions::from_str(url)?;
+    Ok(Some(options.get_filename().to_path_buf()))
+}
+
+/// Held by the one daemon serving a SQLite database: an exclusive lock on a file beside it
+/// (`<database>.serve.lock`), released by the kernel when the process ends however it ends.
+/// SQLite is single-node (DESIGN §9): two daemons on one file would both monitor every
+/// integration and race each other's transitions.
+#[derive(Debug)]
+pub struct ServeLock {
+    _file: std::fs::File,
+}
+
+/// Takes the serve lock of the database file `database`, or says who holds it.
+pub(super) fn lock_for_serving(database: &Path) -> Result<ServeLock, StoreError> {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".serve.lock");
+    let path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| StoreError::Unavailable(format!("{}: {error}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(ServeLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(database.to_path_buf())),
+        Err(std::fs::TryLockError::Error(error)) => Err(StoreError::Unavailable(format!(
+            "{}: {error}",
+            path.display()
+        ))),
+    }
 }
 
 /// Whether `url` names an in-memory database (`sqlite::memory:`, `sqlite://:memory:`,

@@ -133,7 +133,7 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
 }
 
 fn rate_label(rate: usize) -> String {
-    if rate >= 1000 && rate % 1000 == 0 {
+    if rate >= 1000 && rate.is_multiple_of(1000) {
         format!("{}k", rate / 1000)
     } else {
         rate.to_string()

@@ -92,9 +92,9 @@ fn tier_plan(tier: Tier) -> Plan {
 static F2_P99: Mutex<Option<HashMap<(usize, u32), f64>>> = Mutex::new(None);
 
 fn size_name(n: usize) -> String {
-    if n >= 1_000_000 && n % 1_000_000 == 0 {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
         format!("{}M", n / 1_000_000)
-    } else if n >= 1000 && n % 1000 == 0 {
+    } else if n >= 1000 && n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {
         n.to_string()
@@ -107,7 +107,7 @@ fn ok_target(i: usize) -> Target {
 
 /// Every tenth target hangs (`/hang`, answered never: the check times out).
 fn hanging_target(i: usize) -> Target {
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         Target::http(services::fleet_url(i, ADDRS, "/hang"))
     } else {
         ok_target(i)

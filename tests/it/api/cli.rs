@@ -200,6 +200,71 @@ fn serve_help_explains_the_configuration() {
 
 catalogd_testkit::both_backends!(quick_start, config_flag_works_with_every_subcommand);
 
+/// Runs `command` (a `catalogd serve` expected to refuse to start) to its exit, which must come
+/// within [`READY`]; returns the exit status and everything it printed.
+fn exit_of(mut command: Command) -> (std::process::ExitStatus, String) {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + READY;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("catalogd serve did not refuse to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status, said)
+}
+
+/// SQLite is single-node: a second `catalogd serve` on the database file another one serves
+/// refuses to start and says why, the first one is unaffected, and once it has stopped the
+/// file can be served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_one_sqlite_file_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(Backend::Sqlite, dir.path()).await;
+    let serve = || {
+        let mut command = catalogd(dir.path());
+        command
+            .arg("serve")
+            .env("CATALOGD__HTTP__LISTEN", "127.0.0.1:0")
+            .env("CATALOGD__METRICS__LISTEN", "127.0.0.1:0")
+            .env("CATALOGD__NATS__URL", "")
+            .env("CATALOGD__DATABASE__URL", &url);
+        command
+    };
+    let mut first = Daemon::start(serve(), READY).expect("the first daemon starts");
+    let (status, said) = exit_of(serve());
+    assert!(!status.success(), "{said}");
+    for needle in [
+        "another catalogd is already serving the SQLite database",
+        "catalogd.db",
+        "single-node",
+        "PostgreSQL",
+    ] {
+        assert!(said.contains(needle), "the refusal says {needle:?}: {said}");
+    }
+    let client = reqwest::Client::new();
+    let ready = first
+        .readyz(&client)
+        .await
+        .expect("the first daemon still serves");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(first.terminate().unwrap().success());
+    let mut again =
+        Daemon::start(serve(), READY).expect("the file is free once the first has stopped");
+    assert!(again.terminate().unwrap().success());
+}
+
 /// A PostgreSQL server that acknowledges commits it can lose (`synchronous_commit = off`) is
 /// refused at start with an error saying why and how to go on; allowed, it starts with a warning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,28 +297,7 @@ async fn unsafe_postgres_durability_is_refused_unless_allowed() {
         command
     };
 
-    let mut child = serve(false)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + READY;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("catalogd serve did not refuse synchronous_commit = off");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let output = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (status, said) = exit_of(serve(false));
     assert!(!status.success(), "{said}");
     for needle in [
         "synchronous_commit = off",
