@@ -32,6 +32,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod cloudevents;
+pub mod cluster;
 pub mod config;
 pub mod connectors;
 pub mod control;
