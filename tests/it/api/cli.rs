@@ -315,5 +315,10 @@ async fn unsafe_postgres_durability_is_refused_unless_allowed() {
         "the start warns that durability is unsafe: {:#?}",
         daemon.startup_log()
     );
-    assert!(daemon.terminate().unwrap().success());
+    let status = daemon.terminate().unwrap();
+    assert!(
+        status.success(),
+        "graceful shutdown exits 0, got {status}: {:#?}",
+        daemon.rest_of_log()
+    );
 }
