@@ -200,6 +200,18 @@ fn serve_help_explains_the_configuration() {
 
 catalogd_testkit::both_backends!(quick_start, config_flag_works_with_every_subcommand);
 
+/// `catalogd serve` in `dir` on the database `url`, on free ports, without NATS.
+fn serve_on(dir: &Path, url: &str) -> Command {
+    let mut command = catalogd(dir);
+    command
+        .arg("serve")
+        .env("CATALOGD__HTTP__LISTEN", "127.0.0.1:0")
+        .env("CATALOGD__METRICS__LISTEN", "127.0.0.1:0")
+        .env("CATALOGD__NATS__URL", "")
+        .env("CATALOGD__DATABASE__URL", url);
+    command
+}
+
 /// Runs `command` (a `catalogd serve` expected to refuse to start) to its exit, which must come
 /// within [`READY`]; returns the exit status and everything it printed.
 fn exit_of(mut command: Command) -> (std::process::ExitStatus, String) {
@@ -232,16 +244,7 @@ fn exit_of(mut command: Command) -> (std::process::ExitStatus, String) {
 async fn a_second_daemon_on_one_sqlite_file_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let url = database_url(Backend::Sqlite, dir.path()).await;
-    let serve = || {
-        let mut command = catalogd(dir.path());
-        command
-            .arg("serve")
-            .env("CATALOGD__HTTP__LISTEN", "127.0.0.1:0")
-            .env("CATALOGD__METRICS__LISTEN", "127.0.0.1:0")
-            .env("CATALOGD__NATS__URL", "")
-            .env("CATALOGD__DATABASE__URL", &url);
-        command
-    };
+    let serve = || serve_on(dir.path(), &url);
     let mut first = Daemon::start(serve(), READY).expect("the first daemon starts");
     let (status, said) = exit_of(serve());
     assert!(!status.success(), "{said}");
@@ -284,13 +287,7 @@ async fn unsafe_postgres_durability_is_refused_unless_allowed() {
     .await
     .unwrap();
     let serve = |allow: bool| {
-        let mut command = catalogd(dir.path());
-        command
-            .arg("serve")
-            .env("CATALOGD__HTTP__LISTEN", "127.0.0.1:0")
-            .env("CATALOGD__METRICS__LISTEN", "127.0.0.1:0")
-            .env("CATALOGD__NATS__URL", "")
-            .env("CATALOGD__DATABASE__URL", &url);
+        let mut command = serve_on(dir.path(), &url);
         if allow {
             command.env("CATALOGD__DATABASE__ALLOW_UNSAFE_DURABILITY", "true");
         }
