@@ -17,6 +17,7 @@ mod egress;
 mod engine;
 mod events;
 mod history;
+mod leases;
 mod metrics;
 mod ssrf;
 mod store;
