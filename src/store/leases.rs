@@ -167,8 +167,10 @@ impl LeaseStore {
         Ok(claims_of(rows))
     }
 
-    /// Takes those of `shards` that nobody holds (never held, released, or expired), bumping
-    /// each one's epoch and logging the takeover; returns what it took.
+    /// Takes those of `shards` that nobody holds (never held, released, or expired) or that an
+    /// earlier run of this node held (it was killed and restarted with the same node id:
+    /// whatever that run still writes is fenced off by the new epoch), bumping each one's
+    /// epoch and logging the takeover; returns what it took.
     pub async fn acquire(
         &self,
         node: &str,
@@ -182,7 +184,7 @@ impl LeaseStore {
         let rows: Vec<(i32, i64, Option<String>)> = sqlx::query_as(
             "WITH old AS ( \
                  SELECT shard, owner, \
-                        (owner IS NULL OR expires_at <= clock_timestamp()) AS free \
+                        (owner IS NULL OR owner = $1 OR expires_at <= clock_timestamp()) AS free \
                  FROM cluster_shards WHERE shard = ANY($2) ORDER BY shard FOR UPDATE), \
              taken AS ( \
                  UPDATE cluster_shards s SET owner = $1, epoch = s.epoch + 1, \

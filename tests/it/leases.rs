@@ -317,6 +317,24 @@ async fn renewal_keeps_a_lease_and_release_hands_it_over_at_once() {
         vec![claims[1]]
     );
 
+    // A node killed and restarted under its id takes its live shards back at once, at a new
+    // epoch (what the killed run might still write is fenced off).
+    let before = b.leases.acquire(b.name, &[3], TTL).await.unwrap()[0].claim;
+    let restarted = node(&database.url, "node-b").await;
+    let again = restarted
+        .leases
+        .acquire(restarted.name, &[3], TTL)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "no wait for the old lease");
+    assert_eq!(again[0].claim.epoch, before.epoch + 1);
+    assert!(b
+        .leases
+        .renew(b.name, &[before], TTL)
+        .await
+        .unwrap()
+        .is_empty());
+
     // Leaving releases everything and removes the node.
     a.leases.leave(a.name).await.unwrap();
     let nodes = b.leases.heartbeat(b.name, TTL).await.unwrap();
