@@ -36,13 +36,24 @@ pub(crate) struct MonitorContext<T> {
     /// The instant schedule times count from (see [`schedule`]). Shared by all actors so
     /// that a restarted actor finds its slots where its predecessor left them.
     pub(crate) epoch: Instant,
+    /// The wall-clock time at `epoch`, since the Unix epoch (from the injected clock).
+    /// Schedule times are wall-clock times: every engine, in every process, puts an
+    /// integration's slots at the same instants (give or take their clocks' skew), so a
+    /// monitor that moves to another node keeps its slots and is not checked twice within an
+    /// interval.
+    pub(crate) wall: Duration,
     pub(crate) failed_backoff_max: Duration,
     pub(crate) counters: Arc<EngineCounters>,
 }
 
 impl<T> MonitorContext<T> {
     fn now(&self) -> Duration {
-        Instant::now().saturating_duration_since(self.epoch)
+        Instant::now().saturating_duration_since(self.epoch) + self.wall
+    }
+
+    /// The instant of schedule time `due`.
+    fn instant(&self, due: Duration) -> Instant {
+        self.epoch + due.saturating_sub(self.wall)
     }
 }
 
@@ -250,7 +261,7 @@ impl<T: Send + Sync + 'static> Monitor<T> {
     fn arm(&self, myself: &ActorRef<MonitorMsg<T>>, state: &mut MonitorState<T>, due: Duration) {
         state.timer.cancel();
         let generation = state.timer.generation;
-        let at = self.context.epoch + due;
+        let at = self.context.instant(due);
         let myself = myself.clone();
         state.timer.due = due;
         state.timer.handle = Some(tokio::spawn(async move {
@@ -273,7 +284,7 @@ impl<T: Send + Sync + 'static> Monitor<T> {
         let myself = myself.clone();
         let started = Instant::now();
         let started_at = context.clock.now();
-        let lateness = started.saturating_duration_since(context.epoch + due);
+        let lateness = started.saturating_duration_since(context.instant(due));
         tokio::spawn(async move {
             let result = {
                 let _in_flight = context.counters.check_started();
