@@ -129,7 +129,11 @@ impl Cluster {
         let mut views = Vec::new();
         for (id, daemon) in self.live() {
             let view = daemon.readyz(client).await.ok().and_then(|ready| {
-                let cluster = &ready["cluster"];
+                // DESIGN §9 names the object `cluster`; it sits with the other checks.
+                let cluster = match &ready["cluster"] {
+                    serde_json::Value::Null => &ready["checks"]["cluster"],
+                    top => top,
+                };
                 Some(View {
                     node_id: cluster["nodeId"].as_str()?.to_owned(),
                     nodes: cluster["nodes"].as_u64()?,
