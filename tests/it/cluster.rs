@@ -64,13 +64,36 @@ fn size() -> usize {
 
 /// What happened when: phase marks, and the moments nodes died (SIGKILL or SIGSTOP), from
 /// which the bound applies.
-#[derive(Default)]
 struct Timeline {
     marks: Vec<(String, Instant)>,
     deaths: Vec<Instant>,
+    /// One moment on both clocks, to place the target's times among the database's.
+    anchor: (Instant, chrono::DateTime<chrono::Utc>),
 }
 
 impl Timeline {
+    fn new() -> Timeline {
+        Timeline {
+            marks: Vec::new(),
+            deaths: Vec::new(),
+            anchor: (Instant::now(), chrono::Utc::now()),
+        }
+    }
+
+    /// `at` on the wall clock (the database's, on this machine).
+    fn wall(&self, at: Instant) -> chrono::DateTime<chrono::Utc> {
+        self.anchor.1 + chrono::Duration::from_std(at - self.anchor.0).unwrap()
+    }
+
+    /// How far into its phase `at` is.
+    fn into_phase(&self, at: Instant) -> Duration {
+        self.marks
+            .iter()
+            .rev()
+            .find(|(_, start)| *start <= at)
+            .map_or(Duration::ZERO, |(_, start)| at - *start)
+    }
+
     fn mark(&mut self, phase: &str) {
         println!("cluster: {phase}");
         self.marks.push((phase.to_owned(), Instant::now()));
@@ -114,7 +137,7 @@ async fn nodes_share_the_fleet_through_kill_stall_rolling_restart_join_and_leave
     let (dir, config) = (storm.dir.path().to_owned(), storm.config.clone());
     let mut cluster = Cluster::new(move |id| serve(&dir, &config, id));
     let client = crate::helpers::http_client(Duration::from_secs(10));
-    let mut timeline = Timeline::default();
+    let mut timeline = Timeline::new();
 
     // Three nodes; the fleet is created through all of them while they run.
     for id in ["a", "b", "c"] {
@@ -125,9 +148,12 @@ async fn nodes_share_the_fleet_through_kill_stall_rolling_restart_join_and_leave
         .iter()
         .map(|id| cluster.daemon(id).api.clone())
         .collect();
+    let creating = Instant::now();
     let fleet = create_fleet(&client, &apis, &target, count).await;
     println!(
-        "cluster: {count} integrations created through 3 nodes after {:?}",
+        "cluster: {count} integrations created and submitted through 3 nodes in {:?} ({:?} \
+         since the start)",
+        creating.elapsed(),
         started.elapsed()
     );
     let created = Instant::now();
@@ -171,7 +197,7 @@ async fn nodes_share_the_fleet_through_kill_stall_rolling_restart_join_and_leave
     cluster.kill("c");
     timeline.deaths.push(killed.0);
     let c_members = members_in(&fleet, &c_shards);
-    let kill_takeover = checked_again(&target, &c_members, killed, "c after SIGKILL").await;
+    let kill_takeover = checked_again(&url, &target, &c_members, killed, "c after SIGKILL").await;
     settle(&cluster, &client, 2, "two nodes after the SIGKILL").await;
     println!(
         "cluster: c held {} shards, {} integrations; checked again after the SIGKILL within {}",
@@ -193,7 +219,7 @@ async fn nodes_share_the_fleet_through_kill_stall_rolling_restart_join_and_leave
     let stalled = (Instant::now(), target.len());
     cluster.pause("b").unwrap();
     timeline.deaths.push(stalled.0);
-    let stall_takeover = checked_again(&target, &b_members, stalled, "b while stalled").await;
+    let stall_takeover = checked_again(&url, &target, &b_members, stalled, "b while stalled").await;
     settle(&cluster, &client, 2, "a and c without the stalled b").await;
     let wake_at = stalled.0 + 2 * LEASE_TTL;
     tokio::time::sleep_until(wake_at.into()).await;
@@ -256,7 +282,7 @@ async fn nodes_share_the_fleet_through_kill_stall_rolling_restart_join_and_leave
     let left = (Instant::now(), target.len());
     let status = tokio::task::block_in_place(|| cluster.terminate("a")).unwrap();
     assert!(status.success(), "a stops cleanly on SIGTERM: {status}");
-    let leave_takeover = checked_again(&target, &a_members, left, "a after SIGTERM").await;
+    let leave_takeover = checked_again(&url, &target, &a_members, left, "a after SIGTERM").await;
     settle(&cluster, &client, 3, "a left").await;
     println!(
         "cluster: a left with {} integrations, checked again within {leave_takeover}",
@@ -325,7 +351,11 @@ async fn nodes_share_the_fleet_through_kill_stall_rolling_restart_join_and_leave
         violations.len(),
         started.elapsed()
     );
-    assert!(violations.is_empty(), "unchecked too long: {violations:#?}");
+    let mut described = Vec::new();
+    for gap in &violations {
+        described.push(gap.describe(&url, &timeline).await);
+    }
+    assert!(violations.is_empty(), "unchecked too long: {described:#?}");
     assert_eq!(late, 0, "writes landed after their shard was taken over");
     assert!(
         double_polls * 100 < checks,
@@ -476,6 +506,7 @@ fn members_in<'a>(fleet: &'a [Member], shards: &HashSet<u32>) -> Vec<&'a Member>
 /// `hits`-th request): up to three death bounds, so that a late one is measured rather than
 /// timed out. Returns the wait per integration, as text.
 async fn checked_again(
+    url: &str,
     target: &FleetTarget,
     members: &[&Member],
     (since, hits): (Instant, usize),
@@ -483,26 +514,89 @@ async fn checked_again(
 ) -> String {
     assert!(!members.is_empty(), "{what}: the node held integrations");
     let wanted: HashSet<&str> = members.iter().map(|m| m.path.as_str()).collect();
-    let firsts = poll(
+    let firsts_since = || {
+        let mut first: HashMap<String, Instant> = HashMap::new();
+        for hit in target.hits_from(hits) {
+            if hit.at > since && wanted.contains(hit.path.as_str()) {
+                first.entry(hit.path).or_insert(hit.at);
+            }
+        }
+        first
+    };
+    let polled = poll(
         &format!("{what}: every integration checked again"),
         death_bound() * 3,
         Duration::from_millis(100),
         || {
-            let mut first: HashMap<String, Instant> = HashMap::new();
-            for hit in target.hits_from(hits) {
-                if hit.at > since && wanted.contains(hit.path.as_str()) {
-                    first.entry(hit.path).or_insert(hit.at);
-                }
-            }
+            let first = firsts_since();
             (first.len() == wanted.len()).then_some(first)
         },
     )
-    .await
-    .unwrap();
+    .await;
+    let firsts = match polled {
+        Ok(firsts) => firsts,
+        Err(timed_out) => {
+            let first = firsts_since();
+            let mut unchecked = Vec::new();
+            for member in members.iter().filter(|m| !first.contains_key(&m.path)) {
+                unchecked.push(describe(url, member).await);
+            }
+            panic!(
+                "{timed_out}: {} of {} unchecked: {unchecked:#?}; sessions: {:#?}",
+                unchecked.len(),
+                members.len(),
+                sessions(url).await
+            )
+        }
+    };
     let mut waits: Vec<Duration> = firsts.values().map(|at| *at - since).collect();
     waits.sort();
     let at = |q: f64| waits[((waits.len() - 1) as f64 * q).round() as usize];
     format!("p50 {:?}, p99 {:?}, max {:?}", at(0.5), at(0.99), at(1.0))
+}
+
+/// An integration as the database has it: status, shard and the shard's lease, last check.
+async fn describe(url: &str, member: &Member) -> String {
+    let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+    let shard = catalogd::cluster::shard_of(member.id, SHARDS as u32);
+    let row: Option<(String, Option<String>, i64, String)> = sqlx::query_as(
+        "SELECT i.status, s.owner, s.epoch, \
+                (s.expires_at - clock_timestamp())::text \
+         FROM integrations i, cluster_shards s \
+         WHERE i.integration_id = $1 AND s.shard = $2",
+    )
+    .bind(member.id)
+    .bind(shard as i32)
+    .fetch_optional(&mut connection)
+    .await
+    .unwrap();
+    format!(
+        "{} {} shard {shard}: (status, owner, epoch, lease left) {row:?}",
+        member.id, member.path
+    )
+}
+
+/// The database's busy sessions: what each waits for, since when, in which statement (a
+/// takeover blocked behind a stalled node's open transaction shows here).
+async fn sessions(url: &str) -> Vec<String> {
+    let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+    let rows: Vec<(
+        i32,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    )> = sqlx::query_as(
+        "SELECT pid, state, wait_event_type || ':' || wait_event, \
+                    (clock_timestamp() - xact_start)::text, left(query, 160) \
+             FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND state IS DISTINCT FROM 'idle'",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap();
+    rows.into_iter().map(|row| format!("{row:?}")).collect()
 }
 
 /// Checks, double polls and gaps of one phase of the run.
@@ -510,6 +604,10 @@ async fn checked_again(
 struct Figures {
     checks: usize,
     double_polls: usize,
+    /// Integrations checked twice within an interval, and when in the phase the first and
+    /// the last such check came.
+    double_polled: usize,
+    double_poll_span: Option<(Duration, Duration)>,
     /// The longest time between two checks of one integration (or the phase's edges).
     max_gap: Duration,
     /// The longest an integration waited after a death (SIGKILL, SIGSTOP).
@@ -520,13 +618,13 @@ struct Figures {
 /// gaps between `start` and `end`, and every gap over its bound. A gap across a death is
 /// measured from the death, with the death bound; any other gap, a graceful handover's
 /// included, must stay under the handover bound.
-fn gaps(
+fn gaps<'a>(
     hits: &[Hit],
-    fleet: &[Member],
+    fleet: &'a [Member],
     timeline: &Timeline,
     start: Instant,
     end: Instant,
-) -> (BTreeMap<String, Figures>, Vec<String>) {
+) -> (BTreeMap<String, Figures>, Vec<Gap<'a>>) {
     let mut times: HashMap<&str, Vec<Instant>> = fleet
         .iter()
         .map(|m| (m.path.as_str(), Vec::new()))
@@ -541,6 +639,7 @@ fn gaps(
     let mut phases: BTreeMap<String, Figures> = BTreeMap::new();
     let mut violations = Vec::new();
     for member in fleet {
+        let mut doubled: HashSet<String> = HashSet::new();
         let checked = &times[member.path.as_str()];
         // The run's edges count as checks for the gaps, not for the counts.
         let points: Vec<(Instant, bool)> = std::iter::once((start, false))
@@ -555,6 +654,12 @@ fn gaps(
                 figures.checks += 1;
                 if a_real && gap < DOUBLE_POLL {
                     figures.double_polls += 1;
+                    if doubled.insert(timeline.phase_of(b).to_owned()) {
+                        figures.double_polled += 1;
+                    }
+                    let into = timeline.into_phase(b);
+                    let (first, last) = figures.double_poll_span.unwrap_or((into, into));
+                    figures.double_poll_span = Some((first.min(into), last.max(into)));
                 }
             }
             figures.max_gap = figures.max_gap.max(gap);
@@ -564,30 +669,67 @@ fn gaps(
                 .rev()
                 .find(|d| **d > a && **d < b)
                 .copied();
-            match death {
+            let over = match death {
                 Some(death) => {
                     let waited = b - death;
                     figures.max_from_death = figures.max_from_death.max(waited);
-                    if waited > death_bound() + SLACK {
-                        violations.push(format!(
-                            "{} ({}): checked {waited:?} after a death, in {}",
-                            member.id,
-                            member.path,
-                            timeline.phase_of(b)
-                        ));
-                    }
+                    waited > death_bound() + SLACK
                 }
-                None if gap > handover_bound() + SLACK => violations.push(format!(
-                    "{} ({}): unchecked for {gap:?}, in {}",
-                    member.id,
-                    member.path,
-                    timeline.phase_of(b)
-                )),
-                None => {}
+                None => gap > handover_bound() + SLACK,
+            };
+            if over {
+                violations.push(Gap {
+                    member,
+                    from: a,
+                    to: b,
+                    death,
+                });
             }
         }
     }
     (phases, violations)
+}
+
+/// A gap over its bound: from the check (or the run's start) `from` to the next one `to`.
+struct Gap<'a> {
+    member: &'a Member,
+    from: Instant,
+    to: Instant,
+    death: Option<Instant>,
+}
+
+impl Gap<'_> {
+    /// The gap with its phase, and the shard's acquisitions around it from the database.
+    async fn describe(&self, url: &str, timeline: &Timeline) -> String {
+        let shard = catalogd::cluster::shard_of(self.member.id, SHARDS as u32);
+        let from = timeline.wall(self.from);
+        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+        let takeovers: Vec<(i64, String, Option<String>, f64)> = sqlx::query_as(
+            "SELECT epoch, node_id, previous_owner, \
+                    extract(epoch FROM taken_at - $2)::float8 \
+             FROM cluster_takeovers WHERE shard = $1 \
+               AND taken_at BETWEEN $2 - interval '5 seconds' AND $3 + interval '5 seconds' \
+             ORDER BY epoch",
+        )
+        .bind(shard as i32)
+        .bind(from)
+        .bind(timeline.wall(self.to))
+        .fetch_all(&mut connection)
+        .await
+        .unwrap();
+        format!(
+            "{} ({}, shard {shard}): unchecked for {:?}{} in {:?} from {:?} into it; \
+             acquisitions (epoch, node, previous, seconds after the gap began): {takeovers:?}",
+            self.member.id,
+            self.member.path,
+            self.to - self.from,
+            self.death
+                .map(|d| format!(" ({:?} after a death)", self.to - d))
+                .unwrap_or_default(),
+            timeline.phase_of(self.to),
+            timeline.into_phase(self.from),
+        )
+    }
 }
 
 /// Rows of the audit trail and the outbox written under a shard's epoch after a later epoch
