@@ -86,7 +86,7 @@ impl Timeline {
     }
 
     /// How far into its phase `at` is.
-    fn into_phase(&self, at: Instant) -> Duration {
+    fn offset_in_phase(&self, at: Instant) -> Duration {
         self.marks
             .iter()
             .rev()
@@ -580,13 +580,14 @@ async fn describe(url: &str, member: &Member) -> String {
 /// takeover blocked behind a stalled node's open transaction shows here).
 async fn sessions(url: &str) -> Vec<String> {
     let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-    let rows: Vec<(
+    type Session = (
         i32,
         Option<String>,
         Option<String>,
         Option<String>,
         Option<String>,
-    )> = sqlx::query_as(
+    );
+    let rows: Vec<Session> = sqlx::query_as(
         "SELECT pid, state, wait_event_type || ':' || wait_event, \
                     (clock_timestamp() - xact_start)::text, left(query, 160) \
              FROM pg_stat_activity \
@@ -608,6 +609,8 @@ struct Figures {
     /// the last such check came.
     double_polled: usize,
     double_poll_span: Option<(Duration, Duration)>,
+    /// A few double polls: path, shard, and the two checks' offsets in the phase.
+    examples: Vec<String>,
     /// The longest time between two checks of one integration (or the phase's edges).
     max_gap: Duration,
     /// The longest an integration waited after a death (SIGKILL, SIGSTOP).
@@ -657,7 +660,15 @@ fn gaps<'a>(
                     if doubled.insert(timeline.phase_of(b).to_owned()) {
                         figures.double_polled += 1;
                     }
-                    let into = timeline.into_phase(b);
+                    let into = timeline.offset_in_phase(b);
+                    if figures.examples.len() < 4 {
+                        figures.examples.push(format!(
+                            "{} shard {}: {:?} and {into:?}",
+                            member.path,
+                            catalogd::cluster::shard_of(member.id, SHARDS as u32),
+                            into.saturating_sub(gap)
+                        ));
+                    }
                     let (first, last) = figures.double_poll_span.unwrap_or((into, into));
                     figures.double_poll_span = Some((first.min(into), last.max(into)));
                 }
@@ -727,7 +738,7 @@ impl Gap<'_> {
                 .map(|d| format!(" ({:?} after a death)", self.to - d))
                 .unwrap_or_default(),
             timeline.phase_of(self.to),
-            timeline.into_phase(self.from),
+            timeline.offset_in_phase(self.from),
         )
     }
 }
