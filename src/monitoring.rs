@@ -303,6 +303,7 @@ impl StoreLedger {
             thresholds: check.thresholds(self.defaults.thresholds),
             interval,
             timeout,
+            last_check: integration.last_tested_at,
             target: Arc::new(Target {
                 // A single node (SQLite) writes unfenced: its serve lock is the fence.
                 claim: self.ownership.is_leased().then_some(claim),

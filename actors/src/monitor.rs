@@ -174,7 +174,24 @@ impl<T: Send + Sync + 'static> Actor for Monitor<T> {
         };
         // Arming only spawns a timer (or a check) task that messages this actor later, so it
         // is safe before the actor runs and keeps `post_start` free.
-        self.replan(&myself, &mut state, args.check_now);
+        if args.check_now {
+            self.replan(&myself, &mut state, true);
+        } else if state.spec.lifecycle.status.is_monitored() {
+            // The first slot at least one interval after the last stored check: a monitor
+            // that moved here from another node (or an earlier run) keeps its rhythm.
+            let now = self.context.now();
+            let not_before = state
+                .spec
+                .last_check
+                .and_then(|at| u64::try_from(at.timestamp_micros()).ok())
+                .map(|micros| Duration::from_micros(micros) + state.spec.interval)
+                .unwrap_or_default();
+            let due = self.phase_slot(
+                &state.spec,
+                now.max(not_before).min(now + state.spec.interval),
+            );
+            self.arm(&myself, &mut state, due);
+        }
         Ok(state)
     }
 

@@ -67,6 +67,18 @@ impl LeaseStore {
         LeaseStore { pool }
     }
 
+    /// The same tables over a small pool of their own, so that renewals and takeovers never
+    /// wait for a connection behind the daemon's writers (a renewal that waits past the TTL
+    /// loses the node its shards).
+    pub async fn dedicated(&self) -> Result<LeaseStore, StoreError> {
+        let options = (*self.pool.connect_options()).clone();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        Ok(LeaseStore { pool })
+    }
+
     /// Fixes the shard count on first use, refuses another one later, and makes sure every
     /// shard has its lease row.
     pub async fn init(&self, shards: u32) -> Result<(), StoreError> {
