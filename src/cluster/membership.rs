@@ -159,6 +159,12 @@ pub struct Membership {
     leases: LeaseStore,
     options: ClusterOptions,
     lost: mpsc::UnboundedReceiver<Claim>,
+    /// Stops the renewals (and, once spawned, the membership task); dropping it stops them.
+    stop: watch::Sender<bool>,
+    /// Renewals start at the join, not when the monitors are up: a node whose start-up
+    /// takes longer than a TTL must not look dead to the others meanwhile (they would hand
+    /// its shards back and forth).
+    renewer: JoinHandle<()>,
 }
 
 /// The running membership task.
@@ -181,11 +187,20 @@ impl Membership {
     ) -> Result<Membership, StoreError> {
         leases.init(options.shards).await?;
         let (ownership, lost) = Ownership::leased(&options.node_id, options.shards);
+        let (stop, stopped) = watch::channel(false);
+        let renewer = tokio::spawn(renew_every(
+            leases.clone(),
+            ownership.clone(),
+            options.clone(),
+            stopped,
+        ));
         let mut membership = Membership {
             ownership,
             leases,
             options,
             lost,
+            stop,
+            renewer,
         };
         membership.tick(None).await?;
         membership
@@ -208,7 +223,8 @@ impl Membership {
 
     /// Runs the protocol until [`MembershipHandle::leave`].
     pub fn spawn(mut self, monitors: Arc<dyn Monitors>) -> MembershipHandle {
-        let (stop, mut stopped) = watch::channel(false);
+        let stop = self.stop.clone();
+        let mut stopped = stop.subscribe();
         let wake = Arc::new(Notify::new());
         let listener = tokio::spawn(listen(
             self.leases.clone(),
@@ -220,12 +236,6 @@ impl Membership {
         let leases = self.leases.clone();
         let node_id = self.options.node_id.clone();
         let sender = tokio::spawn(send_notices(leases.clone(), pending));
-        let renewer = tokio::spawn(renew_every(
-            self.leases.clone(),
-            self.ownership.clone(),
-            self.options.clone(),
-            stopped.clone(),
-        ));
         let task = tokio::spawn(async move {
             let mut next = Instant::now() + self.options.renew_interval;
             loop {
@@ -254,7 +264,7 @@ impl Membership {
                 };
             }
             drop(sender);
-            let _ = renewer.await;
+            let _ = (&mut self.renewer).await;
         });
         MembershipHandle {
             stop,
