@@ -362,6 +362,15 @@ impl Membership {
                 _ => {}
             }
         }
+        if !release.is_empty() || !acquire.is_empty() {
+            tracing::info!(
+                ?nodes,
+                held = held.len(),
+                release = release.len(),
+                acquire = acquire.len(),
+                "cluster: rebalancing"
+            );
+        }
         if !release.is_empty() {
             self.hand_over(&release, monitors).await?;
         }

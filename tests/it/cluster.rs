@@ -355,6 +355,11 @@ async fn nodes_share_the_fleet_through_kill_stall_rolling_restart_join_and_leave
     for gap in &violations {
         described.push(gap.describe(&url, &timeline).await);
     }
+    if !violations.is_empty() {
+        for line in cluster.log_lines("cluster") {
+            println!("{line}");
+        }
+    }
     assert!(violations.is_empty(), "unchecked too long: {described:#?}");
     assert_eq!(late, 0, "writes landed after their shard was taken over");
     assert!(

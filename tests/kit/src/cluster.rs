@@ -32,6 +32,8 @@ pub struct Node {
 pub struct Cluster {
     command: Box<dyn Fn(&str) -> Command + Send + Sync>,
     nodes: BTreeMap<String, Node>,
+    /// The log lines of nodes that are gone, by node id, for diagnostics.
+    gone: Vec<(String, String)>,
 }
 
 /// What one node's `/readyz` says of the cluster.
@@ -48,6 +50,7 @@ impl Cluster {
         Cluster {
             command: Box::new(command),
             nodes: BTreeMap::new(),
+            gone: Vec::new(),
         }
     }
 
@@ -97,6 +100,32 @@ impl Cluster {
             .remove(id)
             .unwrap_or_else(|| panic!("node {id} does not run"));
         node.daemon.kill();
+        self.keep_log(id, &mut node.daemon);
+    }
+
+    fn keep_log(&mut self, id: &str, daemon: &mut Daemon) {
+        for line in daemon.rest_of_log() {
+            self.gone.push((id.to_owned(), line));
+        }
+    }
+
+    /// Every node's log lines containing `needle` (those of nodes gone included), prefixed
+    /// with the node id: what the test prints when it fails.
+    pub fn log_lines(&mut self, needle: &str) -> Vec<String> {
+        let mut lines = std::mem::take(&mut self.gone);
+        for (id, node) in &mut self.nodes {
+            lines.extend(
+                node.daemon
+                    .rest_of_log()
+                    .into_iter()
+                    .map(|line| (id.clone(), line)),
+            );
+        }
+        lines
+            .into_iter()
+            .filter(|(_, line)| line.contains(needle))
+            .map(|(id, line)| format!("{id}: {line}"))
+            .collect()
     }
 
     /// SIGSTOP: the process stands still (a long stall), its leases run out.
@@ -120,7 +149,9 @@ impl Cluster {
             .nodes
             .remove(id)
             .unwrap_or_else(|| panic!("node {id} does not run"));
-        node.daemon.terminate()
+        let status = node.daemon.terminate();
+        self.keep_log(id, &mut node.daemon);
+        status
     }
 
     /// Each live node's view of the cluster, from its `/readyz` (`None` for a node that did
