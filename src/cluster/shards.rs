@@ -50,26 +50,51 @@ pub fn assign<N: Clone + Ord + Hash>(nodes: &[N], current: &[Option<N>]) -> Vec<
         .enumerate()
         .map(|(rank, node)| (*node, base + usize::from(rank < extra)))
         .collect();
-    // Keep what fits in its owner's quota; free the rest.
-    let mut next: Vec<Option<N>> = current
-        .iter()
-        .map(|owner| {
-            let owner = owner.as_ref()?;
-            let left = quota.get_mut(owner)?;
-            (*left > 0).then(|| {
-                *left -= 1;
-                owner.clone()
-            })
-        })
-        .collect();
-    // Hand the freed shards to the nodes with room, in node order.
-    let mut room = nodes
-        .iter()
-        .flat_map(|node| std::iter::repeat_n(node, quota[node]));
-    for slot in next.iter_mut().filter(|slot| slot.is_none()) {
-        *slot = room.next().cloned();
+    // Keep what fits in its owner's quota (the shards it prefers most); free the rest.
+    let mut next: Vec<Option<N>> = vec![None; current.len()];
+    let mut by_owner: HashMap<&N, Vec<usize>> = HashMap::new();
+    for (shard, owner) in current.iter().enumerate() {
+        if let Some(owner) = owner.as_ref().filter(|owner| quota.contains_key(owner)) {
+            by_owner.entry(owner).or_default().push(shard);
+        }
+    }
+    for (owner, mut shards) in by_owner {
+        shards.sort_by_key(|shard| std::cmp::Reverse(preference(*shard, owner)));
+        let left = quota.get_mut(owner).expect("a live owner");
+        let kept = shards.len().min(*left);
+        for shard in shards.into_iter().take(kept) {
+            next[shard] = Some(owner.clone());
+        }
+        *left -= kept;
+    }
+    // Hand each freed shard to the node with room that prefers it most.
+    for (shard, slot) in next.iter_mut().enumerate() {
+        if slot.is_some() {
+            continue;
+        }
+        let chosen = nodes
+            .iter()
+            .filter(|node| quota[node] > 0)
+            .max_by_key(|node| (preference(shard, node), std::cmp::Reverse(*node)))
+            .cloned();
+        if let Some(node) = &chosen {
+            *quota.get_mut(node).expect("a live node") -= 1;
+        }
+        *slot = chosen;
     }
     next
+}
+
+/// How much `node` prefers `shard` (rendezvous hashing): which of its shards a node keeps
+/// when it must give some up, and which node with room a freed shard goes to. Every node
+/// computes the same, so the shards that move on a join or a leave go straight to where
+/// they stay, rather than hopping between nodes while views settle. (std's `DefaultHasher`
+/// with its fixed keys: the same in every process of one build.)
+fn preference<N: Hash>(shard: usize, node: &N) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    shard.hash(&mut hasher);
+    node.hash(&mut hasher);
+    std::hash::Hasher::finish(&hasher)
 }
 
 #[cfg(test)]
