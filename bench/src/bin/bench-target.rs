@@ -277,3 +277,34 @@ async fn answer(
     *response.status_mut() = status;
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gap window counts requests and close ones from the reset on, keeps the last request
+    /// across the reset (so the gap spanning it counts) and reports never-requested paths.
+    #[test]
+    fn gaps_span_the_reset_and_count_close_requests() {
+        let gaps = gaps();
+        gaps.reset(60_000);
+        gaps.record(7);
+        std::thread::sleep(Duration::from_millis(30));
+        gaps.reset(60_000);
+        gaps.record(7);
+        gaps.record(7);
+        let report = gaps.report(8);
+        let lines: Vec<Vec<i64>> = report
+            .lines()
+            .map(|l| l.split_whitespace().map(|f| f.parse().unwrap()).collect())
+            .collect();
+        assert_eq!(lines.len(), 8);
+        assert_eq!(lines[0], vec![0, 0, 0, -1], "never requested");
+        let [max, close, requests, since] = lines[7][..] else {
+            panic!("{report}")
+        };
+        assert!(max >= 30, "the gap spanning the reset counts: {report}");
+        assert_eq!((close, requests), (2, 2), "{report}");
+        assert!((0..30).contains(&since), "{report}");
+    }
+}

@@ -6,8 +6,8 @@
 //! - **Scaling**: N active `http` integrations (`/ok/{i}` on the target fleet) at a short
 //!   interval, seeded once. Daemons join one at a time on the same database; after each join
 //!   the runner waits until the cluster has settled (every node sees k nodes, the shards
-//!   owned add up to the total and are balanced within one, the actors add up to N), lets one
-//!   interval pass and measures a window: checks delivered per second (the fleet's own request
+//!   owned add up to the total and are balanced within one, the actors add up to N), lets a
+//!   warm-up pass and measures a window: checks delivered per second (the fleet's own request
 //!   counter, so a double poll counts and a missed check does not) and CPU-seconds of all
 //!   daemons (utime + stime from /proc) per check. Baseline: the 1-daemon window of the same
 //!   run. PostgreSQL's own CPU is not counted.
@@ -62,8 +62,9 @@ struct Plan {
     interval: u32,
     lease_ttl: Duration,
     renew_interval: Duration,
-    /// Measurement window of each scaling step, in intervals.
+    /// Measurement window of each scaling step, in intervals, after a warm-up.
     window_intervals: u32,
+    warm_up: Duration,
     /// The two idle (paused) catalog sizes of the lease-traffic comparison.
     idle_sizes: [usize; 2],
     /// Measurement window on the idle fleet.
@@ -77,9 +78,10 @@ fn plan(tier: Tier) -> Plan {
             interval: 2,
             lease_ttl: Duration::from_secs(3),
             renew_interval: Duration::from_secs(1),
-            window_intervals: 2,
-            idle_sizes: [2_000, 20_000],
-            idle_window: Duration::from_secs(4),
+            window_intervals: 1,
+            warm_up: Duration::from_secs(1),
+            idle_sizes: [1_000, 10_000],
+            idle_window: Duration::from_secs(3),
         },
         Tier::Quick => Plan {
             n: 10_000,
@@ -87,6 +89,7 @@ fn plan(tier: Tier) -> Plan {
             lease_ttl: Duration::from_secs(6),
             renew_interval: Duration::from_secs(2),
             window_intervals: 3,
+            warm_up: Duration::from_secs(5),
             idle_sizes: [10_000, 100_000],
             idle_window: Duration::from_secs(20),
         },
@@ -97,6 +100,7 @@ fn plan(tier: Tier) -> Plan {
             lease_ttl: Duration::from_secs(15),
             renew_interval: Duration::from_secs(5),
             window_intervals: 3,
+            warm_up: Duration::from_secs(10),
             idle_sizes: [10_000, 1_000_000],
             idle_window: Duration::from_secs(60),
         },
@@ -538,7 +542,7 @@ async fn scaling(
         nodes.extend(start_nodes(plan, url, &[format!("bench-{k}")])?);
         let (took, _) = wait_settled(&nodes, n as u64, settle_limit, &client).await?;
         settle_times.push(took);
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(plan.warm_up).await;
         let window = interval * plan.window_intervals;
         let served = fleet.served(&client).await?;
         let cpu: Vec<Duration> = nodes
@@ -718,7 +722,7 @@ async fn scaling(
     outcome.notes.push(format!(
         "scaling: {size} active http integrations at {} s (expected {expected:.0} checks/s), \
          lease_ttl {} ms, renew_interval {} ms; daemons joined one at a time and settled in \
-         {:?} ms; each window {} intervals after one interval of warm-up; lease row writes/s \
+         {:?} ms; each window {} interval(s) after {} s of warm-up; lease row writes/s \
          at 1, 2, 3 daemons: {:?}; CPU is the daemons' only (not PostgreSQL's, not the fleet's)",
         plan.interval,
         plan.lease_ttl.as_millis(),
@@ -728,6 +732,7 @@ async fn scaling(
             .map(|d| d.as_millis())
             .collect::<Vec<_>>(),
         plan.window_intervals,
+        plan.warm_up.as_secs(),
         steps
             .iter()
             .map(|s| (s.lease_writes * 10.0).round() / 10.0)
