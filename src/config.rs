@@ -34,6 +34,7 @@ pub struct Config {
     pub nats: NatsConfig,
     pub events: EventsConfig,
     pub metrics: MetricsConfig,
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,6 +208,41 @@ impl Default for MetricsConfig {
             refresh: Duration::from_secs(15),
             uptime_refresh: Duration::from_secs(300),
         }
+    }
+}
+
+/// `[cluster]`: several daemons on one PostgreSQL (DESIGN §9, see [`crate::cluster`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// How this daemon appears in `/readyz`, logs, metrics and the lease tables; unique per
+    /// daemon. Unset: the host name and a random suffix, new at every start.
+    pub node_id: Option<String>,
+    /// Integrations are hashed into this many shards; fixed per database.
+    pub shards: u32,
+    /// A shard whose owner has not renewed its lease for this long may be taken.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// How often leases are renewed; unset: a third of `lease_ttl`.
+    #[serde(with = "humantime_serde")]
+    pub renew_interval: Option<Duration>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: None,
+            shards: 256,
+            lease_ttl: Duration::from_secs(15),
+            renew_interval: None,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// `renew_interval`, or its default.
+    pub fn renew_interval(&self) -> Duration {
+        self.renew_interval.unwrap_or(self.lease_ttl / 3)
     }
 }
 
@@ -504,6 +540,29 @@ impl Config {
         }
         if self.database.max_connections == 0 {
             return fail("database.max_connections must be at least 1");
+        }
+        let c = &self.cluster;
+        if c.shards == 0 || c.shards > 65_536 {
+            return fail("cluster.shards must be between 1 and 65536");
+        }
+        if c.lease_ttl < Duration::from_secs(1) {
+            return fail("cluster.lease_ttl must be at least 1s");
+        }
+        if c.renew_interval().is_zero() || c.renew_interval() * 2 > c.lease_ttl {
+            return fail(
+                "cluster.renew_interval must be positive and at most half of cluster.lease_ttl",
+            );
+        }
+        if c.node_id.as_deref().is_some_and(|id| {
+            id.is_empty()
+                || id.len() > 128
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        }) {
+            return fail(
+                "cluster.node_id must be 1-128 characters of letters, digits, '-', '_' and '.'",
+            );
         }
         Ok(())
     }

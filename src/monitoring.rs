@@ -7,20 +7,25 @@
 //! actor. The store stays the source of truth, so a lost notification is repaired by the
 //! supervisor's reconciliation pass.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use catalogd_actors::{
-    CheckReport, Clock, Commit, Engine, Ledger, Lifecycle, MonitorSpec, PortError, Status,
-    Thresholds, Transition,
+    CheckOutcome, CheckReport, Clock, Commit, Engine, Ledger, Lifecycle, MonitorSpec, PortError,
+    Probe, Status, Thresholds, Transition,
 };
 use uuid::Uuid;
 
+use crate::cluster::{
+    shard_of, ChangeNotice, ClusterSnapshot, Monitors, NoticeKind, Notifier, Ownership, WriteKind,
+};
 use crate::connectors::Target;
 use crate::integration::{CheckSummary, Integration};
 use crate::metrics::internal_events::{CheckCompleted, InternalEvent, TransitionCommitted};
 use crate::metrics::IntegrationGauges;
+use crate::relay::RelayHandle;
 use crate::store::history::HistoryWriter;
 use crate::store::{CheckCommit, Store, StoreError};
 
@@ -38,6 +43,11 @@ pub trait EngineControl: Send + Sync + 'static {
 
     /// Whether the engine runs and how many actors it has; `None` without an engine.
     fn snapshot(&self) -> Option<EngineSnapshot>;
+
+    /// This node's view of the cluster; `None` without an engine.
+    fn cluster(&self) -> Option<ClusterSnapshot> {
+        None
+    }
 }
 
 /// The engine's state, for `/readyz`.
@@ -84,6 +94,124 @@ impl EngineControl for Engine<Target> {
     }
 }
 
+/// The engine of one node of a cluster: a change reaches the integration's actor here when
+/// this node holds its shard, else the node that does (PostgreSQL `NOTIFY`).
+pub struct ClusterControl {
+    pub engine: Engine<Target>,
+    pub ownership: Arc<Ownership>,
+    /// `None` on a single node (SQLite), which holds every shard.
+    pub notifier: Option<Notifier>,
+}
+
+impl ClusterControl {
+    /// Whether the change is for another node (and was sent there).
+    fn elsewhere(&self, id: Uuid, change: impl FnOnce() -> NoticeKind) -> bool {
+        match &self.notifier {
+            Some(notifier) if self.ownership.claim(id).is_none() => {
+                notifier.notify(id, change());
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl EngineControl for ClusterControl {
+    fn changed(&self, id: Uuid, check_now: bool) {
+        // Locally too: an actor of a shard given up meanwhile finds it gone and stops.
+        self.engine.changed(id, check_now);
+        self.elsewhere(id, || NoticeKind::Changed { check_now });
+    }
+
+    fn deleted(&self, id: Uuid) {
+        self.engine.deleted(id);
+        self.elsewhere(id, || NoticeKind::Deleted);
+    }
+
+    fn deliver(&self, id: Uuid, report: CheckReport) {
+        if !self.elsewhere(id, || NoticeKind::deliver(&report)) {
+            self.engine.deliver(id, report);
+        }
+    }
+
+    fn snapshot(&self) -> Option<EngineSnapshot> {
+        EngineControl::snapshot(&self.engine)
+    }
+
+    fn cluster(&self) -> Option<ClusterSnapshot> {
+        Some(self.ownership.snapshot())
+    }
+}
+
+/// What the membership task drives on this node: the engine's actors, the history writer
+/// and the relay.
+pub struct EngineMonitors {
+    pub engine: Engine<Target>,
+    pub history: HistoryWriter,
+    pub relay: RelayHandle,
+    pub shards: u32,
+}
+
+/// How long a handover waits for the released actors to finish their current message.
+const RELEASE_WITHIN: Duration = Duration::from_secs(10);
+
+#[async_trait]
+impl Monitors for EngineMonitors {
+    async fn release(&self, shards: HashSet<u32>) {
+        let total = self.shards;
+        self.engine
+            .release(
+                move |id| shards.contains(&shard_of(id, total)),
+                RELEASE_WITHIN,
+            )
+            .await;
+    }
+
+    async fn flush(&self) {
+        self.history.flush().await;
+    }
+
+    fn acquired(&self) {
+        self.engine.rescan();
+        self.relay.wake();
+    }
+
+    fn notified(&self, notice: ChangeNotice) {
+        let id = notice.integration_id;
+        match &notice.change {
+            NoticeKind::Changed { check_now } => self.engine.changed(id, *check_now),
+            NoticeKind::Deleted => self.engine.deleted(id),
+            NoticeKind::Deliver { .. } => {
+                if let Some(report) = notice.change.report() {
+                    self.engine.deliver(id, report);
+                }
+            }
+        }
+        // The change's event was committed elsewhere: this node publishes it.
+        self.relay.wake();
+    }
+}
+
+/// The probe of a cluster node: a monitor whose claim this node no longer holds (by the local
+/// clock: its lease ran out while the process was stopped, or its shard was given up) does
+/// not poll the target; the check is skipped, and the membership task stops the actor. Its
+/// writes would be fenced anyway; this keeps a node that wakes from a stall from polling
+/// targets that their new owner already polls.
+pub struct OwnedProbe {
+    pub inner: Arc<dyn Probe<Target>>,
+    pub ownership: Arc<Ownership>,
+}
+
+#[async_trait]
+impl Probe<Target> for OwnedProbe {
+    async fn check(&self, target: &Target, timeout: Duration) -> CheckOutcome {
+        match target.claim {
+            Some(claim) if !self.ownership.holds(claim) => CheckOutcome::Skipped,
+            _ => self.inner.check(target, timeout).await,
+        }
+    }
+}
+
 /// `monitor.*`: what an integration's `healthCheck` falls back to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MonitorDefaults {
@@ -99,6 +227,9 @@ pub struct StoreLedger {
     clock: Arc<dyn Clock>,
     defaults: MonitorDefaults,
     gauges: Option<IntegrationGauges>,
+    /// The shards this node monitors: only their integrations get actors, and every write is
+    /// made under the shard's claim.
+    ownership: Arc<Ownership>,
 }
 
 impl StoreLedger {
@@ -114,7 +245,15 @@ impl StoreLedger {
             clock,
             defaults,
             gauges: None,
+            ownership: Ownership::single("local", 1),
         }
+    }
+
+    /// Monitors only the integrations of the shards `ownership` holds, writing under their
+    /// claims.
+    pub fn owned_by(mut self, ownership: Arc<Ownership>) -> Self {
+        self.ownership = ownership;
+        self
     }
 
     /// Keeps the per-integration gauges (`up`, last check duration) current with every result.
@@ -138,11 +277,13 @@ impl StoreLedger {
         }
     }
 
-    /// The monitor's view of an integration; `None` for a draft, which has no actor.
+    /// The monitor's view of an integration; `None` for a draft, which has no actor, and for
+    /// an integration of a shard this node does not hold.
     fn spec(&self, integration: &Integration) -> Option<MonitorSpec<Target>> {
         if integration.status == Status::Draft {
             return None;
         }
+        let claim = self.ownership.claim(integration.integration_id)?;
         let check = &integration.health_check;
         let interval = check
             .interval_seconds
@@ -161,7 +302,11 @@ impl StoreLedger {
             thresholds: check.thresholds(self.defaults.thresholds),
             interval,
             timeout,
-            target: Arc::new(Target::from(integration)),
+            target: Arc::new(Target {
+                // A single node (SQLite) writes unfenced: its serve lock is the fence.
+                claim: self.ownership.is_leased().then_some(claim),
+                ..Target::from(integration)
+            }),
         })
     }
 }
@@ -179,17 +324,31 @@ impl Ledger<Target> for StoreLedger {
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<MonitorSpec<Target>>, PortError> {
-        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-        let page = self
-            .store
-            .monitored_page(after, limit)
-            .await
-            .map_err(port_error)?;
-        Ok(page.iter().filter_map(|i| self.spec(i)).collect())
+        // The store's pages hold every shard's integrations; this node keeps those of its
+        // own, reading on until it has a full page or the store has no more (the engine takes
+        // a short page for the end of the fleet).
+        let limit32 = u32::try_from(limit).unwrap_or(u32::MAX);
+        let mut specs = Vec::with_capacity(limit);
+        let mut after = after;
+        loop {
+            let page = self
+                .store
+                .monitored_page(after, limit32)
+                .await
+                .map_err(port_error)?;
+            let exhausted = page.len() < limit;
+            after = page.last().map(|i| i.integration_id);
+            specs.extend(page.iter().filter_map(|i| self.spec(i)));
+            if exhausted || specs.len() >= limit {
+                return Ok(specs);
+            }
+        }
     }
 
     async fn monitored_versions(&self) -> Result<Vec<(Uuid, i64)>, PortError> {
-        self.store.monitored_versions().await.map_err(port_error)
+        let mut listing = self.store.monitored_versions().await.map_err(port_error)?;
+        listing.retain(|(id, _)| self.ownership.claim(*id).is_some());
+        Ok(listing)
     }
 
     async fn load(&self, id: Uuid) -> Result<Option<MonitorSpec<Target>>, PortError> {
@@ -218,6 +377,7 @@ impl Ledger<Target> for StoreLedger {
                 transition.event,
                 check,
                 self.clock.now(),
+                spec.target.claim,
             )
             .await
             .map_err(port_error)?;
@@ -232,11 +392,12 @@ impl Ledger<Target> for StoreLedger {
                     .emit();
                 }
                 // The check that caused the transition belongs in the history too.
-                self.history.record(
+                self.history.record_under(
                     integration.integration_id,
                     integration.version,
                     transition.state,
                     report,
+                    spec.target.claim,
                 );
                 match self.spec(&integration) {
                     Some(spec) => Commit::Committed(spec),
@@ -246,12 +407,24 @@ impl Ledger<Target> for StoreLedger {
             CheckCommit::Stale(current) => {
                 Commit::Stale(current.as_ref().and_then(|i| self.spec(i)))
             }
+            // This node lost the shard: the actor stops (as for a deleted integration) and
+            // the shard's other monitors are stopped by the membership task.
+            CheckCommit::Fenced => {
+                let claims: Vec<_> = spec.target.claim.into_iter().collect();
+                self.ownership.fenced(WriteKind::Transition, &claims);
+                Commit::Stale(None)
+            }
         })
     }
 
     fn record(&self, spec: &MonitorSpec<Target>, lifecycle: Lifecycle, report: &CheckReport) {
         self.measure(spec, report);
-        self.history
-            .record(spec.integration_id, spec.version, lifecycle, report);
+        self.history.record_under(
+            spec.integration_id,
+            spec.version,
+            lifecycle,
+            report,
+            spec.target.claim,
+        );
     }
 }

@@ -12,12 +12,13 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::auth::{Authenticator, KeySource};
+use crate::cluster::{ClusterOptions, Membership, MembershipHandle, Ownership};
 use crate::config::Config;
 use crate::connectors::{ConnectorError, Connectors, Target};
 use crate::control;
 use crate::http;
 use crate::metrics::{self, Exporter, IntegrationGauges, Refresher};
-use crate::monitoring::{MonitorDefaults, StoreLedger};
+use crate::monitoring::{ClusterControl, EngineMonitors, MonitorDefaults, OwnedProbe, StoreLedger};
 use crate::nats::NatsReadiness;
 use crate::relay::{Relay, RelayHandle, RelayOptions};
 use crate::store::history::HistoryWriter;
@@ -57,6 +58,8 @@ pub struct Application {
     exporter: Exporter,
     refresher: Refresher,
     rate_limit: http::rate_limit::RateLimiter,
+    /// This node's lease protocol (PostgreSQL); it leaves the cluster last.
+    membership: Option<MembershipHandle>,
     /// Held until the daemon has stopped (SQLite: no second daemon on the same file).
     _serve_lock: Option<ServeLock>,
 }
@@ -76,6 +79,18 @@ impl Application {
         let mut database = Database::connect(&store_options(config)?).await?;
         // SQLite is single-node: one serving daemon per database file.
         let serve_lock = database.lock_for_serving(&config.database.url)?;
+        // On PostgreSQL the daemon joins the cluster and monitors only the shards it holds;
+        // on SQLite it holds every shard.
+        let cluster = ClusterOptions::from_config(&config.cluster);
+        database.identify(&cluster.node_id);
+        let membership = match database.leases() {
+            Some(leases) => Some(Membership::join(leases, cluster.clone()).await?),
+            None => None,
+        };
+        let ownership = membership.as_ref().map_or_else(
+            || Ownership::single(&cluster.node_id, cluster.shards),
+            Membership::ownership,
+        );
         // The fleet gauges follow every committed change of the catalog.
         let gauges = IntegrationGauges::new(config.metrics.per_integration);
         database.observe(Arc::new(gauges.clone()));
@@ -90,6 +105,7 @@ impl Application {
             nats.clone(),
             RelayOptions::from(&config.events),
             &database.handoff(),
+            ownership.clone(),
         );
         let auth = Authenticator::from_config(&config.auth)?;
         log_key_source(&auth.source);
@@ -105,14 +121,19 @@ impl Application {
             timeout: config.monitor.timeout,
             thresholds: config.monitor.thresholds(),
         };
-        let history_writer = HistoryWriter::spawn(history.clone(), clock.clone());
+        let history_writer = HistoryWriter::spawn_fenced(
+            history.clone(),
+            clock.clone(),
+            ownership.is_leased().then(|| ownership.clone()),
+        );
         let ledger = StoreLedger::new(
             store.clone(),
             history_writer.clone(),
             clock.clone(),
             monitor,
         )
-        .with_gauges(gauges.clone());
+        .with_gauges(gauges.clone())
+        .owned_by(ownership.clone());
         let refresher = Refresher {
             census: database.census(),
             history: history.clone(),
@@ -127,7 +148,10 @@ impl Application {
         refresher.refresh_once(false).await?;
         let engine = Engine::start(
             Arc::new(ledger),
-            connectors.clone(),
+            Arc::new(OwnedProbe {
+                inner: connectors.clone(),
+                ownership: ownership.clone(),
+            }),
             clock.clone(),
             EngineOptions {
                 reconcile_interval: config.monitor.reconcile_interval,
@@ -137,6 +161,19 @@ impl Application {
             },
         )
         .await?;
+        let membership = membership.map(|membership| {
+            membership.spawn(Arc::new(EngineMonitors {
+                engine: engine.clone(),
+                history: history_writer.clone(),
+                relay: relay.handle(),
+                shards: cluster.shards,
+            }))
+        });
+        let control = ClusterControl {
+            engine: engine.clone(),
+            ownership: ownership.clone(),
+            notifier: membership.as_ref().map(MembershipHandle::notifier),
+        };
         let addr = config.http.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -145,7 +182,7 @@ impl Application {
         let metrics_listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Listen { addr, source })?;
-        let exporter = Exporter::new(engine.counters(), gauges.clone());
+        let exporter = Exporter::new(engine.counters(), gauges.clone()).with_cluster(ownership);
         let app = App {
             store,
             auth: Arc::new(auth),
@@ -155,7 +192,7 @@ impl Application {
             default_interval_seconds: config.monitor.interval.as_secs().max(1) as u32,
             body_limit_bytes: config.http.body_limit_bytes,
             request_timeout: config.http.request_timeout,
-            engine: Arc::new(engine.clone()),
+            engine: Arc::new(control),
             history,
             connectors,
             monitor,
@@ -172,6 +209,7 @@ impl Application {
             exporter,
             refresher,
             rate_limit: http::rate_limit::RateLimiter::new(&config.http.rate_limit),
+            membership,
             _serve_lock: serve_lock,
         })
     }
@@ -271,6 +309,10 @@ impl Application {
         self.history_writer.close().await;
         // Last, so the events of the final transitions still go out.
         self.relay.stop().await;
+        // Everything this node wrote under its claims is written: hand the shards over.
+        if let Some(membership) = self.membership {
+            membership.leave().await;
+        }
         tracing::info!("stopped");
         Ok(served?)
     }

@@ -150,6 +150,39 @@ impl<T: Send + Sync + 'static> Engine<T> {
         });
     }
 
+    /// Pages through the monitored integrations again (as [`Ledger::monitored_page`] lists
+    /// them now) and spawns an actor for each one that has none: the daemon took over more
+    /// of the fleet. Running actors are left alone.
+    pub fn rescan(&self) {
+        self.notify(SupervisorMsg::Rescan);
+    }
+
+    /// Stops the actors of every integration `releases` names — the daemon gave them up or
+    /// lost them — and waits, up to `within`, until they have exited, so that nothing they
+    /// do overlaps with their next owner. Returns how many actors were stopped.
+    pub async fn release(
+        &self,
+        releases: impl Fn(Uuid) -> bool + Send + 'static,
+        within: Duration,
+    ) -> usize {
+        let releases: Box<dyn Fn(Uuid) -> bool + Send> = Box::new(releases);
+        let stopped = match self
+            .supervisor
+            .call(|reply| SupervisorMsg::Release { releases, reply }, None)
+            .await
+        {
+            Ok(CallResult::Success(stopped)) => stopped,
+            _ => return 0,
+        };
+        let count = stopped.len();
+        let deadline = Instant::now() + within;
+        for actor in stopped {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = actor.wait(Some(left)).await;
+        }
+        count
+    }
+
     /// The number of running monitor actors, as the supervisor sees it (after every message
     /// sent before this call from this task).
     pub async fn actor_count(&self) -> Result<usize, EngineError> {

@@ -10,7 +10,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -51,6 +53,15 @@ pub(crate) enum SupervisorMsg {
     VersionSeen { id: Uuid, version: i64 },
     /// Load and spawn the next page of the initial fleet.
     SpawnPage,
+    /// Page through the monitored integrations again and spawn those without an actor (the
+    /// daemon took over more of the fleet).
+    Rescan,
+    /// Stop the actors of every integration the predicate names (the daemon gave up or lost
+    /// them); the reply carries the stopped actors, so the caller can wait for them to exit.
+    Release {
+        releases: Box<dyn Fn(Uuid) -> bool + Send>,
+        reply: RpcReplyPort<Vec<ActorCell>>,
+    },
 }
 
 pub(crate) struct Supervisor<T> {
@@ -83,8 +94,11 @@ pub(crate) struct SupervisorState<T> {
     /// The initial spawn's progress: `Some(after)` while pages remain, where `after` is
     /// the last id spawned; `None` once the whole fleet runs.
     initial: Option<Option<Uuid>>,
-    /// The page `Engine::start` loaded, spawned by the first `SpawnPage`.
-    first_page: Vec<MonitorSpec<T>>,
+    /// The page `Engine::start` loaded, spawned by the first `SpawnPage`; `None` when the
+    /// first page is to be loaded (a rescan).
+    first_page: Option<Vec<MonitorSpec<T>>>,
+    /// A rescan was asked for while a pass was running: start over when it ends.
+    rescan_again: bool,
     /// The next page of the initial spawn, loading while this one spawns.
     prefetch: Option<tokio::task::JoinHandle<Result<Vec<MonitorSpec<T>>, PortError>>>,
     /// Integrations a notification was handled for during the initial spawn: that handler
@@ -140,7 +154,8 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
             owners: HashMap::new(),
             restarts: HashMap::new(),
             initial: Some(None),
-            first_page: args.first_page,
+            first_page: Some(args.first_page),
+            rescan_again: false,
             prefetch: None,
             touched: HashSet::new(),
             deliveries: HashMap::new(),
@@ -217,6 +232,18 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
                 }
             }
             SupervisorMsg::SpawnPage => self.spawn_page(&myself, state).await?,
+            SupervisorMsg::Rescan => {
+                if state.initial.is_some() {
+                    state.rescan_again = true;
+                } else {
+                    state.initial = Some(None);
+                    state.first_page = None;
+                    myself.cast(SupervisorMsg::SpawnPage)?;
+                }
+            }
+            SupervisorMsg::Release { releases, reply } => {
+                let _ = reply.send(self.release(state, releases.as_ref()));
+            }
         }
         Ok(())
     }
@@ -268,8 +295,8 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
         let Some(after) = state.initial else {
             return Ok(());
         };
-        let page = if after.is_none() {
-            std::mem::take(&mut state.first_page)
+        let page = if let (None, Some(first)) = (after, state.first_page.as_mut()) {
+            std::mem::take(first)
         } else {
             let loaded = match state.prefetch.take() {
                 Some(prefetch) => prefetch.await.unwrap_or_else(|e| {
@@ -314,6 +341,12 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
             Some(last) if !exhausted => {
                 state.initial = Some(Some(last));
                 // Back of the mailbox: whatever arrived meanwhile is handled first.
+                myself.cast(SupervisorMsg::SpawnPage)?;
+            }
+            _ if state.rescan_again => {
+                state.rescan_again = false;
+                state.initial = Some(None);
+                state.first_page = None;
                 myself.cast(SupervisorMsg::SpawnPage)?;
             }
             _ => {
@@ -399,6 +432,34 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
             child.actor.stop(None);
             self.count_actors(state);
         }
+    }
+
+    /// Stops the actors of the integrations `releases` names, and forgets their pending
+    /// restarts and deliveries: this daemon no longer monitors them.
+    fn release(
+        &self,
+        state: &mut SupervisorState<T>,
+        releases: &(dyn Fn(Uuid) -> bool + Send),
+    ) -> Vec<ActorCell> {
+        let ids: Vec<Uuid> = state
+            .children
+            .keys()
+            .copied()
+            .filter(|id| releases(*id))
+            .collect();
+        let mut stopped = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(child) = state.children.get(&id) {
+                stopped.push(child.actor.get_cell());
+            }
+            self.stop_child(state, id);
+        }
+        state.restarts.retain(|id, _| !releases(*id));
+        state.deliveries.retain(|id, _| !releases(*id));
+        if !stopped.is_empty() {
+            tracing::info!(actors = stopped.len(), "monitors released");
+        }
+        stopped
     }
 
     fn count_actors(&self, state: &SupervisorState<T>) {

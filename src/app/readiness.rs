@@ -41,6 +41,24 @@ pub struct ReadinessChecks {
     /// the daemon stays ready) or `disabled`.
     #[schema(example = "ok")]
     pub nats: &'static str,
+    /// This node's view of the cluster (DESIGN §9); absent without an engine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterReadiness>,
+}
+
+/// `/readyz`'s `cluster`: this node, the live nodes it sees, and the shards it holds.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterReadiness {
+    /// `cluster.node_id`.
+    #[schema(example = "catalogd-a")]
+    pub node_id: String,
+    /// Live nodes sharing the fleet (1 on SQLite).
+    pub nodes: u64,
+    /// Shards this node holds and monitors.
+    pub shards_owned: u64,
+    /// `cluster.shards`.
+    pub shards_total: u64,
 }
 
 impl App {
@@ -75,6 +93,12 @@ impl App {
                 },
                 actors: engine.map_or(0, |e| e.actors),
                 nats: self.nats.check(),
+                cluster: self.engine.cluster().map(|c| ClusterReadiness {
+                    node_id: c.node_id,
+                    nodes: c.nodes,
+                    shards_owned: c.shards_owned,
+                    shards_total: c.shards_total,
+                }),
             },
         }
     }

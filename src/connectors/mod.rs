@@ -28,6 +28,7 @@ pub mod oci_registry;
 pub mod request;
 pub mod tcp;
 
+use crate::cluster::Claim;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
@@ -210,6 +211,9 @@ pub struct Target {
     pub base_url: Option<String>,
     pub auth_ref: Option<String>,
     pub configuration: serde_json::Map<String, Value>,
+    /// The claim on its shard under which this node monitors the integration: what the
+    /// monitor's writes are fenced with. The connectors ignore it. `None` outside a monitor.
+    pub claim: Option<Claim>,
 }
 
 impl Target {
@@ -222,6 +226,7 @@ impl Target {
             base_url: base_url.map(str::to_owned),
             auth_ref: None,
             configuration: serde_json::Map::new(),
+            claim: None,
         }
     }
 
@@ -267,6 +272,7 @@ impl From<&Integration> for Target {
             base_url: integration.base_url.clone(),
             auth_ref: integration.auth_ref.clone(),
             configuration: integration.configuration.clone(),
+            claim: None,
         }
     }
 }

@@ -135,10 +135,11 @@ impl Store for FaultyStore {
         event: Option<EventKind>,
         check: CheckSummary,
         now: DateTime<Utc>,
+        claim: Option<crate::cluster::Claim>,
     ) -> Result<CheckCommit, StoreError> {
         self.fault().await?;
         self.inner
-            .commit_check(id, expected_version, lifecycle, event, check, now)
+            .commit_check(id, expected_version, lifecycle, event, check, now, claim)
             .await
     }
 }

@@ -33,6 +33,7 @@
 //! zeros included (as kube-state-metrics does for pod phases), so a status that empties does
 //! not vanish.
 
+use crate::cluster::{Ownership, WriteKind};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -589,6 +590,63 @@ pub fn render_engine(out: &mut String, counters: &EngineCounters) {
         names::ACTOR_RESTARTS_TOTAL,
         counters.restarts()
     );
+}
+
+/// This node's cluster metrics (DESIGN §9), read from its [`Ownership`] at scrape time.
+pub fn render_cluster(out: &mut String, ownership: &Ownership) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counters = ownership.counters();
+    let gauges = [
+        (
+            names::CLUSTER_NODES,
+            "gauge",
+            "Live catalogd nodes sharing the fleet, as this node last saw them (1 on SQLite).",
+            counters.nodes.load(Relaxed),
+        ),
+        (
+            names::CLUSTER_SHARDS,
+            "gauge",
+            "Shards the fleet is split into (cluster.shards).",
+            u64::from(ownership.shards()),
+        ),
+        (
+            names::SHARDS_OWNED,
+            "gauge",
+            "Shards this node holds a live lease on and monitors.",
+            ownership.owned(),
+        ),
+        (
+            names::SHARD_TAKEOVERS_TOTAL,
+            "counter",
+            "Shards this node took over from another node (after it died, stalled or handed them over), since start.",
+            counters.takeovers.load(Relaxed),
+        ),
+        (
+            names::SHARD_LOSSES_TOTAL,
+            "counter",
+            "Shards this node lost without handing them over (lease expired or taken, or a write fenced), since start.",
+            counters.losses.load(Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in gauges {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    family(
+        out,
+        names::FENCED_WRITES_TOTAL,
+        "counter",
+        "Monitor writes the database refused because this node no longer held the shard at that epoch, since start.",
+    );
+    for kind in WriteKind::ALL {
+        let _ = writeln!(
+            out,
+            "{}{{kind=\"{}\"}} {}",
+            names::FENCED_WRITES_TOTAL,
+            kind.as_str(),
+            counters.fenced(kind)
+        );
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -33,7 +33,11 @@ pub mod gzip;
 mod integrations;
 pub mod internal_events;
 
-pub use integrations::{render_engine, status_value, IntegrationGauges, Refresher, Stable};
+pub use integrations::{
+    render_cluster, render_engine, status_value, IntegrationGauges, Refresher, Stable,
+};
+
+use crate::cluster::Ownership;
 
 /// Every metric name, so that emitters, descriptions and tests agree.
 pub mod names {
@@ -53,6 +57,12 @@ pub mod names {
     pub const INTEGRATION_STATUS: &str = "catalogd_integration_status";
     pub const INTEGRATION_CHECK_DURATION: &str = "catalogd_integration_check_duration_seconds";
     pub const INTEGRATION_UPTIME: &str = "catalogd_integration_uptime_ratio";
+    pub const CLUSTER_NODES: &str = "catalogd_cluster_nodes";
+    pub const CLUSTER_SHARDS: &str = "catalogd_cluster_shards";
+    pub const SHARDS_OWNED: &str = "catalogd_shards_owned";
+    pub const SHARD_TAKEOVERS_TOTAL: &str = "catalogd_shard_takeovers_total";
+    pub const SHARD_LOSSES_TOTAL: &str = "catalogd_shard_losses_total";
+    pub const FENCED_WRITES_TOTAL: &str = "catalogd_fenced_writes_total";
 }
 
 /// Health checks take from about a millisecond (a local cache, a refused connection) to the
@@ -160,6 +170,8 @@ pub struct Exporter {
     pub handle: &'static PrometheusHandle,
     pub engine: Arc<EngineCounters>,
     pub gauges: IntegrationGauges,
+    /// This node's shards and cluster counters (DESIGN §9).
+    pub cluster: Option<Arc<Ownership>>,
 }
 
 impl Exporter {
@@ -168,7 +180,14 @@ impl Exporter {
             handle: handle(),
             engine,
             gauges,
+            cluster: None,
         }
+    }
+
+    /// Renders this node's cluster metrics too.
+    pub fn with_cluster(mut self, ownership: Arc<Ownership>) -> Self {
+        self.cluster = Some(ownership);
+        self
     }
 
     /// The whole exposition text.
@@ -196,6 +215,9 @@ impl Exporter {
         self.handle.run_upkeep();
         let mut out = self.handle.render();
         render_engine(&mut out, &self.engine);
+        if let Some(ownership) = &self.cluster {
+            render_cluster(&mut out, ownership);
+        }
         self.gauges.render_live(&mut out);
         (out, self.gauges.stable())
     }

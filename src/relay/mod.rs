@@ -64,6 +64,7 @@ use tokio::task::JoinHandle;
 pub use counters::RelayCounters;
 pub use options::RelayOptions;
 
+use crate::cluster::Ownership;
 use crate::store::outbox::{Handoff, OutboxStore, PendingEvent};
 use worker::Worker;
 
@@ -97,7 +98,14 @@ impl Relay {
     /// Starts the relay over `outbox`, sweeping only (no handoff). With `client` `None` (NATS
     /// disabled) it publishes nothing but still reports the backlog and prunes.
     pub fn spawn(outbox: OutboxStore, client: Option<Client>, options: RelayOptions) -> Relay {
-        Self::start(outbox, client, options, Arc::default(), None)
+        Self::start(
+            outbox,
+            client,
+            options,
+            Arc::default(),
+            None,
+            Ownership::single("local", 1),
+        )
     }
 
     /// Like [`Relay::spawn`], fed by `handoff`, through which the store passes every event
@@ -108,6 +116,7 @@ impl Relay {
         client: Option<Client>,
         options: RelayOptions,
         handoff: &Handoff,
+        ownership: Arc<Ownership>,
     ) -> Relay {
         Self::start(
             outbox,
@@ -115,6 +124,7 @@ impl Relay {
             options,
             handoff.wake(),
             handoff.take_receiver(),
+            ownership,
         )
     }
 
@@ -124,6 +134,7 @@ impl Relay {
         options: RelayOptions,
         wake: Arc<Notify>,
         handoff: Option<mpsc::Receiver<PendingEvent>>,
+        ownership: Arc<Ownership>,
     ) -> Relay {
         let handle = RelayHandle {
             wake,
@@ -131,8 +142,12 @@ impl Relay {
         };
         let (stop, stopped) = watch::channel(false);
         let (marks, marks_received) = mpsc::unbounded_channel();
-        let marker = tokio::spawn(marks::mark_published(outbox.clone(), marks_received));
-        let worker = Worker::new(outbox, client, options, handle.clone(), marks);
+        let marker = tokio::spawn(marks::mark_published(
+            outbox.clone(),
+            ownership.clone(),
+            marks_received,
+        ));
+        let worker = Worker::new(outbox, client, options, handle.clone(), marks, ownership);
         let task = tokio::spawn(async move {
             let limit = worker.options.final_pass_timeout;
             worker.run(stopped, handoff).await;

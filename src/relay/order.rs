@@ -115,6 +115,14 @@ impl Order {
     }
 
     /// The relay stops: whatever waits for an ack is abandoned (it stays in the outbox).
+    /// Forgets what it knows of the integrations `keep` refuses (their shard went to another
+    /// node): when it comes back, a sweep reads their order from the table afresh, so an
+    /// event this relay sent but could not mark is not skipped forever.
+    pub(super) fn retain(&mut self, keep: impl Fn(Uuid) -> bool) {
+        self.next.retain(|id, _| keep(*id));
+        self.in_flight.retain(|id, _| keep(*id));
+    }
+
     pub(super) fn abandon_in_flight(&mut self) {
         self.in_flight.clear();
     }

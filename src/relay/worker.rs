@@ -3,6 +3,7 @@
 //! [`publish`], tells [`Order`] the outcome, hands published ids to the marks task, and
 //! prunes now and then.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
@@ -14,8 +15,9 @@ use uuid::Uuid;
 use super::order::{Order, Rounds};
 use super::publish::{self, Ack, Acked, Publisher};
 use super::{prune, RelayHandle, RelayOptions};
+use crate::cluster::Ownership;
 use crate::metrics::internal_events::{EventPublished, InternalEvent, OutboxBacklogCounted};
-use crate::store::outbox::{OutboxPosition, OutboxStore, PendingEvent};
+use crate::store::outbox::{Mark, OutboxPosition, OutboxStore, PendingEvent};
 
 /// The acks awaited by the fast path (kept out of [`Worker`], which must stay `Sync`).
 type Acks = FuturesUnordered<Ack>;
@@ -36,11 +38,15 @@ pub(super) struct Worker {
     client: Option<Client>,
     pub(super) options: RelayOptions,
     handle: RelayHandle,
-    /// Published event ids for the marks task.
-    marks: mpsc::UnboundedSender<Uuid>,
+    /// Published events for the marks task.
+    marks: mpsc::UnboundedSender<Mark>,
+    /// Which integrations' events this relay publishes: those of the shards this node holds.
+    ownership: Arc<Ownership>,
     publisher: Option<Publisher>,
     last_error_log: Option<Instant>,
     order: Order,
+    /// The ownership generation `order` was last trimmed at.
+    ownership_seen: u64,
 }
 
 impl Worker {
@@ -49,7 +55,8 @@ impl Worker {
         client: Option<Client>,
         options: RelayOptions,
         handle: RelayHandle,
-        marks: mpsc::UnboundedSender<Uuid>,
+        marks: mpsc::UnboundedSender<Mark>,
+        ownership: Arc<Ownership>,
     ) -> Worker {
         Worker {
             outbox,
@@ -57,9 +64,11 @@ impl Worker {
             options,
             handle,
             marks,
+            ownership,
             publisher: None,
             last_error_log: None,
             order: Order::default(),
+            ownership_seen: 0,
         }
     }
 
@@ -99,6 +108,7 @@ impl Worker {
             if *stopped.borrow() {
                 break;
             }
+            self.follow_ownership();
             if pass || self.order.take_sweep_wanted() {
                 self.pass_logged().await;
             }
@@ -141,6 +151,9 @@ impl Worker {
             self.order.want_sweep();
             return;
         };
+        // Events of shards another node holds are that node's to publish (the store told it
+        // of the change; its sweep finds them).
+        let events = self.owned(events);
         let ready = self.order.admit(events);
         match publisher {
             Publisher::JetStream(context) => {
@@ -172,13 +185,18 @@ impl Worker {
         match result {
             Ok(duplicate) => {
                 self.acknowledged(&event, started, duplicate);
-                self.mark(&[event.event_id]);
+                self.mark(&[event.integration_id], &[event.event_id]);
                 let context = match &self.publisher {
                     Some(Publisher::JetStream(context)) => Some(context.clone()),
                     _ => None,
                 };
                 if let Some(next) = self.order.acked(&event, context.is_some()) {
                     let context = context.expect("only sent on JetStream");
+                    // The shard may have moved on while this one was in flight.
+                    if self.ownership.claim(next.integration_id).is_none() {
+                        self.order.failed(&next);
+                        return;
+                    }
                     let ack = publish::send(&context, next).await;
                     acks.push(ack);
                 }
@@ -260,7 +278,7 @@ impl Worker {
                 sequence: last.sequence,
             };
             let full = page.len() >= self.options.page_size as usize;
-            let page = self.order.sweep_page(page);
+            let page = self.order.sweep_page(self.owned(page));
             match &publisher {
                 Publisher::JetStream(context) => {
                     // Later pages are other integrations: carry on with them.
@@ -308,6 +326,7 @@ impl Worker {
                 sent.push(publish::send(context, event).await);
             }
             let mut acked = Vec::with_capacity(sent.len());
+            let mut acked_integrations = Vec::with_capacity(sent.len());
             for ack in sent {
                 let (event, started, result) = ack.await;
                 match result {
@@ -315,6 +334,7 @@ impl Worker {
                         self.acknowledged(&event, started, duplicate);
                         self.order.sweep_acked(&mut rounds, &event);
                         acked.push(event.event_id);
+                        acked_integrations.push(event.integration_id);
                     }
                     Err(error) => {
                         self.order.sweep_failed(&mut rounds, &event);
@@ -323,7 +343,7 @@ impl Worker {
                     }
                 }
             }
-            self.mark(&acked);
+            self.mark(&acked_integrations, &acked);
         }
         match first_error {
             None => Ok(()),
@@ -343,7 +363,9 @@ impl Worker {
                     self.observe(event, elapsed);
                 }
                 let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
-                self.mark(&ids);
+                let integrations: Vec<Uuid> =
+                    events.iter().map(|event| event.integration_id).collect();
+                self.mark(&integrations, &ids);
                 Ok(())
             }
             Err(message) => {
@@ -379,12 +401,38 @@ impl Worker {
         .emit();
     }
 
-    /// Hands published ids to the marks task ([`super::marks`]).
-    fn mark(&self, ids: &[Uuid]) {
-        for id in ids {
+    /// Hands published ids (of events of `integrations`, index for index) to the marks
+    /// task ([`super::marks`]), each with the claim it is marked under.
+    fn mark(&self, integrations: &[Uuid], ids: &[Uuid]) {
+        for (integration_id, event_id) in integrations.iter().zip(ids) {
+            let mark = Mark {
+                event_id: *event_id,
+                // A single node (SQLite) marks unfenced: its serve lock is the fence.
+                claim: self
+                    .ownership
+                    .claim(*integration_id)
+                    .filter(|_| self.ownership.is_leased()),
+            };
             // The marks task lives as long as the worker.
-            let _ = self.marks.send(*id);
+            let _ = self.marks.send(mark);
         }
+    }
+
+    /// Drops the order it keeps for integrations of shards this node gave up since it last
+    /// looked.
+    fn follow_ownership(&mut self) {
+        let generation = self.ownership.generation();
+        if generation != self.ownership_seen {
+            self.ownership_seen = generation;
+            let ownership = self.ownership.clone();
+            self.order.retain(|id| ownership.claim(id).is_some());
+        }
+    }
+
+    /// The events of integrations whose shard this node holds now.
+    fn owned(&self, mut events: Vec<PendingEvent>) -> Vec<PendingEvent> {
+        events.retain(|event| self.ownership.claim(event.integration_id).is_some());
+        events
     }
 }
 

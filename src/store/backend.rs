@@ -18,8 +18,11 @@
 
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use sqlx::query::{Query, QueryAs};
 use sqlx::{FromRow, QueryBuilder};
+
+use crate::cluster::Claim;
 use tokio::sync::{Mutex, MutexGuard};
 
 /// A database the store runs on, with the statements in which it differs from the other.
@@ -60,6 +63,15 @@ pub(crate) trait Backend: sqlx::Database {
 
     /// How many rows a statement changed (sqlx has no trait for it).
     fn rows_affected(result: &Self::QueryResult) -> u64;
+
+    /// The fence of a monitor's write, inside its transaction: which of `claims` this node
+    /// (`node`) still holds, with their lease rows locked against takeovers until the
+    /// transaction ends ([`crate::cluster::admits`]).
+    fn fence<'c>(
+        connection: &'c mut Self::Connection,
+        node: &'c str,
+        claims: &'c [Claim],
+    ) -> BoxFuture<'c, Result<Vec<Claim>, sqlx::Error>>;
 }
 
 /// Starts a transaction with `statement` on a connection of `pool`, in a task of its own so
@@ -105,6 +117,16 @@ impl Backend for sqlx::Sqlite {
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
     }
+
+    /// SQLite is single-node: the serve lock keeps every other daemon off the file, so this
+    /// daemon's claims always hold.
+    fn fence<'c>(
+        _connection: &'c mut Self::Connection,
+        _node: &'c str,
+        claims: &'c [Claim],
+    ) -> BoxFuture<'c, Result<Vec<Claim>, sqlx::Error>> {
+        Box::pin(std::future::ready(Ok(claims.to_vec())))
+    }
 }
 
 /// PostgreSQL locks rows: `FOR UPDATE` on the integration and on the tenant's audit head.
@@ -128,6 +150,14 @@ impl Backend for sqlx::Postgres {
 
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
+    }
+
+    fn fence<'c>(
+        connection: &'c mut Self::Connection,
+        node: &'c str,
+        claims: &'c [Claim],
+    ) -> BoxFuture<'c, Result<Vec<Claim>, sqlx::Error>> {
+        Box::pin(super::leases::fence(connection, node, claims))
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::backend::{Gate, WriteGate};
 use super::census::Census;
 use super::history::{HistoryOptions, HistoryStore};
+use super::leases::LeaseStore;
 use super::outbox::{Handoff, OutboxStore};
 use super::sql::SqlStore;
 use super::sqlite::ServeLock;
@@ -25,6 +26,9 @@ pub struct Database {
     handoff: Arc<Handoff>,
     /// Told about every committed change by the catalog stores built after it is set.
     observer: Arc<dyn ChangeObserver>,
+    /// The node id catalog stores built after it is set write with every audit entry and
+    /// event.
+    node: Arc<str>,
 }
 
 /// The pool of one backend. SQLite's carries the [`WriteGate`] that every writer over it
@@ -62,7 +66,22 @@ impl Database {
             pool,
             handoff: Arc::new(Handoff::default()),
             observer: Arc::new(Unobserved),
+            node: Arc::from("local"),
         })
+    }
+
+    /// Catalog stores built from now on write `node` as the writer of every audit entry and
+    /// event (`cluster.node_id`).
+    pub fn identify(&mut self, node: &str) {
+        self.node = Arc::from(node);
+    }
+
+    /// The lease tables of a cluster: on PostgreSQL only (SQLite is single-node).
+    pub fn leases(&self) -> Option<LeaseStore> {
+        match &self.pool {
+            Pool::Sqlite(..) => None,
+            Pool::Postgres(pool) => Some(LeaseStore::new(pool.clone())),
+        }
     }
 
     /// Every catalog store built from now on tells `observer` about each committed change.
@@ -94,6 +113,7 @@ impl Database {
                 default_thresholds,
                 handoff,
                 observer,
+                self.node.clone(),
             )),
             Pool::Postgres(pool) => Arc::new(SqlStore::new(
                 pool.clone(),
@@ -101,6 +121,7 @@ impl Database {
                 default_thresholds,
                 handoff,
                 observer,
+                self.node.clone(),
             )),
         }
     }

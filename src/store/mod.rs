@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::cluster::Claim;
 use crate::integration::{Author, Change, ChangeError, CheckSummary, Integration, IntegrationType};
 use catalogd_actors::{EventKind, Lifecycle, Status, Thresholds};
 
@@ -31,6 +32,7 @@ mod backend;
 pub mod census;
 mod database;
 pub mod history;
+pub mod leases;
 pub mod outbox;
 mod postgres;
 mod rows;
@@ -117,6 +119,12 @@ pub enum StoreError {
          on PostgreSQL"
     )]
     InUse(std::path::PathBuf),
+    /// The database's shard count differs from `cluster.shards` (it is fixed per database).
+    #[error(
+        "cluster.shards = {configured}, but this database was set up with {stored} shards; \
+         the shard count is fixed per database: set cluster.shards = {stored}"
+    )]
+    ShardCount { configured: u32, stored: u32 },
 }
 
 impl StoreError {
@@ -216,6 +224,8 @@ pub struct StoreOptions {
     pub default_thresholds: Thresholds,
 }
 
+// `commit_check` carries everything one transition commit needs, each a plain value.
+#[allow(clippy::too_many_arguments)]
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Cheap liveness probe of the database, for `/readyz`.
@@ -284,6 +294,11 @@ pub trait Store: Send + Sync + 'static {
     /// Commits a status change the monitor computed from a check — the new lifecycle state,
     /// its audit entry and its outbox event in one transaction — if the row is still at
     /// `expected_version`. Otherwise returns the row as it is now (or `None` if it is gone).
+    ///
+    /// With a `claim` (a monitor of a leased cluster), it commits only if this node still
+    /// holds the integration's shard at the claim's epoch, checked in the same transaction
+    /// ([`crate::cluster::admits`]); otherwise nothing is written and it returns
+    /// [`CheckCommit::Fenced`].
     async fn commit_check(
         &self,
         id: Uuid,
@@ -292,6 +307,7 @@ pub trait Store: Send + Sync + 'static {
         event: Option<EventKind>,
         check: CheckSummary,
         now: DateTime<Utc>,
+        claim: Option<Claim>,
     ) -> Result<CheckCommit, StoreError>;
 }
 
@@ -301,6 +317,9 @@ pub enum CheckCommit {
     Committed(Integration),
     /// The row moved on (a REST change won) or is gone; here it is as stored.
     Stale(Option<Integration>),
+    /// This node no longer holds the integration's shard at the claim's epoch: nothing was
+    /// written, and nothing written under that claim ever will be.
+    Fenced,
 }
 
 pub use backend::WriteGate;

@@ -23,10 +23,11 @@ use sqlx::QueryBuilder;
 use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
-use super::backend::{Backend, Gate};
+use super::backend::{begin, Backend, Gate};
 use super::database::Pool;
 use super::StoreError;
 use crate::cloudevents::OutboxEvent;
+use crate::cluster::Claim;
 
 /// Committed events waiting in memory for the relay, at most this many: beyond it the store
 /// stops handing over and wakes the relay's sweep instead, so memory stays bounded while NATS
@@ -173,9 +174,31 @@ where
             .collect())
     }
 
-    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut marked = 0;
+    async fn mark_published(
+        &self,
+        marks: &[Mark],
+        node: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Marked, StoreError> {
+        let mut marked = Marked::default();
         let _turn = self.gate.turn().await;
+        let mut transaction = begin(self.pool, B::BEGIN_WRITE).await?;
+        // The fence: only events of shards this node still holds, at the epoch it published
+        // them under, are marked by it (the shard's next owner marks the rest).
+        let mut claims: Vec<Claim> = marks.iter().filter_map(|mark| mark.claim).collect();
+        claims.sort_unstable();
+        claims.dedup();
+        let admitted = B::fence(&mut transaction, node, &claims).await?;
+        marked.fenced = claims
+            .iter()
+            .filter(|claim| !admitted.contains(claim))
+            .copied()
+            .collect();
+        let ids: Vec<Uuid> = marks
+            .iter()
+            .filter(|mark| mark.claim.is_none_or(|claim| admitted.contains(&claim)))
+            .map(|mark| mark.event_id)
+            .collect();
         // One statement per 1000 ids: far below either backend's bind-parameter limit.
         for chunk in ids.chunks(1000) {
             let mut query: QueryBuilder<B> = QueryBuilder::new("UPDATE outbox SET published_at = ");
@@ -186,8 +209,10 @@ where
                 separated.push_bind(*id);
             }
             query.push(")");
-            marked += B::rows_affected(&B::build(&mut query).execute(self.pool).await?);
+            marked.marked +=
+                B::rows_affected(&B::build(&mut query).execute(&mut *transaction).await?);
         }
+        transaction.commit().await?;
         Ok(marked)
     }
 
@@ -207,6 +232,22 @@ where
             .await?;
         Ok(B::rows_affected(&pruned))
     }
+}
+
+/// An event the relay published, and the claim on its shard it was published under (`None`:
+/// unfenced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    pub event_id: Uuid,
+    pub claim: Option<Claim>,
+}
+
+/// What a marking statement did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marked {
+    pub marked: u64,
+    /// Claims the fence refused: their events were left for the shard's next owner.
+    pub fenced: Vec<Claim>,
 }
 
 /// The outbox as the relay sees it. Cheap to clone.
@@ -251,15 +292,21 @@ impl OutboxStore {
         }
     }
 
-    /// Marks these events published at `at` (rows already marked keep their time); returns
-    /// how many rows changed.
-    pub async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<u64, StoreError> {
-        if ids.is_empty() {
-            return Ok(0);
+    /// Marks these events published at `at` (rows already marked keep their time), except
+    /// those whose claim the database no longer admits for `node` (their shard moved on);
+    /// returns how many rows changed and the claims fenced off.
+    pub async fn mark_published(
+        &self,
+        marks: &[Mark],
+        node: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Marked, StoreError> {
+        if marks.is_empty() {
+            return Ok(Marked::default());
         }
         match &self.pool {
-            Pool::Sqlite(pool, _) => self.on(pool).mark_published(ids, at).await,
-            Pool::Postgres(pool) => self.on(pool).mark_published(ids, at).await,
+            Pool::Sqlite(pool, _) => self.on(pool).mark_published(marks, node, at).await,
+            Pool::Postgres(pool) => self.on(pool).mark_published(marks, node, at).await,
         }
     }
 

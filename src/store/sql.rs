@@ -30,6 +30,7 @@ use super::{
     StoreError, StoreOptions,
 };
 use crate::cloudevents::{self, EventCause, OutboxEvent};
+use crate::cluster::Claim;
 use crate::integration::{
     self, Applied, AuditRecord, Author, Change, CheckSummary, HealthCheck, Integration,
 };
@@ -87,15 +88,40 @@ static UPDATE_INTEGRATION: LazyLock<String> = LazyLock::new(|| {
 
 static SELECT_AUDIT_COLUMNS: LazyLock<String> = LazyLock::new(|| AUDIT_COLUMNS.join(", "));
 
-/// Binds `$1..$14` in [`AUDIT_COLUMNS`] order.
+/// Binds `$1..$14` in [`AUDIT_COLUMNS`] order, then who wrote the entry ([`Writer`]).
 static INSERT_AUDIT: LazyLock<String> = LazyLock::new(|| {
-    let placeholders: Vec<String> = (1..=AUDIT_COLUMNS.len()).map(|n| format!("${n}")).collect();
+    let placeholders: Vec<String> = (1..=AUDIT_COLUMNS.len() + WRITER_COLUMNS.len())
+        .map(|n| format!("${n}"))
+        .collect();
     format!(
-        "INSERT INTO audit_log ({}) VALUES ({})",
+        "INSERT INTO audit_log ({}, {}) VALUES ({})",
         AUDIT_COLUMNS.join(", "),
+        WRITER_COLUMNS.join(", "),
         placeholders.join(", ")
     )
 });
+
+/// Who wrote an audit entry or an event: the node, and for a monitor's write the claim it was
+/// made under (PostgreSQL adds `written_at`, the database's clock at the insert).
+const WRITER_COLUMNS: [&str; 3] = ["written_by", "shard", "epoch"];
+
+/// The node writing, and the claim a monitor's write is made under (`None` for a change
+/// made over REST or NATS, which any node may commit).
+#[derive(Debug, Clone, Copy)]
+struct Writer<'a> {
+    node: &'a str,
+    claim: Option<Claim>,
+}
+
+impl Writer<'_> {
+    fn shard(&self) -> Option<i64> {
+        self.claim.map(|claim| i64::from(claim.shard))
+    }
+
+    fn epoch(&self) -> Option<i64> {
+        self.claim.map(|claim| claim.epoch)
+    }
+}
 
 static SELECT_AUDIT_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -129,7 +155,8 @@ const NEXT_EVENT_SEQUENCE: &str = "UPDATE integrations SET event_sequence = even
      WHERE integration_id = $1 RETURNING event_sequence";
 
 const INSERT_OUTBOX: &str = "INSERT INTO outbox (event_id, tenant_id, integration_id, sequence, \
-     event_type, subject, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+     event_type, subject, payload, created_at, written_by, shard, epoch) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 const UPDATE_LAST_TEST: &str = "UPDATE integrations SET last_tested_at = $3, \
      last_test_success = $4 WHERE tenant_id = $1 AND integration_id = $2";
@@ -198,6 +225,8 @@ pub(super) struct SqlStore<B: Backend> {
     observer: Arc<dyn ChangeObserver>,
     /// SQLite's writers take turns ([`super::WriteGate`]); PostgreSQL locks rows.
     gate: Gate,
+    /// This daemon's `cluster.node_id`, written with every audit entry and event.
+    node: Arc<str>,
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -207,6 +236,7 @@ impl<B: Backend> SqlStore<B> {
         default_thresholds: Thresholds,
         handoff: Arc<Handoff>,
         observer: Arc<dyn ChangeObserver>,
+        node: Arc<str>,
     ) -> Self {
         SqlStore {
             pool,
@@ -214,6 +244,14 @@ impl<B: Backend> SqlStore<B> {
             handoff,
             observer,
             gate,
+            node,
+        }
+    }
+
+    fn writer(&self, claim: Option<Claim>) -> Writer<'_> {
+        Writer {
+            node: &self.node,
+            claim,
         }
     }
 }
@@ -232,6 +270,7 @@ where
     for<'q> Option<String>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Option<bool>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Option<DateTime<Utc>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Option<i64>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q serde_json::Map<String, serde_json::Value>>:
         sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q Vec<String>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
@@ -306,6 +345,7 @@ where
     async fn append_audit(
         connection: &mut <B as sqlx::Database>::Connection,
         record: &AuditRecord,
+        writer: Writer<'_>,
     ) -> Result<(), StoreError> {
         let select_head = B::locked(SELECT_HEAD);
         let head: Option<(i64, String)> = sqlx::query_as(&select_head)
@@ -346,6 +386,9 @@ where
             .bind(entry.occurred_at)
             .bind(&entry.prev_hash)
             .bind(&entry.hash)
+            .bind(writer.node)
+            .bind(writer.shard())
+            .bind(writer.epoch())
             .execute(&mut *connection)
             .await?;
         sqlx::query(UPDATE_HEAD)
@@ -375,6 +418,7 @@ where
         cause: &EventCause,
         now: DateTime<Utc>,
         called: Instant,
+        writer: Writer<'_>,
     ) -> Result<OutboxEvent, StoreError> {
         let sequence: i64 = sqlx::query_scalar(NEXT_EVENT_SEQUENCE)
             .bind(integration.integration_id)
@@ -394,6 +438,9 @@ where
             .bind(&event.subject)
             .bind(&event.payload)
             .bind(event.created_at)
+            .bind(writer.node)
+            .bind(writer.shard())
+            .bind(writer.epoch())
             .execute(&mut *connection)
             .await?;
         Ok(event)
@@ -408,6 +455,7 @@ where
         applied: &Applied,
         now: DateTime<Utc>,
         called: Instant,
+        writer: Writer<'_>,
     ) -> Result<Option<OutboxEvent>, StoreError> {
         let mut event = None;
         match &applied.after {
@@ -427,8 +475,16 @@ where
                 }
                 if let Some(kind) = applied.event {
                     event = Some(
-                        Self::append_event(connection, kind, next, &applied.cause, now, called)
-                            .await?,
+                        Self::append_event(
+                            connection,
+                            kind,
+                            next,
+                            &applied.cause,
+                            now,
+                            called,
+                            writer,
+                        )
+                        .await?,
                     );
                 }
             }
@@ -437,8 +493,16 @@ where
             None => {
                 if let Some(kind) = applied.event {
                     event = Some(
-                        Self::append_event(connection, kind, current, &applied.cause, now, called)
-                            .await?,
+                        Self::append_event(
+                            connection,
+                            kind,
+                            current,
+                            &applied.cause,
+                            now,
+                            called,
+                            writer,
+                        )
+                        .await?,
                     );
                 }
                 sqlx::query(DELETE_INTEGRATION)
@@ -448,7 +512,7 @@ where
                     .await?;
             }
         }
-        Self::append_audit(connection, &applied.audit).await?;
+        Self::append_audit(connection, &applied.audit, writer).await?;
         Ok(event)
     }
 
@@ -534,6 +598,7 @@ where
     for<'q> Option<String>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Option<bool>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Option<DateTime<Utc>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Option<i64>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q serde_json::Map<String, serde_json::Value>>:
         sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q Vec<String>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
@@ -572,9 +637,15 @@ where
             &cause,
             now,
             called,
+            self.writer(None),
         )
         .await?;
-        Self::append_audit(&mut transaction, &integration::created(&integration)).await?;
+        Self::append_audit(
+            &mut transaction,
+            &integration::created(&integration),
+            self.writer(None),
+        )
+        .await?;
         transaction.commit().await?;
         self.handoff.committed(event);
         self.observer.committed(None, Some(&integration));
@@ -683,7 +754,15 @@ where
         let current = row.ok_or(StoreError::NotFound)?.into_integration()?;
         let applied =
             integration::apply_change(&current, change, author, self.default_thresholds, now)?;
-        let event = Self::write_applied(&mut transaction, &current, &applied, now, called).await?;
+        let event = Self::write_applied(
+            &mut transaction,
+            &current,
+            &applied,
+            now,
+            called,
+            self.writer(None),
+        )
+        .await?;
         transaction.commit().await?;
         if let Some(event) = event {
             self.handoff.committed(event);
@@ -779,7 +858,7 @@ where
             ticket: None,
             occurred_at: tested_at,
         };
-        Self::append_audit(&mut transaction, &record).await?;
+        Self::append_audit(&mut transaction, &record, self.writer(None)).await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -825,6 +904,7 @@ where
         event: Option<EventKind>,
         check: CheckSummary,
         now: DateTime<Utc>,
+        claim: Option<Claim>,
     ) -> Result<CheckCommit, StoreError> {
         let called = Instant::now();
         let now = rows::stored_precision(now);
@@ -834,6 +914,16 @@ where
         };
         let _turn = self.gate.turn().await;
         let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
+        // The fence first: the shard's lease row is locked (shared) before the integration's
+        // row, in the order every fenced writer takes them, and held to the commit, so a
+        // takeover waits for this write or this write sees the takeover.
+        if let Some(claim) = claim {
+            let admitted = B::fence(&mut transaction, &self.node, &[claim]).await?;
+            if admitted.is_empty() {
+                transaction.rollback().await?;
+                return Ok(CheckCommit::Fenced);
+            }
+        }
         let row: Option<IntegrationRow> = sqlx::query_as(&B::locked(&SELECT_INTEGRATION_BY_ID))
             .bind(id)
             .fetch_optional(&mut *transaction)
@@ -848,7 +938,15 @@ where
             }
         };
         let applied = integration::apply_check(&current, lifecycle, event, check, now);
-        let event = Self::write_applied(&mut transaction, &current, &applied, now, called).await?;
+        let event = Self::write_applied(
+            &mut transaction,
+            &current,
+            &applied,
+            now,
+            called,
+            self.writer(claim),
+        )
+        .await?;
         transaction.commit().await?;
         if let Some(event) = event {
             self.handoff.committed(event);
@@ -883,6 +981,6 @@ mod tests {
         assert!(INSERT_INTEGRATION.ends_with("$26)"));
         assert!(UPDATE_INTEGRATION.contains("version = $26 WHERE"));
         assert!(!UPDATE_INTEGRATION.contains("tenant_id = $2,"));
-        assert!(INSERT_AUDIT.ends_with("$14)"));
+        assert!(INSERT_AUDIT.ends_with("$17)"));
     }
 }

@@ -239,13 +239,14 @@ async fn measure(
                             latency_ms: 12,
                         };
                         match store
-                            .commit_check(*id, *version, lifecycle, Some(event), check, now)
+                            .commit_check(*id, *version, lifecycle, Some(event), check, now, None)
                             .await?
                         {
                             CheckCommit::Committed(row) => *version = row.version,
                             CheckCommit::Stale(row) => {
                                 anyhow::bail!("transition of {id} stale: {row:?}")
                             }
+                            CheckCommit::Fenced => anyhow::bail!("transition of {id} fenced"),
                         }
                         commits += 1;
                     }

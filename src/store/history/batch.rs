@@ -5,6 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
 
 use super::time::{clamp_micros, micros};
+use crate::cluster::Claim;
 use crate::store::StoreError;
 use catalogd_actors::ports::CheckReport;
 use catalogd_actors::{CheckOutcome, FailureClass, Lifecycle};
@@ -20,6 +21,8 @@ pub(super) struct CheckRecord {
     pub(super) version: i64,
     pub(super) consecutive_failures: u32,
     pub(super) consecutive_successes: u32,
+    /// The claim on its shard the monitor checked under; `None`: unfenced.
+    pub(super) claim: Option<Claim>,
 }
 
 impl CheckRecord {
@@ -38,7 +41,13 @@ impl CheckRecord {
             version,
             consecutive_failures: lifecycle.consecutive_failures,
             consecutive_successes: lifecycle.consecutive_successes,
+            claim: None,
         }
+    }
+
+    /// The same result, written only while `claim` holds.
+    pub(super) fn under(self, claim: Option<Claim>) -> Self {
+        CheckRecord { claim, ..self }
     }
 
     pub(super) fn outcome_code(&self) -> i16 {
@@ -102,6 +111,25 @@ impl Batch {
             results,
             observations,
         }
+    }
+
+    /// The distinct claims the batch's results were checked under.
+    pub(super) fn claims(&self) -> Vec<Claim> {
+        let mut claims: Vec<Claim> = self.results.iter().filter_map(|r| r.claim).collect();
+        claims.sort_unstable();
+        claims.dedup();
+        claims
+    }
+
+    /// The batch without the results of claims the fence refused.
+    pub(super) fn admitted(&self, fenced: &[Claim]) -> Batch {
+        Batch::new(
+            self.results
+                .iter()
+                .filter(|r| r.claim.is_none_or(|claim| !fenced.contains(&claim)))
+                .copied()
+                .collect(),
+        )
     }
 
     /// SQLite: the results as one JSON array of `[id hex, µs, latency, lateness, outcome,
@@ -172,6 +200,7 @@ mod tests {
             version: minute,
             consecutive_failures: 0,
             consecutive_successes: 0,
+            claim: None,
         };
         let batch = Batch::new(vec![
             record(2, 1, CheckOutcome::Success),

@@ -14,6 +14,7 @@ use sqlx::{Postgres, Sqlite};
 
 use super::batch::Batch;
 use super::plan::Source;
+use crate::cluster::Claim;
 use crate::store::backend::Backend;
 use crate::store::StoreError;
 use catalogd_actors::CheckOutcome;
@@ -74,12 +75,14 @@ pub(super) trait HistoryBackend: Backend {
             .replace("{c}", source.time_column())
     }
 
-    /// Writes one batch in one transaction; returns how many observations the version guard
-    /// refused (or whose integration is gone).
+    /// Writes one batch in one transaction, without the results whose claim the fence
+    /// refuses for `node`; returns how many observations the version guard refused (or whose
+    /// integration is gone) and the claims fenced off.
     fn write_batch(
         pool: &sqlx::Pool<Self>,
         batch: &Batch,
-    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+        node: &str,
+    ) -> impl Future<Output = Result<Written, sqlx::Error>> + Send;
 }
 
 impl HistoryBackend for Sqlite {
@@ -94,8 +97,9 @@ impl HistoryBackend for Sqlite {
     fn write_batch(
         pool: &sqlx::Pool<Self>,
         batch: &Batch,
-    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send {
-        write_sqlite(pool, batch)
+        node: &str,
+    ) -> impl Future<Output = Result<Written, sqlx::Error>> + Send {
+        write_sqlite(pool, batch, node)
     }
 }
 
@@ -111,8 +115,9 @@ impl HistoryBackend for Postgres {
     fn write_batch(
         pool: &sqlx::Pool<Self>,
         batch: &Batch,
-    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send {
-        write_postgres(pool, batch)
+        node: &str,
+    ) -> impl Future<Output = Result<Written, sqlx::Error>> + Send {
+        write_postgres(pool, batch, node)
     }
 }
 
@@ -144,8 +149,45 @@ const POSTGRES_UPDATE_OBSERVATIONS: &str =
                      $6::int8[]) AS o (id, version, checked_at, success, failures, successes) \
          WHERE i.integration_id = o.id AND i.version = o.version";
 
-async fn write_sqlite(pool: &sqlx::SqlitePool, batch: &Batch) -> Result<u64, sqlx::Error> {
+/// What a batch write did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// Observations the version guard refused.
+    pub(crate) stale: u64,
+    /// Claims the fence refused: their results were not written.
+    pub(crate) fenced: Vec<Claim>,
+}
+
+/// The fence of a batch, in its transaction (lease rows locked before any integration row):
+/// the batch to write and the claims refused.
+async fn fence<B: Backend>(
+    connection: &mut B::Connection,
+    node: &str,
+    batch: &Batch,
+) -> Result<(Option<Batch>, Vec<Claim>), sqlx::Error> {
+    let claims = batch.claims();
+    if claims.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let admitted = B::fence(connection, node, &claims).await?;
+    let fenced: Vec<Claim> = claims
+        .into_iter()
+        .filter(|claim| !admitted.contains(claim))
+        .collect();
+    if fenced.is_empty() {
+        return Ok((None, fenced));
+    }
+    Ok((Some(batch.admitted(&fenced)), fenced))
+}
+
+async fn write_sqlite(
+    pool: &sqlx::SqlitePool,
+    batch: &Batch,
+    node: &str,
+) -> Result<Written, sqlx::Error> {
     let mut transaction = crate::store::backend::begin(pool, Sqlite::BEGIN_WRITE).await?;
+    let (admitted, fenced) = fence::<Sqlite>(&mut transaction, node, batch).await?;
+    let batch = admitted.as_ref().unwrap_or(batch);
     sqlx::query(SQLITE_INSERT_RESULTS)
         .bind(batch.results_json())
         .execute(&mut *transaction)
@@ -156,13 +198,22 @@ async fn write_sqlite(pool: &sqlx::SqlitePool, batch: &Batch) -> Result<u64, sql
         .await?
         .rows_affected();
     transaction.commit().await?;
-    Ok(batch.observations.len() as u64 - updated.min(batch.observations.len() as u64))
+    Ok(Written {
+        stale: batch.observations.len() as u64 - updated.min(batch.observations.len() as u64),
+        fenced,
+    })
 }
 
-async fn write_postgres(pool: &sqlx::PgPool, batch: &Batch) -> Result<u64, sqlx::Error> {
+async fn write_postgres(
+    pool: &sqlx::PgPool,
+    batch: &Batch,
+    node: &str,
+) -> Result<Written, sqlx::Error> {
+    let mut transaction = crate::store::backend::begin(pool, Postgres::BEGIN_WRITE).await?;
+    let (admitted, fenced) = fence::<Postgres>(&mut transaction, node, batch).await?;
+    let batch = admitted.as_ref().unwrap_or(batch);
     let results = &batch.results;
     let observations = &batch.observations;
-    let mut transaction = crate::store::backend::begin(pool, Postgres::BEGIN_WRITE).await?;
     sqlx::query(POSTGRES_INSERT_RESULTS)
         .bind(results.iter().map(|r| r.integration_id).collect::<Vec<_>>())
         .bind(results.iter().map(|r| r.checked_at).collect::<Vec<_>>())
@@ -213,5 +264,8 @@ async fn write_postgres(pool: &sqlx::PgPool, batch: &Batch) -> Result<u64, sqlx:
         .await?
         .rows_affected();
     transaction.commit().await?;
-    Ok(observations.len() as u64 - updated.min(observations.len() as u64))
+    Ok(Written {
+        stale: observations.len() as u64 - updated.min(observations.len() as u64),
+        fenced,
+    })
 }

@@ -150,7 +150,9 @@ impl HistoryStore {
                 CheckRecord::new(*id, *version, *lifecycle, report)
             })
             .collect();
-        self.tables.write_batch(&Batch::new(records)).await?;
+        self.tables
+            .write_batch(&Batch::new(records), "local")
+            .await?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use super::batch::Batch;
-use super::dialect::{DbTime, HistoryBackend};
+use super::dialect::{DbTime, HistoryBackend, Written};
 use super::plan::{Segment, Source};
 use super::statements::{
     bucket_from_row, integration_from_row, result_from_row, rollup_statement, scoped_from,
@@ -27,7 +27,7 @@ use crate::store::StoreError;
 pub(super) trait Tables: Send + Sync {
     /// Writes one batch in one transaction; returns how many observations the version guard
     /// refused (or whose integration is gone).
-    async fn write_batch(&self, batch: &Batch) -> Result<u64, sqlx::Error>;
+    async fn write_batch(&self, batch: &Batch, node: &str) -> Result<Written, sqlx::Error>;
 
     /// `(hourly_through, daily_through)`.
     async fn marks(&self) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError>;
@@ -130,9 +130,9 @@ where
     for<'r> (i32,): sqlx::FromRow<'r, B::Row>,
     for<'r> (Uuid,): sqlx::FromRow<'r, B::Row>,
 {
-    async fn write_batch(&self, batch: &Batch) -> Result<u64, sqlx::Error> {
+    async fn write_batch(&self, batch: &Batch, node: &str) -> Result<Written, sqlx::Error> {
         let _turn = self.gate.turn().await;
-        B::write_batch(&self.pool, batch).await
+        B::write_batch(&self.pool, batch, node).await
     }
 
     async fn marks(&self) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError> {

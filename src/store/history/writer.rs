@@ -11,8 +11,10 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::batch::{Batch, CheckRecord};
+use super::dialect::Written;
 use super::unflushed::Unflushed;
 use super::HistoryStore;
+use crate::cluster::{Claim, Ownership, WriteKind};
 use catalogd_actors::ports::CheckReport;
 use catalogd_actors::{Clock, Lifecycle};
 
@@ -80,6 +82,17 @@ impl HistoryWriter {
     /// Starts the flushing task and, with `maintenance_interval` set, the rollup-and-prune
     /// task (which reads the time from `clock`). Needs a tokio runtime.
     pub fn spawn(store: HistoryStore, clock: Arc<dyn Clock>) -> Self {
+        Self::spawn_fenced(store, clock, None)
+    }
+
+    /// Like [`HistoryWriter::spawn`], for a node of a cluster: results recorded with a claim
+    /// are written only while `ownership`'s node holds that claim (checked in the batch's
+    /// transaction); refused ones are counted there and their shard given up.
+    pub fn spawn_fenced(
+        store: HistoryStore,
+        clock: Arc<dyn Clock>,
+        ownership: Option<Arc<Ownership>>,
+    ) -> Self {
         let options = store.options.clone();
         let (queue, receiver) = mpsc::channel(options.queue_capacity);
         let (control, commands) = mpsc::unbounded_channel();
@@ -91,6 +104,7 @@ impl HistoryWriter {
                 store: store.clone(),
                 counters: counters.clone(),
                 buffer: Vec::with_capacity(options.batch_size),
+                ownership,
             }
             .run(receiver, commands),
         )];
@@ -118,7 +132,20 @@ impl HistoryWriter {
         lifecycle: Lifecycle,
         report: &CheckReport,
     ) {
-        let record = CheckRecord::new(integration_id, version, lifecycle, report);
+        self.record_under(integration_id, version, lifecycle, report, None);
+    }
+
+    /// Like [`HistoryWriter::record`], for a check made under `claim`: written only while
+    /// the claim holds.
+    pub fn record_under(
+        &self,
+        integration_id: Uuid,
+        version: i64,
+        lifecycle: Lifecycle,
+        report: &CheckReport,
+        claim: Option<Claim>,
+    ) {
+        let record = CheckRecord::new(integration_id, version, lifecycle, report).under(claim);
         // Held for reads before it is queued, so the flush that commits it always finds it
         // (and releases it) afterwards.
         self.unflushed.queued(record);
@@ -166,6 +193,8 @@ struct Flusher {
     store: HistoryStore,
     counters: Arc<Counters>,
     buffer: Vec<CheckRecord>,
+    /// This node's claims; `None` when nothing is fenced.
+    ownership: Option<Arc<Ownership>>,
 }
 
 impl Flusher {
@@ -245,8 +274,16 @@ impl Flusher {
         let mut pause = FIRST_RETRY_PAUSE;
         for attempt in 1..=WRITE_ATTEMPTS {
             let started = Instant::now();
-            match self.store.tables.write_batch(&batch).await {
-                Ok(stale) => {
+            let node = self
+                .ownership
+                .as_ref()
+                .map_or("local", |ownership| ownership.node_id());
+            match self.store.tables.write_batch(&batch, node).await {
+                Ok(Written { stale, fenced }) => {
+                    // Refused for good: a fenced write is never retried.
+                    if let Some(ownership) = &self.ownership {
+                        ownership.fenced(WriteKind::Results, &fenced);
+                    }
                     let elapsed = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                     self.counters
                         .last_flush_us
