@@ -33,7 +33,7 @@
 //!   grow with integrations. PostgreSQL publishes a backend's counters about once a second,
 //!   so short smoke windows are rough.
 //!
-//! Expected duration: smoke ≈ 45 s, quick ≈ 3 min, full ≈ 15 min (seeding 1M paused rows, and
+//! Expected duration: smoke ≈ 50 s, quick ≈ 3 min, full ≈ 15 min (seeding 1M paused rows, and
 //! 3 daemons spawning 1M actors between them).
 
 use std::collections::{HashMap, HashSet};
@@ -81,7 +81,7 @@ fn plan(tier: Tier) -> Plan {
             renew_interval: Duration::from_secs(1),
             window_intervals: 1,
             warm_up: Duration::from_secs(1),
-            idle_sizes: [500, 5_000],
+            idle_sizes: [500, 2_500],
             idle_window: Duration::from_secs(2),
         },
         Tier::Quick => Plan {
@@ -539,10 +539,13 @@ async fn scaling(
     let mut nodes: Vec<Node> = Vec::new();
     let mut steps: Vec<Step> = Vec::new();
     let mut settle_times = Vec::new();
+    let mut busy_after_join = Vec::new();
     for k in 1..=NODES {
         nodes.extend(start_nodes(plan, url, &[format!("bench-{k}")])?);
         let (took, _) = wait_settled(&nodes, n as u64, settle_limit, &client).await?;
         settle_times.push(took);
+        let (_, busy) = wait_quiet(&pool, settle_limit).await?;
+        busy_after_join.push(busy);
         tokio::time::sleep(plan.warm_up).await;
         let window = interval * plan.window_intervals;
         let served = fleet.served(&client).await?;
@@ -752,7 +755,9 @@ async fn scaling(
         "scaling: {size} active http integrations at {} s (expected {expected:.0} checks/s), \
          lease_ttl {} ms, renew_interval {} ms; daemons joined one at a time and settled in \
          {:?} ms; each window {} interval(s) after {} s of warm-up; PostgreSQL \
-         transactions/s at 1, 2, 3 daemons (check results, fence checks, leases): {:?}; CPU is the daemons' only (not PostgreSQL's, not the fleet's)",
+         transactions/s at 1, 2, 3 daemons (check results, fence checks, leases): {:?}, \
+         each window opened once the database was quiet (transactions/s each second \
+         before: {busy_after_join:?}); CPU is the daemons' only (not PostgreSQL's, not the fleet's)",
         plan.interval,
         plan.lease_ttl.as_millis(),
         plan.renew_interval.as_millis(),
@@ -796,9 +801,33 @@ async fn scaling(
 }
 
 /// Below this many transactions per second the database counts as quiet: the lease traffic
-/// of 3 daemons is a few dozen; the work each node does once per integration it starts
-/// monitoring (reading its uptime windows) is thousands a second until it is done.
+/// of 3 daemons is a few dozen, and check results are written in batches (a few a second);
+/// the work each node does once per integration it starts monitoring (reading its uptime
+/// windows) is thousands a second until it is done.
 const QUIET_XACTS: f64 = 200.0;
+
+/// Waits, up to `limit`, until the database is quiet: the one-off work after shards
+/// settle (each node reads the uptime windows of every integration it starts monitoring)
+/// must be over before a window opens. Returns the last reading and the busy seconds'
+/// transaction rates.
+async fn wait_quiet(
+    pool: &sqlx::PgPool,
+    limit: Duration,
+) -> anyhow::Result<(PgCounters, Vec<f64>)> {
+    let began = Instant::now();
+    let mut busy = Vec::new();
+    let mut last = PgCounters::read(pool).await?;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = PgCounters::read(pool).await?;
+        let (xacts, _) = last.rates(&now);
+        last = now;
+        if xacts < QUIET_XACTS || began.elapsed() > limit {
+            return Ok((last, busy));
+        }
+        busy.push(xacts.round());
+    }
+}
 
 /// (transactions/s, lease row writes/s) of 3 daemons on an idle fleet of `size` paused
 /// integrations, and what went before the window (a note).
@@ -814,21 +843,7 @@ async fn idle_traffic(plan: &Plan, url: &str, size: usize) -> anyhow::Result<((f
     let limit = (plan.lease_ttl + plan.renew_interval) * 4
         + Duration::from_secs(60 + 120 * size as u64 / 1_000_000);
     let (settled, _) = wait_settled(&nodes, size as u64, limit, &client).await?;
-    // One-off work after the shards settled (each node reads the uptime windows of every
-    // integration it starts monitoring) must be over before the window opens.
-    let began = Instant::now();
-    let mut busy = Vec::new();
-    let mut last = PgCounters::read(&pool).await?;
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = PgCounters::read(&pool).await?;
-        let (xacts, _) = last.rates(&now);
-        last = now;
-        if xacts < QUIET_XACTS || began.elapsed() > limit {
-            break;
-        }
-        busy.push(xacts.round());
-    }
+    let (last, busy) = wait_quiet(&pool, limit).await?;
     let quiet = format!(
         "settled {:.1} s after start; then {} s until quiet (transactions/s each second: \
          {busy:?})",
