@@ -21,10 +21,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "==> cargo test"
 # The corpora run on their own below, with their output shown.
-cargo test --workspace --all-targets "$@" -- --skip chaos:: --skip corpus:: --skip ssrf::
+cargo test --workspace --all-targets "$@" -- --skip chaos:: --skip corpus:: --skip ssrf:: --skip cluster::
 
-echo "==> corpora: chaos, SSRF, malformed input, tenant matrix, rate limits (each prints its counts)"
-cargo test -p catalogd --test it -- chaos:: corpus:: ssrf:: --show-output
+echo "==> corpora: chaos, SSRF, malformed input, tenant matrix, rate limits, the 3-node cluster (each prints its counts)"
+cargo test -p catalogd --test it -- chaos:: corpus:: ssrf:: cluster:: --show-output
 
 echo "==> OpenAPI conformance (schemathesis: every operation, all phases and checks)"
 scripts/conformance.sh --binary target/debug/catalogd

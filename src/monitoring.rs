@@ -118,14 +118,15 @@ impl ClusterControl {
 
 impl EngineControl for ClusterControl {
     fn changed(&self, id: Uuid, check_now: bool) {
-        // Locally too: an actor of a shard given up meanwhile finds it gone and stops.
-        self.engine.changed(id, check_now);
-        self.elsewhere(id, || NoticeKind::Changed { check_now });
+        if !self.elsewhere(id, || NoticeKind::Changed { check_now }) {
+            self.engine.changed(id, check_now);
+        }
     }
 
     fn deleted(&self, id: Uuid) {
-        self.engine.deleted(id);
-        self.elsewhere(id, || NoticeKind::Deleted);
+        if !self.elsewhere(id, || NoticeKind::Deleted) {
+            self.engine.deleted(id);
+        }
     }
 
     fn deliver(&self, id: Uuid, report: CheckReport) {
@@ -302,6 +303,7 @@ impl StoreLedger {
             thresholds: check.thresholds(self.defaults.thresholds),
             interval,
             timeout,
+            last_check: integration.last_tested_at,
             target: Arc::new(Target {
                 // A single node (SQLite) writes unfenced: its serve lock is the fence.
                 claim: self.ownership.is_leased().then_some(claim),

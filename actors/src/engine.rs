@@ -103,11 +103,15 @@ impl<T: Send + Sync + 'static> Engine<T> {
     ) -> Result<Self, EngineError> {
         let first_page = ledger.monitored_page(None, SPAWN_PAGE).await?;
         let counters = Arc::new(EngineCounters::default());
+        let wall = Duration::from_micros(
+            u64::try_from(clock.now().timestamp_micros()).unwrap_or_default(),
+        );
         let context = Arc::new(MonitorContext {
             ledger,
             probe,
             clock,
             epoch: Instant::now(),
+            wall,
             failed_backoff_max: options.failed_backoff_max,
             counters: counters.clone(),
         });

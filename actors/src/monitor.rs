@@ -36,13 +36,24 @@ pub(crate) struct MonitorContext<T> {
     /// The instant schedule times count from (see [`schedule`]). Shared by all actors so
     /// that a restarted actor finds its slots where its predecessor left them.
     pub(crate) epoch: Instant,
+    /// The wall-clock time at `epoch`, since the Unix epoch (from the injected clock).
+    /// Schedule times are wall-clock times: every engine, in every process, puts an
+    /// integration's slots at the same instants (give or take their clocks' skew), so a
+    /// monitor that moves to another node keeps its slots and is not checked twice within an
+    /// interval.
+    pub(crate) wall: Duration,
     pub(crate) failed_backoff_max: Duration,
     pub(crate) counters: Arc<EngineCounters>,
 }
 
 impl<T> MonitorContext<T> {
     fn now(&self) -> Duration {
-        Instant::now().saturating_duration_since(self.epoch)
+        Instant::now().saturating_duration_since(self.epoch) + self.wall
+    }
+
+    /// The instant of schedule time `due`.
+    fn instant(&self, due: Duration) -> Instant {
+        self.epoch + due.saturating_sub(self.wall)
     }
 }
 
@@ -163,7 +174,24 @@ impl<T: Send + Sync + 'static> Actor for Monitor<T> {
         };
         // Arming only spawns a timer (or a check) task that messages this actor later, so it
         // is safe before the actor runs and keeps `post_start` free.
-        self.replan(&myself, &mut state, args.check_now);
+        if args.check_now {
+            self.replan(&myself, &mut state, true);
+        } else if state.spec.lifecycle.status.is_monitored() {
+            // The first slot at least one interval after the last stored check: a monitor
+            // that moved here from another node (or an earlier run) keeps its rhythm.
+            let now = self.context.now();
+            let not_before = state
+                .spec
+                .last_check
+                .and_then(|at| u64::try_from(at.timestamp_micros()).ok())
+                .map(|micros| Duration::from_micros(micros) + state.spec.interval)
+                .unwrap_or_default();
+            let due = self.phase_slot(
+                &state.spec,
+                now.max(not_before).min(now + state.spec.interval),
+            );
+            self.arm(&myself, &mut state, due);
+        }
         Ok(state)
     }
 
@@ -250,7 +278,7 @@ impl<T: Send + Sync + 'static> Monitor<T> {
     fn arm(&self, myself: &ActorRef<MonitorMsg<T>>, state: &mut MonitorState<T>, due: Duration) {
         state.timer.cancel();
         let generation = state.timer.generation;
-        let at = self.context.epoch + due;
+        let at = self.context.instant(due);
         let myself = myself.clone();
         state.timer.due = due;
         state.timer.handle = Some(tokio::spawn(async move {
@@ -273,7 +301,7 @@ impl<T: Send + Sync + 'static> Monitor<T> {
         let myself = myself.clone();
         let started = Instant::now();
         let started_at = context.clock.now();
-        let lateness = started.saturating_duration_since(context.epoch + due);
+        let lateness = started.saturating_duration_since(context.instant(due));
         tokio::spawn(async move {
             let result = {
                 let _in_flight = context.counters.check_started();

@@ -26,6 +26,11 @@ pub struct MonitorSpec<T> {
     pub thresholds: Thresholds,
     pub interval: Duration,
     pub timeout: Duration,
+    /// When the integration was last checked, as stored (by any engine: another node of a
+    /// cluster, an earlier run of this one). A new actor's first check comes no sooner than
+    /// one interval after it, so a monitor that moves (a handover, a restart) does not
+    /// check twice within an interval.
+    pub last_check: Option<DateTime<Utc>>,
     /// Whatever the probe needs to run a check (provider, URL, AuthRef, configuration).
     /// Opaque to the engine.
     pub target: Arc<T>,
@@ -41,6 +46,7 @@ impl<T> Clone for MonitorSpec<T> {
             thresholds: self.thresholds,
             interval: self.interval,
             timeout: self.timeout,
+            last_check: self.last_check,
             target: self.target.clone(),
         }
     }

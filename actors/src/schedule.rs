@@ -1,9 +1,10 @@
 //! The pure schedule math of monitor actors: phase offsets, next due times, and the two
 //! capped exponential backoffs (failed integrations and crashed actors).
 //!
-//! Times here are [`Duration`]s since the engine's epoch (a monotonic instant taken when the
-//! engine starts), so the math is plain arithmetic that property tests can check, and every
-//! actor of one engine agrees on where the slots of an interval fall.
+//! Times here are [`Duration`]s since the Unix epoch by the engine's clock (read once when the
+//! engine starts, then advanced by the monotonic clock), so the math is plain arithmetic that
+//! property tests can check, and every actor of every engine (every node of a cluster) agrees
+//! on where the slots of an interval fall.
 //!
 //! An integration with interval `i` and phase offset `o` is checked at the slots
 //! `o + k·i`. Everything below keeps due times on those slots: backoff steps are whole

@@ -32,6 +32,7 @@ pub fn spec(id: Uuid, status: Status, interval: Duration) -> MonitorSpec<Uuid> {
         thresholds: Thresholds::default(),
         interval,
         timeout: interval / 2,
+        last_check: None,
         target: Arc::new(id),
     }
 }

@@ -845,3 +845,61 @@ async fn start_fails_when_the_store_cannot_list_integrations() {
         Err(catalogd_actors::EngineError::Ledger(_))
     ));
 }
+
+/// A node of a cluster gives up shards (release) and takes others (rescan): released actors
+/// stop at once and stop probing; a rescan spawns what the ledger lists now and leaves the
+/// running actors alone.
+#[tokio::test(start_paused = true)]
+async fn released_actors_stop_at_once_and_a_rescan_spawns_what_the_ledger_now_lists() {
+    let ids: Vec<Uuid> = (0..20).map(id).collect();
+    let h = start(
+        ids.iter()
+            .map(|&id| spec(id, Status::Active, Duration::from_secs(1))),
+        ScriptedProbe::new(SUCCESS),
+        options(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let released: Vec<Uuid> = ids
+        .iter()
+        .copied()
+        .filter(|id| id.as_u128() % 2 == 0)
+        .collect();
+    let stopped = h
+        .engine
+        .release(|id| id.as_u128() % 2 == 0, Duration::from_secs(5))
+        .await;
+    assert_eq!(stopped, released.len());
+    assert_eq!(
+        h.engine.actor_count().await.unwrap(),
+        ids.len() - released.len()
+    );
+    let calls: Vec<usize> = released.iter().map(|id| h.probe.calls(*id)).collect();
+    let kept_calls = h.probe.calls(id(1));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after: Vec<usize> = released.iter().map(|id| h.probe.calls(*id)).collect();
+    assert_eq!(calls, after, "released actors no longer probe");
+    assert!(
+        h.probe.calls(id(1)) >= kept_calls + 4,
+        "the others keep going"
+    );
+
+    // The shards come back, with one more integration: a rescan spawns the missing ones.
+    h.ledger
+        .insert(spec(id(100), Status::Active, Duration::from_secs(1)));
+    h.engine.rescan();
+    eventually(
+        "rescan spawned the released and the new",
+        Duration::from_secs(5),
+        || {
+            h.probe.calls(id(100)) > 0
+                && released
+                    .iter()
+                    .zip(&after)
+                    .all(|(id, before)| h.probe.calls(*id) > *before)
+        },
+    )
+    .await;
+    assert_eq!(h.engine.actor_count().await.unwrap(), ids.len() + 1);
+    h.engine.stop().await;
+}

@@ -19,6 +19,9 @@ pub struct Readiness {
     #[schema(example = "ready")]
     pub status: &'static str,
     pub checks: ReadinessChecks,
+    /// This node's view of the cluster (DESIGN §9); absent without an engine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterReadiness>,
 }
 
 impl Readiness {
@@ -41,9 +44,6 @@ pub struct ReadinessChecks {
     /// the daemon stays ready) or `disabled`.
     #[schema(example = "ok")]
     pub nats: &'static str,
-    /// This node's view of the cluster (DESIGN §9); absent without an engine.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<ClusterReadiness>,
 }
 
 /// `/readyz`'s `cluster`: this node, the live nodes it sees, and the shards it holds.
@@ -93,13 +93,13 @@ impl App {
                 },
                 actors: engine.map_or(0, |e| e.actors),
                 nats: self.nats.check(),
-                cluster: self.engine.cluster().map(|c| ClusterReadiness {
-                    node_id: c.node_id,
-                    nodes: c.nodes,
-                    shards_owned: c.shards_owned,
-                    shards_total: c.shards_total,
-                }),
             },
+            cluster: self.engine.cluster().map(|c| ClusterReadiness {
+                node_id: c.node_id,
+                nodes: c.nodes,
+                shards_owned: c.shards_owned,
+                shards_total: c.shards_total,
+            }),
         }
     }
 }

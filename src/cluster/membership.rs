@@ -3,7 +3,8 @@
 //! it should no longer hold (stop those monitors, write their results, release the leases),
 //! take what is free and its own (bumping each shard's epoch), and leave gracefully.
 //!
-//! One tick runs every `cluster.renew_interval`, at once when another node says the cluster
+//! Renewals (heartbeat and leases) run in a task of their own every `renew_interval`, so
+//! that a handover never delays them. One tick runs every `cluster.renew_interval`, at once when another node says the cluster
 //! changed (PostgreSQL `NOTIFY` on `catalogd_cluster`: a join, a leave, a release), and right
 //! when a lease of another node is due to expire (so a dead node's shards are taken at its
 //! expiry, not up to one interval later). Changes committed on one node reach the owning
@@ -158,6 +159,12 @@ pub struct Membership {
     leases: LeaseStore,
     options: ClusterOptions,
     lost: mpsc::UnboundedReceiver<Claim>,
+    /// Stops the renewals (and, once spawned, the membership task); dropping it stops them.
+    stop: watch::Sender<bool>,
+    /// Renewals start at the join, not when the monitors are up: a node whose start-up
+    /// takes longer than a TTL must not look dead to the others meanwhile (they would hand
+    /// its shards back and forth).
+    renewer: JoinHandle<()>,
 }
 
 /// The running membership task.
@@ -180,11 +187,20 @@ impl Membership {
     ) -> Result<Membership, StoreError> {
         leases.init(options.shards).await?;
         let (ownership, lost) = Ownership::leased(&options.node_id, options.shards);
+        let (stop, stopped) = watch::channel(false);
+        let renewer = tokio::spawn(renew_every(
+            leases.clone(),
+            ownership.clone(),
+            options.clone(),
+            stopped,
+        ));
         let mut membership = Membership {
             ownership,
             leases,
             options,
             lost,
+            stop,
+            renewer,
         };
         membership.tick(None).await?;
         membership
@@ -207,7 +223,8 @@ impl Membership {
 
     /// Runs the protocol until [`MembershipHandle::leave`].
     pub fn spawn(mut self, monitors: Arc<dyn Monitors>) -> MembershipHandle {
-        let (stop, mut stopped) = watch::channel(false);
+        let stop = self.stop.clone();
+        let mut stopped = stop.subscribe();
         let wake = Arc::new(Notify::new());
         let listener = tokio::spawn(listen(
             self.leases.clone(),
@@ -227,7 +244,11 @@ impl Membership {
                     () = tokio::time::sleep_until(next) => {}
                     () = wake.notified() => {}
                     Some(claim) = self.lost.recv() => {
-                        self.lose(&[claim], monitors.as_ref()).await;
+                        let mut claims = vec![claim];
+                        while let Ok(claim) = self.lost.try_recv() {
+                            claims.push(claim);
+                        }
+                        self.lose(&claims, monitors.as_ref()).await;
                     }
                 }
                 if *stopped.borrow() {
@@ -243,6 +264,7 @@ impl Membership {
                 };
             }
             drop(sender);
+            let _ = (&mut self.renewer).await;
         });
         MembershipHandle {
             stop,
@@ -297,41 +319,13 @@ impl Membership {
     async fn tick(&mut self, monitors: Option<&dyn Monitors>) -> Result<Instant, StoreError> {
         let node = self.options.node_id.clone();
         let ttl = self.options.lease_ttl;
-        let sent = Instant::now();
         let nodes = self.leases.heartbeat(&node, ttl).await?;
         self.ownership
             .counters()
             .nodes
             .store(nodes.len() as u64, Ordering::Relaxed);
-        // Renew what this node holds; what it cannot renew is lost.
-        let recorded: Vec<Claim> = self
-            .ownership
-            .recorded()
-            .into_iter()
-            .map(|(claim, _)| claim)
-            .collect();
-        let renewed = self.leases.renew(&node, &recorded, ttl).await?;
-        for claim in &renewed {
-            self.ownership.hold(*claim, sent + ttl);
-        }
-        let lost: Vec<Claim> = recorded
-            .iter()
-            .filter(|claim| !renewed.contains(claim))
-            .copied()
-            .collect();
-        if !lost.is_empty() {
-            tracing::warn!(
-                shards = lost.len(),
-                "cluster: shards lost (lease expired or taken over)"
-            );
-            if let Some(monitors) = monitors {
-                self.lose(&lost, monitors).await;
-            } else {
-                for claim in &lost {
-                    self.ownership.forget(claim.shard);
-                }
-            }
-        }
+        // Renewals run in a task of their own ([`renew_every`]), so that a slow handover
+        // here never lets this node's leases run out.
         // Where every shard should be.
         let rows = self.leases.shards().await?;
         let current: Vec<Option<String>> = rows
@@ -367,6 +361,15 @@ impl Membership {
                 }
                 _ => {}
             }
+        }
+        if !release.is_empty() || !acquire.is_empty() {
+            tracing::info!(
+                ?nodes,
+                held = held.len(),
+                release = release.len(),
+                acquire = acquire.len(),
+                "cluster: rebalancing"
+            );
         }
         if !release.is_empty() {
             self.hand_over(&release, monitors).await?;
@@ -470,6 +473,56 @@ impl MembershipHandle {
             Err(error) => {
                 tracing::warn!(%error, "cluster: could not release the shards; they are taken when their leases expire")
             }
+        }
+    }
+}
+
+/// Renews this node's heartbeat and every lease it holds every `renew_interval`, apart from
+/// the membership task (whose handovers wait for monitors to stop and results to be
+/// written): what the database will not renew is reported lost.
+async fn renew_every(
+    leases: LeaseStore,
+    ownership: Arc<Ownership>,
+    options: ClusterOptions,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let node = options.node_id.as_str();
+    let ttl = options.lease_ttl;
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            () = tokio::time::sleep(options.renew_interval) => {}
+        }
+        if *stopped.borrow() {
+            return;
+        }
+        let sent = Instant::now();
+        if let Err(error) = leases.heartbeat(node, ttl).await {
+            tracing::warn!(%error, "cluster: heartbeat failed; retrying");
+        }
+        let recorded: Vec<Claim> = ownership
+            .recorded()
+            .into_iter()
+            .map(|(claim, _)| claim)
+            .collect();
+        match leases.renew(node, &recorded, ttl).await {
+            Ok(renewed) => {
+                for claim in &renewed {
+                    ownership.extend(*claim, sent + ttl);
+                }
+                let lost: Vec<Claim> = recorded
+                    .into_iter()
+                    .filter(|claim| !renewed.contains(claim))
+                    .collect();
+                if !lost.is_empty() {
+                    tracing::warn!(
+                        shards = lost.len(),
+                        "cluster: leases not renewed (expired or taken over)"
+                    );
+                    ownership.report_lost(&lost);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cluster: lease renewal failed; retrying"),
         }
     }
 }

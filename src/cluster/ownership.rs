@@ -249,6 +249,26 @@ impl Ownership {
         }
     }
 
+    /// Extends `claim` to `valid_until` (a renewal), if this node still records it: a shard
+    /// handed over while the renewal ran stays given up.
+    pub(super) fn extend(&self, claim: Claim, valid_until: Instant) {
+        let mut held = self.write();
+        if let Some(Some(h)) = held.get_mut(claim.shard as usize) {
+            if h.epoch == claim.epoch {
+                h.valid_until = Some(valid_until);
+            }
+        }
+    }
+
+    /// Reports claims the database would not renew, for the membership task to give up.
+    pub(super) fn report_lost(&self, claims: &[Claim]) {
+        if let Some(lost) = &self.lost {
+            for claim in claims {
+                let _ = lost.send(*claim);
+            }
+        }
+    }
+
     /// Forgets `shard` (released, lost or fenced). Returns the claim it held, if any.
     pub(super) fn forget(&self, shard: u32) -> Option<Claim> {
         let mut held = self.write();

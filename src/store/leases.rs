@@ -3,9 +3,20 @@
 //! write checks in its own transaction, and the NOTIFY channels nodes wake each other with.
 //!
 //! Every expiry is decided by the database's clock (`clock_timestamp()`), never a node's, so
-//! clock skew between nodes cannot make two of them believe they hold one shard. Rows are
-//! locked in shard order by every statement that locks several (renewals and takeovers `FOR
-//! UPDATE`, fences `FOR SHARE`), so they cannot deadlock.
+//! clock skew between nodes cannot make two of them believe they hold one shard.
+//!
+//! The row locks are chosen so that only a takeover waits for writes in flight:
+//! - a monitor's write locks its shard's row `FOR KEY SHARE` (the fence) until it commits;
+//! - a renewal (and a release) only updates non-key columns (`FOR NO KEY UPDATE`), which does
+//!   not conflict with the fence, so a node renews its leases even while its own writes, or
+//!   writes queued behind a stalled node's transaction, hold their fences;
+//! - a takeover locks the row `FOR UPDATE`, which does conflict: a row with a write in
+//!   flight is skipped (`SKIP LOCKED`) and taken at a later tick, once that write has
+//!   committed or rolled back (one stuck write does not hold up the other shards); a write
+//!   that starts after the takeover locked the row waits for it and then finds the new
+//!   epoch. So `taken_at`, read after the lock, is later than every write admitted before.
+//!
+//! Statements that lock several rows lock them in shard order, so they cannot deadlock.
 
 use std::time::Duration;
 
@@ -54,6 +65,18 @@ fn seconds(duration: Duration) -> f64 {
 impl LeaseStore {
     pub(super) fn new(pool: PgPool) -> Self {
         LeaseStore { pool }
+    }
+
+    /// The same tables over a small pool of their own, so that renewals and takeovers never
+    /// wait for a connection behind the daemon's writers (a renewal that waits past the TTL
+    /// loses the node its shards).
+    pub async fn dedicated(&self) -> Result<LeaseStore, StoreError> {
+        let options = (*self.pool.connect_options()).clone();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        Ok(LeaseStore { pool })
     }
 
     /// Fixes the shard count on first use, refuses another one later, and makes sure every
@@ -153,7 +176,7 @@ impl LeaseStore {
                  JOIN UNNEST($2::int4[], $3::int8[]) AS h (shard, epoch) \
                    ON c.shard = h.shard AND c.epoch = h.epoch \
                  WHERE c.owner = $1 AND c.expires_at > clock_timestamp() \
-                 ORDER BY c.shard FOR UPDATE OF c) \
+                 ORDER BY c.shard FOR NO KEY UPDATE OF c) \
              UPDATE cluster_shards s \
              SET expires_at = clock_timestamp() + $4 * interval '1 second' \
              FROM mine WHERE s.shard = mine.shard RETURNING s.shard, s.epoch",
@@ -167,8 +190,10 @@ impl LeaseStore {
         Ok(claims_of(rows))
     }
 
-    /// Takes those of `shards` that nobody holds (never held, released, or expired), bumping
-    /// each one's epoch and logging the takeover; returns what it took.
+    /// Takes those of `shards` that nobody holds (never held, released, or expired) or that an
+    /// earlier run of this node held (it was killed and restarted with the same node id:
+    /// whatever that run still writes is fenced off by the new epoch), bumping each one's
+    /// epoch and logging the takeover; returns what it took.
     pub async fn acquire(
         &self,
         node: &str,
@@ -182,8 +207,9 @@ impl LeaseStore {
         let rows: Vec<(i32, i64, Option<String>)> = sqlx::query_as(
             "WITH old AS ( \
                  SELECT shard, owner, \
-                        (owner IS NULL OR expires_at <= clock_timestamp()) AS free \
-                 FROM cluster_shards WHERE shard = ANY($2) ORDER BY shard FOR UPDATE), \
+                        (owner IS NULL OR owner = $1 OR expires_at <= clock_timestamp()) AS free \
+                 FROM cluster_shards WHERE shard = ANY($2) ORDER BY shard \
+                 FOR UPDATE SKIP LOCKED), \
              taken AS ( \
                  UPDATE cluster_shards s SET owner = $1, epoch = s.epoch + 1, \
                         expires_at = clock_timestamp() + $3 * interval '1 second' \
@@ -266,7 +292,7 @@ impl LeaseStore {
 }
 
 /// The fence of a monitor's write (see [`super::backend::Backend::fence`]): locks the lease
-/// rows of `claims`' shards `FOR SHARE`, in shard order, and returns the claims they admit.
+/// rows of `claims`' shards `FOR KEY SHARE`, in shard order, and returns the claims they admit.
 pub(super) async fn fence(
     connection: &mut PgConnection,
     node: &str,
@@ -280,7 +306,7 @@ pub(super) async fn fence(
     shards.dedup();
     let rows: Vec<(i32, Option<String>, i64, bool)> = sqlx::query_as(
         "SELECT shard, owner, epoch, expires_at > clock_timestamp() FROM cluster_shards \
-         WHERE shard = ANY($1) ORDER BY shard FOR SHARE",
+         WHERE shard = ANY($1) ORDER BY shard FOR KEY SHARE",
     )
     .bind(shards)
     .fetch_all(&mut *connection)

@@ -10,10 +10,19 @@ use sqlx::PgPool;
 
 use super::{StoreError, StoreOptions};
 
+/// How long PostgreSQL lets one of the daemon's sessions sit idle inside a transaction.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "2s";
+
 /// Connects to the server named by `options.url` and migrates the database. The password
 /// from `database.password_file` / `password_env`, if any, replaces one in the URL.
 pub(super) async fn connect(options: &StoreOptions) -> Result<PgPool, StoreError> {
-    let mut connect = PgConnectOptions::from_str(&options.url)?;
+    // A daemon never leaves a transaction idle: a session that does was stopped (SIGSTOP, a
+    // stall) in the middle of a write. PostgreSQL ends it, so that the rows it locked (an
+    // audit chain's head, a shard's lease) do not hold every other node up until it wakes.
+    let mut connect = PgConnectOptions::from_str(&options.url)?.options([(
+        "idle_in_transaction_session_timeout",
+        IDLE_IN_TRANSACTION_TIMEOUT,
+    )]);
     if let Some(password) = &options.password {
         connect = connect.password(password.expose_secret());
     }

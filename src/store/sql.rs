@@ -914,7 +914,7 @@ where
         };
         let _turn = self.gate.turn().await;
         let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
-        // The fence first: the shard's lease row is locked (shared) before the integration's
+        // The fence first: the shard's lease row is locked (key share) before the integration's
         // row, in the order every fenced writer takes them, and held to the commit, so a
         // takeover waits for this write or this write sees the takeover.
         if let Some(claim) = claim {

@@ -17,6 +17,7 @@ mod egress;
 mod engine;
 mod events;
 mod history;
+mod leases;
 mod metrics;
 mod ssrf;
 mod store;
@@ -24,4 +25,5 @@ mod store;
 /// Tests that load the machine heavily (a thousand integrations, child daemons killed in a
 /// loop) take this lock, so they do not distort each other's timing.
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+mod cluster;
 mod corpus;

@@ -114,12 +114,15 @@ impl Storm {
         Storm { dir, config, url }
     }
 
-    /// `catalogd serve` on this storm's config, not waited for.
+    /// `catalogd serve` on this storm's config, not waited for. It is one daemon restarted
+    /// again and again (as a StatefulSet pod is), so it keeps its node id: on PostgreSQL a
+    /// restart takes its shards back at once instead of waiting for its old leases to expire.
     pub fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_catalogd"));
         command
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG")
+            .env("CATALOGD__CLUSTER__NODE_ID", "storm")
             .args(["serve", "--config", self.config.to_str().unwrap()]);
         command
     }

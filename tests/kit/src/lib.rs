@@ -6,6 +6,7 @@
 //! It knows nothing of catalogd's library (only its command line and log lines), so the
 //! engine crate's tests use it too and it builds alongside the daemon.
 
+pub mod cluster;
 pub mod daemon;
 pub mod database;
 pub mod dns;
@@ -16,6 +17,7 @@ pub mod postgres;
 pub mod prometheus;
 pub mod target;
 
+pub use cluster::{Cluster, FleetTarget};
 pub use daemon::Daemon;
 pub use database::{database_url, Backend, FreshDatabase};
 pub use dns::DnsServer;
