@@ -1,5 +1,5 @@
 //! `catalogd-bench`: the benchmark runner behind `scripts/bench.sh`. Each figure (F1–F9 of
-//! issue 6) starts the real components it needs on loopback, measures catalogd and its peer
+//! issue 6, F10 of issue 12) starts the real components it needs on loopback, measures catalogd and its peer
 //! or baseline in the same run, and returns table rows; the runner prints one line per row
 //! (`figure, ours, peer/baseline, ratio`) and writes the table into BENCHMARKS.md.
 //!
@@ -36,7 +36,7 @@ impl Tier {
 }
 
 #[derive(Debug, Parser)]
-#[command(about = "catalogd benchmarks (issue 6): F1–F9 against peers and baselines")]
+#[command(about = "catalogd benchmarks (issues 6 and 12): F1–F10 against peers and baselines")]
 struct Args {
     #[arg(long, value_enum, default_value = "quick")]
     tier: Tier,

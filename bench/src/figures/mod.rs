@@ -1,4 +1,4 @@
-//! The figures of issue 6, each a function from the tier to table rows. A figure starts and
+//! The figures of issue 6 (F1–F9) and issue 12 (F10), each a function from the tier to table rows. A figure starts and
 //! stops everything it needs, so each can run alone (`--only F4`).
 
 use std::future::Future;
@@ -9,6 +9,7 @@ use crate::Tier;
 
 mod api;
 mod checks;
+mod cluster;
 mod events;
 mod fleet;
 mod metrics;
@@ -65,5 +66,10 @@ pub const ALL: &[Figure] = &[
         id: "F9",
         title: "persistence: check results and state changes per second",
         run: |tier| Box::pin(persistence::run(tier)),
+    },
+    Figure {
+        id: "F10",
+        title: "cluster: 1, 2 and 3 daemons on one PostgreSQL, takeover, lease traffic",
+        run: |tier| Box::pin(cluster::run(tier)),
     },
 ];
