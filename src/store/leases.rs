@@ -69,11 +69,18 @@ impl LeaseStore {
 
     /// The same tables over a small pool of their own, so that renewals and takeovers never
     /// wait for a connection behind the daemon's writers (a renewal that waits past the TTL
-    /// loses the node its shards).
-    pub async fn dedicated(&self) -> Result<LeaseStore, StoreError> {
-        let options = (*self.pool.connect_options()).clone();
+    /// loses the node its shards): one connection for the notification listener, one for
+    /// the renewals, the rest for the membership task and change notices. Each statement
+    /// may run for `limit` at most (a stuck one fails and is retried rather than holding a
+    /// connection past the TTL).
+    pub async fn dedicated(&self, limit: Duration) -> Result<LeaseStore, StoreError> {
+        let timeout = format!("{}ms", limit.as_millis().max(1));
+        let options = (*self.pool.connect_options())
+            .clone()
+            .options([("statement_timeout", timeout.as_str())]);
         let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(4)
+            .min_connections(2)
             .connect_with(options)
             .await?;
         Ok(LeaseStore { pool })
