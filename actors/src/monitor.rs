@@ -177,14 +177,16 @@ impl<T: Send + Sync + 'static> Actor for Monitor<T> {
         if args.check_now {
             self.replan(&myself, &mut state, true);
         } else if state.spec.lifecycle.status.is_monitored() {
-            // The first slot at least one interval after the last stored check: a monitor
-            // that moved here from another node (or an earlier run) keeps its rhythm.
+            // Not the slot of the last stored check again: a monitor that moved here from
+            // another node (or an earlier run) keeps its rhythm. The last check started a
+            // little after its slot, so half an interval after it is past that slot and
+            // before the next one, which is not skipped.
             let now = self.context.now();
             let not_before = state
                 .spec
                 .last_check
                 .and_then(|at| u64::try_from(at.timestamp_micros()).ok())
-                .map(|micros| Duration::from_micros(micros) + state.spec.interval)
+                .map(|micros| Duration::from_micros(micros) + state.spec.interval / 2)
                 .unwrap_or_default();
             let due = self.phase_slot(
                 &state.spec,

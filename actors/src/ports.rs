@@ -27,9 +27,9 @@ pub struct MonitorSpec<T> {
     pub interval: Duration,
     pub timeout: Duration,
     /// When the integration was last checked, as stored (by any engine: another node of a
-    /// cluster, an earlier run of this one). A new actor's first check comes no sooner than
-    /// one interval after it, so a monitor that moves (a handover, a restart) does not
-    /// check twice within an interval.
+    /// cluster, an earlier run of this one). A new actor's first check is on a later slot
+    /// than that check's, so a monitor that moves (a handover, a restart) does not check
+    /// twice in one slot.
     pub last_check: Option<DateTime<Utc>>,
     /// Whatever the probe needs to run a check (provider, URL, AuthRef, configuration).
     /// Opaque to the engine.
