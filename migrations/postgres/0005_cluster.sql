@@ -7,11 +7,13 @@ CREATE TABLE cluster_settings (
 );
 
 -- A node is live while expires_at is in the future (by the database's clock); it renews it
--- every cluster.renew_interval.
+-- every cluster.renew_interval. It is given shards only once ready (its monitors run), so
+-- that a node still starting up does not hold shards it cannot check yet.
 CREATE TABLE cluster_nodes (
     node_id    TEXT PRIMARY KEY,
     started_at TIMESTAMPTZ NOT NULL,
-    expires_at TIMESTAMPTZ NOT NULL
+    expires_at TIMESTAMPTZ NOT NULL,
+    ready      BOOLEAN NOT NULL DEFAULT FALSE
 );
 
 -- The lease of one shard. epoch grows by one on every acquisition; a monitor write commits

@@ -237,7 +237,8 @@ impl Membership {
         let node_id = self.options.node_id.clone();
         let sender = tokio::spawn(send_notices(leases.clone(), pending));
         let task = tokio::spawn(async move {
-            let mut next = Instant::now() + self.options.renew_interval;
+            let mut announced = false;
+            let mut next = Instant::now();
             loop {
                 tokio::select! {
                     _ = stopped.changed() => break,
@@ -253,6 +254,9 @@ impl Membership {
                 }
                 if *stopped.borrow() {
                     break;
+                }
+                if !announced {
+                    announced = self.announce().await;
                 }
                 self.expire(monitors.as_ref()).await;
                 next = match self.tick(Some(monitors.as_ref())).await {
@@ -273,6 +277,23 @@ impl Membership {
             leases,
             node_id,
             notices,
+        }
+    }
+
+    /// Tells the other nodes that this one's monitors run: from now on they hand it its
+    /// share. Whether that worked (else it is tried again at the next tick).
+    async fn announce(&self) -> bool {
+        let node = &self.options.node_id;
+        let announced = async {
+            self.leases.ready(node).await?;
+            self.leases.notify(CLUSTER_CHANNEL, node).await
+        };
+        match announced.await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "cluster: could not announce this node as ready; retrying");
+                false
+            }
         }
     }
 

@@ -113,8 +113,33 @@ impl LeaseStore {
         Ok(())
     }
 
-    /// Renews this node's heartbeat (registering it if needed) and returns the live nodes,
-    /// sorted.
+    /// Registers this node as starting (not ready: it is given no shards yet), whatever an
+    /// earlier run under its id had said.
+    pub async fn register(&self, node: &str, ttl: Duration) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO cluster_nodes (node_id, started_at, expires_at, ready) \
+             VALUES ($1, clock_timestamp(), clock_timestamp() + $2 * interval '1 second', FALSE) \
+             ON CONFLICT (node_id) DO UPDATE SET started_at = EXCLUDED.started_at, \
+                 expires_at = EXCLUDED.expires_at, ready = FALSE",
+        )
+        .bind(node)
+        .bind(seconds(ttl))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// This node's monitors run: it may be given shards.
+    pub async fn ready(&self, node: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE cluster_nodes SET ready = TRUE WHERE node_id = $1")
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Renews this node's heartbeat (registering it if needed) and returns the live nodes that
+    /// shards are split over, sorted: the ready ones, and this one.
     pub async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<Vec<String>, StoreError> {
         sqlx::query(
             "INSERT INTO cluster_nodes (node_id, started_at, expires_at) \
@@ -127,8 +152,9 @@ impl LeaseStore {
         .await?;
         let nodes: Vec<String> = sqlx::query_scalar(
             "SELECT node_id FROM cluster_nodes WHERE expires_at > clock_timestamp() \
-             ORDER BY node_id",
+             AND (ready OR node_id = $1) ORDER BY node_id",
         )
+        .bind(node)
         .fetch_all(&self.pool)
         .await?;
         Ok(nodes)

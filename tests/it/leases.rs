@@ -265,10 +265,21 @@ async fn renewal_keeps_a_lease_and_release_hands_it_over_at_once() {
     let database = FreshDatabase::new(Backend::Postgres).await;
     let a = node(&database.url, "node-a").await;
     let b = node(&database.url, "node-b").await;
+    // A node starting up is not given shards by the others until it is ready.
+    a.leases.register(a.name, TTL).await.unwrap();
+    let nodes = b.leases.heartbeat(b.name, TTL).await.unwrap();
+    assert_eq!(nodes, vec!["node-b".to_owned()], "node-a is still starting");
     let nodes = a.leases.heartbeat(a.name, TTL).await.unwrap();
-    assert_eq!(nodes, vec!["node-a".to_owned()]);
+    assert_eq!(nodes, vec!["node-a".to_owned()], "neither is ready: each sees itself");
+    a.leases.ready(a.name).await.unwrap();
+    b.leases.ready(b.name).await.unwrap();
     let nodes = b.leases.heartbeat(b.name, TTL).await.unwrap();
     assert_eq!(nodes, vec!["node-a".to_owned(), "node-b".to_owned()]);
+    // Restarted under its id, a node is starting again.
+    b.leases.register(b.name, TTL).await.unwrap();
+    let nodes = a.leases.heartbeat(a.name, TTL).await.unwrap();
+    assert_eq!(nodes, vec!["node-a".to_owned()]);
+    b.leases.ready(b.name).await.unwrap();
 
     let claims: Vec<Claim> = a
         .leases
@@ -336,6 +347,7 @@ async fn renewal_keeps_a_lease_and_release_hands_it_over_at_once() {
         .is_empty());
 
     // Leaving releases everything and removes the node.
+    b.leases.heartbeat(b.name, TTL).await.unwrap();
     a.leases.leave(a.name).await.unwrap();
     let nodes = b.leases.heartbeat(b.name, TTL).await.unwrap();
     assert_eq!(nodes, vec!["node-b".to_owned()]);
