@@ -270,7 +270,11 @@ async fn renewal_keeps_a_lease_and_release_hands_it_over_at_once() {
     let nodes = b.leases.heartbeat(b.name, TTL).await.unwrap();
     assert_eq!(nodes, vec!["node-b".to_owned()], "node-a is still starting");
     let nodes = a.leases.heartbeat(a.name, TTL).await.unwrap();
-    assert_eq!(nodes, vec!["node-a".to_owned()], "neither is ready: each sees itself");
+    assert_eq!(
+        nodes,
+        vec!["node-a".to_owned()],
+        "neither is ready: each sees itself"
+    );
     a.leases.ready(a.name).await.unwrap();
     b.leases.ready(b.name).await.unwrap();
     let nodes = b.leases.heartbeat(b.name, TTL).await.unwrap();
