@@ -507,8 +507,12 @@ async fn renew_every(
     options: ClusterOptions,
     mut stopped: watch::Receiver<bool>,
 ) {
+    /// Rows of nodes long gone (killed, or restarted under a new id) are deleted this often
+    /// (in renewals): a restart with a generated node id leaves one behind each time.
+    const FORGET_EVERY: u32 = 100;
     let node = options.node_id.as_str();
     let ttl = options.lease_ttl;
+    let mut round = 0u32;
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
@@ -516,6 +520,12 @@ async fn renew_every(
         }
         if *stopped.borrow() {
             return;
+        }
+        round = round.wrapping_add(1);
+        if round.is_multiple_of(FORGET_EVERY) {
+            if let Err(error) = leases.forget_dead_nodes().await {
+                tracing::debug!(%error, "cluster: could not delete long-dead node rows");
+            }
         }
         let sent = Instant::now();
         if let Err(error) = leases.heartbeat(node, ttl).await {

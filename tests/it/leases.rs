@@ -350,6 +350,26 @@ async fn renewal_keeps_a_lease_and_release_hands_it_over_at_once() {
         .unwrap()
         .is_empty());
 
+    // A node dead for long (an hour) is forgotten; one that expired just now is kept.
+    let mut raw = PgConnection::connect(&database.url).await.unwrap();
+    for (node, expired) in [("node-gone", "2 hours"), ("node-recent", "1 minute")] {
+        sqlx::query(&format!(
+            "INSERT INTO cluster_nodes (node_id, started_at, expires_at) \
+             VALUES ($1, now() - interval '3 hours', now() - interval '{expired}')"
+        ))
+        .bind(node)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    }
+    a.leases.forget_dead_nodes().await.unwrap();
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT node_id FROM cluster_nodes ORDER BY node_id")
+            .fetch_all(&mut raw)
+            .await
+            .unwrap();
+    assert_eq!(rows, ["node-a", "node-b", "node-recent"]);
+
     // Leaving releases everything and removes the node.
     b.leases.heartbeat(b.name, TTL).await.unwrap();
     a.leases.leave(a.name).await.unwrap();
