@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::storm::{
@@ -481,25 +481,7 @@ async fn create_fleet(
                 },
             });
             async move {
-                let created: Value = crate::helpers::json_of(
-                    client
-                        .post(format!("{base}/api/v1/integrations"))
-                        .bearer_auth(&token)
-                        .json(&body),
-                )
-                .await;
-                let id: Uuid = created["integrationId"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("created: {created}"))
-                    .parse()
-                    .unwrap();
-                let submitted = client
-                    .post(format!("{base}/api/v1/integrations/{id}/submit"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(submitted.status(), 200);
+                let id = crate::storm::create_and_submit(client, base, &token, &body).await;
                 Member { id, token, target }
             }
         })

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::Connection;
 use uuid::Uuid;
 
@@ -455,25 +455,7 @@ async fn create_fleet(
             });
             let token = token.clone();
             async move {
-                let created: Value = crate::helpers::json_of(
-                    client
-                        .post(format!("{base}/api/v1/integrations"))
-                        .bearer_auth(&token)
-                        .json(&body),
-                )
-                .await;
-                let id: Uuid = created["integrationId"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("created: {created}"))
-                    .parse()
-                    .unwrap();
-                let submitted = client
-                    .post(format!("{base}/api/v1/integrations/{id}/submit"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(submitted.status(), 200);
+                let id = crate::storm::create_and_submit(client, &base, &token, &body).await;
                 Member { id, path }
             }
         })

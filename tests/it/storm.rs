@@ -152,6 +152,35 @@ impl Storm {
 }
 
 /// Creates and submits `count` flapping integrations; returns their ids.
+/// Creates an integration from `body` over REST and submits it; returns its id.
+pub async fn create_and_submit(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    body: &Value,
+) -> Uuid {
+    let created: Value = crate::helpers::json_of(
+        client
+            .post(format!("{base}/api/v1/integrations"))
+            .bearer_auth(token)
+            .json(body),
+    )
+    .await;
+    let id: Uuid = created["integrationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("created: {created}"))
+        .parse()
+        .unwrap();
+    let submitted = client
+        .post(format!("{base}/api/v1/integrations/{id}/submit"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submitted.status(), 200);
+    id
+}
+
 pub async fn create_flapping(
     client: &reqwest::Client,
     base: &str,

@@ -45,6 +45,7 @@ use catalogd_actors::Status;
 use serde_json::Value as Json;
 use uuid::Uuid;
 
+use super::fleet::{ok_target, size_name};
 use super::Outcome;
 use crate::report::{Row, Value};
 use crate::seed::{self, Backend, Seed, Target};
@@ -122,20 +123,6 @@ impl Plan {
     fn close(&self) -> Duration {
         self.interval() * 3 / 4
     }
-}
-
-fn size_name(n: usize) -> String {
-    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
-        format!("{}M", n / 1_000_000)
-    } else if n >= 1000 && n.is_multiple_of(1000) {
-        format!("{}k", n / 1000)
-    } else {
-        n.to_string()
-    }
-}
-
-fn ok_target(i: usize) -> Target {
-    Target::fleet_ok(i, ADDRS)
 }
 
 /// One `catalogd serve` of the cluster, with its directory (which must outlive it).

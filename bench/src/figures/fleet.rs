@@ -91,7 +91,8 @@ fn tier_plan(tier: Tier) -> Plan {
 /// F2's healthy-check p99 (ms) per (N, interval) measured by this runner process, for F5.
 static F2_P99: Mutex<Option<HashMap<(usize, u32), f64>>> = Mutex::new(None);
 
-fn size_name(n: usize) -> String {
+/// `10k`, `1M`: how the figures name a fleet size.
+pub(super) fn size_name(n: usize) -> String {
     if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
         format!("{}M", n / 1_000_000)
     } else if n >= 1000 && n.is_multiple_of(1000) {
@@ -101,7 +102,8 @@ fn size_name(n: usize) -> String {
     }
 }
 
-fn ok_target(i: usize) -> Target {
+/// The `i`-th healthy target of the bench-target fleet.
+pub(super) fn ok_target(i: usize) -> Target {
     Target::fleet_ok(i, ADDRS)
 }
 
