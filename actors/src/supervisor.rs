@@ -8,10 +8,13 @@
 //! keyed by integration id, never in ractor's global name registry.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
+    SupervisionEvent,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -28,6 +31,9 @@ use crate::schedule;
 /// notifications that arrive during start-up are handled between pages instead of after
 /// the whole fleet.
 pub(crate) const SPAWN_PAGE: usize = 1024;
+
+/// How many actors of a page are being spawned at once.
+const SPAWN_CONCURRENCY: usize = 64;
 
 /// How long `stop` lets the actors finish what they are doing (a commit in progress).
 const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -322,19 +328,29 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
                 ledger.monitored_page(Some(last), SPAWN_PAGE).await
             }));
         }
-        for spec in page {
+        let wanted = page.into_iter().filter(|spec| {
             let id = spec.integration_id;
-            if state.touched.contains(&id) {
-                continue;
-            }
             // A notification handled between pages may already have spawned it, or it may
             // have crashed already and be waiting for its restart.
-            let waiting = state.restart_pending(id);
-            if state.children.contains_key(&id) || waiting || spec.lifecycle.status == Status::Draft
-            {
-                continue;
+            !state.touched.contains(&id)
+                && !state.children.contains_key(&id)
+                && !state.restart_pending(id)
+                && spec.lifecycle.status != Status::Draft
+        });
+        // Several spawns at once: each waits for its actor's `pre_start` to run on a worker,
+        // and one at a time the supervisor idled through every one of those hand-offs (half
+        // of an actor's spawn time at 1M, measured with `engine-fleet`).
+        let mut wanted = wanted.collect::<Vec<_>>().into_iter();
+        let mut spawning = FuturesUnordered::new();
+        loop {
+            while spawning.len() < SPAWN_CONCURRENCY {
+                let Some(spec) = wanted.next() else { break };
+                spawning.push(self.start(myself, spec, false));
             }
-            self.spawn(myself, state, spec, false).await;
+            let Some((id, version, started)) = spawning.next().await else {
+                break;
+            };
+            self.register(myself, state, id, version, started);
         }
         self.count_actors(state);
         match last {
@@ -369,12 +385,40 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
         spec: MonitorSpec<T>,
         check_now: bool,
     ) {
-        let id = spec.integration_id;
-        let version = spec.version;
+        let (id, version, started) = self.start(myself, spec, check_now).await;
+        self.register(myself, state, id, version, started);
+    }
+
+    /// Spawns the actor of `spec`, linked to this supervisor; [`Self::register`] records it.
+    fn start(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        spec: MonitorSpec<T>,
+        check_now: bool,
+    ) -> impl Future<Output = (Uuid, i64, Result<ActorRef<MonitorMsg<T>>, SpawnErr>)> + use<T>
+    {
+        let (id, version) = (spec.integration_id, spec.version);
         let monitor = Monitor::new(self.context.clone());
         let args = MonitorArgs { spec, check_now };
-        match Monitor::spawn_linked(None, monitor, args, myself.get_cell()).await {
-            Ok((actor, _)) => {
+        let supervisor = myself.get_cell();
+        async move {
+            let started = Monitor::spawn_linked(None, monitor, args, supervisor).await;
+            (id, version, started.map(|(actor, _)| actor))
+        }
+    }
+
+    /// Records a spawned actor as the integration's child, or schedules a restart if its
+    /// spawn failed.
+    fn register(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState<T>,
+        id: Uuid,
+        version: i64,
+        started: Result<ActorRef<MonitorMsg<T>>, SpawnErr>,
+    ) {
+        match started {
+            Ok(actor) => {
                 state.owners.insert(actor.get_id(), id);
                 if let Some(report) = state.deliveries.remove(&id) {
                     let _ = actor.cast(MonitorMsg::Deliver(report));
