@@ -20,8 +20,9 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -57,6 +58,7 @@ pub mod names {
     pub const INTEGRATION_STATUS: &str = "catalogd_integration_status";
     pub const INTEGRATION_CHECK_DURATION: &str = "catalogd_integration_check_duration_seconds";
     pub const INTEGRATION_UPTIME: &str = "catalogd_integration_uptime_ratio";
+    pub const INTEGRATION_INFO: &str = "catalogd_integration_info";
     pub const CLUSTER_NODES: &str = "catalogd_cluster_nodes";
     pub const CLUSTER_SHARDS: &str = "catalogd_cluster_shards";
     pub const SHARDS_OWNED: &str = "catalogd_shards_owned";
@@ -192,25 +194,51 @@ impl Exporter {
 
     /// The whole exposition text.
     pub fn render(&self) -> String {
-        let (mut out, stable) = self.render_parts();
-        for stable in stable {
-            out.push_str(stable.text());
+        let chunks = self.render_chunks();
+        let mut out = String::with_capacity(chunks.iter().map(Bytes::len).sum());
+        for chunk in &chunks {
+            // Every chunk is rendered by us from `&str`s: always UTF-8.
+            out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
         }
         out
     }
 
-    /// The whole exposition as one gzip member: the live part compressed now, the stable
-    /// part as compressed when it last changed.
+    /// The whole exposition text in pieces, to be sent one after another: the live part
+    /// rendered now, the stable parts shared with their cache (at 100k integrations they are
+    /// ~80 MB that a scrape need not copy).
+    pub fn render_chunks(&self) -> Vec<Bytes> {
+        let (live, stable) = self.render_parts();
+        let mut chunks = vec![Bytes::from(live)];
+        chunks.extend(stable.iter().map(|stable| stable.text().clone()));
+        chunks
+    }
+
+    /// The whole exposition as one gzip member: the live part compressed now, each stable
+    /// part as compressed when it last changed (or now, if no scrape compressed it yet). What
+    /// is compressed now is compressed in parallel, in pieces.
     pub fn render_gzip(&self) -> Vec<u8> {
         let (live, stable) = self.render_parts();
-        let live = gzip::Part::compress(live.as_bytes());
-        let mut parts = vec![&live];
-        parts.extend(stable.iter().map(|stable| stable.gzip()));
+        let missing: Vec<&Stable> = stable
+            .iter()
+            .filter(|s| s.gzip().is_none())
+            .map(|s| &**s)
+            .collect();
+        let mut texts: Vec<&[u8]> = vec![live.as_bytes()];
+        texts.extend(missing.iter().map(|s| &s.text()[..]));
+        let mut compressed = gzip::compress_all(&texts).into_iter();
+        let live = compressed.next().unwrap_or_default();
+        for (stable, parts) in missing.iter().zip(compressed) {
+            stable.set_gzip(parts);
+        }
+        let mut parts: Vec<&gzip::Part> = live.iter().collect();
+        for stable in &stable {
+            parts.extend(stable.gzip().unwrap_or_default());
+        }
         gzip::member(&parts)
     }
 
-    /// The text rendered at every scrape (recorder, engine, counts, `up` and durations) and
-    /// the cached per-integration families.
+    /// The text rendered at every scrape (recorder, engine, counts and durations) and the
+    /// cached per-integration families.
     fn render_parts(&self) -> (String, Vec<Arc<Stable>>) {
         self.handle.run_upkeep();
         let mut out = self.handle.render();
@@ -246,24 +274,31 @@ async fn scrape(State(exporter): State<Exporter>, headers: HeaderMap) -> impl In
         });
     // Rendering is CPU work proportional to the series count (≈100 ms at 100k integrations
     // with per-integration series): keep it off the async workers.
-    let body = tokio::task::spawn_blocking(move || {
+    let chunks = tokio::task::spawn_blocking(move || {
         if gzip {
-            exporter.render_gzip()
+            vec![Bytes::from(exporter.render_gzip())]
         } else {
-            exporter.render().into_bytes()
+            exporter.render_chunks()
         }
     })
     .await
     .unwrap_or_default();
-    let content_type = (
+    // The chunks go out as they are (shared with the cache, not concatenated into a copy),
+    // with their total length announced so the body is not chunk-encoded.
+    let length = chunks.iter().map(Bytes::len).sum::<usize>();
+    let mut response_headers = HeaderMap::new();
+    response_headers.insert(
         header::CONTENT_TYPE,
-        "text/plain; version=0.0.4; charset=utf-8",
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
+    response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if gzip {
-        ([content_type, (header::CONTENT_ENCODING, "gzip")], body).into_response()
-    } else {
-        ([content_type], body).into_response()
+        response_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
+    let body = Body::from_stream(futures_util::stream::iter(
+        chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
+    ));
+    (response_headers, body)
 }
 
 /// Logs where the exporter listens (tests of daemon processes read the port from it).
