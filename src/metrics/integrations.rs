@@ -94,6 +94,9 @@ struct Series {
     uptime: Uptime,
 }
 
+/// Ids and their label sets in the order every family lists them: by (tenant, id).
+type Order = Arc<[(Uuid, Arc<str>)]>;
+
 /// Integrations of one tenant by status, indexed by [`status_value`].
 type Counts = [i64; Status::ALL.len()];
 
@@ -125,7 +128,7 @@ struct Table {
     generations: [u64; Family::ALL.len()],
     /// Ids and label sets sorted by (tenant, id), kept until the set or a label set changes:
     /// the durations rendered at every scrape follow it instead of sorting 100k entries.
-    order: Option<Arc<[(Uuid, Arc<str>)]>>,
+    order: Option<Order>,
 }
 
 impl Table {
@@ -142,7 +145,7 @@ impl Table {
     }
 
     /// Ids and label sets sorted by (tenant, id), the order every family lists them in.
-    fn order(&mut self) -> Arc<[(Uuid, Arc<str>)]> {
+    fn order(&mut self) -> Order {
         if let Some(order) = &self.order {
             return order.clone();
         }
@@ -152,7 +155,7 @@ impl Table {
             .map(|(id, s)| (&s.tenant, *id, s.labels.clone()))
             .collect();
         sorted.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        let order: Arc<[(Uuid, Arc<str>)]> = sorted
+        let order: Order = sorted
             .into_iter()
             .map(|(_, id, labels)| (id, labels))
             .collect();
@@ -402,10 +405,7 @@ impl IntegrationGauges {
     pub fn render_live(&self, out: &mut String) {
         // Copied out under the lock (the durations as plain numbers, in the cached order),
         // formatted without it.
-        type Copied = (
-            Vec<(Arc<str>, Counts)>,
-            Option<(Arc<[(Uuid, Arc<str>)]>, Vec<Option<u64>>)>,
-        );
+        type Copied = (Vec<(Arc<str>, Counts)>, Option<(Order, Vec<Option<u64>>)>);
         let (counts, durations): Copied = {
             let mut table = self.lock();
             let durations = (self.per_integration && !table.series.is_empty()).then(|| {
