@@ -260,7 +260,7 @@ impl Exporter {
 
 async fn scrape(State(exporter): State<Exporter>, headers: HeaderMap) -> impl IntoResponse {
     // Prometheus always asks for gzip: at 100k integrations with per-integration series that
-    // is about a tenth of the bytes (README, cardinality budget).
+    // is about a sixteenth of the bytes (README, cardinality budget).
     let gzip = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
@@ -272,8 +272,8 @@ async fn scrape(State(exporter): State<Exporter>, headers: HeaderMap) -> impl In
             let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
             name.eq_ignore_ascii_case("gzip") && !refused
         });
-    // Rendering is CPU work proportional to the series count (≈100 ms at 100k integrations
-    // with per-integration series): keep it off the async workers.
+    // Rendering is CPU work proportional to the series count (tens of ms at 100k integrations
+    // with per-integration series, more after a family changed): keep it off the async workers.
     let chunks = tokio::task::spawn_blocking(move || {
         if gzip {
             vec![Bytes::from(exporter.render_gzip())]
