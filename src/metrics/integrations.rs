@@ -1,18 +1,31 @@
 //! Gauges read from the store rather than counted: `catalogd_integrations{tenant,status}` and
 //! the per-integration series (`catalogd_integration_*`).
 //!
+//! The per-integration series follow the info-metric pattern (DESIGN §7): `up`, `status`,
+//! `check_duration_seconds` and `uptime_ratio{window}` are labelled `tenant` and
+//! `integration` (the id) only, and one `catalogd_integration_info{tenant,integration,name,
+//! type,provider} 1` per integration carries the rest, for `group_left` joins. A label that
+//! every series repeated would cost its bytes 8 times per integration; only the id has to.
+//!
 //! They live in one table per daemon, rendered straight into the `/metrics` text instead of
 //! going through the `metrics` recorder, for two reasons:
 //!
 //! - **No stale series.** The refresh task replaces the set of integrations wholesale from the
 //!   store, so a deleted integration's series disappear at the next refresh; the recorder has
 //!   no way to remove one series.
-//! - **Render cost.** Each integration's label set is escaped once, when it is read from the
-//!   store, and rendering is a copy of it per series (see the cardinality budget in README).
-//!   The families that change rarely (`status`, `uptime_ratio`: only the refresh task changes
-//!   them; `up`: when a check's outcome flips) are rendered, and gzip-compressed, once per
-//!   change ([`Stable`]) rather than once per scrape; only the last duration, which every
-//!   check result updates, is rendered at each scrape.
+//! - **Render cost.** Each integration's label sets are escaped once, when it is read from the
+//!   store, and rendering is a copy of them per series (see the cardinality budget in README).
+//!   The families that change rarely (`info`: when the set or a name changes; `status`: a
+//!   transition; `uptime_ratio`: the uptime pass; `up`: when a check's outcome flips) are each
+//!   rendered, and gzip-compressed, once per change ([`Stable`]) rather than once per scrape;
+//!   only the last duration, which every check result updates, is rendered at each scrape.
+//!
+//! **Size.** Every family lists its integrations sorted by (tenant, id): ids are UUIDv7, so
+//! neighbours share their timestamp prefix and DEFLATE encodes that part of each id as a short
+//! back-reference; in hash order every id is a fresh 36 characters. Values carry no needless
+//! digits: a duration is rounded to the microsecond, an uptime ratio to 7 decimals (one check
+//! of a 30 d window at the 1 s minimum interval is 3.9e-7, so every distinct ratio stays
+//! distinct), and a whole number is printed without a fraction (`1`, not `1.0`).
 //!
 //! Between refreshes the table follows every change at once, so a dashboard or an `absent()`
 //! alert never waits for a refresh:
@@ -40,6 +53,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use catalogd_actors::{CheckOutcome, Clock, EngineCounters, Status};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -58,21 +72,46 @@ pub fn status_value(status: Status) -> u8 {
     Status::ALL.iter().position(|s| *s == status).unwrap_or(0) as u8
 }
 
-/// One integration's series. Cheap to clone (the label set is shared), so renders copy the
+/// Decimals of a rendered uptime ratio: enough to tell apart two ratios that differ by one
+/// check in the longest window at the shortest interval (30 d at 1 s: 1/2,592,000 ≈ 3.9e-7,
+/// and 7 decimals round by at most 5e-8).
+const UPTIME_DECIMALS: usize = 7;
+
+/// One integration's series. Cheap to clone (the label sets are shared), so renders copy the
 /// table out and format it without the lock that every check result takes.
 #[derive(Debug, Clone)]
 struct Series {
-    /// `tenant="…",integration="…",name="…",type="…",provider="…"`, escaped.
+    /// `tenant="…",integration="…"`, escaped: the labels of every family.
     labels: Arc<str>,
+    /// `name="…",type="…",provider="…"`, escaped: what `catalogd_integration_info` adds.
+    info: Arc<str>,
     tenant: Arc<str>,
     status: u8,
     up: Option<bool>,
-    duration: Option<f64>,
+    /// The last check's duration in whole microseconds: finer is noise (a check's own timing
+    /// jitters by more), coarser would flatten the sub-millisecond checks of a local target.
+    duration: Option<u64>,
     uptime: Uptime,
 }
 
+/// Ids and their label sets in the order every family lists them: by (tenant, id).
+type Order = Arc<[(Uuid, Arc<str>)]>;
+
 /// Integrations of one tenant by status, indexed by [`status_value`].
 type Counts = [i64; Status::ALL.len()];
+
+/// The per-integration families cached between their changes, in rendering order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Info = 0,
+    Up = 1,
+    Status = 2,
+    Uptime = 3,
+}
+
+impl Family {
+    const ALL: [Family; 4] = [Family::Info, Family::Up, Family::Status, Family::Uptime];
+}
 
 #[derive(Debug, Default)]
 struct Table {
@@ -84,32 +123,81 @@ struct Table {
     /// While a refresh reads the integrations, the ones changed meanwhile: their in-memory
     /// state is newer than what the read returns.
     touched: Option<HashSet<Uuid>>,
-    /// Bumped whenever the status and uptime families change: the set of integrations, a
-    /// label set, a status or an uptime ratio.
-    generation: u64,
-    /// Bumped whenever the `up` family changes: the set, a label set, or an `up` value.
-    up_generation: u64,
+    /// One counter per [`Family`], bumped whenever that family's text changes: the set of
+    /// integrations changes all of them; a name only `info`, a status only `status`, and so on.
+    generations: [u64; Family::ALL.len()],
+    /// Ids and label sets sorted by (tenant, id), kept until the set or a label set changes:
+    /// the durations rendered at every scrape follow it instead of sorting 100k entries.
+    order: Option<Order>,
 }
 
-/// The per-integration families that change rarely (`status`, `uptime_ratio`, `up`),
-/// rendered once per generation of the table (`Table::generation`) and compressed on first
-/// demand.
+impl Table {
+    fn bump(&mut self, family: Family) {
+        self.generations[family as usize] += 1;
+    }
+
+    /// The set of integrations (or an id's label set) changed: every family's text did.
+    fn bump_all(&mut self) {
+        for family in Family::ALL {
+            self.bump(family);
+        }
+        self.order = None;
+    }
+
+    /// Ids and label sets sorted by (tenant, id), the order every family lists them in.
+    fn order(&mut self) -> Order {
+        if let Some(order) = &self.order {
+            return order.clone();
+        }
+        let mut sorted: Vec<(&Arc<str>, Uuid, Arc<str>)> = self
+            .series
+            .iter()
+            .map(|(id, s)| (&s.tenant, *id, s.labels.clone()))
+            .collect();
+        sorted.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let order: Order = sorted
+            .into_iter()
+            .map(|(_, id, labels)| (id, labels))
+            .collect();
+        self.order = Some(order.clone());
+        order
+    }
+
+    /// The series in [`Self::order`].
+    fn sorted(&mut self) -> Vec<Series> {
+        let order = self.order();
+        order
+            .iter()
+            .filter_map(|(id, _)| self.series.get(id).cloned())
+            .collect()
+    }
+}
+
+/// One per-integration family that changes rarely, rendered once per generation of the table
+/// ([`Table::generations`]) and compressed on first demand.
 #[derive(Debug)]
 pub struct Stable {
     generation: u64,
-    text: String,
-    gzip: OnceLock<Part>,
+    text: Bytes,
+    gzip: OnceLock<Vec<Part>>,
 }
 
 impl Stable {
-    pub fn text(&self) -> &str {
+    /// The exposition text; cloning it shares the buffer.
+    pub fn text(&self) -> &Bytes {
         &self.text
     }
 
-    /// The text as a gzip [`Part`], compressed by the first scrape that asks for it.
-    pub fn gzip(&self) -> &Part {
-        self.gzip
-            .get_or_init(|| Part::compress(self.text.as_bytes()))
+    /// The text as gzip [`Part`]s, once some scrape compressed it (see
+    /// [`super::Exporter::render_gzip`], which compresses what is missing in parallel).
+    pub fn gzip(&self) -> Option<&[Part]> {
+        self.gzip.get().map(Vec::as_slice)
+    }
+
+    /// Keeps `parts` as this text compressed (a concurrent scrape may have done it first:
+    /// either result is the same text).
+    pub fn set_gzip(&self, parts: Vec<Part>) -> &[Part] {
+        self.gzip.get_or_init(|| parts)
     }
 }
 
@@ -118,8 +206,8 @@ impl Stable {
 pub struct IntegrationGauges {
     per_integration: bool,
     table: Arc<Mutex<Table>>,
-    /// The cached `up` family and the cached status and uptime families.
-    stable: Arc<Mutex<[Option<Arc<Stable>>; 2]>>,
+    /// The cached families, indexed by [`Family`].
+    stable: Arc<Mutex<[Option<Arc<Stable>>; Family::ALL.len()]>>,
 }
 
 impl IntegrationGauges {
@@ -157,7 +245,7 @@ impl IntegrationGauges {
         let mut table = self.lock();
         if let Some(series) = table.series.get_mut(&id) {
             let success = outcome == CheckOutcome::Success;
-            series.duration = Some(latency.as_secs_f64());
+            series.duration = Some(micros(latency));
             // A first check is the whole history of every window, until the uptime pass
             // computes the ratios from the stored results.
             let first = series.uptime == Uptime::default();
@@ -167,12 +255,12 @@ impl IntegrationGauges {
             let up_changed = series.up != Some(success);
             series.up = Some(success);
             if first {
-                table.generation += 1;
+                table.bump(Family::Uptime);
             }
             if up_changed {
                 // `up` is cached on its own: it changes when a check's outcome flips, far
                 // less often than every check, and a flip re-renders only this family.
-                table.up_generation += 1;
+                table.bump(Family::Up);
             }
         }
     }
@@ -216,15 +304,7 @@ impl IntegrationGauges {
         // lock: every check result takes it, and a worker thread blocked on it is a late check.
         let mut fresh: HashMap<Uuid, Prepared> = rows
             .into_iter()
-            .map(|row| {
-                let prepared = Prepared {
-                    status: Status::from_str(&row.status).map_or(0, status_value),
-                    labels: label_set(&row).into(),
-                    tenant: row.tenant_id.into(),
-                    last_test_success: row.last_test_success,
-                };
-                (row.integration_id, prepared)
-            })
+            .map(|row| (row.integration_id, Prepared::of(&row)))
             .collect();
         let mut table = self.lock();
         // What changed while the store was read is newer in memory than in `rows`.
@@ -234,15 +314,13 @@ impl IntegrationGauges {
         table
             .series
             .retain(|id, _| fresh.contains_key(id) || touched.contains(id));
-        // The set and the label sets are in every family; a status only in one, an `up`
-        // only in the other.
         let mut set_changed = table.series.len() != before;
-        let mut status_changed = false;
-        let mut up_changed = false;
+        let mut changed = [false; Family::ALL.len()];
         for (id, row) in fresh.drain() {
             let Prepared {
                 status,
                 labels,
+                info,
                 tenant,
                 last_test_success,
             } = row;
@@ -250,16 +328,20 @@ impl IntegrationGauges {
                 Some(series) => {
                     if series.status != status {
                         series.status = status;
-                        status_changed = true;
+                        changed[Family::Status as usize] = true;
                     }
                     if series.labels != labels {
                         series.labels = labels;
                         series.tenant = tenant;
                         set_changed = true;
                     }
+                    if series.info != info {
+                        series.info = info;
+                        changed[Family::Info as usize] = true;
+                    }
                     if series.up.is_none() && last_test_success.is_some() {
                         series.up = last_test_success;
-                        up_changed = true;
+                        changed[Family::Up as usize] = true;
                     }
                 }
                 None => {
@@ -268,6 +350,7 @@ impl IntegrationGauges {
                         id,
                         Series {
                             labels,
+                            info,
                             tenant,
                             status,
                             up: last_test_success,
@@ -278,11 +361,14 @@ impl IntegrationGauges {
                 }
             }
         }
-        if set_changed || status_changed {
-            table.generation += 1;
-        }
-        if set_changed || up_changed {
-            table.up_generation += 1;
+        if set_changed {
+            table.bump_all();
+        } else {
+            for family in Family::ALL {
+                if changed[family as usize] {
+                    table.bump(family);
+                }
+            }
         }
     }
 
@@ -291,7 +377,7 @@ impl IntegrationGauges {
         if let Some(series) = table.series.get_mut(&id) {
             if series.uptime != uptime {
                 series.uptime = uptime;
-                table.generation += 1;
+                table.bump(Family::Uptime);
             }
         }
     }
@@ -309,26 +395,27 @@ impl IntegrationGauges {
     pub fn render_into(&self, out: &mut String) {
         self.render_live(out);
         for stable in self.stable() {
-            out.push_str(stable.text());
+            // Rendered by us from `&str`s: always UTF-8.
+            out.push_str(std::str::from_utf8(stable.text()).unwrap_or_default());
         }
     }
 
     /// Appends `catalogd_integrations` and, when on, the per-integration family every check
     /// result changes (the last duration).
     pub fn render_live(&self, out: &mut String) {
-        // Copied out under the lock, formatted without it.
-        type Copied = (Vec<(Arc<str>, Counts)>, Vec<(Arc<str>, f64)>);
+        // Copied out under the lock (the durations as plain numbers, in the cached order),
+        // formatted without it.
+        type Copied = (Vec<(Arc<str>, Counts)>, Option<(Order, Vec<Option<u64>>)>);
         let (counts, durations): Copied = {
-            let table = self.lock();
-            let durations = if self.per_integration {
-                table
-                    .series
-                    .values()
-                    .filter_map(|s| Some((s.labels.clone(), s.duration?)))
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            let mut table = self.lock();
+            let durations = (self.per_integration && !table.series.is_empty()).then(|| {
+                let order = table.order();
+                let durations = order
+                    .iter()
+                    .map(|(id, _)| table.series.get(id).and_then(|s| s.duration))
+                    .collect();
+                (order, durations)
+            });
             let counts = table
                 .counts
                 .iter()
@@ -355,30 +442,32 @@ impl IntegrationGauges {
                 );
             }
         }
-        if durations.is_empty() {
+        let Some((order, durations)) = durations else {
+            return;
+        };
+        if durations.iter().all(Option::is_none) {
             return;
         }
-        out.reserve(durations.len() * (durations[0].0.len() + 60));
+        out.reserve(order.len() * (names::INTEGRATION_CHECK_DURATION.len() + 72));
         family(
             out,
             names::INTEGRATION_CHECK_DURATION,
             "gauge",
             "Duration of the integration's last health check, in seconds.",
         );
-        for (labels, duration) in &durations {
-            series_line(
-                out,
-                names::INTEGRATION_CHECK_DURATION,
-                labels,
-                "",
-                *duration,
-            );
+        for ((_, labels), duration) in order.iter().zip(durations) {
+            if let Some(duration) = duration {
+                line_start(out, names::INTEGRATION_CHECK_DURATION, labels);
+                out.push_str("} ");
+                push_micros(out, duration);
+                out.push('\n');
+            }
         }
     }
 
     /// The per-integration families that change rarely (none when per-integration series
-    /// are off or there are none), each rendered again only after it changed: `up`, then
-    /// status and uptime ratios.
+    /// are off or there are none), each rendered again only after it changed, in [`Family`]
+    /// order: info, up, status, uptime ratios.
     pub fn stable(&self) -> Vec<Arc<Stable>> {
         if !self.per_integration {
             return Vec::new();
@@ -386,118 +475,130 @@ impl IntegrationGauges {
         // One renderer at a time: concurrent scrapes after a change wait for one render.
         let mut cached = self.stable.lock().unwrap_or_else(|e| e.into_inner());
         let (generations, series) = {
-            let table = self.lock();
+            let mut table = self.lock();
             if table.series.is_empty() {
                 return Vec::new();
             }
-            let generations = [table.up_generation, table.generation];
+            let generations = table.generations;
             let fresh = cached
                 .iter()
                 .zip(generations)
                 .all(|(c, g)| c.as_ref().is_some_and(|c| c.generation == g));
-            // A copy of the series only when something is rendered again; formatting (and
-            // compressing) then happens without the table lock.
-            let series: Vec<Series> = if fresh {
-                Vec::new()
-            } else {
-                table.series.values().cloned().collect()
-            };
+            // A copy of the series only when something is rendered again; sorting,
+            // formatting (and compressing) then happen without the table lock.
+            let series = if fresh { Vec::new() } else { table.sorted() };
             (generations, series)
         };
-        let mut parts = Vec::with_capacity(2);
-        for (which, generation) in generations.into_iter().enumerate() {
-            if let Some(stable) = cached[which]
-                .as_ref()
-                .filter(|s| s.generation == generation)
-            {
-                parts.push(stable.clone());
-                continue;
-            }
-            let capacity = cached[which]
-                .as_ref()
-                .map_or(0, |s| s.text.len() + s.text.len() / 8);
-            let text = if which == 0 {
-                render_up(&series, capacity)
-            } else {
-                render_status_and_uptime(&series, capacity)
-            };
-            let stable = Arc::new(Stable {
-                generation,
-                text,
+        let stale: Vec<Family> = Family::ALL
+            .into_iter()
+            .filter(|f| {
+                cached[*f as usize]
+                    .as_ref()
+                    .is_none_or(|s| s.generation != generations[*f as usize])
+            })
+            .collect();
+        // Families rendered again are rendered side by side (a new integration changes all
+        // four, ~80 MB of text at 100k integrations).
+        let rendered: Vec<(Family, String)> = std::thread::scope(|scope| {
+            let renders: Vec<_> = stale
+                .iter()
+                .map(|&family| {
+                    // Last render's size, plus room to grow, so the text is not copied as it
+                    // grows.
+                    let capacity = cached[family as usize]
+                        .as_ref()
+                        .map_or(0, |s| s.text.len() + s.text.len() / 8);
+                    let series = &series;
+                    scope.spawn(move || {
+                        let mut out = String::with_capacity(capacity);
+                        render_family(&mut out, family, series);
+                        (family, out)
+                    })
+                })
+                .collect();
+            renders
+                .into_iter()
+                .filter_map(|render| render.join().ok())
+                .collect()
+        });
+        for (family, text) in rendered {
+            cached[family as usize] = Some(Arc::new(Stable {
+                generation: generations[family as usize],
+                text: Bytes::from(text),
                 gzip: OnceLock::new(),
-            });
-            cached[which] = Some(stable.clone());
-            parts.push(stable);
+            }));
         }
-        parts
+        cached.iter().flatten().cloned().collect()
     }
 }
 
-fn render_up(series: &[Series], capacity: usize) -> String {
-    let mut out = String::with_capacity(capacity);
-    family(
-        &mut out,
-        names::INTEGRATION_UP,
-        "gauge",
-        "1 if the integration's last health check succeeded, 0 if it failed.",
-    );
-    for s in series {
-        if let Some(up) = s.up {
-            series_line(
-                &mut out,
-                names::INTEGRATION_UP,
-                &s.labels,
-                "",
-                f64::from(up as u8),
+/// Appends `family`'s HELP, TYPE and lines for `series` (sorted by tenant and id).
+fn render_family(out: &mut String, which: Family, series: &[Series]) {
+    match which {
+        Family::Info => {
+            family(
+                out,
+                names::INTEGRATION_INFO,
+                "gauge",
+                "Always 1: the integration's name, type and provider, for joins on (tenant, integration).",
             );
+            for s in series {
+                line_start(out, names::INTEGRATION_INFO, &s.labels);
+                out.push(',');
+                out.push_str(&s.info);
+                out.push_str("} 1\n");
+            }
         }
-    }
-    out
-}
-
-fn render_status_and_uptime(series: &[Series], capacity: usize) -> String {
-    let mut out = String::with_capacity(capacity);
-    family(
-        &mut out,
-        names::INTEGRATION_STATUS,
-        "gauge",
-        "Lifecycle status: 0 draft, 1 pending_verification, 2 active, 3 degraded, 4 failed, 5 paused.",
-    );
-    for s in series {
-        series_line(
-            &mut out,
-            names::INTEGRATION_STATUS,
-            &s.labels,
-            "",
-            f64::from(s.status),
-        );
-    }
-    family(
-        &mut out,
-        names::INTEGRATION_UPTIME,
-        "gauge",
-        "Share of successful health checks over the window, from the health history.",
-    );
-    for s in series {
-        for (window, ratio) in s.uptime.by_window() {
-            if let Some(ratio) = ratio {
-                let window = match window {
-                    "1h" => ",window=\"1h\"",
-                    "24h" => ",window=\"24h\"",
-                    "7d" => ",window=\"7d\"",
-                    _ => ",window=\"30d\"",
-                };
-                series_line(
-                    &mut out,
-                    names::INTEGRATION_UPTIME,
-                    &s.labels,
-                    window,
-                    ratio,
-                );
+        Family::Up => {
+            family(
+                out,
+                names::INTEGRATION_UP,
+                "gauge",
+                "1 if the integration's last health check succeeded, 0 if it failed.",
+            );
+            for s in series {
+                if let Some(up) = s.up {
+                    line_start(out, names::INTEGRATION_UP, &s.labels);
+                    out.push_str(if up { "} 1\n" } else { "} 0\n" });
+                }
+            }
+        }
+        Family::Status => {
+            family(
+                out,
+                names::INTEGRATION_STATUS,
+                "gauge",
+                "Lifecycle status: 0 draft, 1 pending_verification, 2 active, 3 degraded, 4 failed, 5 paused.",
+            );
+            for s in series {
+                line_start(out, names::INTEGRATION_STATUS, &s.labels);
+                let _ = writeln!(out, "}} {}", s.status);
+            }
+        }
+        Family::Uptime => {
+            family(
+                out,
+                names::INTEGRATION_UPTIME,
+                "gauge",
+                "Share of successful health checks over the window, from the health history.",
+            );
+            for s in series {
+                for (window, ratio) in s.uptime.by_window() {
+                    if let Some(ratio) = ratio {
+                        line_start(out, names::INTEGRATION_UPTIME, &s.labels);
+                        out.push_str(match window {
+                            "1h" => ",window=\"1h\"} ",
+                            "24h" => ",window=\"24h\"} ",
+                            "7d" => ",window=\"7d\"} ",
+                            _ => ",window=\"30d\"} ",
+                        });
+                        push_rounded(out, ratio, UPTIME_DECIMALS);
+                        out.push('\n');
+                    }
+                }
             }
         }
     }
-    out
 }
 
 impl ChangeObserver for IntegrationGauges {
@@ -506,10 +607,9 @@ impl ChangeObserver for IntegrationGauges {
             return;
         };
         // Labels are built before the lock, as in `sync`.
-        let fresh = after.filter(|_| self.per_integration).map(|after| {
-            let labels: Arc<str> = label_set(&IntegrationLabels::from(after)).into();
-            (labels, status_value(after.status))
-        });
+        let fresh = after
+            .filter(|_| self.per_integration)
+            .map(|after| Prepared::of(&IntegrationLabels::from(after)));
         let mut table = self.lock();
         table.changes += 1;
         if let Some(touched) = &mut table.touched {
@@ -524,33 +624,46 @@ impl ChangeObserver for IntegrationGauges {
         if !self.per_integration {
             return;
         }
-        let changed = match (fresh, after) {
-            (None, _) => table.series.remove(&id).is_some(),
-            (Some((labels, status)), Some(after)) => match table.series.get_mut(&id) {
-                Some(series) if series.labels == labels && series.status == status => false,
+        match fresh {
+            None => {
+                if table.series.remove(&id).is_some() {
+                    table.bump_all();
+                }
+            }
+            Some(fresh) => match table.series.get_mut(&id) {
                 Some(series) => {
-                    series.labels = labels;
-                    series.status = status;
-                    true
+                    let status = series.status != fresh.status;
+                    let info = series.info != fresh.info;
+                    let labels = series.labels != fresh.labels;
+                    series.status = fresh.status;
+                    series.info = fresh.info;
+                    if labels {
+                        series.labels = fresh.labels;
+                        series.tenant = fresh.tenant;
+                        table.bump_all();
+                    } else {
+                        if status {
+                            table.bump(Family::Status);
+                        }
+                        if info {
+                            table.bump(Family::Info);
+                        }
+                    }
                 }
                 None => {
                     let series = Series {
-                        labels,
-                        tenant: after.tenant_id.as_str().into(),
-                        status,
-                        up: after.last_test_success,
+                        labels: fresh.labels,
+                        info: fresh.info,
+                        tenant: fresh.tenant,
+                        status: fresh.status,
+                        up: fresh.last_test_success,
                         duration: None,
                         uptime: Uptime::default(),
                     };
                     table.series.insert(id, series);
-                    true
+                    table.bump_all();
                 }
             },
-            (Some(_), None) => false,
-        };
-        if changed {
-            table.generation += 1;
-            table.up_generation += 1;
         }
     }
 }
@@ -653,27 +766,102 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn series_line(out: &mut String, name: &str, labels: &str, extra: &str, value: f64) {
-    let _ = writeln!(out, "{name}{{{labels}{extra}}} {value}");
+/// `name{labels`: the caller appends any further label, `} ` and the value.
+fn line_start(out: &mut String, name: &str, labels: &str) {
+    out.push_str(name);
+    out.push('{');
+    out.push_str(labels);
+}
+
+/// Appends `value` rounded to `decimals` places, without trailing zeros: `1`, `0.25`,
+/// `0.001234` (Prometheus parses any float; the shortest text compresses best).
+fn push_rounded(out: &mut String, value: f64, decimals: usize) {
+    // Most ratios are exactly 1 (or 0): no formatting machinery for them.
+    if value == 1.0 || value == 0.0 {
+        out.push(if value == 1.0 { '1' } else { '0' });
+        return;
+    }
+    if !value.is_finite() {
+        // Not produced by durations or ratios; spelled as the text format wants if ever.
+        out.push_str(if value.is_nan() {
+            "NaN"
+        } else if value > 0.0 {
+            "+Inf"
+        } else {
+            "-Inf"
+        });
+        return;
+    }
+    let start = out.len();
+    let _ = write!(out, "{value:.decimals$}");
+    if out[start..].contains('.') {
+        let trimmed = out[start..]
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .len();
+        out.truncate(start + trimmed);
+    }
+    if &out[start..] == "-0" {
+        out.truncate(start);
+        out.push('0');
+    }
+}
+
+/// `duration` in whole microseconds, rounded to the nearest.
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos().saturating_add(500) / 1000).unwrap_or(u64::MAX)
+}
+
+/// Appends `micros` microseconds as seconds, without trailing zeros: `0.001234`, `0.02`, `12`.
+fn push_micros(out: &mut String, micros: u64) {
+    let (seconds, fraction) = (micros / 1_000_000, micros % 1_000_000);
+    let _ = write!(out, "{seconds}");
+    if fraction == 0 {
+        return;
+    }
+    let mut digits = [b'0'; 6];
+    let mut rest = fraction;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let used = 6 - digits.iter().rev().take_while(|d| **d == b'0').count();
+    out.push('.');
+    for digit in &digits[..used] {
+        out.push(char::from(*digit));
+    }
 }
 
 /// A row of the store, made ready for [`Series`] before the table lock is taken.
 struct Prepared {
     status: u8,
     labels: Arc<str>,
+    info: Arc<str>,
     tenant: Arc<str>,
     last_test_success: Option<bool>,
 }
 
-fn label_set(row: &IntegrationLabels) -> String {
-    format!(
-        "tenant=\"{}\",integration=\"{}\",name=\"{}\",type=\"{}\",provider=\"{}\"",
-        escape(&row.tenant_id),
-        row.integration_id,
-        escape(&row.name),
-        escape(&row.kind),
-        escape(&row.provider)
-    )
+impl Prepared {
+    fn of(row: &IntegrationLabels) -> Self {
+        Prepared {
+            status: Status::from_str(&row.status).map_or(0, status_value),
+            labels: format!(
+                "tenant=\"{}\",integration=\"{}\"",
+                escape(&row.tenant_id),
+                row.integration_id
+            )
+            .into(),
+            info: format!(
+                "name=\"{}\",type=\"{}\",provider=\"{}\"",
+                escape(&row.name),
+                escape(&row.kind),
+                escape(&row.provider)
+            )
+            .into(),
+            tenant: row.tenant_id.as_str().into(),
+            last_test_success: row.last_test_success,
+        }
+    }
 }
 
 /// Escapes a label value for the text exposition format.
@@ -803,7 +991,7 @@ mod tests {
     #[test]
     fn sync_removes_deleted_and_observe_never_adds() {
         let gauges = IntegrationGauges::new(true);
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         gauges.sync(vec![
             row(a, "a \"quoted\"\nname", "active"),
             row(b, "b", "failed"),
@@ -812,7 +1000,9 @@ mod tests {
         let mut out = String::new();
         gauges.render_into(&mut out);
         assert!(out.contains(&format!("integration=\"{a}\"")));
-        assert!(out.contains("name=\"a \\\"quoted\\\"\\nname\""));
+        assert!(out.contains(&format!(
+            "catalogd_integration_info{{tenant=\"acme\",integration=\"{a}\",name=\"a \\\"quoted\\\"\\nname\",type=\"host\",provider=\"http\"}} 1\n"
+        )));
         assert!(out.contains("} 0.02\n"));
         gauges.sync(vec![row(b, "b", "failed")]);
         gauges.observe(a, CheckOutcome::Success, Duration::from_millis(20));
@@ -825,29 +1015,182 @@ mod tests {
     #[test]
     fn cached_families_are_rendered_again_only_after_their_change() {
         let gauges = IntegrationGauges::new(true);
-        let a = Uuid::new_v4();
+        let a = Uuid::now_v7();
         gauges.sync(vec![row(a, "a", "active")]);
         gauges.observe(a, CheckOutcome::Success, Duration::from_millis(5));
         let first = gauges.stable();
-        // Another success changes the duration only: both cached parts are reused.
+        assert_eq!(first.len(), Family::ALL.len());
+        let same_as = |before: &[Arc<Stable>], after: &[Arc<Stable>]| -> Vec<bool> {
+            before
+                .iter()
+                .zip(after)
+                .map(|(b, a)| Arc::ptr_eq(b, a))
+                .collect()
+        };
+        // Another success changes the duration only: every cached family is reused.
         gauges.observe(a, CheckOutcome::Success, Duration::from_millis(7));
         let same = gauges.stable();
-        assert!(Arc::ptr_eq(&first[0], &same[0]) && Arc::ptr_eq(&first[1], &same[1]));
-        // A flip re-renders `up` alone; a status change the status and uptime part alone.
+        assert_eq!(same_as(&first, &same), [true, true, true, true]);
+        // A flip re-renders `up` alone, a status change `status` alone, a rename `info` alone.
         let timeout = CheckOutcome::Failure(catalogd_actors::FailureClass::Timeout);
         gauges.observe(a, timeout, Duration::from_millis(9));
         let flipped = gauges.stable();
-        assert!(!Arc::ptr_eq(&first[0], &flipped[0]) && Arc::ptr_eq(&first[1], &flipped[1]));
+        assert_eq!(same_as(&same, &flipped), [true, false, true, true]);
         gauges.sync(vec![row(a, "a", "degraded")]);
         let degraded = gauges.stable();
-        assert!(Arc::ptr_eq(&flipped[0], &degraded[0]) && !Arc::ptr_eq(&flipped[1], &degraded[1]));
-        let mut out = String::new();
-        gauges.render_into(&mut out);
+        assert_eq!(same_as(&flipped, &degraded), [true, true, false, true]);
+        gauges.sync(vec![row(a, "renamed", "degraded")]);
+        let renamed = gauges.stable();
+        assert_eq!(same_as(&degraded, &renamed), [false, true, true, true]);
+        let uptime = Uptime {
+            hour: Some(0.5),
+            ..Uptime::first_check(true)
+        };
+        gauges.set_uptime(a, uptime);
+        let recomputed = gauges.stable();
+        assert_eq!(same_as(&renamed, &recomputed), [true, true, true, false]);
+        // A new integration changes every family.
+        gauges.sync(vec![
+            row(a, "renamed", "degraded"),
+            row(Uuid::now_v7(), "b", "active"),
+        ]);
+        assert_eq!(same_as(&recomputed, &gauges.stable()), [false; 4]);
+        let out = rendered(&gauges);
+        let labels = format!("{{tenant=\"acme\",integration=\"{a}\"}}");
+        for line in [
+            format!("{}{labels} 0\n", names::INTEGRATION_UP),
+            format!("{}{labels} 3\n", names::INTEGRATION_STATUS),
+            format!("{}{labels} 0.009\n", names::INTEGRATION_CHECK_DURATION),
+        ] {
+            assert!(out.contains(&line), "{line} missing:\n{out}");
+        }
+        assert!(out.contains(",window=\"1h\"} 0.5\n") && out.contains(",window=\"30d\"} 1\n"));
+    }
+
+    /// The info-metric pattern: one `info` series per integration carries name, type and
+    /// provider; every other per-integration series carries `tenant` and `integration` only
+    /// (plus `window`), so a join is the only way to them, and every family lists the
+    /// integrations sorted by (tenant, id).
+    #[test]
+    fn info_carries_the_names_and_every_other_series_only_tenant_and_id() {
+        let gauges = IntegrationGauges::new(true);
+        let mut rows = Vec::new();
+        for tenant in ["zeta", "acme"] {
+            for i in 0..50 {
+                rows.push(IntegrationLabels {
+                    tenant_id: tenant.into(),
+                    ..row(Uuid::now_v7(), &format!("n{i}"), "active")
+                });
+            }
+        }
+        // Hash order in, sorted order out.
+        rows.reverse();
+        gauges.sync(rows.clone());
+        for (i, row) in rows.iter().enumerate() {
+            gauges.observe(
+                row.integration_id,
+                CheckOutcome::Success,
+                Duration::from_micros(1000 + i as u64),
+            );
+        }
+        let out = rendered(&gauges);
+        let mut expected: Vec<(String, Uuid)> = rows
+            .iter()
+            .map(|r| (r.tenant_id.clone(), r.integration_id))
+            .collect();
+        expected.sort();
+        let families = [
+            names::INTEGRATION_INFO,
+            names::INTEGRATION_UP,
+            names::INTEGRATION_STATUS,
+            names::INTEGRATION_CHECK_DURATION,
+            names::INTEGRATION_UPTIME,
+        ];
+        for family in families {
+            let lines: Vec<&str> = out
+                .lines()
+                .filter(|l| l.starts_with(&format!("{family}{{")))
+                .collect();
+            let per = if family == names::INTEGRATION_UPTIME {
+                4
+            } else {
+                1
+            };
+            assert_eq!(lines.len(), rows.len() * per, "{family}");
+            let mut order = Vec::new();
+            for line in &lines {
+                let labels = &line[family.len() + 1..line.rfind('}').unwrap()];
+                let keys: Vec<&str> = labels
+                    .split(',')
+                    .map(|pair| pair.split_once('=').unwrap().0)
+                    .collect();
+                let expected_keys: &[&str] = match family {
+                    names::INTEGRATION_INFO => {
+                        &["tenant", "integration", "name", "type", "provider"]
+                    }
+                    names::INTEGRATION_UPTIME => &["tenant", "integration", "window"],
+                    _ => &["tenant", "integration"],
+                };
+                assert_eq!(keys, expected_keys, "{line}");
+                let tenant = labels.split('"').nth(1).unwrap().to_owned();
+                let id: Uuid = labels.split('"').nth(3).unwrap().parse().unwrap();
+                if order.last() != Some(&(tenant.clone(), id)) {
+                    order.push((tenant, id));
+                }
+            }
+            assert_eq!(
+                order, expected,
+                "{family} lists integrations sorted by (tenant, id)"
+            );
+        }
+        let row = &rows[7];
         assert!(out.contains(&format!(
-            "{}{{tenant=\"acme\",integration=\"{a}\"",
-            names::INTEGRATION_UP
+            "catalogd_integration_info{{tenant=\"{}\",integration=\"{}\",name=\"{}\",type=\"host\",provider=\"http\"}} 1\n",
+            row.tenant_id, row.integration_id, row.name
         )));
-        assert!(out.contains("} 0\n") && out.contains("} 3\n") && out.contains("} 0.009\n"));
+        // Each family's HELP and TYPE once.
+        for family in families {
+            assert_eq!(out.matches(&format!("# TYPE {family} gauge\n")).count(), 1);
+        }
+    }
+
+    #[test]
+    fn values_carry_no_needless_digits_and_lose_no_meaningful_ones() {
+        let cases: [(f64, usize, &str); 8] = [
+            (1.0, UPTIME_DECIMALS, "1"),
+            (0.0, UPTIME_DECIMALS, "0"),
+            (0.5, UPTIME_DECIMALS, "0.5"),
+            // 287 of 288 checks.
+            (287.0 / 288.0, UPTIME_DECIMALS, "0.9965278"),
+            // One failed check in 30 days at a 1 s interval stays below 1.
+            (1.0 - 1.0 / 2_592_000.0, UPTIME_DECIMALS, "0.9999996"),
+            (0.000_000_04, UPTIME_DECIMALS, "0"),
+            (-0.000_000_04, UPTIME_DECIMALS, "0"),
+            (f64::NAN, UPTIME_DECIMALS, "NaN"),
+        ];
+        for (value, decimals, text) in cases {
+            let mut out = String::new();
+            push_rounded(&mut out, value, decimals);
+            assert_eq!(out, text, "{value}");
+        }
+        let durations = [
+            (Duration::from_nanos(1_234_567), "0.001235"),
+            (Duration::from_nanos(1_234_499), "0.001234"),
+            (Duration::from_millis(20), "0.02"),
+            (Duration::from_secs(12), "12"),
+            (Duration::from_micros(30_000_001), "30.000001"),
+            (Duration::from_nanos(400), "0"),
+        ];
+        for (duration, text) in durations {
+            let mut out = String::new();
+            push_micros(&mut out, micros(duration));
+            assert_eq!(out, text, "{duration:?}");
+        }
+        // Neighbouring ratios of the longest window stay apart.
+        let (mut a, mut b) = (String::new(), String::new());
+        push_rounded(&mut a, 1_000_000.0 / 2_592_000.0, UPTIME_DECIMALS);
+        push_rounded(&mut b, 1_000_001.0 / 2_592_000.0, UPTIME_DECIMALS);
+        assert_ne!(a, b);
     }
 
     fn integration(name: &str, status: Status) -> Integration {

@@ -278,6 +278,91 @@ fn substitute(expr: &str, tenant: &str, integration: &str) -> String {
         .replace("$integration", integration)
 }
 
+/// The info-metric pattern (DESIGN §7) in a scrape: one `catalogd_integration_info` per
+/// integration, with its name, type and provider; every other per-integration series labelled
+/// `tenant` and `integration` only (plus `window` for uptime ratios); no URL or secret anywhere.
+fn per_integration_labels(body: &str, tenant: &str, ids: &[&String]) {
+    let mut infos = std::collections::HashMap::new();
+    for line in body
+        .lines()
+        .filter(|l| l.starts_with("catalogd_integration_"))
+    {
+        let (name, rest) = line.split_once('{').unwrap_or_else(|| panic!("{line}"));
+        let labels = &rest[..rest.rfind('}').unwrap()];
+        let pairs: Vec<(&str, &str)> = labels
+            .split("\",")
+            .map(|pair| {
+                let (key, value) = pair.split_once("=\"").unwrap();
+                (key, value.trim_end_matches('"'))
+            })
+            .collect();
+        let keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+        let expected: &[&str] = match name {
+            "catalogd_integration_info" => &["tenant", "integration", "name", "type", "provider"],
+            "catalogd_integration_uptime_ratio" => &["tenant", "integration", "window"],
+            _ => &["tenant", "integration"],
+        };
+        assert_eq!(keys, expected, "{line}");
+        assert_eq!(pairs[0].1, tenant, "{line}");
+        if name == "catalogd_integration_info" {
+            assert!(line.ends_with("} 1"), "{line}");
+            let previous = infos.insert(pairs[1].1.to_owned(), pairs[2].1.to_owned());
+            assert!(previous.is_none(), "a second info series: {line}");
+            assert_eq!(
+                pairs[3..],
+                [("type", "scm"), ("provider", "in-memory")],
+                "{line}"
+            );
+        }
+    }
+    for id in ids {
+        assert!(
+            infos.contains_key(id.as_str()),
+            "no info series for {id}:\n{body}"
+        );
+    }
+    assert_eq!(infos.len(), ids.len(), "{infos:?}");
+    assert!(!body.contains("ref://") && !body.contains("http://") && !body.contains("https://"));
+}
+
+/// A gzip scrape (what Prometheus asks for) decodes to the same series as a plain one.
+async fn same_series_gzipped(app: &App, plain: &str) {
+    use std::io::Read as _;
+    let response = app
+        .client
+        .get(&app.metrics)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    let length: usize = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let gz = response.bytes().await.unwrap();
+    assert_eq!(gz.len(), length);
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    // Values of live series move between two scrapes; the per-integration series do not come
+    // and go (every integration here holds its state). The plain scrape sends the cached
+    // families first, the gzip one last: the format leaves the families' order free.
+    let series = |text: &str| -> Vec<String> {
+        let mut series: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("catalogd_integration_"))
+            .map(|l| l[..l.rfind(' ').unwrap()].to_owned())
+            .collect();
+        series.sort();
+        series
+    };
+    assert_eq!(series(&text), series(plain));
+    assert!(text.contains("# TYPE catalogd_integrations gauge\n"));
+}
+
 /// Metrics of the NATS relay: absent from the scrape when no event was ever relayed.
 const RELAY_METRICS: [&str; 3] = [
     "catalogd_outbox_backlog",
@@ -349,7 +434,7 @@ async fn every_state_scraped_checked_and_every_expression_evaluated() {
             ["draft", "pending_verification", "active", "degraded", "failed", "paused"]
                 .iter()
                 .all(|s| body.contains(&format!("catalogd_integrations{{tenant=\"{tenant}\",status=\"{s}\"}} 1")))
-                && body.contains(&format!("integration=\"{degraded}\",name=\"degraded\""))
+                && body.contains(&format!("catalogd_integration_info{{tenant=\"{tenant}\",integration=\"{degraded}\",name=\"degraded\",type=\"scm\",provider=\"in-memory\"}} 1\n"))
                 && body.contains(&format!("catalogd_integration_uptime_ratio{{tenant=\"{tenant}\",integration=\"{active}\""))
                 && body.contains("catalogd_transitions_total{from=\"degraded\",to=\"failed\"}")
         })
@@ -365,6 +450,7 @@ async fn every_state_scraped_checked_and_every_expression_evaluated() {
         "catalogd_integration_up{",
         "catalogd_integration_status{",
         "catalogd_integration_check_duration_seconds{",
+        "catalogd_integration_info{",
         // A lone daemon is a cluster of one that owns every shard (DESIGN §9); its takeover,
         // loss and fencing counters are there at 0 for the cluster panels and alerts.
         "catalogd_shards_owned ",
@@ -381,6 +467,10 @@ async fn every_state_scraped_checked_and_every_expression_evaluated() {
         !body.contains("/api/v1/integrations/0"),
         "raw paths never label"
     );
+
+    let ids = [&draft, &pending, &active, &degraded, &failed, &paused];
+    per_integration_labels(&body, tenant, &ids);
+    same_series_gzipped(&app, &body).await;
 
     // promtool check metrics: no problems at all.
     let mut promtool = Command::new("promtool")
