@@ -44,8 +44,8 @@ pub(crate) trait Backend: sqlx::Database {
     /// Appended to a `SELECT` to lock its rows until the transaction ends.
     const FOR_UPDATE: &'static str;
 
-    /// The JSON object of the integration row `i`, as text ([`super::listing`]).
-    fn list_item() -> &'static str;
+    /// How this backend assembles a page of the list ([`super::listing`]).
+    fn listing() -> &'static super::listing::Dialect;
 
     /// `select` followed by [`Self::FOR_UPDATE`].
     fn locked(select: &str) -> String {
@@ -104,8 +104,8 @@ impl Backend for sqlx::Sqlite {
     const BEGIN_SNAPSHOT: &'static str = "BEGIN";
     const FOR_UPDATE: &'static str = "";
 
-    fn list_item() -> &'static str {
-        &super::listing::SQLITE_ITEM
+    fn listing() -> &'static super::listing::Dialect {
+        &super::listing::SQLITE
     }
 
     fn build<'q>(builder: &'q mut QueryBuilder<'_, Self>) -> Query<'q, Self, Self::Arguments<'q>> {
@@ -142,8 +142,8 @@ impl Backend for sqlx::Postgres {
     const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
 
-    fn list_item() -> &'static str {
-        &super::listing::POSTGRES_ITEM
+    fn listing() -> &'static super::listing::Dialect {
+        &super::listing::POSTGRES
     }
 
     fn build<'q>(builder: &'q mut QueryBuilder<'_, Self>) -> Query<'q, Self, Self::Arguments<'q>> {

@@ -1,146 +1,138 @@
-//! The integration list as the database writes it: each row's JSON object assembled by SQLite
-//! (`json_object`) or PostgreSQL (`json_build_object`), the page's objects joined by the
-//! database (`string_agg`), and handed out as one string that is never parsed here.
+//! The integration list as the database writes it: each row's JSON object read, not built, and
+//! the page's objects joined by the database (`string_agg`), handed out as one string that is
+//! never parsed here.
 //!
 //! Why: at a million rows the list's cost was not the query plan but decoding 26 columns of
 //! 100 rows through sqlx (a copy of every value, SQLite's worker thread handing each row
-//! across a channel), parsing the JSON columns and serializing the page again (bench F8). One
-//! row of four columns per page removes all of that.
+//! across a channel), parsing the JSON columns and serializing the page again (bench F8).
+//! Assembling each object at read time (`json_object` over 25 columns, the id and the times
+//! formatted) still cost SQLite about 7 µs a row; so migration `0006_list_json` keeps each
+//! row's object in two fragments, `list_head` and `list_tail`, rendered by triggers whenever
+//! a field in them is written (by any writer: every node of a cluster, an operator's SQL, so
+//! they cannot go stale), and this module renders only the three fields a check rewrites
+//! (`lastTestedAt`, `lastTestSuccess`, `consecutiveFailures`) between them. The history
+//! writer's batch updates of those fields therefore never fire the triggers.
 //!
 //! Each object must mean exactly what `serde_json` makes of [`crate::integration::Integration`]
 //! (the same keys in the same order, the same nulls, RFC 3339 times with chrono's fractional
-//! digits and `Z`, booleans, the JSON columns embedded as JSON): [`FIELDS`] is the one list
-//! both dialects are generated from, and the tests compare it with the serialized resource
-//! (here the keys; `tests/it/store.rs` and `tests/it/api/integrations.rs` every value, on both
-//! backends, against a GET).
+//! digits and `Z`, booleans, the JSON columns embedded as JSON): [`FIELDS`] lists them, the
+//! tests here check it against the serialized resource and the migrations, and
+//! `tests/it/store.rs` and `tests/it/api/integrations.rs` compare every value, on both
+//! backends, with a GET.
 
-use std::sync::LazyLock;
-
-/// How a column becomes a JSON value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// A string, or `null`.
-    Text,
-    /// The id: a 16-byte BLOB on SQLite, `uuid` on PostgreSQL; a hyphenated lowercase string.
-    Uuid,
-    /// A JSON column (TEXT on SQLite, JSONB on PostgreSQL), embedded as JSON.
-    Json,
-    /// `true`/`false` (SQLite stores 0/1), or `null`.
-    Bool,
-    /// A number.
-    Integer,
-    /// A time at microsecond precision, or `null`: RFC 3339 in UTC with `Z` and 0, 3 or 6
-    /// fractional digits (the fewest that hold it), as chrono's `Serialize` writes it.
-    Time,
-}
-
-/// The resource's fields in `Integration`'s declaration order (what `serde_json` writes):
-/// `(JSON key, column, kind)`. `consecutive_successes` is engine bookkeeping, not part of the
-/// resource.
-const FIELDS: [(&str, &str, Kind); 25] = [
-    ("integrationId", "integration_id", Kind::Uuid),
-    ("tenantId", "tenant_id", Kind::Text),
-    ("name", "name", Kind::Text),
-    ("description", "description", Kind::Text),
-    ("type", "type", Kind::Text),
-    ("provider", "provider", Kind::Text),
-    ("baseUrl", "base_url", Kind::Text),
-    ("authRef", "auth_ref", Kind::Text),
-    ("configuration", "configuration", Kind::Json),
-    ("environment", "environment", Kind::Text),
-    ("tags", "tags", Kind::Json),
-    ("ownerId", "owner_id", Kind::Text),
-    ("healthCheck", "health_check", Kind::Json),
-    ("status", "status", Kind::Text),
-    ("paused", "paused", Kind::Bool),
-    ("pauseReason", "pause_reason", Kind::Text),
-    ("pauseTicket", "pause_ticket", Kind::Text),
-    ("lastTestedAt", "last_tested_at", Kind::Time),
-    ("lastTestSuccess", "last_test_success", Kind::Bool),
-    ("consecutiveFailures", "consecutive_failures", Kind::Integer),
-    ("createdAt", "created_at", Kind::Time),
-    ("createdBy", "created_by", Kind::Text),
-    ("modifiedAt", "modified_at", Kind::Time),
-    ("modifiedBy", "modified_by", Kind::Text),
-    ("version", "version", Kind::Integer),
+/// The resource's fields in `Integration`'s declaration order (what `serde_json` writes), and
+/// the columns they come from. `consecutive_successes` is engine bookkeeping, not part of the
+/// resource. The first [`HEAD`] are `list_head`'s, the last [`TAIL`] `list_tail`'s, the rest
+/// are rendered at read time.
+#[cfg(test)]
+const FIELDS: [(&str, &str); 25] = [
+    ("integrationId", "integration_id"),
+    ("tenantId", "tenant_id"),
+    ("name", "name"),
+    ("description", "description"),
+    ("type", "type"),
+    ("provider", "provider"),
+    ("baseUrl", "base_url"),
+    ("authRef", "auth_ref"),
+    ("configuration", "configuration"),
+    ("environment", "environment"),
+    ("tags", "tags"),
+    ("ownerId", "owner_id"),
+    ("healthCheck", "health_check"),
+    ("status", "status"),
+    ("paused", "paused"),
+    ("pauseReason", "pause_reason"),
+    ("pauseTicket", "pause_ticket"),
+    ("lastTestedAt", "last_tested_at"),
+    ("lastTestSuccess", "last_test_success"),
+    ("consecutiveFailures", "consecutive_failures"),
+    ("createdAt", "created_at"),
+    ("createdBy", "created_by"),
+    ("modifiedAt", "modified_at"),
+    ("modifiedBy", "modified_by"),
+    ("version", "version"),
 ];
+#[cfg(test)]
+const HEAD: usize = 17;
+#[cfg(test)]
+const TAIL: usize = 5;
 
-/// SQLite: the JSON text of the row `i`.
-pub(super) static SQLITE_ITEM: LazyLock<String> = LazyLock::new(|| {
-    let pairs: Vec<String> = FIELDS
-        .iter()
-        .map(|(key, column, kind)| format!("'{key}', {}", sqlite_value(column, *kind)))
-        .collect();
-    format!("json_object({})", pairs.join(", "))
-});
+/// SQLite: the JSON object of the row `i`. sqlx stores times as `to_rfc3339_opts(AutoSi,
+/// false)`: chrono's digits with `+00:00` where serde writes `Z`; `json_quote(NULL)` is `null`.
+const SQLITE_ITEM: &str = "format('%s,\"lastTestedAt\":%s,\"lastTestSuccess\":%s,\
+     \"consecutiveFailures\":%d,%s', i.list_head, \
+     json_quote(replace(i.last_tested_at, '+00:00', 'Z')), \
+     CASE WHEN i.last_test_success IS NULL THEN 'null' \
+     WHEN i.last_test_success THEN 'true' ELSE 'false' END, \
+     i.consecutive_failures, i.list_tail)";
 
-/// PostgreSQL: the JSON text of the row `i`.
-pub(super) static POSTGRES_ITEM: LazyLock<String> = LazyLock::new(|| {
-    let pairs: Vec<String> = FIELDS
-        .iter()
-        .map(|(key, column, kind)| format!("'{key}', {}", postgres_value(column, *kind)))
-        .collect();
-    format!("json_build_object({})::text", pairs.join(", "))
-});
+/// PostgreSQL: the JSON object of the row `i` (`integrations_json_time` is the migration's).
+const POSTGRES_ITEM: &str = "i.list_head || ', \"lastTestedAt\" : ' || \
+     coalesce('\"' || integrations_json_time(i.last_tested_at) || '\"', 'null') || \
+     ', \"lastTestSuccess\" : ' || coalesce(i.last_test_success::text, 'null') || \
+     ', \"consecutiveFailures\" : ' || i.consecutive_failures || ', ' || i.list_tail";
 
-fn sqlite_value(column: &str, kind: Kind) -> String {
-    let c = format!("i.{column}");
-    match kind {
-        Kind::Text | Kind::Integer => c,
-        // `hex` of byte ranges of the BLOB: 8-4-4-4-12 digits.
-        Kind::Uuid => format!(
-            "lower(hex(substr({c}, 1, 4)) || '-' || hex(substr({c}, 5, 2)) || '-' || \
-             hex(substr({c}, 7, 2)) || '-' || hex(substr({c}, 9, 2)) || '-' || \
-             hex(substr({c}, 11, 6)))"
-        ),
-        // Without `json()` the text would be embedded as a string.
-        Kind::Json => format!("json({c})"),
-        Kind::Bool => {
-            format!("json(CASE WHEN {c} IS NULL THEN NULL WHEN {c} THEN 'true' ELSE 'false' END)")
-        }
-        // sqlx writes `to_rfc3339_opts(AutoSi, false)`: chrono's digits with `+00:00`.
-        Kind::Time => format!(
-            "CASE WHEN substr({c}, -6) = '+00:00' THEN substr({c}, 1, length({c}) - 6) || 'Z' \
-             ELSE {c} END"
-        ),
-    }
+/// What differs between the backends in the page's statement ([`super::backend::Backend`]).
+#[derive(Debug)]
+pub(crate) struct Dialect {
+    /// The JSON object of the integration row `i`, as text.
+    pub(crate) item: &'static str,
+    /// The id of the page's last row, beside `max(n)` (names are unique in a tenant).
+    pub(crate) last_id: &'static str,
+    /// How `string_agg` keeps the page's order.
+    pub(crate) order: &'static str,
 }
 
-fn postgres_value(column: &str, kind: Kind) -> String {
-    let c = format!("i.{column}");
-    match kind {
-        // `uuid`, JSONB, booleans and numbers are already what JSON wants.
-        Kind::Text | Kind::Uuid | Kind::Json | Kind::Bool | Kind::Integer => c,
-        // PostgreSQL's own JSON time drops trailing zeros one digit at a time (`.12`); chrono
-        // writes 3 or 6 digits (`.120`), none for whole seconds.
-        Kind::Time => {
-            let utc = format!("({c} AT TIME ZONE 'UTC')");
-            format!(
-                "to_char({utc}, CASE WHEN date_trunc('second', {utc}) = {utc} \
-                 THEN 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"' \
-                 WHEN date_trunc('milliseconds', {utc}) = {utc} \
-                 THEN 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"' \
-                 ELSE 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"' END)"
-            )
-        }
-    }
+pub(crate) static SQLITE: Dialect = Dialect {
+    item: SQLITE_ITEM,
+    // SQLite's bare column: taken from the row that gave `max(n)`.
+    last_id: "id",
+    // SQLite runs the page's subquery as a co-routine and aggregates its rows as they come,
+    // in its ORDER BY; an `ORDER BY` in the aggregate would copy every item into a B-tree and
+    // cost about as much as reading them. The tests page through every filter to check it.
+    order: "",
+};
+
+pub(crate) static POSTGRES: Dialect = Dialect {
+    item: POSTGRES_ITEM,
+    last_id: "(array_agg(id ORDER BY n DESC))[1]",
+    // PostgreSQL promises no order without it; sorting 100 rows in memory is cheap.
+    order: " ORDER BY n, id",
+};
+
+/// The statement of one page, written around the list's `FROM … WHERE … ORDER BY` (its keyset
+/// table `k`), which goes in twice:
+///
+/// ```text
+/// SELECT string_agg(item, ',' {order}), max(n), {last_id},
+///        (SELECT count(*) FROM (SELECT 1 {rows} LIMIT {limit + 1}) AS ahead)
+/// FROM (SELECT {item} AS item, k.name AS n, k.integration_id AS id {rows} LIMIT {limit}) AS page
+/// ```
+///
+/// One row: the items joined by commas (`NULL` when none), the last item's name and id, and
+/// how many rows there are from the page's start up to one beyond it (more than `limit`:
+/// another page follows). The count reads only the index, and the extra row's JSON is never
+/// assembled; no CTE is materialized (SQLite writes a materialized CTE into a B-tree, which
+/// cost more than the JSON). `string_agg` is PostgreSQL's and SQLite's (3.44+) alike.
+pub(super) fn page_head(dialect: &Dialect) -> String {
+    format!(
+        "SELECT string_agg(item, ','{}) AS items, max(n) AS last_name, \
+         {} AS last_id, (SELECT count(*) FROM (SELECT 1 AS one",
+        dialect.order, dialect.last_id
+    )
 }
 
-/// The statement of one page is `PAGE_HEAD`, then `rows`: `SELECT {item} AS item, k.name AS
-/// n, k.integration_id AS id FROM … WHERE … ORDER BY k.name, k.integration_id LIMIT {limit +
-/// 1}`, then `PAGE_KEPT`, the bound `limit`, and `PAGE_TAIL`. It answers one row: the first
-/// `limit` items joined by commas (`NULL` when none), how many rows `rows` found (more than
-/// `limit`: another page follows), and the name and id of the last item kept. Both CTEs are
-/// materialized so that no item is assembled twice. `string_agg` with `ORDER BY` is
-/// PostgreSQL's and SQLite's (3.44+) alike.
-pub(super) const PAGE_HEAD: &str = "WITH page AS MATERIALIZED (";
-pub(super) const PAGE_KEPT: &str =
-    "), kept AS MATERIALIZED (SELECT item, n, id FROM page ORDER BY n, id LIMIT ";
-pub(super) const PAGE_TAIL: &str =
-    "), last AS (SELECT n, id FROM kept ORDER BY n DESC, id DESC LIMIT 1) \
-     SELECT (SELECT string_agg(item, ',' ORDER BY n, id) FROM kept) AS items, \
-     (SELECT count(*) FROM page) AS found, \
-     (SELECT n FROM last) AS last_name, (SELECT id FROM last) AS last_id";
+/// After the counted rows and their `limit + 1`: the page's own select, up to its rows.
+pub(super) fn page_middle(dialect: &Dialect, key: &str) -> String {
+    format!(
+        ") AS ahead) AS found FROM (SELECT {} AS item, {key}.name AS n, \
+         {key}.integration_id AS id",
+        dialect.item
+    )
+}
+
+/// After the page's rows and its `limit`.
+pub(super) const PAGE_TAIL: &str = ") AS page";
 
 #[cfg(test)]
 mod tests {
@@ -167,15 +159,8 @@ mod tests {
         let text = serde_json::to_string(&integration).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value.as_object().unwrap().len(), FIELDS.len());
-        let positions: Vec<usize> = FIELDS
-            .iter()
-            .map(|(key, _, _)| {
-                text.find(&format!("\"{key}\":"))
-                    .unwrap_or_else(|| panic!("{key} is not serialized"))
-            })
-            .collect();
-        assert!(positions.is_sorted(), "{text}");
-        for (_, column, _) in FIELDS {
+        assert_keys_in_order(&text, &FIELDS);
+        for (_, column) in FIELDS {
             assert!(
                 super::super::rows::INTEGRATION_COLUMNS.contains(&column),
                 "{column}"
@@ -183,13 +168,47 @@ mod tests {
         }
     }
 
+    /// Each migration renders the head's and the tail's fields in order and no other, and each
+    /// item renders the fields between them, in order (where they go: tests/it).
     #[test]
-    fn both_dialects_name_every_field() {
-        for (key, column, _) in FIELDS {
-            for item in [&*SQLITE_ITEM, &*POSTGRES_ITEM] {
-                assert!(item.contains(&format!("'{key}', ")), "{key}");
-                assert!(item.contains(&format!("i.{column}")), "{column}");
+    fn the_migrations_and_the_items_render_every_field_in_order() {
+        let (head, rest) = FIELDS.split_at(HEAD);
+        let (middle, tail) = rest.split_at(rest.len() - TAIL);
+        for migration in [
+            include_str!("../../migrations/sqlite/0006_list_json.sql"),
+            include_str!("../../migrations/postgres/0006_list_json.sql"),
+        ] {
+            let rendered =
+                |(key, column): &(&str, &str)| (format!("'{key}', "), format!("NEW.{column}"));
+            let mut from = 0;
+            for field in head.iter().chain(tail) {
+                let (key, column) = rendered(field);
+                let at = migration[from..].find(&key).expect(&key) + from;
+                assert!(migration[at..].contains(&column), "{column}");
+                from = at;
+            }
+            for (_, column) in middle {
+                assert!(!migration.contains(&format!("NEW.{column}")), "{column}");
             }
         }
+        for item in [SQLITE_ITEM, POSTGRES_ITEM] {
+            let keys: Vec<String> = middle.iter().map(|(key, _)| format!("\"{key}\"")).collect();
+            let mut from = 0;
+            for key in &keys {
+                from += item[from..].find(key.as_str()).expect(key);
+            }
+            assert!(item.contains("i.list_head") && item.contains("i.list_tail"));
+        }
+    }
+
+    fn assert_keys_in_order(text: &str, fields: &[(&str, &str)]) {
+        let positions: Vec<usize> = fields
+            .iter()
+            .map(|(key, _)| {
+                text.find(&format!("\"{key}\":"))
+                    .unwrap_or_else(|| panic!("{key} is not serialized"))
+            })
+            .collect();
+        assert!(positions.is_sorted(), "{text}");
     }
 }

@@ -210,9 +210,9 @@ fn list_key(query: &ListQuery) -> &'static str {
     }
 }
 
-/// [`listing`]'s answer: the items joined, the rows found (`limit + 1` at most), and the name
-/// and id of the last item kept.
-type JsonPageRow = (Option<String>, i64, Option<String>, Option<Uuid>);
+/// [`listing`]'s answer: the items joined, the name and id of the last, and the rows found
+/// from the page's start (`limit + 1` at most).
+type JsonPageRow = (Option<String>, Option<String>, Option<Uuid>, i64);
 
 /// Maps a failure to read rows (classified by [`StoreError`]'s `From`).
 fn read_error(error: sqlx::Error) -> StoreError {
@@ -761,22 +761,19 @@ where
     }
 
     async fn list_json(&self, tenant_id: &str, query: &ListQuery) -> Result<JsonPage, StoreError> {
-        let key = list_key(query);
-        let mut select = QueryBuilder::<B>::new(listing::PAGE_HEAD);
-        select
-            .push("SELECT ")
-            .push(B::list_item())
-            .push(format_args!(
-                " AS item, {key}.name AS n, {key}.integration_id AS id"
-            ));
+        let dialect = B::listing();
+        let mut select = QueryBuilder::<B>::new(listing::page_head(dialect));
         Self::push_list_rows(&mut select, tenant_id, query);
         select
             .push(" LIMIT ")
             .push_bind(i64::from(query.limit) + 1)
-            .push(listing::PAGE_KEPT)
+            .push(listing::page_middle(dialect, list_key(query)));
+        Self::push_list_rows(&mut select, tenant_id, query);
+        select
+            .push(" LIMIT ")
             .push_bind(i64::from(query.limit))
             .push(listing::PAGE_TAIL);
-        let (items, found, last_name, last_id): JsonPageRow = B::build_query_as(&mut select)
+        let (items, last_name, last_id, found): JsonPageRow = B::build_query_as(&mut select)
             .fetch_one(&self.pool)
             .await
             .map_err(read_error)?;

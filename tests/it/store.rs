@@ -538,15 +538,7 @@ async fn list_json_is_the_serialized_list(backend: Backend) {
     }
 
     // Each item is what a GET of it serializes.
-    let page = db.store.list_json("acme", &list_all()).await.unwrap();
-    let items: Vec<serde_json::Value> = serde_json::from_str(&format!("[{}]", page.items)).unwrap();
-    assert_eq!(items.len(), 4);
-    assert_eq!(page.next, None);
-    for item in &items {
-        let id: Uuid = item["integrationId"].as_str().unwrap().parse().unwrap();
-        let got = db.store.get("acme", id).await.unwrap().expect("listed");
-        assert_eq!(*item, serde_json::to_value(&got).unwrap());
-    }
+    let items = listed_as_got(&db).await;
     // The values a mistake would most likely get wrong, spelled out.
     let listed_full = items.iter().find(|i| i["name"] == "full").unwrap();
     assert_eq!(listed_full["paused"], json!(true));
@@ -580,6 +572,53 @@ async fn list_json_is_the_serialized_list(backend: Backend) {
         listed_succeeded["modifiedAt"],
         json!("2023-11-14T22:13:20.001Z")
     );
+
+    // A change rewrites the row (the database renders its JSON again); a test's result only
+    // the fields a check rewrites (rendered at read time).
+    let mut renamed = unicode.spec();
+    renamed.name = "renamed".into();
+    renamed.description = Some("now described".into());
+    renamed.tags = vec!["beta".into()];
+    db.change(&unicode, update(&unicode, renamed)).await;
+    db.lifecycle(&minimal, Input::Submit).await;
+    let tested_at = at(1_700_000_009, 500_000);
+    db.store
+        .record_test(
+            &actor("acme"),
+            minimal.integration_id,
+            &json!({}),
+            true,
+            tested_at,
+        )
+        .await
+        .unwrap();
+    let items = listed_as_got(&db).await;
+    let listed_minimal = items.iter().find(|i| i["name"] == "minimal").unwrap();
+    assert_eq!(listed_minimal["status"], "pending_verification");
+    assert_eq!(
+        listed_minimal["lastTestedAt"],
+        "2023-11-14T22:13:29.000500Z"
+    );
+    assert_eq!(listed_minimal["lastTestSuccess"], true);
+    let listed_renamed = items.iter().find(|i| i["name"] == "renamed").unwrap();
+    assert_eq!(listed_renamed["description"], "now described");
+    assert_eq!(listed_renamed["tags"], json!(["beta"]));
+    for page_size in [1, 3] {
+        check_json_pages(&db, "acme", &list_all(), page_size).await;
+    }
+}
+
+/// The tenant `acme`'s whole list from `list_json`, each item checked against a GET of it.
+async fn listed_as_got(db: &TestDb) -> Vec<serde_json::Value> {
+    let page = db.store.list_json("acme", &list_all()).await.unwrap();
+    let items: Vec<serde_json::Value> = serde_json::from_str(&format!("[{}]", page.items)).unwrap();
+    assert_eq!(page.next, None);
+    for item in &items {
+        let id: Uuid = item["integrationId"].as_str().unwrap().parse().unwrap();
+        let got = db.store.get("acme", id).await.unwrap().expect("listed");
+        assert_eq!(*item, serde_json::to_value(&got).unwrap());
+    }
+    items
 }
 
 /// Name, type, provider, environment, tags, and the lifecycle inputs that set its status.
