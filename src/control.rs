@@ -257,7 +257,7 @@ async fn answer(app: &App, operation: Operation, message: &Message) -> Result<By
     match operation {
         Operation::List => {
             let params = list_params(body)?;
-            reply(&app.list(&principal, params).await?)
+            Ok(app.list(&principal, params).await?.into_bytes())
         }
         Operation::Get => {
             empty(body)?;

@@ -1,17 +1,18 @@
 //! The integration collection and its items: list, get, create, update (a full replacement
 //! of the user-settable fields) and delete, with their requests.
 
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::cursor::{self, ListCursor, PageBody};
+use super::cursor::{self, ListCursor};
 use super::decode::from_json_value;
 use super::{author, require, App, AppError, UseCase};
 use crate::auth::Principal;
 use crate::integration::{Change, Integration, IntegrationType};
-use crate::store::ListQuery;
+use crate::store::{JsonPage, ListQuery};
 use crate::validation::{self, FieldError, Rule, SpecRequest};
 
 /// Fields of the resource that only the server sets. A replace body may carry them, as a GET
@@ -57,6 +58,41 @@ pub struct ListParams {
     pub limit: Option<String>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
+}
+
+/// One page of the integration list, already JSON: what serializing a
+/// `PageBody<Integration>` gives (`{"items":[…],"nextCursor":…}`), around the items exactly as
+/// the database assembled them. They are never parsed here: at a page of 100 that parse and
+/// the serialization after it cost more than the query (bench F8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListBody(Bytes);
+
+impl ListBody {
+    fn new(page: JsonPage) -> Self {
+        let next_cursor = page
+            .next
+            .map(|(name, id)| cursor::encode(&ListCursor { name, id }));
+        let mut body = Vec::with_capacity(page.items.len() + 96);
+        body.extend_from_slice(b"{\"items\":[");
+        body.extend_from_slice(page.items.as_bytes());
+        body.extend_from_slice(b"],\"nextCursor\":");
+        match next_cursor {
+            // Base64url: nothing in it needs escaping.
+            Some(cursor) => {
+                body.push(b'"');
+                body.extend_from_slice(cursor.as_bytes());
+                body.push(b'"');
+            }
+            None => body.extend_from_slice(b"null"),
+        }
+        body.push(b'}');
+        ListBody(Bytes::from(body))
+    }
+
+    /// The JSON text.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
 }
 
 /// The body of a replace: every user-settable field (absent optional fields are cleared),
@@ -141,14 +177,11 @@ impl App {
         &self,
         principal: &Principal,
         params: ListParams,
-    ) -> Result<PageBody<Integration>, AppError> {
+    ) -> Result<ListBody, AppError> {
         require(principal, UseCase::List)?;
         let query = list_query(params)?;
-        let page = self.store.list(&principal.tenant_id, &query).await?;
-        Ok(PageBody::from_page(page, |last| ListCursor {
-            name: last.name.clone(),
-            id: last.integration_id,
-        }))
+        let page = self.store.list_json(&principal.tenant_id, &query).await?;
+        Ok(ListBody::new(page))
     }
 
     /// One integration of the caller's tenant.

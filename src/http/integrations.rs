@@ -53,8 +53,14 @@ pub async fn list(
     State(app): State<App>,
     Caller { principal, .. }: Caller<use_case::List>,
     QueryParams(params): QueryParams<ListParams>,
-) -> Result<Json<PageBody<Integration>>, AppError> {
-    app.list(&principal, params).await.map(Json)
+) -> Result<Response, AppError> {
+    let body = app.list(&principal, params).await?;
+    // The body is already JSON (`PageBody<Integration>` as the database assembled it).
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        body.into_bytes(),
+    )
+        .into_response())
 }
 
 /// Get one integration.

@@ -22,7 +22,7 @@ use crate::config::AuthConfig;
 use crate::integration::{Author, Change, CheckSummary, Integration};
 use crate::providers::ProviderRegistry;
 use crate::store::{
-    AuditEntry, AuditQuery, ChainReport, CheckCommit, ListQuery, Page, Store, StoreError,
+    AuditEntry, AuditQuery, ChainReport, CheckCommit, JsonPage, ListQuery, Page, Store, StoreError,
     StoreOptions,
 };
 
@@ -67,6 +67,11 @@ impl Store for FaultyStore {
     async fn list(&self, tenant_id: &str, q: &ListQuery) -> Result<Page<Integration>, StoreError> {
         self.fault().await?;
         self.inner.list(tenant_id, q).await
+    }
+
+    async fn list_json(&self, tenant_id: &str, q: &ListQuery) -> Result<JsonPage, StoreError> {
+        self.fault().await?;
+        self.inner.list_json(tenant_id, q).await
     }
 
     async fn change(

@@ -44,6 +44,9 @@ pub(crate) trait Backend: sqlx::Database {
     /// Appended to a `SELECT` to lock its rows until the transaction ends.
     const FOR_UPDATE: &'static str;
 
+    /// How this backend assembles a page of the list ([`super::listing`]).
+    fn listing() -> &'static super::listing::Dialect;
+
     /// `select` followed by [`Self::FOR_UPDATE`].
     fn locked(select: &str) -> String {
         format!("{select}{}", Self::FOR_UPDATE)
@@ -101,6 +104,10 @@ impl Backend for sqlx::Sqlite {
     const BEGIN_SNAPSHOT: &'static str = "BEGIN";
     const FOR_UPDATE: &'static str = "";
 
+    fn listing() -> &'static super::listing::Dialect {
+        &super::listing::SQLITE
+    }
+
     fn build<'q>(builder: &'q mut QueryBuilder<'_, Self>) -> Query<'q, Self, Self::Arguments<'q>> {
         builder.build()
     }
@@ -134,6 +141,10 @@ impl Backend for sqlx::Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+
+    fn listing() -> &'static super::listing::Dialect {
+        &super::listing::POSTGRES
+    }
 
     fn build<'q>(builder: &'q mut QueryBuilder<'_, Self>) -> Query<'q, Self, Self::Arguments<'q>> {
         builder.build()

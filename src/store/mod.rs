@@ -13,7 +13,8 @@
 //!
 //! - `database`: [`Database`]; `backend`: the [`backend::Backend`] trait and the write gate;
 //!   `sqlite`, `postgres`: opening a pool and migrating it;
-//! - `sql`: the catalog [`Store`]; `rows`: its row shapes; [`audit_chain`]: the hash chain;
+//! - `sql`: the catalog [`Store`]; `rows`: its row shapes; `listing`: the list's JSON as the
+//!   database assembles it; [`audit_chain`]: the hash chain;
 //! - [`history`]: the health history; [`outbox`]: the relay's view of the outbox;
 //!   [`census`]: the metrics' fleet-wide reads.
 
@@ -33,6 +34,7 @@ pub mod census;
 mod database;
 pub mod history;
 pub mod leases;
+mod listing;
 pub mod outbox;
 mod postgres;
 mod rows;
@@ -71,6 +73,15 @@ pub struct AuditQuery {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub has_more: bool,
+}
+
+/// One page of the integration list as JSON the database assembled ([`Store::list_json`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPage {
+    /// The items' JSON objects, comma-separated, in list order; empty when there are none.
+    pub items: String,
+    /// The `(name, id)` of the last item, when another page follows.
+    pub next: Option<(String, Uuid)>,
 }
 
 /// The result of verifying the audit chains.
@@ -241,6 +252,10 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &str,
         query: &ListQuery,
     ) -> Result<Page<Integration>, StoreError>;
+
+    /// The page [`Store::list`] answers, as JSON: each item means exactly what serializing
+    /// its [`Integration`] gives, but the database assembles it, so no row is decoded here.
+    async fn list_json(&self, tenant_id: &str, query: &ListQuery) -> Result<JsonPage, StoreError>;
 
     /// Locks the row, applies [`crate::integration::apply_change`] to it and commits the
     /// result with its audit entry. Returns the new row, or `None` after a delete.

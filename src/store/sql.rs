@@ -23,11 +23,12 @@ use uuid::Uuid;
 
 use super::audit_chain::{ChainProblem, ChainVerifier, StoredAuditEntry, GENESIS_HASH};
 use super::backend::{begin, Backend, Gate};
+use super::listing;
 use super::outbox::Handoff;
 use super::rows::{self, AuditRow, IntegrationRow, AUDIT_COLUMNS, INTEGRATION_COLUMNS};
 use super::{
-    AuditEntry, AuditQuery, ChainReport, ChangeObserver, CheckCommit, ListQuery, Page, Store,
-    StoreError, StoreOptions,
+    AuditEntry, AuditQuery, ChainReport, ChangeObserver, CheckCommit, JsonPage, ListQuery, Page,
+    Store, StoreError, StoreOptions,
 };
 use crate::cloudevents::{self, EventCause, OutboxEvent};
 use crate::cluster::Claim;
@@ -199,6 +200,20 @@ fn prefix_end(prefix: &str) -> Option<String> {
     None
 }
 
+/// The table whose `(name, integration_id)` a list is keyed and ordered on: the tag row `t`
+/// when filtering by tag (its primary key is the index range), else the integration `i`.
+fn list_key(query: &ListQuery) -> &'static str {
+    if query.tag.is_some() {
+        "t"
+    } else {
+        "i"
+    }
+}
+
+/// [`listing`]'s answer: the items joined, the name and id of the last, and the rows found
+/// from the page's start (`limit + 1` at most).
+type JsonPageRow = (Option<String>, Option<String>, Option<Uuid>, i64);
+
 /// Maps a failure to read rows (classified by [`StoreError`]'s `From`).
 fn read_error(error: sqlx::Error) -> StoreError {
     StoreError::from(error)
@@ -281,6 +296,7 @@ where
     for<'r> (Uuid, i64): sqlx::FromRow<'r, B::Row>,
     for<'r> (String,): sqlx::FromRow<'r, B::Row>,
     for<'r> (i64,): sqlx::FromRow<'r, B::Row>,
+    for<'r> JsonPageRow: sqlx::FromRow<'r, B::Row>,
 {
     /// Binds every column of `integration` in [`INTEGRATION_COLUMNS`] order.
     fn bind_integration<'q>(
@@ -516,6 +532,75 @@ where
         Ok(event)
     }
 
+    /// Pushes the `FROM … WHERE … ORDER BY` of the tenant's list after a select of the
+    /// integration `i` (and, with a tag, of its tag row `t`), keyset on [`list_key`]'s table.
+    fn push_list_rows<'args>(
+        select: &mut QueryBuilder<'args, B>,
+        tenant_id: &'args str,
+        query: &'args ListQuery,
+    ) {
+        let key = list_key(query);
+        // With a tag, the tag index drives the scan and supplies the order; the
+        // keyset and prefix conditions go on its copy of the name so they bound
+        // that index range.
+        match &query.tag {
+            Some(tag) => {
+                select
+                    .push(
+                        " FROM integration_tags t JOIN integrations i \
+                         ON i.integration_id = t.integration_id \
+                         AND i.tenant_id = t.tenant_id \
+                         WHERE t.tenant_id = ",
+                    )
+                    .push_bind(tenant_id)
+                    .push(" AND t.tag = ")
+                    .push_bind(tag.as_str());
+            }
+            None => {
+                select
+                    .push(" FROM integrations i WHERE i.tenant_id = ")
+                    .push_bind(tenant_id);
+            }
+        }
+        // Only the filters that are set: `($n IS NULL OR column = $n)` would defeat
+        // the per-filter indexes.
+        if let Some(kind) = query.kind {
+            select.push(" AND i.type = ").push_bind(kind.as_str());
+        }
+        if let Some(provider) = &query.provider {
+            select
+                .push(" AND i.provider = ")
+                .push_bind(provider.as_str());
+        }
+        if let Some(status) = query.status {
+            select.push(" AND i.status = ").push_bind(status.as_str());
+        }
+        if let Some(environment) = &query.environment {
+            select
+                .push(" AND i.environment = ")
+                .push_bind(environment.as_str());
+        }
+        if let Some(prefix) = query.name_prefix.as_deref().filter(|p| !p.is_empty()) {
+            select
+                .push(format_args!(" AND {key}.name >= "))
+                .push_bind(prefix);
+            if let Some(end) = prefix_end(prefix) {
+                select
+                    .push(format_args!(" AND {key}.name < "))
+                    .push_bind(end);
+            }
+        }
+        if let Some((name, id)) = &query.after {
+            select
+                .push(format_args!(" AND ({key}.name, {key}.integration_id) > ("))
+                .push_bind(name.as_str())
+                .push(", ")
+                .push_bind(*id)
+                .push(")");
+        }
+        select.push(format_args!(" ORDER BY {key}.name, {key}.integration_id"));
+    }
+
     /// Ends the ordered `select` with `LIMIT limit + 1` and runs it: the extra row
     /// only tells whether another page follows.
     async fn fetch_page<'args, R, T>(
@@ -609,6 +694,7 @@ where
     for<'r> (Uuid, i64): sqlx::FromRow<'r, B::Row>,
     for<'r> (String,): sqlx::FromRow<'r, B::Row>,
     for<'r> (i64,): sqlx::FromRow<'r, B::Row>,
+    for<'r> JsonPageRow: sqlx::FromRow<'r, B::Row>,
 {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -669,69 +755,38 @@ where
     ) -> Result<Page<Integration>, StoreError> {
         let mut select = QueryBuilder::<B>::new("SELECT ");
         select.push(&*SELECT_INTEGRATION_COLUMNS);
-        // With a tag, the tag index drives the scan and supplies the order; the
-        // keyset and prefix conditions go on its copy of the name so they bound
-        // that index range.
-        let key = match &query.tag {
-            Some(tag) => {
-                select
-                    .push(
-                        " FROM integration_tags t JOIN integrations i \
-                         ON i.integration_id = t.integration_id \
-                         AND i.tenant_id = t.tenant_id \
-                         WHERE t.tenant_id = ",
-                    )
-                    .push_bind(tenant_id)
-                    .push(" AND t.tag = ")
-                    .push_bind(tag.as_str());
-                "t"
-            }
-            None => {
-                select
-                    .push(" FROM integrations i WHERE i.tenant_id = ")
-                    .push_bind(tenant_id);
-                "i"
-            }
-        };
-        // Only the filters that are set: `($n IS NULL OR column = $n)` would defeat
-        // the per-filter indexes.
-        if let Some(kind) = query.kind {
-            select.push(" AND i.type = ").push_bind(kind.as_str());
-        }
-        if let Some(provider) = &query.provider {
-            select
-                .push(" AND i.provider = ")
-                .push_bind(provider.as_str());
-        }
-        if let Some(status) = query.status {
-            select.push(" AND i.status = ").push_bind(status.as_str());
-        }
-        if let Some(environment) = &query.environment {
-            select
-                .push(" AND i.environment = ")
-                .push_bind(environment.as_str());
-        }
-        if let Some(prefix) = query.name_prefix.as_deref().filter(|p| !p.is_empty()) {
-            select
-                .push(format_args!(" AND {key}.name >= "))
-                .push_bind(prefix);
-            if let Some(end) = prefix_end(prefix) {
-                select
-                    .push(format_args!(" AND {key}.name < "))
-                    .push_bind(end);
-            }
-        }
-        if let Some((name, id)) = &query.after {
-            select
-                .push(format_args!(" AND ({key}.name, {key}.integration_id) > ("))
-                .push_bind(name.as_str())
-                .push(", ")
-                .push_bind(*id)
-                .push(")");
-        }
-        select.push(format_args!(" ORDER BY {key}.name, {key}.integration_id"));
+        Self::push_list_rows(&mut select, tenant_id, query);
         self.fetch_page(select, query.limit, IntegrationRow::into_integration)
             .await
+    }
+
+    async fn list_json(&self, tenant_id: &str, query: &ListQuery) -> Result<JsonPage, StoreError> {
+        let dialect = B::listing();
+        let mut select = QueryBuilder::<B>::new(listing::page_head(dialect));
+        // The limits are written into the statement, not bound: with a bound LIMIT,
+        // PostgreSQL's generic plan cannot see how few rows are wanted, so it kept planning
+        // every execution afresh (a third of its CPU per page). A limit is a validated
+        // number (1-500), and each statement text is prepared once per connection.
+        Self::push_list_rows(&mut select, tenant_id, query);
+        select
+            .push(format_args!(" LIMIT {}", u64::from(query.limit) + 1))
+            .push(listing::page_middle(dialect, list_key(query)));
+        Self::push_list_rows(&mut select, tenant_id, query);
+        select
+            .push(format_args!(" LIMIT {}", query.limit))
+            .push(listing::PAGE_TAIL);
+        let (items, last_name, last_id, found): JsonPageRow = B::build_query_as(&mut select)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(read_error)?;
+        let next = match (last_name, last_id) {
+            (Some(name), Some(id)) if found > i64::from(query.limit) => Some((name, id)),
+            _ => None,
+        };
+        Ok(JsonPage {
+            items: items.unwrap_or_default(),
+            next,
+        })
     }
 
     async fn change(

@@ -24,6 +24,7 @@ both_backends!(
     names_are_unique_per_tenant,
     stale_versions_and_invalid_transitions_are_refused,
     every_list_filter,
+    list_json_is_the_serialized_list,
     keyset_pages_see_each_row_once_under_concurrent_inserts,
     every_change_appends_one_audit_entry,
     audit_log_is_append_only,
@@ -445,6 +446,179 @@ async fn list_paged(
             return all;
         }
     }
+}
+
+/// `list_json` pages with `query`, `page_size` at a time: every page's items, parsed, are the
+/// serialized [`Integration`]s `list` answers for the same page (so every field of every item,
+/// as a GET would serialize it), and its cursor is `list`'s last item exactly when `list` says
+/// more follows.
+async fn check_json_pages(db: &TestDb, tenant: &str, query: &ListQuery, page_size: u32) {
+    let mut query = ListQuery {
+        limit: page_size,
+        after: None,
+        ..query.clone()
+    };
+    loop {
+        let typed = db.store.list(tenant, &query).await.unwrap();
+        let json = db.store.list_json(tenant, &query).await.unwrap();
+        let items: serde_json::Value =
+            serde_json::from_str(&format!("[{}]", json.items)).expect("the items are JSON");
+        assert_eq!(
+            items,
+            serde_json::to_value(&typed.items).unwrap(),
+            "{query:?}"
+        );
+        let last = typed
+            .items
+            .last()
+            .map(|last| (last.name.clone(), last.integration_id));
+        assert_eq!(json.next, last.filter(|_| typed.has_more), "{query:?}");
+        match json.next {
+            Some(next) => query.after = Some(next),
+            None => return,
+        }
+    }
+}
+
+async fn list_json_is_the_serialized_list(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    let at = |seconds: i64, nanos: u32| Utc.timestamp_opt(seconds, nanos).unwrap();
+    // Every optional field set, the engine's fields too, and times with 0, 3, 6 and 9
+    // fractional digits (the store keeps microseconds).
+    let mut full = Integration::new("acme", full_spec("full"), "alice", at(1_700_000_000, 0));
+    full.status = Status::Paused;
+    full.paused = true;
+    full.pause_reason = Some("maintenance \"window\"\n\u{7}".into());
+    full.pause_ticket = Some("CHG-42".into());
+    full.last_tested_at = Some(at(1_700_000_002, 120_000_000));
+    full.last_test_success = Some(false);
+    full.consecutive_failures = 4;
+    full.consecutive_successes = 2;
+    full.modified_at = at(1_700_000_001, 999_999_000);
+    full.version = 7;
+    let mut succeeded = Integration::new("acme", full_spec("full-2"), "alice", now());
+    succeeded.last_tested_at = Some(at(1_700_000_003, 123_456_789));
+    succeeded.last_test_success = Some(true);
+    succeeded.created_at = at(1_700_000_000, 1_000);
+    succeeded.modified_at = at(1_700_000_000, 1_000_000);
+    // Nothing optional set.
+    let minimal = Integration::new("acme", spec("minimal"), "alice", now());
+    let mut unicode = Integration::new("acme", spec("é — 日本 \u{1F600}"), "alice", now());
+    unicode.tags = vec!["alpha".into()];
+    let foreign = Integration::new("globex", full_spec("full"), "alice", now());
+    for integration in [&full, &succeeded, &minimal, &unicode, &foreign] {
+        db.store.create(integration).await.unwrap();
+    }
+
+    for query in [
+        list_all(),
+        ListQuery {
+            tag: Some("alpha".into()),
+            ..list_all()
+        },
+        ListQuery {
+            status: Some(Status::Paused),
+            ..list_all()
+        },
+        ListQuery {
+            kind: Some(IntegrationType::Registry),
+            provider: Some("harbor".into()),
+            environment: Some("prod".into()),
+            name_prefix: Some("full".into()),
+            ..list_all()
+        },
+        ListQuery {
+            provider: Some("nope".into()),
+            ..list_all()
+        },
+    ] {
+        for page_size in [1, 2, 500] {
+            check_json_pages(&db, "acme", &query, page_size).await;
+        }
+    }
+
+    // Each item is what a GET of it serializes.
+    let items = listed_as_got(&db).await;
+    // The values a mistake would most likely get wrong, spelled out.
+    let listed_full = items.iter().find(|i| i["name"] == "full").unwrap();
+    assert_eq!(listed_full["paused"], json!(true));
+    assert_eq!(listed_full["lastTestSuccess"], json!(false));
+    assert_eq!(listed_full["createdAt"], json!("2023-11-14T22:13:20Z"));
+    assert_eq!(
+        listed_full["lastTestedAt"],
+        json!("2023-11-14T22:13:22.120Z")
+    );
+    assert_eq!(
+        listed_full["modifiedAt"],
+        json!("2023-11-14T22:13:21.999999Z")
+    );
+    assert_eq!(listed_full["configuration"], json!(full.configuration));
+    assert!(listed_full.get("consecutiveSuccesses").is_none());
+    let listed_minimal = items.iter().find(|i| i["name"] == "minimal").unwrap();
+    assert_eq!(listed_minimal["lastTestSuccess"], json!(null));
+    assert_eq!(listed_minimal["lastTestedAt"], json!(null));
+    assert_eq!(listed_minimal["healthCheck"], json!({}));
+    assert_eq!(listed_minimal["paused"], json!(false));
+    let listed_succeeded = items.iter().find(|i| i["name"] == "full-2").unwrap();
+    assert_eq!(
+        listed_succeeded["lastTestedAt"],
+        json!("2023-11-14T22:13:23.123456Z")
+    );
+    assert_eq!(
+        listed_succeeded["createdAt"],
+        json!("2023-11-14T22:13:20.000001Z")
+    );
+    assert_eq!(
+        listed_succeeded["modifiedAt"],
+        json!("2023-11-14T22:13:20.001Z")
+    );
+
+    // A change rewrites the row (the database renders its JSON again); a test's result only
+    // the fields a check rewrites (rendered at read time).
+    let mut renamed = unicode.spec();
+    renamed.name = "renamed".into();
+    renamed.description = Some("now described".into());
+    renamed.tags = vec!["beta".into()];
+    db.change(&unicode, update(&unicode, renamed)).await;
+    db.lifecycle(&minimal, Input::Submit).await;
+    let tested_at = at(1_700_000_009, 500_000);
+    db.store
+        .record_test(
+            &actor("acme"),
+            minimal.integration_id,
+            &json!({}),
+            true,
+            tested_at,
+        )
+        .await
+        .unwrap();
+    let items = listed_as_got(&db).await;
+    let listed_minimal = items.iter().find(|i| i["name"] == "minimal").unwrap();
+    assert_eq!(listed_minimal["status"], "pending_verification");
+    assert_eq!(
+        listed_minimal["lastTestedAt"],
+        "2023-11-14T22:13:29.000500Z"
+    );
+    assert_eq!(listed_minimal["lastTestSuccess"], true);
+    let listed_renamed = items.iter().find(|i| i["name"] == "renamed").unwrap();
+    assert_eq!(listed_renamed["description"], "now described");
+    assert_eq!(listed_renamed["tags"], json!(["beta"]));
+    for page_size in [1, 3] {
+        check_json_pages(&db, "acme", &list_all(), page_size).await;
+    }
+}
+
+/// The tenant `acme`'s whole list from `list_json`, each item checked against a GET of it.
+async fn listed_as_got(db: &TestDb) -> Vec<serde_json::Value> {
+    let page = db.store.list_json("acme", &list_all()).await.unwrap();
+    let items: Vec<serde_json::Value> = serde_json::from_str(&format!("[{}]", page.items)).unwrap();
+    assert_eq!(page.next, None);
+    for item in &items {
+        let id: Uuid = item["integrationId"].as_str().unwrap().parse().unwrap();
+        let got = db.store.get("acme", id).await.unwrap().expect("listed");
+        assert_eq!(*item, serde_json::to_value(&got).unwrap());
+    }
+    items
 }
 
 /// Name, type, provider, environment, tags, and the lifecycle inputs that set its status.

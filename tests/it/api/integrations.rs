@@ -282,10 +282,70 @@ async fn list_filters(backend: Backend) {
     assert_eq!(page["nextCursor"], Value::Null);
 }
 
+/// The list's items are assembled by the database, a GET's by serde: every field of every
+/// item must be the same, for an integration with every optional field set (paused, with a
+/// reason and a ticket) and one with none.
+async fn list_items_are_what_get_returns(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin("acme");
+    let full = app.create_ok(&admin, &full_body("full")).await;
+    let id = full["integrationId"].as_str().unwrap();
+    for (operation, body) in [
+        ("submit", None),
+        (
+            "pause",
+            Some(json!({"reason": "maintenance \"window\" é", "ticket": "CHG-42"})),
+        ),
+    ] {
+        let path = format!("/api/v1/integrations/{id}/{operation}");
+        let mut request = app.request(reqwest::Method::POST, &path, Some(&admin));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{operation}");
+    }
+    app.create_ok(
+        &admin,
+        &json!({"name": "minimal", "type": "host", "provider": "tcp"}),
+    )
+    .await;
+    app.create_ok(&app.admin("globex"), &full_body("foreign"))
+        .await;
+
+    let reader = app.reader("acme");
+    let response = app.get(&reader, "/api/v1/integrations?limit=1").await;
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let first: Value = response.json().await.unwrap();
+    assert!(first["nextCursor"].is_string(), "{first}");
+    let items = app.list_all(&reader, "", 1).await;
+    assert_eq!(items.len(), 2);
+    assert_eq!(items, app.list_all(&reader, "", 50).await);
+    for item in &items {
+        let path = format!(
+            "/api/v1/integrations/{}",
+            item["integrationId"].as_str().unwrap()
+        );
+        let got: Value = app.get(&reader, &path).await.json().await.unwrap();
+        assert_eq!(*item, got);
+    }
+    let paused = &items[0];
+    assert_eq!(paused["name"], "full");
+    assert_eq!(paused["status"], "paused");
+    assert_eq!(paused["paused"], true);
+    assert_eq!(paused["pauseReason"], "maintenance \"window\" é");
+    assert_eq!(paused["pauseTicket"], "CHG-42");
+    assert_eq!(paused["configuration"], full_body("x")["configuration"]);
+    assert_eq!(paused["healthCheck"], full_body("x")["healthCheck"]);
+    assert_eq!(items[1]["description"], Value::Null);
+    assert_eq!(items[1]["tags"], json!([]));
+}
+
 catalogd_testkit::both_backends!(
     create_returns_the_resource_with_location,
     names_are_unique_per_tenant_only,
     update_checks_the_version,
     delete_removes_it,
     list_filters,
+    list_items_are_what_get_returns,
 );

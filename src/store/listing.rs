@@ -1,0 +1,216 @@
+//! The integration list as the database writes it: each row's JSON object read, not built, and
+//! the page's objects joined by the database (`string_agg`), handed out as one string that is
+//! never parsed here.
+//!
+//! Why: at a million rows the list's cost was not the query plan but decoding 26 columns of
+//! 100 rows through sqlx (a copy of every value, SQLite's worker thread handing each row
+//! across a channel), parsing the JSON columns and serializing the page again (bench F8).
+//! Assembling each object at read time (`json_object` over 25 columns, the id and the times
+//! formatted) still cost SQLite about 7 µs a row; so migration `0006_list_json` keeps each
+//! row's object in two fragments, `list_head` and `list_tail`, rendered by triggers whenever
+//! a field in them is written (by any writer: every node of a cluster, an operator's SQL, so
+//! they cannot go stale), and this module renders only the three fields a check rewrites
+//! (`lastTestedAt`, `lastTestSuccess`, `consecutiveFailures`) between them. The history
+//! writer's batch updates of those fields therefore never fire the triggers.
+//!
+//! Each object must mean exactly what `serde_json` makes of [`crate::integration::Integration`]
+//! (the same keys in the same order, the same nulls, RFC 3339 times with chrono's fractional
+//! digits and `Z`, booleans, the JSON columns embedded as JSON): [`FIELDS`] lists them, the
+//! tests here check it against the serialized resource and the migrations, and
+//! `tests/it/store.rs` and `tests/it/api/integrations.rs` compare every value, on both
+//! backends, with a GET.
+
+/// The resource's fields in `Integration`'s declaration order (what `serde_json` writes), and
+/// the columns they come from. `consecutive_successes` is engine bookkeeping, not part of the
+/// resource. The first [`HEAD`] are `list_head`'s, the last [`TAIL`] `list_tail`'s, the rest
+/// are rendered at read time.
+#[cfg(test)]
+const FIELDS: [(&str, &str); 25] = [
+    ("integrationId", "integration_id"),
+    ("tenantId", "tenant_id"),
+    ("name", "name"),
+    ("description", "description"),
+    ("type", "type"),
+    ("provider", "provider"),
+    ("baseUrl", "base_url"),
+    ("authRef", "auth_ref"),
+    ("configuration", "configuration"),
+    ("environment", "environment"),
+    ("tags", "tags"),
+    ("ownerId", "owner_id"),
+    ("healthCheck", "health_check"),
+    ("status", "status"),
+    ("paused", "paused"),
+    ("pauseReason", "pause_reason"),
+    ("pauseTicket", "pause_ticket"),
+    ("lastTestedAt", "last_tested_at"),
+    ("lastTestSuccess", "last_test_success"),
+    ("consecutiveFailures", "consecutive_failures"),
+    ("createdAt", "created_at"),
+    ("createdBy", "created_by"),
+    ("modifiedAt", "modified_at"),
+    ("modifiedBy", "modified_by"),
+    ("version", "version"),
+];
+#[cfg(test)]
+const HEAD: usize = 17;
+#[cfg(test)]
+const TAIL: usize = 5;
+
+/// SQLite: the JSON object of the row `i`. sqlx stores times as `to_rfc3339_opts(AutoSi,
+/// false)`: chrono's digits with `+00:00` where serde writes `Z`; `json_quote(NULL)` is `null`.
+const SQLITE_ITEM: &str = "format('%s,\"lastTestedAt\":%s,\"lastTestSuccess\":%s,\
+     \"consecutiveFailures\":%d,%s', i.list_head, \
+     json_quote(replace(i.last_tested_at, '+00:00', 'Z')), \
+     CASE WHEN i.last_test_success IS NULL THEN 'null' \
+     WHEN i.last_test_success THEN 'true' ELSE 'false' END, \
+     i.consecutive_failures, i.list_tail)";
+
+/// PostgreSQL: the JSON object of the row `i` (`integrations_json_time` is the migration's).
+/// `concat` writes it in one allocation, where a chain of `||` copied the growing text at each
+/// step.
+const POSTGRES_ITEM: &str = "concat(i.list_head, ', \"lastTestedAt\" : ', \
+     coalesce('\"' || integrations_json_time(i.last_tested_at) || '\"', 'null'), \
+     ', \"lastTestSuccess\" : ', coalesce(i.last_test_success::text, 'null'), \
+     ', \"consecutiveFailures\" : ', i.consecutive_failures, ', ', i.list_tail)";
+
+/// What differs between the backends in the page's statement ([`super::backend::Backend`]).
+#[derive(Debug)]
+pub(crate) struct Dialect {
+    /// The JSON object of the integration row `i`, as text.
+    pub(crate) item: &'static str,
+    /// The id of the page's last row, beside `max(n)` (names are unique in a tenant).
+    pub(crate) last_id: &'static str,
+    /// How `string_agg` keeps the page's order.
+    pub(crate) order: &'static str,
+}
+
+pub(crate) static SQLITE: Dialect = Dialect {
+    item: SQLITE_ITEM,
+    // SQLite's bare column: taken from the row that gave `max(n)`.
+    last_id: "id",
+    // SQLite runs the page's subquery as a co-routine and aggregates its rows as they come,
+    // in its ORDER BY; an `ORDER BY` in the aggregate would copy every item into a B-tree and
+    // cost about as much as reading them. The tests page through every filter to check it.
+    order: "",
+};
+
+pub(crate) static POSTGRES: Dialect = Dialect {
+    item: POSTGRES_ITEM,
+    last_id: "(array_agg(id ORDER BY n DESC))[1]",
+    // PostgreSQL promises no order without it; sorting 100 rows in memory is cheap.
+    order: " ORDER BY n, id",
+};
+
+/// The statement of one page, written around the list's `FROM … WHERE … ORDER BY` (its keyset
+/// table `k`), which goes in twice:
+///
+/// ```text
+/// SELECT string_agg(item, ',' {order}), max(n), {last_id},
+///        (SELECT count(*) FROM (SELECT 1 {rows} LIMIT {limit + 1}) AS ahead)
+/// FROM (SELECT {item} AS item, k.name AS n, k.integration_id AS id {rows} LIMIT {limit}) AS page
+/// ```
+///
+/// One row: the items joined by commas (`NULL` when none), the last item's name and id, and
+/// how many rows there are from the page's start up to one beyond it (more than `limit`:
+/// another page follows). The count reads only the index, and the extra row's JSON is never
+/// assembled; no CTE is materialized (SQLite writes a materialized CTE into a B-tree, which
+/// cost more than the JSON). `string_agg` is PostgreSQL's and SQLite's (3.44+) alike.
+pub(super) fn page_head(dialect: &Dialect) -> String {
+    format!(
+        "SELECT string_agg(item, ','{}) AS items, max(n) AS last_name, \
+         {} AS last_id, (SELECT count(*) FROM (SELECT 1 AS one",
+        dialect.order, dialect.last_id
+    )
+}
+
+/// After the counted rows and their `limit + 1`: the page's own select, up to its rows.
+pub(super) fn page_middle(dialect: &Dialect, key: &str) -> String {
+    format!(
+        ") AS ahead) AS found FROM (SELECT {} AS item, {key}.name AS n, \
+         {key}.integration_id AS id",
+        dialect.item
+    )
+}
+
+/// After the page's rows and its `limit`.
+pub(super) const PAGE_TAIL: &str = ") AS page";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::integration::{Integration, IntegrationSpec, IntegrationType};
+
+    #[test]
+    fn fields_are_the_serialized_resource_in_order() {
+        let spec = IntegrationSpec {
+            name: "n".into(),
+            description: None,
+            kind: IntegrationType::Host,
+            provider: "tcp".into(),
+            base_url: None,
+            auth_ref: None,
+            configuration: Default::default(),
+            environment: None,
+            tags: Vec::new(),
+            owner_id: None,
+            health_check: Default::default(),
+        };
+        let integration = Integration::new("t", spec, "a", chrono::Utc::now());
+        // The keys in the order serde writes them (nothing nested here has keys).
+        let text = serde_json::to_string(&integration).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value.as_object().unwrap().len(), FIELDS.len());
+        assert_keys_in_order(&text, &FIELDS);
+        for (_, column) in FIELDS {
+            assert!(
+                super::super::rows::INTEGRATION_COLUMNS.contains(&column),
+                "{column}"
+            );
+        }
+    }
+
+    /// Each migration renders the head's and the tail's fields in order and no other, and each
+    /// item renders the fields between them, in order (where they go: tests/it).
+    #[test]
+    fn the_migrations_and_the_items_render_every_field_in_order() {
+        let (head, rest) = FIELDS.split_at(HEAD);
+        let (middle, tail) = rest.split_at(rest.len() - TAIL);
+        for migration in [
+            include_str!("../../migrations/sqlite/0006_list_json.sql"),
+            include_str!("../../migrations/postgres/0006_list_json.sql"),
+        ] {
+            let rendered =
+                |(key, column): &(&str, &str)| (format!("'{key}', "), format!("NEW.{column}"));
+            let mut from = 0;
+            for field in head.iter().chain(tail) {
+                let (key, column) = rendered(field);
+                let at = migration[from..].find(&key).expect(&key) + from;
+                assert!(migration[at..].contains(&column), "{column}");
+                from = at;
+            }
+            for (_, column) in middle {
+                assert!(!migration.contains(&format!("NEW.{column}")), "{column}");
+            }
+        }
+        for item in [SQLITE_ITEM, POSTGRES_ITEM] {
+            let keys: Vec<String> = middle.iter().map(|(key, _)| format!("\"{key}\"")).collect();
+            let mut from = 0;
+            for key in &keys {
+                from += item[from..].find(key.as_str()).expect(key);
+            }
+            assert!(item.contains("i.list_head") && item.contains("i.list_tail"));
+        }
+    }
+
+    fn assert_keys_in_order(text: &str, fields: &[(&str, &str)]) {
+        let positions: Vec<usize> = fields
+            .iter()
+            .map(|(key, _)| {
+                text.find(&format!("\"{key}\":"))
+                    .unwrap_or_else(|| panic!("{key} is not serialized"))
+            })
+            .collect();
+        assert!(positions.is_sorted(), "{text}");
+    }
+}
