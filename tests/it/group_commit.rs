@@ -2,7 +2,7 @@
 //! burst of concurrent `commit_check` calls (as a fleet of actors makes them) is committed in
 //! groups, and each transition is still answered on its own. A table of cases drives it: a
 //! stale version, an integration that is gone, a second transition of one integration in the
-//! burst, a fenced claim (PostgreSQL; SQLite's serve lock is its fence, so there the claim
+//! burst (and two that chain, the second at the version the first makes), a fenced claim (PostgreSQL; SQLite's serve lock is its fence, so there the claim
 //! holds) and a transition whose own write fails must not fail the others. Afterwards every
 //! tenant's audit chain verifies, each integration's events are numbered gap-free, and every
 //! audited change has its one event.
@@ -39,6 +39,9 @@ enum Case {
     /// Two transitions of one integration at the same version: the first commits, the
     /// second finds the row the first left.
     Twice,
+    /// Two transitions of one integration, the second at the version the first makes: both
+    /// commit, in order, each with its own event.
+    Chained,
     /// Under a claim at an epoch this node does not hold: fenced on PostgreSQL; on SQLite
     /// (no leases) it commits.
     WrongEpoch,
@@ -47,11 +50,12 @@ enum Case {
     Clash,
 }
 
-const CASES: [Case; 6] = [
+const CASES: [Case; 7] = [
     Case::Fresh,
     Case::StaleVersion,
     Case::Gone,
     Case::Twice,
+    Case::Chained,
     Case::WrongEpoch,
     Case::Clash,
 ];
@@ -202,6 +206,10 @@ async fn a_burst_of_transitions_commits_each_on_its_own(backend: Backend) {
                 call(version, false, Expected::Committed);
                 call(version, false, Expected::Stale(Some(version + 1)));
             }
+            Case::Chained => {
+                call(version, false, Expected::Committed);
+                call(version + 1, false, Expected::Committed);
+            }
             Case::WrongEpoch => call(
                 version,
                 true,
@@ -224,7 +232,11 @@ async fn a_burst_of_transitions_commits_each_on_its_own(backend: Backend) {
     for ((case, id, want), _) in expected.iter().zip(&results) {
         let stored = store.load(*id).await.expect("load");
         match (want, stored) {
-            (Expected::Committed, Some(row)) => assert_eq!(row.status, Status::Degraded),
+            (Expected::Committed, Some(row)) => {
+                assert_eq!(row.status, Status::Degraded);
+                let version = if *case == Case::Chained { 3 } else { 2 };
+                assert_eq!(row.version, version, "{case:?} {id}");
+            }
             (Expected::Stale(None), None) => {}
             (Expected::Stale(Some(_)) | Expected::Fenced | Expected::Failed, Some(row))
                 if *case != Case::Twice =>

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
-    begin, read_error, rows, Backend, CheckCommit, IntegrationRow, SqlStore, StoreError, Writer,
+    begin, read_error, Backend, CheckCommit, IntegrationRow, SqlStore, StoreError, Writer,
     AUDIT_COLUMNS, GENESIS_HASH, INSERT_HEAD, SELECT_HEAD, SELECT_INTEGRATION_BY_ID,
     SELECT_INTEGRATION_COLUMNS, UPDATE_HEAD, WRITER_COLUMNS,
 };
@@ -75,20 +75,19 @@ pub(super) struct Pending {
 }
 
 /// The lifecycle columns a check changes ([`integration::apply_check`]: the lifecycle, its
-/// pause fields, the last check, the version), rather than the whole row: the rest of the row
-/// is as read, and rewriting it would encode its JSON columns again for nothing.
-const UPDATE_TRANSITION: &str = "UPDATE integrations SET status = $2, paused = $3, \
-     pause_reason = $4, pause_ticket = $5, consecutive_failures = $6, \
-     consecutive_successes = $7, last_tested_at = $8, last_test_success = $9, version = $10 \
-     WHERE integration_id = $1";
+/// pause fields, the last check, the version), several rows per statement, rather than the
+/// whole row: the rest of the row is as read, and rewriting it would encode its JSON columns
+/// again for nothing. The last value of each row says whether it takes its next event
+/// sequence number (under the row's lock: gap-free, in commit order). The rows follow as
+/// `VALUES (...), (...)`, whose columns both backends name `column1`, `column2`, ...
+const UPDATE_TRANSITIONS: &str = "UPDATE integrations SET status = o.column2, \
+     paused = o.column3, pause_reason = o.column4, pause_ticket = o.column5, \
+     consecutive_failures = o.column6, consecutive_successes = o.column7, \
+     last_tested_at = o.column8, last_test_success = o.column9, version = o.column10, \
+     event_sequence = event_sequence + o.column11 FROM (";
 
-/// [`UPDATE_TRANSITION`] that also takes the integration's next event sequence number
-/// (under the row's lock: gap-free, in commit order).
-const UPDATE_TRANSITION_NUMBERED: &str = "UPDATE integrations SET status = $2, paused = $3, \
-     pause_reason = $4, pause_ticket = $5, consecutive_failures = $6, \
-     consecutive_successes = $7, last_tested_at = $8, last_test_success = $9, version = $10, \
-     event_sequence = event_sequence + 1 \
-     WHERE integration_id = $1 RETURNING event_sequence";
+const UPDATE_TRANSITIONS_END: &str = ") AS o WHERE integrations.integration_id = o.column1 \
+     RETURNING integrations.integration_id, integrations.event_sequence";
 
 const OUTBOX_COLUMNS: &str = "INSERT INTO outbox (event_id, tenant_id, integration_id, \
      sequence, event_type, subject, payload, created_at, written_by, shard, epoch) ";
@@ -99,13 +98,6 @@ enum Decision {
     Stale(Option<Integration>),
     /// The row as it was, and what the check makes of it.
     Commit(Box<(Integration, Applied)>),
-}
-
-/// What a committed transition leaves for after the commit.
-struct Written {
-    before: Integration,
-    after: Integration,
-    event: Option<OutboxEvent>,
 }
 
 // The same bounds as `SqlStore`'s `impl` blocks in `sql.rs`.
@@ -302,64 +294,90 @@ where
             heads.insert(tenant.to_owned(), head);
         }
 
-        // The writes, in the group's order: each row, its event, its audit entry.
-        let mut written: Vec<Option<Written>> = Vec::with_capacity(requests.len());
+        // The rows, several per statement. An integration committed twice in one group (a
+        // caller that already knew the first's version) is updated in a later round, so each
+        // statement names a row once and each round reads the sequence its own update took.
+        let commits: Vec<&Applied> = decisions
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Commit(commit) => Some(&commit.1),
+                _ => None,
+            })
+            .collect();
+        let mut rounds: Vec<Vec<&Applied>> = Vec::new();
+        let mut round_of: Vec<usize> = Vec::with_capacity(commits.len());
+        let mut seen: HashMap<Uuid, usize> = HashMap::with_capacity(commits.len());
+        for applied in &commits {
+            let id = applied.audit.target_id;
+            let round = seen.get(&id).map_or(0, |last| last + 1);
+            seen.insert(id, round);
+            if rounds.len() == round {
+                rounds.push(Vec::new());
+            }
+            rounds[round].push(applied);
+            round_of.push(round);
+        }
+        let mut sequences: Vec<HashMap<Uuid, i64>> = Vec::with_capacity(rounds.len());
+        for round in &rounds {
+            let mut taken = HashMap::with_capacity(round.len());
+            for chunk in round.chunks(ROWS_PER_STATEMENT) {
+                let mut update = QueryBuilder::<B>::new(UPDATE_TRANSITIONS);
+                update.push_values(chunk, |mut row, applied| {
+                    let after = applied.after.as_ref().expect("a check never deletes");
+                    row.push_bind(after.integration_id)
+                        .push_bind(after.status.as_str())
+                        .push_bind(after.paused)
+                        .push_bind(after.pause_reason.clone())
+                        .push_bind(after.pause_ticket.clone())
+                        .push_bind(i64::from(after.consecutive_failures))
+                        .push_bind(i64::from(after.consecutive_successes))
+                        .push_bind(after.last_tested_at)
+                        .push_bind(after.last_test_success)
+                        .push_bind(after.version)
+                        .push_bind(i64::from(applied.event.is_some()));
+                });
+                update.push(UPDATE_TRANSITIONS_END);
+                let updated: Vec<(Uuid, i64)> = B::build_query_as(&mut update)
+                    .fetch_all(&mut *transaction)
+                    .await?;
+                taken.extend(updated);
+            }
+            sequences.push(taken);
+        }
+
+        // The events and audit entries, in the group's order.
         let mut events: Vec<(OutboxEvent, Option<Claim>)> = Vec::new();
         let mut entries: Vec<(StoredAuditEntry, Option<Claim>)> = Vec::new();
+        let mut rounds_in_order = round_of.into_iter();
         for (request, decision) in requests.iter().zip(&decisions) {
             let Decision::Commit(commit) = decision else {
-                written.push(None);
                 continue;
             };
-            let (before, applied) = &**commit;
+            let applied = &commit.1;
             let after = applied.after.as_ref().expect("a check never deletes");
-            let statement = if applied.event.is_some() {
-                UPDATE_TRANSITION_NUMBERED
-            } else {
-                UPDATE_TRANSITION
-            };
-            let update = sqlx::query_as::<B, (i64,)>(statement)
-                .bind(after.integration_id)
-                .bind(after.status.as_str())
-                .bind(after.paused)
-                .bind(&after.pause_reason)
-                .bind(&after.pause_ticket)
-                .bind(i64::from(after.consecutive_failures))
-                .bind(i64::from(after.consecutive_successes))
-                .bind(after.last_tested_at)
-                .bind(after.last_test_success)
-                .bind(after.version);
-            let event = match applied.event {
-                Some(kind) => {
-                    let (sequence,) = update.fetch_one(&mut *transaction).await?;
-                    let time = TimeDelta::from_std(request.called.elapsed())
-                        .ok()
-                        .and_then(|waited| request.now.checked_add_signed(waited))
-                        .unwrap_or(request.now);
-                    let event = cloudevents::build(kind, after, sequence, &applied.cause, time);
-                    events.push((event.clone(), request.claim));
-                    Some(event)
-                }
-                None => {
-                    update.fetch_optional(&mut *transaction).await?;
-                    None
-                }
-            };
-            let record = integration::AuditRecord {
-                occurred_at: rows::stored_precision(applied.audit.occurred_at),
-                ..applied.audit.clone()
-            };
+            let round = rounds_in_order.next().expect("a round per commit");
+            if let Some(kind) = applied.event {
+                let sequence = *sequences[round].get(&after.integration_id).ok_or_else(|| {
+                    StoreError::Internal(format!(
+                        "integration {} was not updated",
+                        after.integration_id
+                    ))
+                })?;
+                let time = TimeDelta::from_std(request.called.elapsed())
+                    .ok()
+                    .and_then(|waited| request.now.checked_add_signed(waited))
+                    .unwrap_or(request.now);
+                let event = cloudevents::build(kind, after, sequence, &applied.cause, time);
+                events.push((event, request.claim));
+            }
+            // `occurred_at` is the request's `now`, already at the stored precision.
+            let record = &applied.audit;
             let head = heads
                 .get_mut(&record.tenant_id)
                 .expect("every changed tenant's head is locked");
-            let entry = StoredAuditEntry::chain(&record, head.0, &head.1);
+            let entry = StoredAuditEntry::chain(record, head.0, &head.1);
             *head = (entry.sequence, entry.hash.clone());
             entries.push((entry, request.claim));
-            written.push(Some(Written {
-                before: before.clone(),
-                after: after.clone(),
-                event,
-            }));
         }
         self.insert_events(&mut transaction, &events).await?;
         self.insert_entries(&mut transaction, &entries).await?;
@@ -373,23 +391,24 @@ where
         }
         transaction.commit().await?;
 
-        // Committed: the relay and the observers hear of each transition, in order.
-        let mut outcomes = Vec::with_capacity(requests.len());
-        for (decision, written) in decisions.into_iter().zip(written) {
-            outcomes.push(match (decision, written) {
-                (Decision::Fenced, _) => CheckCommit::Fenced,
-                (Decision::Stale(row), _) => CheckCommit::Stale(row),
-                (Decision::Commit(_), Some(written)) => {
-                    if let Some(event) = written.event {
-                        self.handoff.committed(event);
-                    }
-                    self.observer
-                        .committed(Some(&written.before), Some(&written.after));
-                    CheckCommit::Committed(written.after)
-                }
-                (Decision::Commit(_), None) => unreachable!("every commit is written"),
-            });
+        // Committed: the relay hears of each event and the observers of each transition, in
+        // the group's order.
+        for (event, _) in events {
+            self.handoff.committed(event);
         }
+        let outcomes = decisions
+            .into_iter()
+            .map(|decision| match decision {
+                Decision::Fenced => CheckCommit::Fenced,
+                Decision::Stale(row) => CheckCommit::Stale(row),
+                Decision::Commit(commit) => {
+                    let (before, applied) = *commit;
+                    let after = applied.after.expect("a check never deletes");
+                    self.observer.committed(Some(&before), Some(&after));
+                    CheckCommit::Committed(after)
+                }
+            })
+            .collect();
         Ok(outcomes)
     }
 
