@@ -15,8 +15,8 @@
 //! Baseline, same run, same server, same rate: raw core-NATS publish → receive between two
 //! clients of this process, timestamped the same way (the floor any relay sits on).
 //!
-//! Expected duration: smoke ≈ 20 s (200/s, both modes), quick ≈ 1 min (1k/s, both modes),
-//! full ≈ 3–4 min (1k/s and 10k/s, both modes).
+//! Expected duration: smoke ≈ 30 s (200/s, three cases), quick ≈ 1.5 min (1k/s, three
+//! cases), full ≈ 5 min (1k/s and 10k/s, three cases).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -132,12 +132,12 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
             }
             if !jetstream && rate == 1_000 && ours99 > 10.0 {
                 outcome.notes.push(format!(
-                    "F6 core NATS at 1k/s: p99 {ours99:.1} ms misses the 10 ms target (raw core \
+                    "F6 {mode} at 1k/s: p99 {ours99:.1} ms misses the 10 ms target (raw core \
                      NATS p99 in the same window: {base99:.2} ms). The latency is counted from \
-                     inside the transition's transaction, so it includes the commit's WAL fsync \
-                     (synchronous = FULL) and the tokio scheduling of the relay among the \
-                     monitor actors on 2 cores, and a transition waits for the write lock while a group \
-                     of transitions or a write of check results holds it."
+                     inside the transition's transaction, so it includes the commit (on SQLite \
+                     a WAL fsync, synchronous = FULL), the wait for the write lock while a \
+                     group of transitions or a write of check results holds it, and the tokio \
+                     scheduling of the relay among the monitor actors on 2 cores."
                 ));
             }
         }

@@ -95,7 +95,7 @@ const OUTBOX_COLUMNS: &str = "INSERT INTO outbox (event_id, tenant_id, integrati
 /// What the group decided for one transition before anything was written.
 enum Decision {
     Fenced,
-    Stale(Option<Integration>),
+    Stale(Option<Box<Integration>>),
     /// The row as it was, and what the check makes of it.
     Commit(Box<(Integration, Applied)>),
 }
@@ -167,10 +167,9 @@ where
                 }
             }
             Err(error) if requests.len() == 1 => {
-                let _ = replies
-                    .into_iter()
-                    .next()
-                    .map(|reply| reply.send(Err(error)));
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(error));
+                }
             }
             Err(error) => {
                 tracing::warn!(
@@ -255,7 +254,7 @@ where
                         std::mem::replace(rows.get_mut(&request.id).expect("just read"), after);
                     Decision::Commit(Box::new((before, applied)))
                 }
-                other => Decision::Stale(other.cloned()),
+                other => Decision::Stale(other.cloned().map(Box::new)),
             };
             decisions.push(decision);
         }
@@ -400,7 +399,7 @@ where
             .into_iter()
             .map(|decision| match decision {
                 Decision::Fenced => CheckCommit::Fenced,
-                Decision::Stale(row) => CheckCommit::Stale(row),
+                Decision::Stale(row) => CheckCommit::Stale(row.map(|row| *row)),
                 Decision::Commit(commit) => {
                     let (before, applied) = *commit;
                     let after = applied.after.expect("a check never deletes");
