@@ -215,6 +215,18 @@ impl Flusher {
         // When the oldest result in the buffer was taken from the queue.
         let mut oldest: Option<tokio::time::Instant> = None;
         loop {
+            // A flush or close first: a steady stream of writes must not keep it waiting (a
+            // handover waits for its flush before it releases the shards).
+            match commands.try_recv() {
+                Ok(Control::Flush(done)) => {
+                    self.drain(&mut receiver).await;
+                    oldest = None;
+                    let _ = done.send(());
+                    continue;
+                }
+                Ok(Control::Close) => break,
+                Err(_) => {}
+            }
             // Everything queued now, up to a batch.
             while self.buffer.len() < batch_size {
                 match receiver.try_recv() {
