@@ -314,6 +314,10 @@ pub trait Store: Send + Sync + 'static {
     /// holds the integration's shard at the claim's epoch, checked in the same transaction
     /// ([`crate::cluster::admits`]); otherwise nothing is written and it returns
     /// [`CheckCommit::Fenced`].
+    ///
+    /// Concurrent calls are committed in groups (one transaction and one commit for all that
+    /// queued meanwhile), each transition still atomic and answered on its own: a stale or
+    /// fenced transition does not hold back the others of its group.
     async fn commit_check(
         &self,
         id: Uuid,

@@ -12,13 +12,14 @@
 //! Writes take the locks in one order (the integration row, then the tenant's audit head), so
 //! two writers of one tenant queue rather than deadlock.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::types::Json;
 use sqlx::QueryBuilder;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::audit_chain::{ChainProblem, ChainVerifier, StoredAuditEntry, GENESIS_HASH};
@@ -36,6 +37,8 @@ use crate::integration::{
     self, Applied, AuditRecord, Author, Change, CheckSummary, HealthCheck, Integration,
 };
 use catalogd_actors::{EventKind, Lifecycle, Thresholds};
+
+mod group_commit;
 
 /// Opens the backend named by the URL scheme and applies its migrations.
 pub async fn open(options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
@@ -242,6 +245,9 @@ pub(super) struct SqlStore<B: Backend> {
     gate: Gate,
     /// This daemon's `cluster.node_id`, written with every audit entry and event.
     node: Arc<str>,
+    /// The queue of the task that commits the monitors' transitions in groups
+    /// ([`group_commit`]), started by the first [`Store::commit_check`].
+    committer: OnceLock<mpsc::UnboundedSender<group_commit::Pending>>,
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -260,7 +266,21 @@ impl<B: Backend> SqlStore<B> {
             observer,
             gate,
             node,
+            committer: OnceLock::new(),
         }
+    }
+
+    /// The same store without a committer of its own: what the committer task holds, so
+    /// that the task ends once every handle to the store is dropped.
+    fn detached(&self) -> Self {
+        SqlStore::new(
+            self.pool.clone(),
+            self.gate.clone(),
+            self.default_thresholds,
+            self.handoff.clone(),
+            self.observer.clone(),
+            self.node.clone(),
+        )
     }
 
     fn writer(&self, claim: Option<Claim>) -> Writer<'_> {
@@ -961,56 +981,20 @@ where
         now: DateTime<Utc>,
         claim: Option<Claim>,
     ) -> Result<CheckCommit, StoreError> {
-        let called = Instant::now();
-        let now = rows::stored_precision(now);
-        let check = CheckSummary {
-            started_at: rows::stored_precision(check.started_at),
-            ..check
+        let request = group_commit::Request {
+            id,
+            expected_version,
+            lifecycle,
+            event,
+            check: CheckSummary {
+                started_at: rows::stored_precision(check.started_at),
+                ..check
+            },
+            now: rows::stored_precision(now),
+            claim,
+            called: Instant::now(),
         };
-        let _turn = self.gate.turn().await;
-        let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
-        // The fence first: the shard's lease row is locked (key share) before the integration's
-        // row, in the order every fenced writer takes them, and held to the commit, so a
-        // takeover waits for this write or this write sees the takeover.
-        if let Some(claim) = claim {
-            let admitted = B::fence(&mut transaction, &self.node, &[claim]).await?;
-            if admitted.is_empty() {
-                transaction.rollback().await?;
-                return Ok(CheckCommit::Fenced);
-            }
-        }
-        let row: Option<IntegrationRow> = sqlx::query_as(&B::locked(&SELECT_INTEGRATION_BY_ID))
-            .bind(id)
-            .fetch_optional(&mut *transaction)
-            .await
-            .map_err(read_error)?;
-        let current = row.map(IntegrationRow::into_integration).transpose()?;
-        let current = match current {
-            Some(current) if current.version == expected_version => current,
-            other => {
-                transaction.rollback().await?;
-                return Ok(CheckCommit::Stale(other));
-            }
-        };
-        let applied = integration::apply_check(&current, lifecycle, event, check, now);
-        let event = Self::write_applied(
-            &mut transaction,
-            &current,
-            &applied,
-            now,
-            called,
-            self.writer(claim),
-        )
-        .await?;
-        transaction.commit().await?;
-        if let Some(event) = event {
-            self.handoff.committed(event);
-        }
-        self.observer
-            .committed(Some(&current), applied.after.as_ref());
-        Ok(CheckCommit::Committed(
-            applied.after.expect("a check never deletes"),
-        ))
+        self.enqueue(request).await
     }
 }
 

@@ -29,6 +29,7 @@ use catalogd_actors::{CheckOutcome, FailureClass, Input, Lifecycle, Status, Syst
 both_backends!(
     writer_batches_thousands_of_results_into_few_statements,
     writer_flushes_on_interval_on_size_and_on_close,
+    writer_starts_a_write_once_enough_results_wait,
     stale_versions_never_overwrite_observations,
     uptime_windows_from_raw_results_and_rollups,
     pruning_removes_only_expired_rows,
@@ -180,6 +181,8 @@ async fn writer_batches_thousands_of_results_into_few_statements(backend: Backen
     let history = db
         .history_with(HistoryOptions {
             batch_size: 1000,
+            // Only full batches: no write starts before 1,000 results wait.
+            write_at: 1000,
             flush_interval: Duration::from_secs(3600),
             ..manual()
         })
@@ -302,6 +305,47 @@ async fn writer_flushes_on_interval_on_size_and_on_close(backend: Backend) {
     // After close, results are dropped and counted, never blocking.
     record(&probe, 500);
     assert_eq!(probe.counters().dropped, 1);
+}
+
+/// The writer's group commit: a write starts once `write_at` results wait, without a full
+/// batch or the interval; fewer wait for the interval (or a flush).
+async fn writer_starts_a_write_once_enough_results_wait(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    let integration = db.create("acme", "pipelined").await;
+    let writer = HistoryWriter::spawn(
+        db.history_with(HistoryOptions {
+            batch_size: 100,
+            write_at: 10,
+            flush_interval: Duration::from_secs(3600),
+            ..manual()
+        })
+        .await,
+        Arc::new(SystemClock),
+    );
+    for minute in 0..35 {
+        writer.record(
+            integration.integration_id,
+            integration.version,
+            lifecycle(0, 1),
+            &report(at("2025-03-01T00:00:00Z") + TimeDelta::minutes(minute), OK),
+        );
+    }
+    // Written in writes of at least 10 (however the recording and the writes interleave),
+    // so at most 9 are left to wait for the interval.
+    eventually("writes of what waits", Duration::from_secs(5), || {
+        writer.counters().written >= 26
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stats = writer.counters();
+    assert!(
+        stats.batches <= stats.written / 10,
+        "writes of 10 or more: {stats:?}"
+    );
+    writer.flush().await;
+    assert_eq!(writer.counters().written, 35);
+    assert_eq!(db.count("check_results").await, 35);
+    writer.close().await;
 }
 
 async fn stale_versions_never_overwrite_observations(backend: Backend) {

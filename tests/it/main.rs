@@ -16,6 +16,7 @@ mod control;
 mod egress;
 mod engine;
 mod events;
+mod group_commit;
 mod history;
 mod leases;
 mod metrics;

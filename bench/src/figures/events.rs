@@ -1,7 +1,8 @@
 //! F6, events: transition commit → NATS subscriber receipt, p50/p99, on core NATS and on
 //! JetStream, at a given rate of transitions per second.
 //!
-//! Each case starts its own `nats-server -js` and a release daemon on SQLite whose N
+//! Each case starts its own `nats-server -js` and a release daemon on SQLite (core NATS and
+//! JetStream) or PostgreSQL (core NATS) whose N
 //! `in-memory` integrations alternate success and failure every second with
 //! `degraded_after = recover_after = 1`, so every check is a transition (active ⇄ degraded):
 //! about N transitions/s, spread over the second by the scheduler. A core subscriber on
@@ -14,8 +15,8 @@
 //! Baseline, same run, same server, same rate: raw core-NATS publish → receive between two
 //! clients of this process, timestamped the same way (the floor any relay sits on).
 //!
-//! Expected duration: smoke ≈ 20 s (200/s, both modes), quick ≈ 1 min (1k/s, both modes),
-//! full ≈ 3–4 min (1k/s and 10k/s, both modes).
+//! Expected duration: smoke ≈ 30 s (200/s, three cases), quick ≈ 1.5 min (1k/s, three
+//! cases), full ≈ 5 min (1k/s and 10k/s, three cases).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,7 +28,7 @@ use futures::StreamExt;
 
 use super::Outcome;
 use crate::report::{Row, Value};
-use crate::seed::{self, Seed, Target};
+use crate::seed::{self, Backend, Seed, Target};
 use crate::services::{self, nats::NatsServer, DaemonDir};
 use crate::sys::quantile;
 use crate::Tier;
@@ -35,6 +36,7 @@ use crate::Tier;
 /// One measured configuration.
 struct Case {
     jetstream: bool,
+    backend: Backend,
     /// Integrations, each one transition per second.
     rate: usize,
     /// How long the daemon may take to reach a steady rate.
@@ -61,15 +63,26 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
         Tier::Full => (vec![1_000, 10_000], 20, 40),
     };
     let mut outcome = Outcome::default();
+    // SQLite with both kinds of NATS; PostgreSQL with core NATS (the relay is the same).
+    let kinds = [
+        (Backend::Sqlite, false),
+        (Backend::Sqlite, true),
+        (Backend::Postgres, false),
+    ];
     for &rate in &rates {
-        for jetstream in [false, true] {
+        for (backend, jetstream) in kinds {
             let case = Case {
                 jetstream,
+                backend,
                 rate,
                 warmup_limit: Duration::from_secs(warmup),
                 window: Duration::from_secs(window),
             };
-            let mode = if jetstream { "JetStream" } else { "core NATS" };
+            let mode = match (jetstream, backend) {
+                (true, _) => "JetStream",
+                (false, Backend::Sqlite) => "core NATS",
+                (false, Backend::Postgres) => "core NATS, PostgreSQL",
+            };
             let label = rate_label(rate);
             let mut m = measure(&case)
                 .await
@@ -88,38 +101,43 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
             if !jetstream && rate == 1_000 {
                 p99 = p99.at_most(10.0, "10 ms");
             }
+            if !jetstream && rate == 10_000 {
+                p99 = p99.at_most(50.0, "50 ms");
+            }
             outcome.rows.push(p99);
-            outcome.rows.push(
-                Row::new(
-                    "F6",
-                    format!("transitions/s delivered, {mode}, {label}/s offered"),
-                    Value::new(m.achieved, "/s"),
-                )
-                .against("committed", Value::new(m.committed, "/s")),
-            );
+            let mut delivered = Row::new(
+                "F6",
+                format!("transitions/s delivered, {mode}, {label}/s offered"),
+                Value::new(m.achieved, "/s"),
+            )
+            .against("committed", Value::new(m.committed, "/s"));
+            if rate == 10_000 {
+                delivered = delivered.at_least(10_000.0 * 0.95, "10k/s");
+            }
+            outcome.rows.push(delivered);
             if m.achieved < 0.9 * rate as f64 {
                 outcome.notes.push(format!(
                     "F6 {mode} at {label}/s: {rate} transitions/s offered (integrations due every \
                      second), {:.0}/s committed by the monitor, {:.0} events/s delivered (outbox \
                      backlog {:.0} at the end of the window, unpublished or not yet marked). \
-                     Every transition is its own SQLite transaction with synchronous = FULL (one \
-                     WAL fsync each) behind the one writer lock (the daemon's WriteGate), shared \
-                     with the history writer and the relay's marks: the commit rate, not the \
-                     relay, bounds the rate here (delivered ≈ committed), and the marks queue \
-                     behind the commits, hence the backlog. Beyond it would take group commit \
-                     (several integrations' transitions in one transaction and fsync), \
-                     synchronous = NORMAL, or PostgreSQL's concurrent commits. Latencies are of \
-                     the events that arrived, and include the commit's fsync.",
+                     Transitions are group-committed (everything queued meanwhile in one \
+                     transaction and commit), so the commit rate follows the offered rate \
+                     while the daemon has CPU to spare; short of it, each transition's own \
+                     work (the check, its row read and rewrite, audit snapshots and hash, the \
+                     event's JSON, the history record, the publish and its mark) is what a \
+                     2-core box runs out of. Latencies are of the events that arrived, and \
+                     include the commit.",
                     m.committed, m.achieved, m.backlog
                 ));
             }
             if !jetstream && rate == 1_000 && ours99 > 10.0 {
                 outcome.notes.push(format!(
-                    "F6 core NATS at 1k/s: p99 {ours99:.1} ms misses the 10 ms target (raw core \
+                    "F6 {mode} at 1k/s: p99 {ours99:.1} ms misses the 10 ms target (raw core \
                      NATS p99 in the same window: {base99:.2} ms). The latency is counted from \
-                     inside the transition's transaction, so it includes the commit's WAL fsync \
-                     (synchronous = FULL) and the tokio scheduling of the relay among the \
-                     monitor actors on 2 cores."
+                     inside the transition's transaction, so it includes the commit (on SQLite \
+                     a WAL fsync, synchronous = FULL), the wait for the write lock while a \
+                     group of transitions or a write of check results holds it, and the tokio \
+                     scheduling of the relay among the monitor actors on 2 cores."
                 ));
             }
         }
@@ -142,16 +160,6 @@ fn rate_label(rate: usize) -> String {
 
 async fn measure(case: &Case) -> anyhow::Result<Measured> {
     let nats = NatsServer::start();
-    let dir = DaemonDir::new(
-        "sqlite://{dir}/catalogd.db",
-        &format!(
-            "[nats]\nurl = \"{}\"\n[events]\njetstream = \"{}\"\n\
-             [monitor]\ndegraded_after = 1\nrecover_after = 1\n",
-            nats.url(),
-            if case.jetstream { "auto" } else { "off" }
-        ),
-    )?;
-    let url = format!("sqlite://{}/catalogd.db?mode=rwc", dir.path().display());
     let target = |_: usize| Target {
         provider: "in-memory".into(),
         base_url: None,
@@ -160,19 +168,33 @@ async fn measure(case: &Case) -> anyhow::Result<Measured> {
             .cloned()
             .unwrap_or_default(),
     };
-    seed::seed(
-        &url,
-        &Seed {
-            tenant: "bench",
-            count: case.rate,
-            interval_seconds: 1,
-            timeout_seconds: 1,
-            status: Status::Active,
-            target: &target,
-        },
-    )
-    .await
-    .context("seeding")?;
+    let spec = Seed {
+        tenant: "bench",
+        count: case.rate,
+        interval_seconds: 1,
+        timeout_seconds: 1,
+        status: Status::Active,
+        target: &target,
+    };
+    // PostgreSQL: a fresh copy of a seeded database on the benchmark server; SQLite: seeded
+    // in the daemon's directory below.
+    let pg_url = match case.backend {
+        Backend::Postgres => Some(seed::seeded_copy(Backend::Postgres, &spec, "f6-flap").await?),
+        Backend::Sqlite => None,
+    };
+    let dir = DaemonDir::new(
+        pg_url.as_deref().unwrap_or("sqlite://{dir}/catalogd.db"),
+        &format!(
+            "[nats]\nurl = \"{}\"\n[events]\njetstream = \"{}\"\n\
+             [monitor]\ndegraded_after = 1\nrecover_after = 1\n",
+            nats.url(),
+            if case.jetstream { "auto" } else { "off" }
+        ),
+    )?;
+    if pg_url.is_none() {
+        let url = format!("sqlite://{}/catalogd.db?mode=rwc", dir.path().display());
+        seed::seed(&url, &spec).await.context("seeding")?;
+    }
 
     // Subscribe before the daemon starts, so the stream of events is seen from the first.
     let client = async_nats::ConnectOptions::new()
@@ -294,6 +316,9 @@ async fn measure(case: &Case) -> anyhow::Result<Measured> {
     let backlog = services::metric_sum(&metrics, "catalogd_outbox_backlog").unwrap_or(f64::NAN);
     // Killed, not stopped: a graceful stop is not what this figure measures.
     drop(daemon);
+    if let Some(url) = &pg_url {
+        seed::release(url).await;
+    }
     collector.abort();
     let ours = std::mem::take(&mut *ours.lock().unwrap());
     anyhow::ensure!(

@@ -11,10 +11,13 @@
 //! - **Write lag**: results offered at a fixed rate (the 20k/s target; less in smoke) for a
 //!   fixed time; each result's lag is from its `record` call to the first moment the writer's
 //!   committed count covers it (the writer commits in queue order; its count is polled every
-//!   millisecond, so the lag is exact to about 1 ms).
+//!   millisecond, so the lag is exact to about 1 ms). Judged against the flush interval read
+//!   the stricter way: the time a batch of `batch_size` takes to fill at that rate (250 ms at
+//!   20k/s), or the configured `flush_interval` if shorter; target lag p99 ≤ 2 of them.
 //! - **State changes/s**: transitions (active ⇄ degraded, each with its audit entry and outbox
-//!   event in one transaction) committed by 8 concurrent tasks on distinct integrations,
-//!   as the engine's actors do.
+//!   event, atomic each) committed by 1,000 concurrent tasks on distinct integrations, one
+//!   commit in flight each, as the engine's actors commit them (the store commits them in
+//!   groups).
 //!
 //! Expected full-tier duration: about 2 minutes (seeding 10k rows once, then per backend
 //! four 10 s phases).
@@ -52,17 +55,23 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
             .with_context(|| backend.name())?;
     }
     outcome.notes.push(
-        "write lag is by design about one batch: the writer flushes every 1 s or at 5,000 \
-         results ([history] flush_interval, batch_size), so at 20k/s a result waits up to \
-         ~250 ms for its batch to fill, plus the commit"
+        "write lag = result recorded → its write committed. \"Flush interval\" is read the \
+         stricter way: the time a batch of [history] batch_size (5,000) takes to fill at the \
+         offered rate (250 ms at 20k/s), not the configured flush_interval (1 s); the ratio is \
+         lag p99 / that interval (target ≤ 2). The writer group-commits: a write starts as \
+         soon as the previous one committed and write_at (batch_size / 50) results wait, so \
+         at 20k/s its writes are what queued during the previous one, far smaller than 5,000"
             .into(),
     );
     outcome.notes.push(format!(
         "{integrations} integrations, {seconds} s per phase; writer with the default \
-         [history] options; lag at a fixed {lag_rate}/s; transitions by 8 concurrent tasks"
+         [history] options; lag at a fixed {lag_rate}/s; transitions by {TRANSITION_TASKS} concurrent tasks (as many actors)"
     ));
     Ok(outcome)
 }
+
+/// Concurrent committers of transitions: each an actor with one commit in flight.
+const TRANSITION_TASKS: usize = 1000;
 
 struct Fleet {
     ids: Vec<(Uuid, i64)>,
@@ -195,19 +204,31 @@ async fn measure(
         );
     }
     let lag_p50 = quantile(&mut lags, 0.5);
+    // The flush interval the lag is judged against: the stricter reading, the time a batch of
+    // the configured size takes to fill at this rate (5,000 at 20k/s: 250 ms), when that is
+    // shorter than the configured `flush_interval` (1 s).
+    let interval_ms = (history_options.batch_size as f64 / lag_rate as f64 * 1e3)
+        .min(history_options.flush_interval.as_secs_f64() * 1e3);
     let lag_p99 = quantile(&mut lags, 0.99);
 
     // 3. The naive baseline: one INSERT and one UPDATE per result, autocommitted.
     let naive = naive_rate(backend, &url, &fleet, run_for).await?;
 
-    // 4. State changes: transitions committed by 8 tasks.
+    // 4. State changes: transitions committed by many concurrent tasks, each with one commit
+    // in flight, as the engine's actors commit them.
     let done = Arc::new(AtomicBool::new(false));
     let began = Instant::now();
-    let tasks: Vec<_> = (0..8)
+    let tasks: Vec<_> = (0..TRANSITION_TASKS)
         .map(|t| {
             let store = store.clone();
             let done = done.clone();
-            let mine: Vec<(Uuid, i64)> = fleet.ids.iter().copied().skip(t).step_by(8).collect();
+            let mine: Vec<(Uuid, i64)> = fleet
+                .ids
+                .iter()
+                .copied()
+                .skip(t)
+                .step_by(TRANSITION_TASKS)
+                .collect();
             tokio::spawn(async move {
                 let mut mine = mine;
                 let mut commits = 0u64;
@@ -280,7 +301,8 @@ async fn measure(
             format!("write lag p99 at {}k results/s, {b}", lag_rate / 1000),
             Value::new(lag_p99, "ms"),
         )
-        .against("p50", Value::new(lag_p50, "ms")),
+        .against("flush interval", Value::new(interval_ms, "ms"))
+        .ratio_at_most(2.0),
         Row::new(
             "F9",
             format!("state changes (transitions) committed/s, {b}"),
@@ -290,9 +312,11 @@ async fn measure(
     ]);
     outcome.notes.push(format!(
         "{b}: saturation dropped {dropped} results at the queue (offered {offered}); lag phase \
-         offered {total} in {:.1} s, {} batches",
+         offered {total} in {:.1} s, {} writes (one every {:.0} ms on average); write lag p50 \
+         {lag_p50:.0} ms, p99 {lag_p99:.0} ms",
         offered_for.as_secs_f64(),
-        lag_stats.batches
+        lag_stats.batches,
+        offered_for.as_secs_f64() * 1e3 / lag_stats.batches.max(1) as f64,
     ));
     Ok(())
 }

@@ -30,8 +30,10 @@
 //! [`WriterCounters::dropped`]. Memory stays bounded through a database outage; a dropped result
 //! loses one history row, while the integration's counters converge again with the next
 //! result because every result carries the full lifecycle, not a delta. A background task
-//! flushes every `flush_interval`, or as soon as `batch_size` results are waiting, in one
-//! transaction: one multi-row `INSERT` of the results (SQLite: `json_each` over one bound JSON
+//! writes them as a group commit does: as soon as its previous write committed and
+//! `write_at` results are waiting (at most `batch_size` per write), or once the oldest has
+//! waited `flush_interval`, so a result waits about two writes, not for a batch to fill. Each
+//! write is one transaction: one multi-row `INSERT` of the results (SQLite: `json_each` over one bound JSON
 //! array; PostgreSQL: `UNNEST` over bound arrays) and one multi-row `UPDATE` of the
 //! integrations' observation fields (`last_tested_at`, `last_test_success`,
 //! `consecutive_failures`, `consecutive_successes`), guarded by `version = <the version the

@@ -198,34 +198,71 @@ struct Flusher {
 }
 
 impl Flusher {
+    /// Writes as a group commit does: a write starts as soon as the previous one committed
+    /// and `write_at` results are queued (at most `batch_size` go in one write), or once the
+    /// oldest result queued has waited `flush_interval`. So at a high rate the batches are
+    /// what queued during the previous write, and a result waits about one write for its
+    /// turn and one for its own (not for a batch of `batch_size` to fill); at a low rate a
+    /// trickle is written every `flush_interval`, not one transaction per result.
     async fn run(
         mut self,
         mut receiver: mpsc::Receiver<CheckRecord>,
         mut commands: mpsc::UnboundedReceiver<Control>,
     ) {
         let batch_size = self.store.options.batch_size;
+        let write_at = self.store.options.write_at.clamp(1, batch_size);
         let every = self.store.options.flush_interval;
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When the oldest result in the buffer was taken from the queue.
+        let mut oldest: Option<tokio::time::Instant> = None;
         loop {
-            let room = batch_size - self.buffer.len();
-            tokio::select! {
-                received = receiver.recv_many(&mut self.buffer, room) => {
-                    if received == 0 {
-                        break;
-                    }
-                    if self.buffer.len() >= batch_size {
-                        self.flush().await;
-                    }
+            // A flush or close first: a steady stream of writes must not keep it waiting (a
+            // handover waits for its flush before it releases the shards).
+            match commands.try_recv() {
+                Ok(Control::Flush(done)) => {
+                    self.drain(&mut receiver).await;
+                    oldest = None;
+                    let _ = done.send(());
+                    continue;
                 }
-                _ = ticker.tick() => self.flush().await,
+                Ok(Control::Close) => break,
+                Err(_) => {}
+            }
+            // Everything queued now, up to a batch.
+            while self.buffer.len() < batch_size {
+                match receiver.try_recv() {
+                    Ok(record) => self.buffer.push(record),
+                    Err(_) => break,
+                }
+            }
+            if !self.buffer.is_empty() {
+                oldest.get_or_insert_with(tokio::time::Instant::now);
+            }
+            if self.buffer.len() >= write_at {
+                self.flush().await;
+                oldest = None;
+                continue;
+            }
+            let due = oldest.map(|since| since + every);
+            let wanted = write_at - self.buffer.len();
+            tokio::select! {
+                biased;
                 command = commands.recv() => match command {
                     Some(Control::Flush(done)) => {
                         self.drain(&mut receiver).await;
+                        oldest = None;
                         let _ = done.send(());
                     }
                     Some(Control::Close) | None => break,
                 },
+                () = sleep_until(due) => {
+                    self.flush().await;
+                    oldest = None;
+                }
+                received = receiver.recv_many(&mut self.buffer, wanted) => {
+                    if received == 0 {
+                        break;
+                    }
+                }
             }
         }
         receiver.close();
@@ -316,6 +353,14 @@ struct Release<'a> {
 impl Drop for Release<'_> {
     fn drop(&mut self) {
         self.unflushed.written(&self.batch.results);
+    }
+}
+
+/// Sleeps until `due`, or forever without one.
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
     }
 }
 
