@@ -395,8 +395,7 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
         myself: &ActorRef<SupervisorMsg>,
         spec: MonitorSpec<T>,
         check_now: bool,
-    ) -> impl Future<Output = (Uuid, i64, Result<ActorRef<MonitorMsg<T>>, SpawnErr>)> + use<T>
-    {
+    ) -> impl Future<Output = (Uuid, i64, Result<ActorRef<MonitorMsg<T>>, SpawnErr>)> + use<T> {
         let (id, version) = (spec.integration_id, spec.version);
         let monitor = Monitor::new(self.context.clone());
         let args = MonitorArgs { spec, check_now };
