@@ -126,6 +126,7 @@ where
     for<'r> (Uuid, i64): sqlx::FromRow<'r, B::Row>,
     for<'r> (String,): sqlx::FromRow<'r, B::Row>,
     for<'r> (i64,): sqlx::FromRow<'r, B::Row>,
+    for<'r> super::JsonPageRow: sqlx::FromRow<'r, B::Row>,
 {
     /// Queues `request` to the committer (started on first use) and waits for its answer.
     /// A caller that gives up does not take its transition back: it commits or not with its
