@@ -7,17 +7,16 @@
 //! tenant's audit chain verifies, each integration's events are numbered gap-free, and every
 //! audited change has its one event.
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use futures::future::join_all;
 use sqlx::Connection;
 use uuid::Uuid;
 
+use crate::helpers::{degrade, store_options};
 use catalogd::cluster::{shard_of, Claim};
-use catalogd::integration::{CheckSummary, Integration, IntegrationType};
-use catalogd::store::{CheckCommit, Database, Store, StoreError, StoreOptions};
-use catalogd_actors::{CheckOutcome, EventKind, FailureClass, Lifecycle, Status, Thresholds};
+use catalogd::integration::{Integration, IntegrationType};
+use catalogd::store::{CheckCommit, Database, StoreError};
+use catalogd_actors::{Status, Thresholds};
 use catalogd_testkit::{both_backends, Backend, FreshDatabase};
 
 both_backends!(a_burst_of_transitions_commits_each_on_its_own);
@@ -70,45 +69,6 @@ enum Expected {
     Failed,
 }
 
-fn options(url: &str) -> StoreOptions {
-    StoreOptions {
-        url: url.to_owned(),
-        password: None,
-        max_connections: 8,
-        sqlite_synchronous_full: false,
-        allow_unsafe_durability: false,
-        default_thresholds: Thresholds::default(),
-    }
-}
-
-/// The transition a monitor commits when a failing check degrades an integration.
-async fn degrade(
-    store: &Arc<dyn Store>,
-    id: Uuid,
-    version: i64,
-    claim: Claim,
-) -> Result<CheckCommit, StoreError> {
-    store
-        .commit_check(
-            id,
-            version,
-            Lifecycle {
-                status: Status::Degraded,
-                consecutive_failures: 1,
-                consecutive_successes: 0,
-            },
-            Some(EventKind::Unhealthy),
-            CheckSummary {
-                outcome: CheckOutcome::Failure(FailureClass::Timeout),
-                started_at: Utc::now(),
-                latency_ms: 1000,
-            },
-            Utc::now(),
-            Some(claim),
-        )
-        .await
-}
-
 fn answer(result: &Result<CheckCommit, StoreError>) -> Expected {
     match result {
         Ok(CheckCommit::Committed(_)) => Expected::Committed,
@@ -120,7 +80,7 @@ fn answer(result: &Result<CheckCommit, StoreError>) -> Expected {
 
 async fn a_burst_of_transitions_commits_each_on_its_own(backend: Backend) {
     let database = FreshDatabase::new(backend).await;
-    let mut db = Database::connect(&options(&database.url))
+    let mut db = Database::connect(&store_options(&database.url, 8))
         .await
         .expect("connect");
     db.identify("node-a");
@@ -195,7 +155,7 @@ async fn a_burst_of_transitions_commits_each_on_its_own(backend: Backend) {
     for (case, integration) in &fleet {
         let (id, version) = (integration.integration_id, integration.version);
         let mut call = |version: i64, wrong: bool, want: Expected| {
-            calls.push(degrade(&store, id, version, claim(id, wrong)));
+            calls.push(degrade(store.as_ref(), id, version, claim(id, wrong)));
             expected.push((*case, id, want));
         };
         match case {

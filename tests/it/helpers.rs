@@ -306,3 +306,46 @@ where
         query.fetch_all(&mut connection).await.unwrap()
     }
 }
+
+/// Store options for `url` as the store tests open it: no password, `max_connections`
+/// connections, SQLite's relaxed sync (the tests do not pull the plug), default thresholds.
+pub fn store_options(url: &str, max_connections: u32) -> catalogd::store::StoreOptions {
+    catalogd::store::StoreOptions {
+        url: url.to_owned(),
+        password: None,
+        max_connections,
+        sqlite_synchronous_full: false,
+        allow_unsafe_durability: false,
+        default_thresholds: catalogd_actors::Thresholds::default(),
+    }
+}
+
+/// The transition a monitor commits when its third failing check (a timeout) degrades
+/// integration `id` at `version`, under `claim`.
+pub async fn degrade(
+    store: &dyn catalogd::store::Store,
+    id: uuid::Uuid,
+    version: i64,
+    claim: catalogd::cluster::Claim,
+) -> Result<catalogd::store::CheckCommit, catalogd::store::StoreError> {
+    use catalogd_actors::{CheckOutcome, EventKind, FailureClass, Lifecycle, Status};
+    store
+        .commit_check(
+            id,
+            version,
+            Lifecycle {
+                status: Status::Degraded,
+                consecutive_failures: 3,
+                consecutive_successes: 0,
+            },
+            Some(EventKind::Unhealthy),
+            catalogd::integration::CheckSummary {
+                outcome: CheckOutcome::Failure(FailureClass::Timeout),
+                started_at: chrono::Utc::now(),
+                latency_ms: 1000,
+            },
+            chrono::Utc::now(),
+            Some(claim),
+        )
+        .await
+}

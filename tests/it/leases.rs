@@ -7,32 +7,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::helpers::{degrade, store_options};
 use catalogd::cluster::{shard_of, Claim, Ownership, WriteKind};
-use catalogd::integration::{CheckSummary, Integration, IntegrationType};
+use catalogd::integration::{Integration, IntegrationType};
 use catalogd::store::history::{HistoryOptions, HistoryWriter};
 use catalogd::store::leases::LeaseStore;
 use catalogd::store::outbox::Mark;
-use catalogd::store::{CheckCommit, Database, Store, StoreError, StoreOptions};
-use catalogd_actors::{
-    CheckOutcome, CheckReport, EventKind, FailureClass, Lifecycle, Status, SystemClock, Thresholds,
-};
+use catalogd::store::{CheckCommit, Database, Store, StoreError};
+use catalogd_actors::{CheckOutcome, CheckReport, Lifecycle, Status, SystemClock, Thresholds};
 use catalogd_testkit::{eventually, Backend, FreshDatabase};
 use chrono::Utc;
 use sqlx::{Connection, PgConnection};
 
 const SHARDS: u32 = 4;
 const TTL: Duration = Duration::from_millis(1500);
-
-fn options(url: &str) -> StoreOptions {
-    StoreOptions {
-        url: url.to_owned(),
-        password: None,
-        max_connections: 4,
-        sqlite_synchronous_full: false,
-        allow_unsafe_durability: false,
-        default_thresholds: Thresholds::default(),
-    }
-}
 
 /// One node: its database handle (writing as `node`), catalog store and lease store.
 struct Node {
@@ -43,7 +31,9 @@ struct Node {
 }
 
 async fn node(url: &str, name: &'static str) -> Node {
-    let mut database = Database::connect(&options(url)).await.expect("connect");
+    let mut database = Database::connect(&store_options(url, 4))
+        .await
+        .expect("connect");
     database.identify(name);
     let store = database.store(Thresholds::default());
     let leases = database.leases().expect("PostgreSQL has leases");
@@ -57,33 +47,6 @@ async fn node(url: &str, name: &'static str) -> Node {
 }
 
 /// The transition a monitor commits when a failing check degrades the integration.
-async fn degrade(
-    node: &Node,
-    integration: &Integration,
-    version: i64,
-    claim: Claim,
-) -> Result<CheckCommit, StoreError> {
-    node.store
-        .commit_check(
-            integration.integration_id,
-            version,
-            Lifecycle {
-                status: Status::Degraded,
-                consecutive_failures: 3,
-                consecutive_successes: 0,
-            },
-            Some(EventKind::Unhealthy),
-            CheckSummary {
-                outcome: CheckOutcome::Failure(FailureClass::Timeout),
-                started_at: Utc::now(),
-                latency_ms: 1000,
-            },
-            Utc::now(),
-            Some(claim),
-        )
-        .await
-}
-
 async fn count(db: &mut PgConnection, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(db).await.expect(sql)
 }
@@ -124,10 +87,14 @@ async fn a_stale_owners_writes_are_fenced_and_the_takeover_log_proves_it() {
         .is_empty());
 
     // A's write under its live claim lands, marked with its node, shard and epoch.
-    let CheckCommit::Committed(degraded) = degrade(&a, &integration, integration.version, claim_a)
-        .await
-        .unwrap()
-    else {
+    let CheckCommit::Committed(degraded) = degrade(
+        a.store.as_ref(),
+        integration.integration_id,
+        integration.version,
+        claim_a,
+    )
+    .await
+    .unwrap() else {
         panic!("a live claim commits");
     };
     let by_a = format!(
@@ -154,9 +121,14 @@ async fn a_stale_owners_writes_are_fenced_and_the_takeover_log_proves_it() {
     // A wakes: its transition, under the old claim, is refused, and nothing of it is written.
     let audit_before = count(&mut raw, "SELECT count(*) FROM audit_log").await;
     let outbox_before = count(&mut raw, "SELECT count(*) FROM outbox").await;
-    let fenced = degrade(&a, &degraded, degraded.version, claim_a)
-        .await
-        .unwrap();
+    let fenced = degrade(
+        a.store.as_ref(),
+        degraded.integration_id,
+        degraded.version,
+        claim_a,
+    )
+    .await
+    .unwrap();
     assert_eq!(fenced, CheckCommit::Fenced);
     assert_eq!(
         count(&mut raw, "SELECT count(*) FROM audit_log").await,
@@ -249,10 +221,14 @@ async fn a_stale_owners_writes_are_fenced_and_the_takeover_log_proves_it() {
     assert_eq!((marked.marked, marked.fenced), (1, vec![]));
 
     // B writes a transition under its own claim; the invariant holds over everything.
-    let CheckCommit::Committed(_) = degrade(&b, &degraded, degraded.version, claim_b)
-        .await
-        .unwrap()
-    else {
+    let CheckCommit::Committed(_) = degrade(
+        b.store.as_ref(),
+        degraded.integration_id,
+        degraded.version,
+        claim_b,
+    )
+    .await
+    .unwrap() else {
         panic!("the new owner commits");
     };
     assert_eq!(count(&mut raw, LATE_WRITES).await, 0);
@@ -385,7 +361,9 @@ async fn renewal_keeps_a_lease_and_release_hands_it_over_at_once() {
 async fn the_shard_count_is_fixed_per_database() {
     let database = FreshDatabase::new(Backend::Postgres).await;
     let _a = node(&database.url, "node-a").await;
-    let other = Database::connect(&options(&database.url)).await.unwrap();
+    let other = Database::connect(&store_options(&database.url, 4))
+        .await
+        .unwrap();
     let error = other.leases().unwrap().init(SHARDS * 2).await.unwrap_err();
     assert!(
         matches!(

@@ -11,12 +11,13 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use uuid::Uuid;
 
+use crate::helpers::store_options;
 use catalogd::integration::{
     Author, Change, ChangeError, HealthCheck, Integration, IntegrationSpec, IntegrationType,
 };
 use catalogd::store::audit_chain::ChainProblemKind;
 use catalogd::store::{self, AuditEntry, AuditQuery, ListQuery, Store, StoreError, StoreOptions};
-use catalogd_actors::{CheckOutcome, Clock, FailureClass, Input, Status, SystemClock, Thresholds};
+use catalogd_actors::{CheckOutcome, Clock, FailureClass, Input, Status, SystemClock};
 
 both_backends!(
     create_get_round_trip,
@@ -50,24 +51,15 @@ impl TestDb {
     async fn fresh(backend: Backend) -> TestDb {
         let database = FreshDatabase::new(backend).await;
         let url = database.url.clone();
-        let store = store::open(&options(&url)).await.expect("open the store");
+        let store = store::open(&store_options(&url, 8))
+            .await
+            .expect("open the store");
         TestDb {
             backend,
             url,
             store,
             _database: database,
         }
-    }
-}
-
-fn options(url: &str) -> StoreOptions {
-    StoreOptions {
-        url: url.to_owned(),
-        password: None,
-        max_connections: 8,
-        sqlite_synchronous_full: false,
-        allow_unsafe_durability: false,
-        default_thresholds: Thresholds::default(),
     }
 }
 
@@ -1246,7 +1238,7 @@ async fn intact_chains_verify(backend: Backend) {
         assert_eq!(pair[1].prev_hash, pair[0].hash);
     }
     // Reopening the store (migrations again) keeps everything.
-    let reopened = store::open(&options(&db.url)).await.unwrap();
+    let reopened = store::open(&store_options(&db.url, 8)).await.unwrap();
     let again = reopened.verify_audit(None).await.unwrap();
     assert_eq!((again.tenants, again.entries, again.problem), (3, 11, None));
 }
@@ -1353,7 +1345,7 @@ async fn unsupported_urls_are_refused() {
         "",
         "http://example.com",
     ] {
-        let opened = store::open(&options(url)).await;
+        let opened = store::open(&store_options(url, 8)).await;
         assert!(
             matches!(opened, Err(StoreError::UnsupportedUrl)),
             "{url}: {:?}",
@@ -1368,26 +1360,30 @@ async fn sqlite_creates_missing_directories_and_reopens() {
     let path = dir.path().join("nested/deeper/catalogd.db");
     let url = format!("sqlite://{}", path.display());
     let integration = {
-        let store = store::open(&options(&url)).await.unwrap();
+        let store = store::open(&store_options(&url, 8)).await.unwrap();
         let integration = Integration::new("acme", full_spec("main"), "alice", now());
         store.create(&integration).await.unwrap();
         integration
     };
     assert!(path.exists());
-    let store = store::open(&options(&url)).await.unwrap();
+    let store = store::open(&store_options(&url, 8)).await.unwrap();
     let got = store.get("acme", integration.integration_id).await.unwrap();
     assert_eq!(got, Some(integration));
 }
 
 #[tokio::test]
 async fn sqlite_in_memory() {
-    let store = store::open(&options("sqlite::memory:")).await.unwrap();
+    let store = store::open(&store_options("sqlite::memory:", 8))
+        .await
+        .unwrap();
     let integration = Integration::new("acme", full_spec("main"), "alice", now());
     store.create(&integration).await.unwrap();
     let got = store.get("acme", integration.integration_id).await.unwrap();
     assert_eq!(got, Some(integration));
     // Another in-memory store is another database.
-    let other = store::open(&options("sqlite::memory:")).await.unwrap();
+    let other = store::open(&store_options("sqlite::memory:", 8))
+        .await
+        .unwrap();
     assert!(other
         .list("acme", &list_all())
         .await
@@ -1404,7 +1400,7 @@ async fn postgresql_scheme_and_password_option() {
     // that the option is applied without breaking the connection.
     let options = StoreOptions {
         password: Some(secrecy::SecretString::from("not-needed")),
-        ..options(&url)
+        ..store_options(&url, 8)
     };
     let store = store::open(&options).await.unwrap();
     store.ping().await.unwrap();
