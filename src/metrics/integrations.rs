@@ -373,22 +373,32 @@ impl IntegrationGauges {
     }
 
     pub fn set_uptime(&self, id: Uuid, uptime: Uptime) {
+        self.set_uptimes([(id, uptime)]);
+    }
+
+    /// [`Self::set_uptime`] for many, under one lock.
+    pub fn set_uptimes(&self, uptimes: impl IntoIterator<Item = (Uuid, Uptime)>) {
         let mut table = self.lock();
-        if let Some(series) = table.series.get_mut(&id) {
-            if series.uptime != uptime {
-                series.uptime = uptime;
-                table.bump(Family::Uptime);
+        let mut changed = false;
+        for (id, uptime) in uptimes {
+            if let Some(series) = table.series.get_mut(&id) {
+                if series.uptime != uptime {
+                    series.uptime = uptime;
+                    changed = true;
+                }
             }
+        }
+        if changed {
+            table.bump(Family::Uptime);
         }
     }
 
-    /// `(id, tenant)` of every integration with series, for the uptime pass.
-    fn ids(&self) -> Vec<(Uuid, Arc<str>)> {
-        self.lock()
-            .series
-            .iter()
-            .map(|(id, s)| (*id, s.tenant.clone()))
-            .collect()
+    /// The ids of every integration with series, sorted, for the uptime pass.
+    fn ids(&self) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self.lock().series.keys().copied().collect();
+        // In id order, a chunk's index ranges lie close together in the history's tables.
+        ids.sort_unstable();
+        ids
     }
 
     /// Appends `catalogd_integrations` and, when on, the per-integration families.
@@ -889,6 +899,10 @@ pub struct Refresher {
     pub uptime_refresh: Duration,
 }
 
+/// Integrations whose uptimes one statement reads: the ids are bound once each, so this
+/// stays far below SQLite's 32,766 bound parameters.
+const UPTIME_CHUNK: usize = 500;
+
 /// Integrations read per page, and uptimes computed between two yields.
 const PAGE: u32 = 1000;
 
@@ -954,18 +968,18 @@ impl Refresher {
         if !with_uptime {
             return Ok((integrations, 0));
         }
-        // One statement of at most 16 index range scans per integration (see
-        // `HistoryStore::uptime`), one at a time so the pass never competes with the history
-        // writer for more than one connection.
+        // One statement per chunk of integrations (see `HistoryStore::uptimes`), one at a
+        // time so the pass never competes with the history writer for more than one
+        // connection. A statement per integration cost a worker round trip and the rollup
+        // marks' read each: at a million integrations, 3,300 statements a second.
         let now = self.clock.now();
         let mut uptimes = 0;
-        for (index, (id, tenant)) in self.gauges.ids().into_iter().enumerate() {
-            let uptime = self.history.uptime(&tenant, id, now).await?;
-            self.gauges.set_uptime(id, uptime);
-            uptimes += 1;
-            if index % PAGE as usize == 0 {
-                tokio::task::yield_now().await;
-            }
+        let ids = self.gauges.ids();
+        for chunk in ids.chunks(UPTIME_CHUNK) {
+            let read = self.history.uptimes(chunk, now).await?;
+            uptimes += read.len();
+            self.gauges.set_uptimes(read);
+            tokio::task::yield_now().await;
         }
         debug_assert_eq!(UPTIME_WINDOWS.len(), 4);
         Ok((integrations, uptimes))

@@ -625,6 +625,17 @@ async fn uptime_windows_from_raw_results_and_rollups(backend: Backend) {
         }
         assert_eq!(got[..2], before[..2], "{}: 1h and 24h", scenario.name);
     }
+    // The metrics' refresh reads many integrations in one statement: the same ratios.
+    let ids: Vec<Uuid> = integrations.iter().map(|i| i.integration_id).collect();
+    let together = db.history.uptimes(&ids, now).await.unwrap();
+    assert_eq!(together.len(), ids.len());
+    for (id, uptime) in together {
+        let alone = db.history.uptime("acme", id, now).await.unwrap();
+        assert_eq!(uptime, alone, "{id}");
+    }
+    // Another tenant reads nothing of them.
+    let foreign = db.history.uptime("globex", ids[0], now).await.unwrap();
+    assert_eq!(ratios(&foreign), [None; 4]);
     // Maintenance again changes nothing.
     let again = db.history.maintain(now).await.unwrap();
     assert_eq!((again.hours_rolled_up, again.raw_pruned), (0, 0));

@@ -131,6 +131,52 @@ pub fn plan(start: DateTime<Utc>, now: DateTime<Utc>, horizons: &Horizons) -> Ve
     segments
 }
 
+/// Several windows' plans cut into disjoint pieces, so that one statement reads each row once
+/// however many windows cover it: `windows[w]` lists the pieces that make up plan `w`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pieces {
+    pub pieces: Vec<Segment>,
+    pub windows: Vec<Vec<usize>>,
+}
+
+/// Cuts `plans` at every boundary any of them has in a source, and keeps the pieces some plan
+/// covers. The windows of an uptime read are nested (1 h inside 24 h inside 7 d …), so most of
+/// their rows are shared: read window by window, the newest raw results would be read four
+/// times.
+pub fn pieces(plans: &[Vec<Segment>]) -> Pieces {
+    let mut pieces = Vec::new();
+    for source in [Source::Raw, Source::Hourly, Source::Daily] {
+        let segments: Vec<&Segment> = plans
+            .iter()
+            .flatten()
+            .filter(|s| s.source == source)
+            .collect();
+        let mut bounds: Vec<DateTime<Utc>> = segments.iter().flat_map(|s| [s.from, s.to]).collect();
+        bounds.sort_unstable();
+        bounds.dedup();
+        for pair in bounds.windows(2) {
+            let (from, to) = (pair[0], pair[1]);
+            if segments.iter().any(|s| s.from <= from && to <= s.to) {
+                pieces.push(Segment { source, from, to });
+            }
+        }
+    }
+    let windows = plans
+        .iter()
+        .map(|plan| {
+            (0..pieces.len())
+                .filter(|&p| {
+                    let piece = &pieces[p];
+                    plan.iter().any(|s| {
+                        s.source == piece.source && s.from <= piece.from && piece.to <= s.to
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    Pieces { pieces, windows }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +260,69 @@ mod tests {
                 segment(Raw, "2025-03-31T12:00:00Z", "2025-03-31T12:30:00Z"),
             ]
         );
+    }
+
+    /// Ranges sorted by source and start, adjacent ones of a source joined.
+    fn merged(mut segments: Vec<Segment>) -> Vec<Segment> {
+        segments.sort_by_key(|s| (s.source as u8, s.from));
+        let mut out: Vec<Segment> = Vec::new();
+        for s in segments {
+            match out.last_mut() {
+                Some(last) if last.source == s.source && last.to == s.from => last.to = s.to,
+                _ => out.push(s),
+            }
+        }
+        out
+    }
+
+    /// Every plan is exactly the union of its pieces, and no two pieces overlap: summing a
+    /// window's pieces counts each of its checks once.
+    #[test]
+    fn pieces_partition_every_plan() {
+        let options = HistoryOptions::default();
+        let now = at("2025-03-31T12:30:00Z");
+        let marks = [
+            (None, None),
+            (Some(at("2025-03-31T12:00:00Z")), None),
+            (
+                Some(at("2025-03-31T12:00:00Z")),
+                Some(at("2025-03-31T00:00:00Z")),
+            ),
+            (
+                Some(at("2025-03-31T11:00:00Z")),
+                Some(at("2025-03-29T00:00:00Z")),
+            ),
+        ];
+        let lengths = [
+            HOUR,
+            TimeDelta::hours(24),
+            TimeDelta::days(7),
+            TimeDelta::days(30),
+        ];
+        for (hourly, daily) in marks {
+            let horizons = Horizons::new(now, hourly, daily, &options);
+            let plans: Vec<Vec<Segment>> = lengths
+                .iter()
+                .map(|length| plan(now - *length, now, &horizons))
+                .collect();
+            let cut = pieces(&plans);
+            for (a, x) in cut.pieces.iter().enumerate() {
+                assert!(x.from < x.to);
+                for y in &cut.pieces[a + 1..] {
+                    assert!(
+                        x.source != y.source || x.to <= y.from || y.to <= x.from,
+                        "{x:?} overlaps {y:?}"
+                    );
+                }
+            }
+            for (plan, indices) in plans.iter().zip(&cut.windows) {
+                let mine = indices.iter().map(|&i| cut.pieces[i]).collect();
+                assert_eq!(merged(mine), merged(plan.clone()), "{hourly:?} {daily:?}");
+            }
+            // Nested windows share their rows: fewer pieces than segments once anything is
+            // rolled up.
+            let segments: usize = plans.iter().map(Vec::len).sum();
+            assert!(cut.pieces.len() <= segments);
+        }
     }
 }

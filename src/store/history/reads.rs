@@ -1,12 +1,13 @@
 //! The history's reads: an integration's health and uptime, and history pages, stitched
 //! from stored buckets and the ones not rolled up yet.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::plan::{plan, Source};
+use super::plan::{pieces, plan, Source};
 use super::time::{ago, ceil_to, floor_to, latest_time, micros, DAY, EARLIEST, HOUR};
 use super::values::{
     sum_by, Bucket, Health, HistoryItem, HistoryPage, HistoryQuery, LastCheck, Resolution, Uptime,
@@ -17,31 +18,64 @@ use crate::store::StoreError;
 use catalogd_actors::CheckOutcome;
 
 impl HistoryStore {
-    /// Uptime ratios of one integration over [`UPTIME_WINDOWS`] ending at `now`: one
-    /// statement of at most 16 index range scans (see [`plan`]).
+    /// Uptime ratios of one integration over [`UPTIME_WINDOWS`] ending at `now`; every
+    /// window empty if the tenant has no such integration.
     pub async fn uptime(
         &self,
         tenant_id: &str,
         id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Uptime, StoreError> {
+        if self.tables.integration(tenant_id, id).await?.is_none() {
+            return Ok(Uptime::default());
+        }
+        self.uptime_of(id, now).await
+    }
+
+    /// [`Self::uptimes`] of one integration whose tenant the caller has checked.
+    async fn uptime_of(&self, id: Uuid, now: DateTime<Utc>) -> Result<Uptime, StoreError> {
+        let mut uptimes = self.uptimes(&[id], now).await?;
+        Ok(uptimes.pop().map(|(_, uptime)| uptime).unwrap_or_default())
+    }
+
+    /// Uptime ratios over [`UPTIME_WINDOWS`] ending at `now` of each of `ids`, in their order,
+    /// whatever their tenant (the metrics' refresh reads its own set of ids): one statement,
+    /// which reads each stored row at most once however many windows cover it ([`pieces`]),
+    /// one index range per integration and piece.
+    pub async fn uptimes(
+        &self,
+        ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, Uptime)>, StoreError> {
         let now = micros(now);
         let horizons = self.horizons(now).await?;
-        let mut segments = Vec::new();
-        let mut window_of = Vec::new();
-        for (window, (_, length)) in UPTIME_WINDOWS.iter().enumerate() {
-            for segment in plan(now - *length, now, &horizons) {
-                segments.push(segment);
-                window_of.push(window);
+        let plans: Vec<_> = UPTIME_WINDOWS
+            .iter()
+            .map(|(_, length)| plan(now - *length, now, &horizons))
+            .collect();
+        let cut = pieces(&plans);
+        // For each piece, the windows it belongs to.
+        let mut windows_of = vec![Vec::new(); cut.pieces.len()];
+        for (window, indices) in cut.windows.iter().enumerate() {
+            for &piece in indices {
+                windows_of[piece].push(window);
             }
         }
-        let sums = self.tables.sums(tenant_id, id, &segments).await?;
-        let mut counts = [(0, 0); 4];
-        for (window, (successes, failures)) in window_of.into_iter().zip(sums) {
-            counts[window].0 += successes;
-            counts[window].1 += failures;
+        let mut counts: HashMap<Uuid, [(u64, u64); 4]> = HashMap::with_capacity(ids.len());
+        for (id, piece, successes, failures) in self.tables.sums(ids, &cut.pieces).await? {
+            let slot = counts.entry(id).or_default();
+            for &window in &windows_of[piece] {
+                slot[window].0 += successes;
+                slot[window].1 += failures;
+            }
         }
-        Ok(Uptime::from_counts(counts))
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let counts = counts.get(id).copied().unwrap_or_default();
+                (*id, Uptime::from_counts(counts))
+            })
+            .collect())
     }
 
     /// Status, last check and uptime of one integration; `None` if the tenant has no such
@@ -105,7 +139,7 @@ impl HistoryStore {
             paused: integration.paused,
             consecutive_failures,
             last_check,
-            uptime: self.uptime(tenant_id, id, now).await?,
+            uptime: self.uptime_of(id, now).await?,
         }))
     }
 

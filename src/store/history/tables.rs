@@ -70,13 +70,13 @@ pub(super) trait Tables: Send + Sync {
         to: DateTime<Utc>,
     ) -> Result<Vec<Bucket>, StoreError>;
 
-    /// `(segment index, successes, failures)` for each segment, in one statement.
+    /// `(integration, piece index, successes, failures)` for each of `ids` that has rows in a
+    /// piece, in one statement: one index range per integration and piece.
     async fn sums(
         &self,
-        tenant_id: &str,
-        id: Uuid,
-        segments: &[Segment],
-    ) -> Result<Vec<(u64, u64)>, StoreError>;
+        ids: &[Uuid],
+        pieces: &[Segment],
+    ) -> Result<Vec<(Uuid, usize, u64, u64)>, StoreError>;
 
     async fn earliest(&self, source: Source) -> Result<Option<DateTime<Utc>>, StoreError>;
 
@@ -125,7 +125,7 @@ where
     for<'r> IntegrationHealthRow: sqlx::FromRow<'r, B::Row>,
     for<'r> ResultRow<B::Time>: sqlx::FromRow<'r, B::Row>,
     for<'r> BucketRow<B::Time>: sqlx::FromRow<'r, B::Row>,
-    for<'r> (i64, i64, i64): sqlx::FromRow<'r, B::Row>,
+    for<'r> (Uuid, i64, i64, i64): sqlx::FromRow<'r, B::Row>,
     for<'r> (Option<B::Time>,): sqlx::FromRow<'r, B::Row>,
     for<'r> (i32,): sqlx::FromRow<'r, B::Row>,
     for<'r> (Uuid,): sqlx::FromRow<'r, B::Row>,
@@ -248,48 +248,53 @@ where
 
     async fn sums(
         &self,
-        tenant_id: &str,
-        id: Uuid,
-        segments: &[Segment],
-    ) -> Result<Vec<(u64, u64)>, StoreError> {
-        if segments.is_empty() {
+        ids: &[Uuid],
+        pieces: &[Segment],
+    ) -> Result<Vec<(Uuid, usize, u64, u64)>, StoreError> {
+        if ids.is_empty() || pieces.is_empty() {
             return Ok(Vec::new());
         }
-        let mut select = QueryBuilder::<B>::new("");
-        for (index, segment) in segments.iter().enumerate() {
+        // The ids are bound once, as a table every piece's range scans join.
+        let mut select = QueryBuilder::<B>::new("WITH ids(id) AS (VALUES ");
+        for (n, id) in ids.iter().enumerate() {
+            if n > 0 {
+                select.push(", ");
+            }
+            select.push("(").push_bind(*id).push(")");
+        }
+        select.push(") ");
+        for (index, piece) in pieces.iter().enumerate() {
             if index > 0 {
                 select.push(" UNION ALL ");
             }
-            let (table, column) = (segment.source.table(), segment.source.time_column());
+            let (table, column) = (piece.source.table(), piece.source.time_column());
             select
                 .push(format_args!(
-                    "SELECT CAST({index} AS BIGINT), {} \
-                     FROM integrations i JOIN {table} x \
-                     ON x.integration_id = i.integration_id WHERE i.tenant_id = ",
-                    segment.source.sums()
+                    "SELECT x.integration_id, CAST({index} AS BIGINT), {} FROM {table} x \
+                     WHERE x.integration_id IN (SELECT id FROM ids) AND x.{column} >= ",
+                    piece.source.sums()
                 ))
-                .push_bind(tenant_id)
-                .push(" AND i.integration_id = ")
-                .push_bind(id)
-                .push(format_args!(" AND x.{column} >= "))
-                .push_bind(B::Time::to_db(segment.from))
+                .push_bind(B::Time::to_db(piece.from))
                 .push(format_args!(" AND x.{column} < "))
-                .push_bind(B::Time::to_db(segment.to));
+                .push_bind(B::Time::to_db(piece.to))
+                .push(" GROUP BY x.integration_id");
         }
-        let rows: Vec<(i64, i64, i64)> =
+        let rows: Vec<(Uuid, i64, i64, i64)> =
             B::build_query_as(&mut select).fetch_all(&self.pool).await?;
-        let mut sums = vec![(0, 0); segments.len()];
-        for (index, successes, failures) in rows {
-            let slot = usize::try_from(index)
-                .ok()
-                .and_then(|index| sums.get_mut(index))
-                .ok_or_else(|| StoreError::Corrupt(format!("segment {index}")))?;
-            *slot = (
-                u64::try_from(successes).unwrap_or(0),
-                u64::try_from(failures).unwrap_or(0),
-            );
-        }
-        Ok(sums)
+        rows.into_iter()
+            .map(|(id, index, successes, failures)| {
+                let index = usize::try_from(index)
+                    .ok()
+                    .filter(|index| *index < pieces.len())
+                    .ok_or_else(|| StoreError::Corrupt(format!("piece {index}")))?;
+                Ok((
+                    id,
+                    index,
+                    u64::try_from(successes).unwrap_or(0),
+                    u64::try_from(failures).unwrap_or(0),
+                ))
+            })
+            .collect()
     }
 
     async fn earliest(&self, source: Source) -> Result<Option<DateTime<Utc>>, StoreError> {
