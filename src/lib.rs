@@ -8,6 +8,7 @@
 //! - [`monitoring`]: the ledger the monitor actors persist through, and how API changes reach them.
 //! - [`cloudevents`]: lifecycle events as CloudEvents, written to the outbox at commit time.
 //! - [`integration`]: the integration resource and the pure rules for changing it.
+//! - [`maintenance`]: maintenance windows: the resource, its validation, when it is open.
 //! - [`validation`]: checks a user-supplied spec before it reaches the store.
 //! - [`providers`]: the known provider names.
 //! - [`connectors`]: health-check connectors per provider, declarative providers, staged
@@ -39,6 +40,7 @@ pub mod control;
 pub mod egress;
 pub mod http;
 pub mod integration;
+pub mod maintenance;
 pub mod metrics;
 pub mod monitoring;
 pub mod nats;

@@ -82,6 +82,10 @@ pub enum Rule {
     /// characters.
     InvalidReason,
     InvalidTicket,
+    /// A maintenance window's times, rule, duration or time zone (DESIGN §10).
+    InvalidSchedule,
+    /// A maintenance window's selector.
+    InvalidSelector,
 }
 
 impl Rule {
@@ -103,6 +107,8 @@ impl Rule {
             Rule::IdMismatch => "id_mismatch",
             Rule::InvalidReason => "invalid_reason",
             Rule::InvalidTicket => "invalid_ticket",
+            Rule::InvalidSchedule => "invalid_schedule",
+            Rule::InvalidSelector => "invalid_selector",
         }
     }
 }
@@ -226,7 +232,7 @@ pub fn spec(
     }
     let configuration = check_configuration(request.configuration, &mut errors);
     if let Some(environment) = &request.environment {
-        if !is_token(environment, MAX_ENVIRONMENT_CHARS, is_environment_char) {
+        if !is_environment(environment) {
             errors.push(FieldError::new(
                 "/environment",
                 Rule::InvalidEnvironment,
@@ -297,11 +303,16 @@ fn is_tag_char(c: char) -> bool {
 }
 
 /// A non-empty ASCII token of at most `max` characters drawn from `allowed`.
+/// Whether `s` is a well-formed environment name: 1-64 characters of `[A-Za-z0-9._-]`.
+pub(crate) fn is_environment(s: &str) -> bool {
+    is_token(s, MAX_ENVIRONMENT_CHARS, is_environment_char)
+}
+
 fn is_token(s: &str, max: usize, allowed: fn(char) -> bool) -> bool {
     !s.is_empty() && s.len() <= max && s.chars().all(allowed)
 }
 
-fn check_name(name: Option<&str>, errors: &mut Vec<FieldError>) {
+pub(crate) fn check_name(name: Option<&str>, errors: &mut Vec<FieldError>) {
     let detail = match name {
         None => "name is required",
         Some(name) => {
@@ -320,7 +331,7 @@ fn check_name(name: Option<&str>, errors: &mut Vec<FieldError>) {
     errors.push(FieldError::new("/name", Rule::InvalidName, detail));
 }
 
-fn check_description(description: &str, errors: &mut Vec<FieldError>) {
+pub(crate) fn check_description(description: &str, errors: &mut Vec<FieldError>) {
     let (rule, detail) = if description.chars().count() > MAX_DESCRIPTION_CHARS {
         (
             Rule::InvalidDescription,
@@ -578,7 +589,7 @@ fn is_authorization_literal(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/'))
 }
 
-fn check_tags(tags: &[String], errors: &mut Vec<FieldError>) {
+pub(crate) fn check_tags(tags: &[String], errors: &mut Vec<FieldError>) {
     if tags.len() > MAX_TAGS {
         errors.push(FieldError::new(
             "/tags",

@@ -44,6 +44,7 @@ pub mod decode;
 pub mod error;
 pub mod health;
 pub mod integrations;
+pub mod maintenance;
 pub mod readiness;
 pub mod transitions;
 pub mod use_case;

@@ -20,10 +20,15 @@ pub enum UseCase {
     Health,
     History,
     Audit,
+    ListWindows,
+    GetWindow,
+    CreateWindow,
+    UpdateWindow,
+    DeleteWindow,
 }
 
 impl UseCase {
-    pub const ALL: [UseCase; 13] = [
+    pub const ALL: [UseCase; 18] = [
         UseCase::List,
         UseCase::Get,
         UseCase::Create,
@@ -37,6 +42,11 @@ impl UseCase {
         UseCase::Health,
         UseCase::History,
         UseCase::Audit,
+        UseCase::ListWindows,
+        UseCase::GetWindow,
+        UseCase::CreateWindow,
+        UseCase::UpdateWindow,
+        UseCase::DeleteWindow,
     ];
 
     /// The use case's name; also its NATS endpoint name where NATS offers it.
@@ -55,6 +65,11 @@ impl UseCase {
             UseCase::Health => "health",
             UseCase::History => "history",
             UseCase::Audit => "audit",
+            UseCase::ListWindows => "list-maintenance-windows",
+            UseCase::GetWindow => "get-maintenance-window",
+            UseCase::CreateWindow => "create-maintenance-window",
+            UseCase::UpdateWindow => "update-maintenance-window",
+            UseCase::DeleteWindow => "delete-maintenance-window",
         }
     }
 
@@ -62,7 +77,12 @@ impl UseCase {
     /// admin (which implies read).
     pub fn scope(self) -> Scope {
         match self {
-            UseCase::List | UseCase::Get | UseCase::Health | UseCase::History => Scope::Read,
+            UseCase::List
+            | UseCase::Get
+            | UseCase::Health
+            | UseCase::History
+            | UseCase::ListWindows
+            | UseCase::GetWindow => Scope::Read,
             UseCase::Create
             | UseCase::Update
             | UseCase::Delete
@@ -71,13 +91,26 @@ impl UseCase {
             | UseCase::Pause
             | UseCase::Resume
             | UseCase::Activate
-            | UseCase::Audit => Scope::Admin,
+            | UseCase::Audit
+            | UseCase::CreateWindow
+            | UseCase::UpdateWindow
+            | UseCase::DeleteWindow => Scope::Admin,
         }
     }
 
     /// Whether the use case acts on one integration, named by its id.
     pub fn takes_id(self) -> bool {
-        !matches!(self, UseCase::List | UseCase::Create | UseCase::Audit)
+        !matches!(
+            self,
+            UseCase::List
+                | UseCase::Create
+                | UseCase::Audit
+                | UseCase::ListWindows
+                | UseCase::GetWindow
+                | UseCase::CreateWindow
+                | UseCase::UpdateWindow
+                | UseCase::DeleteWindow
+        )
     }
 }
 
@@ -92,7 +125,17 @@ mod tests {
             .filter(|use_case| use_case.scope() == Scope::Read)
             .map(|use_case| use_case.name())
             .collect();
-        assert_eq!(reads, ["list", "get", "health", "history"]);
+        assert_eq!(
+            reads,
+            [
+                "list",
+                "get",
+                "health",
+                "history",
+                "list-maintenance-windows",
+                "get-maintenance-window"
+            ]
+        );
         assert!(!UseCase::List.takes_id() && UseCase::Pause.takes_id());
     }
 }

@@ -442,6 +442,11 @@ fn use_case(operation_id: &str) -> Option<UseCase> {
         "getHealth" => UseCase::Health,
         "getHistory" => UseCase::History,
         "listAudit" => UseCase::Audit,
+        "listMaintenanceWindows" => UseCase::ListWindows,
+        "getMaintenanceWindow" => UseCase::GetWindow,
+        "createMaintenanceWindow" => UseCase::CreateWindow,
+        "replaceMaintenanceWindow" => UseCase::UpdateWindow,
+        "deleteMaintenanceWindow" => UseCase::DeleteWindow,
         _ => return None,
     })
 }
@@ -588,6 +593,15 @@ pub const CROSS_FIELD_RULES: &[(&str, &str, &[&str])] = &[
     ),
     ("replaceIntegration", "428", &["version_required"]),
     ("getHistory", "422", &["invalid_range"]),
+    // A window's schedule: endsAt after startsAt, a valid RRULE, durationSeconds with rrule,
+    // a known time zone.
+    ("createMaintenanceWindow", "422", &["invalid_schedule"]),
+    (
+        "replaceMaintenanceWindow",
+        "422",
+        &["invalid_schedule", "id_mismatch"],
+    ),
+    ("replaceMaintenanceWindow", "428", &["version_required"]),
 ];
 
 fn cross_field_rules(doc: &mut Value) {
@@ -643,6 +657,65 @@ fn examples(doc: &mut Value) {
     }
 }
 
+/// The rules of [`crate::maintenance::validate`] that JSON Schema can state; the schedule's
+/// (endsAt after startsAt, the RRULE, the time zone) are the cross-field `invalid_schedule`.
+/// A replace body may carry the resource's server-set fields back; they are ignored.
+fn window_request(doc: &mut Value) {
+    let schema = "WindowRequest";
+    constrain(
+        doc,
+        schema,
+        "name",
+        json!({"minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": name_pattern()}),
+    );
+    let description = credential_free(
+        json!({"maxLength": MAX_DESCRIPTION_CHARS, "pattern": text_pattern()}),
+        false,
+    );
+    constrain(doc, schema, "description", description);
+    constrain(
+        doc,
+        schema,
+        "durationSeconds",
+        json!({"minimum": 1, "maximum": crate::maintenance::schedule::MAX_DURATION_SECONDS}),
+    );
+    constrain(
+        doc,
+        "Selector",
+        "integrationIds",
+        json!({"maxItems": crate::maintenance::window::MAX_SELECTOR_IDS}),
+    );
+    constrain(
+        doc,
+        "Selector",
+        "tags",
+        json!({"maxItems": MAX_TAGS, "uniqueItems": true, "items": {
+            "type": "string", "minLength": 1, "maxLength": MAX_TAG_CHARS, "pattern": TAG_PATTERN,
+        }}),
+    );
+    constrain(
+        doc,
+        "Selector",
+        "environment",
+        json!({"minLength": 1, "maxLength": MAX_ENVIRONMENT_CHARS, "pattern": ENVIRONMENT_PATTERN}),
+    );
+    let mut replace = doc["components"]["schemas"][schema].clone();
+    for field in crate::app::maintenance::READ_ONLY_FIELDS {
+        replace["properties"][*field] =
+            json!({"description": "Server-set: accepted as a GET returned it, and ignored."});
+    }
+    replace["description"] = json!(
+        "The body of a replace: every user-settable field (absent optional fields are cleared), \
+         plus the expected `version` unless `If-Match` carries it. The server-set fields of \
+         the resource may be sent back unchanged and are ignored; `windowId` must match the path."
+    );
+    doc["components"]["schemas"]["WindowReplaceRequest"] = replace;
+    let body = &mut doc["paths"]["/api/v1/maintenance-windows/{id}"]["put"]["requestBody"]
+        ["content"]["application/json"]["schema"];
+    assert!(body.is_object(), "PUT maintenance window has no body");
+    *body = json!({"$ref": "#/components/schemas/WindowReplaceRequest"});
+}
+
 /// Every refinement, in order, on the document utoipa generated.
 pub fn refine(doc: &mut Value, providers: &ProviderRegistry) {
     let schemas = doc["components"]["schemas"]
@@ -653,6 +726,7 @@ pub fn refine(doc: &mut Value, providers: &ProviderRegistry) {
     health_check(doc);
     transition_requests(doc);
     update_request(doc);
+    window_request(doc);
     optional_bodies(doc);
     parameters(doc);
     responses_and_scopes(doc);

@@ -48,8 +48,24 @@ pub mod use_case {
     }
 
     markers!(
-        List, Get, Create, Update, Delete, Submit, Test, Pause, Resume, Activate, Health, History,
+        List,
+        Get,
+        Create,
+        Update,
+        Delete,
+        Submit,
+        Test,
+        Pause,
+        Resume,
+        Activate,
+        Health,
+        History,
         Audit,
+        ListWindows,
+        GetWindow,
+        CreateWindow,
+        UpdateWindow,
+        DeleteWindow,
     );
 }
 

@@ -38,6 +38,7 @@ pub mod error;
 mod extract;
 mod health;
 mod integrations;
+mod maintenance;
 pub mod openapi;
 mod probes;
 pub mod rate_limit;
@@ -53,6 +54,7 @@ fn routes() -> Vec<Route> {
         transitions::routes(),
         health::routes(),
         audit::routes(),
+        maintenance::routes(),
         probes::routes(),
         openapi::routes(),
     ]

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, ProblemField};
 use super::route::Route;
-use super::{audit, health, integrations, probes, transitions};
+use super::{audit, health, integrations, maintenance, probes, transitions};
 use crate::app::transitions::{ActivateRequest, EmptyRequest};
 
 #[derive(OpenApi)]
@@ -37,6 +37,11 @@ use crate::app::transitions::{ActivateRequest, EmptyRequest};
         health::health,
         health::history,
         audit::list,
+        maintenance::list,
+        maintenance::fetch,
+        maintenance::create,
+        maintenance::replace,
+        maintenance::remove,
         probes::healthz,
         probes::readyz,
         document,
@@ -51,6 +56,7 @@ use crate::app::transitions::{ActivateRequest, EmptyRequest};
         (name = "lifecycle", description = "Submit, pause, resume and activate"),
         (name = "health", description = "Health, uptime and check history of one integration"),
         (name = "audit", description = "The hash-chained audit trail"),
+        (name = "maintenance", description = "Maintenance windows: checks go on, failures count towards nothing"),
         (name = "probes", description = "Liveness and readiness of the daemon"),
         (name = "meta", description = "This document"),
     )

@@ -20,6 +20,7 @@ use crate::app::App;
 use crate::auth::{Authenticator, SCOPE_ADMIN, SCOPE_READ};
 use crate::config::AuthConfig;
 use crate::integration::{Author, Change, CheckSummary, Integration};
+use crate::maintenance::{MaintenanceWindow, WindowChange};
 use crate::providers::ProviderRegistry;
 use crate::store::{
     AuditEntry, AuditQuery, ChainReport, CheckCommit, JsonPage, ListQuery, Page, Store, StoreError,
@@ -146,6 +147,41 @@ impl Store for FaultyStore {
         self.inner
             .commit_check(id, expected_version, lifecycle, event, check, now, claim)
             .await
+    }
+
+    async fn create_window(&self, window: &MaintenanceWindow) -> Result<(), StoreError> {
+        self.fault().await?;
+        self.inner.create_window(window).await
+    }
+
+    async fn get_window(
+        &self,
+        tenant_id: &str,
+        id: Uuid,
+    ) -> Result<Option<MaintenanceWindow>, StoreError> {
+        self.fault().await?;
+        self.inner.get_window(tenant_id, id).await
+    }
+
+    async fn list_windows(&self, tenant_id: &str) -> Result<Vec<MaintenanceWindow>, StoreError> {
+        self.fault().await?;
+        self.inner.list_windows(tenant_id).await
+    }
+
+    async fn change_window(
+        &self,
+        author: &Author,
+        id: Uuid,
+        change: WindowChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<MaintenanceWindow>, StoreError> {
+        self.fault().await?;
+        self.inner.change_window(author, id, change, now).await
+    }
+
+    async fn all_windows(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {
+        self.fault().await?;
+        self.inner.all_windows().await
     }
 }
 

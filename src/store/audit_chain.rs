@@ -73,7 +73,13 @@ impl StoredAuditEntry {
             sequence: prev_sequence + 1,
             actor: record.actor.clone(),
             action: record.action.clone(),
-            target_type: "integration".to_owned(),
+            // What an action acts on is its prefix: `integration.update`,
+            // `maintenance_window.create`.
+            target_type: record
+                .action
+                .split_once('.')
+                .map_or("integration", |(target, _)| target)
+                .to_owned(),
             target_id: record.target_id,
             before: record.before.as_ref().map(canonical_json),
             after: record.after.as_ref().map(canonical_json),

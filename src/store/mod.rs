@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::cluster::Claim;
 use crate::integration::{Author, Change, ChangeError, CheckSummary, Integration, IntegrationType};
+use crate::maintenance::{MaintenanceWindow, WindowChange};
 use catalogd_actors::{EventKind, Lifecycle, Status, Thresholds};
 
 pub mod audit_chain;
@@ -328,6 +329,33 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         claim: Option<Claim>,
     ) -> Result<CheckCommit, StoreError>;
+
+    // --- Maintenance windows (DESIGN §10) ----------------------------------------------
+
+    /// Inserts a window and its `maintenance_window.create` audit entry.
+    async fn create_window(&self, window: &MaintenanceWindow) -> Result<(), StoreError>;
+
+    async fn get_window(
+        &self,
+        tenant_id: &str,
+        id: Uuid,
+    ) -> Result<Option<MaintenanceWindow>, StoreError>;
+
+    /// The tenant's windows, ordered by name, then id.
+    async fn list_windows(&self, tenant_id: &str) -> Result<Vec<MaintenanceWindow>, StoreError>;
+
+    /// Locks the window, applies [`crate::maintenance::apply`] and commits the result with
+    /// its audit entry. Returns the new window, or `None` after a delete.
+    async fn change_window(
+        &self,
+        author: &Author,
+        id: Uuid,
+        change: WindowChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<MaintenanceWindow>, StoreError>;
+
+    /// Every tenant's windows, for the engine (never reached by a request).
+    async fn all_windows(&self) -> Result<Vec<MaintenanceWindow>, StoreError>;
 }
 
 /// The outcome of [`Store::commit_check`].

@@ -36,6 +36,7 @@ use crate::cluster::Claim;
 use crate::integration::{
     self, Applied, AuditRecord, Author, Change, CheckSummary, HealthCheck, Integration,
 };
+use crate::maintenance::{MaintenanceWindow, WindowChange};
 use catalogd_actors::{EventKind, Lifecycle, Thresholds};
 
 mod group_commit;
@@ -104,6 +105,36 @@ static INSERT_AUDIT: LazyLock<String> = LazyLock::new(|| {
         placeholders.join(", ")
     )
 });
+
+const INSERT_WINDOW: &str = "INSERT INTO maintenance_windows \
+     (window_id, tenant_id, name, version, body) VALUES ($1, $2, $3, $4, $5)";
+const SELECT_WINDOW: &str =
+    "SELECT body FROM maintenance_windows WHERE tenant_id = $1 AND window_id = $2";
+const LIST_WINDOWS: &str =
+    "SELECT body FROM maintenance_windows WHERE tenant_id = $1 ORDER BY name, window_id";
+const ALL_WINDOWS: &str = "SELECT body FROM maintenance_windows ORDER BY tenant_id, window_id";
+const UPDATE_WINDOW: &str = "UPDATE maintenance_windows SET name = $3, version = $4, body = $5 \
+     WHERE window_id = $1 AND tenant_id = $2";
+const DELETE_WINDOW: &str =
+    "DELETE FROM maintenance_windows WHERE window_id = $1 AND tenant_id = $2";
+
+/// A window's times at the precision the integrations' are stored at, so what a create
+/// returns is what a read gives back.
+fn window_with_stored_precision(window: &MaintenanceWindow) -> MaintenanceWindow {
+    MaintenanceWindow {
+        created_at: rows::stored_precision(window.created_at),
+        modified_at: rows::stored_precision(window.modified_at),
+        ..window.clone()
+    }
+}
+
+fn window_body(window: &MaintenanceWindow) -> Result<String, StoreError> {
+    serde_json::to_string(window).map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+fn window_from_body(body: &str) -> Result<MaintenanceWindow, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("maintenance window: {e}")))
+}
 
 /// Who wrote an audit entry or an event: the node, and for a monitor's write the claim it was
 /// made under (PostgreSQL adds `written_at`, the database's clock at the insert).
@@ -995,6 +1026,104 @@ where
             called: Instant::now(),
         };
         self.enqueue(request).await
+    }
+
+    async fn create_window(&self, window: &MaintenanceWindow) -> Result<(), StoreError> {
+        let window = window_with_stored_precision(window);
+        let _turn = self.gate.turn().await;
+        let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
+        sqlx::query(INSERT_WINDOW)
+            .bind(window.window_id)
+            .bind(&window.tenant_id)
+            .bind(&window.name)
+            .bind(window.version)
+            .bind(window_body(&window)?)
+            .execute(&mut *transaction)
+            .await
+            .map_err(write_error)?;
+        Self::append_audit(
+            &mut transaction,
+            &window.creation_record(),
+            self.writer(None),
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn get_window(
+        &self,
+        tenant_id: &str,
+        id: Uuid,
+    ) -> Result<Option<MaintenanceWindow>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as(SELECT_WINDOW)
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(read_error)?;
+        row.map(|(body,)| window_from_body(&body)).transpose()
+    }
+
+    async fn list_windows(&self, tenant_id: &str) -> Result<Vec<MaintenanceWindow>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(LIST_WINDOWS)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_error)?;
+        rows.iter().map(|(body,)| window_from_body(body)).collect()
+    }
+
+    async fn change_window(
+        &self,
+        author: &Author,
+        id: Uuid,
+        change: WindowChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<MaintenanceWindow>, StoreError> {
+        let now = rows::stored_precision(now);
+        let _turn = self.gate.turn().await;
+        let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
+        let row: Option<(String,)> = sqlx::query_as(&B::locked(SELECT_WINDOW))
+            .bind(&author.tenant_id)
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(read_error)?;
+        let current = window_from_body(&row.ok_or(StoreError::NotFound)?.0)?;
+        let (after, audit) = crate::maintenance::apply(&current, change, author, now)?;
+        match &after {
+            Some(window) => {
+                sqlx::query(UPDATE_WINDOW)
+                    .bind(window.window_id)
+                    .bind(&window.tenant_id)
+                    .bind(&window.name)
+                    .bind(window.version)
+                    .bind(window_body(window)?)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(write_error)?;
+            }
+            None => {
+                sqlx::query(DELETE_WINDOW)
+                    .bind(id)
+                    .bind(&author.tenant_id)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(write_error)?;
+            }
+        }
+        Self::append_audit(&mut transaction, &audit, self.writer(None)).await?;
+        transaction.commit().await?;
+        Ok(after)
+    }
+
+    async fn all_windows(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(ALL_WINDOWS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_error)?;
+        rows.iter().map(|(body,)| window_from_body(body)).collect()
     }
 }
 

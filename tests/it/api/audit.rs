@@ -98,7 +98,7 @@ async fn every_change_is_audited(backend: Backend) {
 }
 
 /// Runs `catalogd audit verify` against the app's database, as an operator would.
-fn verify(app: &TestApp) -> (i32, String) {
+pub(super) fn verify(app: &TestApp) -> (i32, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_catalogd"))
         .args(["audit", "verify"])
         .current_dir(app.dir.path())

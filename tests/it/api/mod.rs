@@ -6,6 +6,7 @@ mod cli;
 mod integrations;
 mod isolation;
 mod lifecycle;
+mod maintenance;
 mod pagination;
 mod probes;
 mod validation;
