@@ -578,6 +578,21 @@ fn links(doc: &mut Value) {
     ] {
         paths[path][method]["responses"]["200"]["links"] = Value::Object(to_item.clone());
     }
+    let window = json!({"id": "$response.body#/windowId"});
+    let to_window = json!({
+        "get": {"operationId": "getMaintenanceWindow", "parameters": window},
+        "delete": {"operationId": "deleteMaintenanceWindow", "parameters": window},
+        "replace": {
+            "operationId": "replaceMaintenanceWindow",
+            "parameters": {"id": "$response.body#/windowId", "header.If-Match": "$response.header.ETag"},
+            "requestBody": "$response.body",
+        },
+    });
+    paths["/api/v1/maintenance-windows"]["post"]["responses"]["201"]["links"] = to_window.clone();
+    for method in ["get", "put"] {
+        paths["/api/v1/maintenance-windows/{id}"][method]["responses"]["200"]["links"] =
+            to_window.clone();
+    }
 }
 
 /// The rules that compare a field with another one (or with the daemon's settings), which
@@ -699,6 +714,23 @@ fn window_request(doc: &mut Value) {
         "environment",
         json!({"minLength": 1, "maxLength": MAX_ENVIRONMENT_CHARS, "pattern": ENVIRONMENT_PATTERN}),
     );
+    constrain(
+        doc,
+        schema,
+        "version",
+        json!({"minimum": 1, "format": "int64"}),
+    );
+    // A create carries no id or version yet (400 `invalid_body`).
+    let mut create = doc["components"]["schemas"][schema].clone();
+    for field in ["version", "windowId"] {
+        create["properties"].as_object_mut().unwrap().remove(field);
+    }
+    create["description"] = json!("A new window's user-settable fields.");
+    doc["components"]["schemas"]["WindowCreateRequest"] = create;
+    let body = &mut doc["paths"]["/api/v1/maintenance-windows"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"];
+    assert!(body.is_object(), "POST maintenance window has no body");
+    *body = json!({"$ref": "#/components/schemas/WindowCreateRequest"});
     let mut replace = doc["components"]["schemas"][schema].clone();
     for field in crate::app::maintenance::READ_ONLY_FIELDS {
         replace["properties"][*field] =

@@ -152,15 +152,34 @@ pub struct WindowRequest {
     #[schema(example = "FREQ=WEEKLY;BYDAY=SU;BYHOUR=2")]
     pub rrule: Option<String>,
     /// 1 s to 7 days: how long each opening of a recurring window lasts.
+    #[serde(default, deserialize_with = "integral")]
     pub duration_seconds: Option<i64>,
     /// The IANA time zone a recurring rule is evaluated in; `UTC` when absent.
     #[schema(example = "Europe/Berlin")]
     pub time_zone: Option<String>,
     pub selector: Option<Selector>,
     /// Required on an update (or `If-Match`): the version the change was based on.
+    #[serde(default, deserialize_with = "integral")]
     pub version: Option<i64>,
     /// Ignored unless it differs from the path's id (then 422 `id_mismatch`).
     pub window_id: Option<Uuid>,
+}
+
+/// An optional `i64` that may be written as an integral float (`5.0`): JSON Schema's
+/// `integer`, which the OpenAPI document promises, includes such numbers.
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(n) = number.as_i64() {
+        return Ok(Some(n));
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => Ok(Some(f as i64)),
+        _ => Err(serde::de::Error::custom(
+            "an integer of 64 bits was expected",
+        )),
+    }
 }
 
 /// A validated window's user-settable fields.
