@@ -10,6 +10,7 @@
 //! - [`integration`]: the integration resource and the pure rules for changing it.
 //! - [`validation`]: checks a user-supplied spec before it reaches the store.
 //! - [`providers`]: the known provider names.
+//! - [`spellings`]: the seed's enum spellings on input (any case, `-`/`_`), canonical output.
 //! - [`connectors`]: health-check connectors per provider, declarative providers, staged
 //!   connection-test diagnostics; the engine's `Probe`.
 //! - [`egress`]: the SSRF policy and the only client that opens outbound connections.
@@ -45,6 +46,7 @@ pub mod nats;
 pub mod providers;
 pub mod relay;
 pub mod secrets;
+pub mod spellings;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
