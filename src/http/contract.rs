@@ -233,6 +233,7 @@ fn spec_request(doc: &mut Value, providers: &ProviderRegistry) {
         "provider",
         json!({
             "pattern": spellings::pattern(Kind::Provider, names.iter().copied()),
+            "x-canonical-values": names,
             "description": format!(
                 "A provider this daemon knows (built in or loaded from `plugins.directory`): {}. \
                  Any case, with or without `-`/`_` (`GitHubApp`, `github_app`), is accepted and \
@@ -245,6 +246,7 @@ fn spec_request(doc: &mut Value, providers: &ProviderRegistry) {
     doc["components"]["schemas"][schema]["properties"]["type"] = json!({
         "type": "string",
         "pattern": spellings::pattern(Kind::Type, types.iter().copied()),
+        "x-canonical-values": types,
         "description": format!(
             "One of {}; any case, with or without `-`/`_` (`Registry`, `SCM`), is accepted and \
              stored as the canonical value.",
