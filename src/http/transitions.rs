@@ -134,8 +134,10 @@ pub async fn activate(
 }
 
 /// Run a staged connection test now (DNS → TCP → TLS → HTTP → authenticated call). The
-/// result is audited; for a monitored integration it also counts as a check, applied by the
-/// integration's own actor (a successful test verifies a pending integration).
+/// result is audited and published as `integration.tested` (with `success`, `failureClass`,
+/// `latencyMs`, `actor`), whatever the status does; for a monitored integration it also counts
+/// as a check, applied by the integration's own actor (a successful test verifies a pending
+/// integration).
 #[utoipa::path(
     post,
     operation_id = "testIntegration",
