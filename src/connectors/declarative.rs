@@ -21,6 +21,7 @@
 //! [expect]                             # all must hold
 //! status = [200]                       # default 200-299
 //! anonymous_status = [401]             # also fine when no AuthRef is configured
+//! auth_status = [203]                  # with credentials, also means `auth` (as 401/403 do)
 //! body_contains = "OK"
 //! headers = [{ name = "X-Jenkins", contains = "2." }]   # equals / contains / present
 //! json = [{ path = "$.status", equals = "UP" }]         # RFC 9535 JSONPath; no equals: exists
@@ -413,6 +414,8 @@ struct ExpectSpec {
     status: Option<Vec<u16>>,
     #[serde(default)]
     anonymous_status: Vec<u16>,
+    #[serde(default)]
+    auth_status: Vec<u16>,
     body_contains: Option<String>,
     #[serde(default)]
     headers: Vec<HeaderSpec>,
@@ -526,8 +529,12 @@ impl ExpectSpec {
         if !self.anonymous_status.iter().all(valid) {
             return Err("anonymous_status must list codes between 100 and 599".to_owned());
         }
+        if !self.auth_status.iter().all(valid) {
+            return Err("auth_status must list codes between 100 and 599".to_owned());
+        }
         let mut expect = Expect::status(status);
         expect.anonymous_status = self.anonymous_status;
+        expect.auth_status = self.auth_status;
         expect.body_contains = self.body_contains.filter(|needle| !needle.is_empty());
         for header in self.headers {
             expect.headers.push(HeaderCondition {

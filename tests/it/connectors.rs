@@ -681,6 +681,8 @@ struct BuiltinCase {
     check_path: &'static str,
     /// The header that carries the credential, and its value.
     credential: (&'static str, String),
+    /// Vendor-specific statuses and what they mean.
+    extra: &'static [(u16, FailureClass)],
 }
 
 fn bearer() -> (&'static str, String) {
@@ -704,6 +706,7 @@ fn builtin_cases() -> Vec<BuiltinCase> {
             wrong_auth_ref: "ref://t/any/wrong-token",
             check_path: "/artifactory/api/system/ping",
             credential: bearer(),
+            extra: &[],
         },
         BuiltinCase {
             provider: "nexus",
@@ -714,6 +717,7 @@ fn builtin_cases() -> Vec<BuiltinCase> {
             wrong_auth_ref: "ref://t/any/wrong-basic",
             check_path: "/service/rest/v1/status",
             credential: basic_header(USER_PASSWORD),
+            extra: &[],
         },
         BuiltinCase {
             provider: "sonarqube",
@@ -724,6 +728,7 @@ fn builtin_cases() -> Vec<BuiltinCase> {
             wrong_auth_ref: "ref://t/any/wrong-token",
             check_path: "/api/system/status",
             credential: bearer(),
+            extra: &[],
         },
         BuiltinCase {
             provider: "bitbucket",
@@ -734,6 +739,7 @@ fn builtin_cases() -> Vec<BuiltinCase> {
             wrong_auth_ref: "ref://t/any/wrong-token",
             check_path: "/2.0/user",
             credential: bearer(),
+            extra: &[],
         },
         BuiltinCase {
             provider: "bitbucket",
@@ -745,6 +751,7 @@ fn builtin_cases() -> Vec<BuiltinCase> {
             wrong_auth_ref: "ref://t/any/wrong-token",
             check_path: "/rest/api/1.0/projects?limit=1",
             credential: bearer(),
+            extra: &[],
         },
         BuiltinCase {
             provider: "azure-devops",
@@ -755,6 +762,8 @@ fn builtin_cases() -> Vec<BuiltinCase> {
             wrong_auth_ref: "ref://t/any/wrong-pat",
             check_path: "/fabrikam/_apis/projects?api-version=7.1&$top=1",
             credential: basic_header(&format!(":{TOKEN}")),
+            // A bad PAT gets 203 and a sign-in page.
+            extra: &[(203, FailureClass::Auth)],
         },
         BuiltinCase {
             provider: "circleci",
@@ -765,6 +774,7 @@ fn builtin_cases() -> Vec<BuiltinCase> {
             wrong_auth_ref: "ref://t/any/wrong-token",
             check_path: "/api/v2/me",
             credential: ("circle-token", TOKEN.to_owned()),
+            extra: &[],
         },
         BuiltinCase {
             provider: "github-actions",
@@ -775,6 +785,7 @@ fn builtin_cases() -> Vec<BuiltinCase> {
             wrong_auth_ref: "ref://t/any/wrong-token",
             check_path: "/repos/octo-org/hello-world/actions/runs?per_page=1",
             credential: bearer(),
+            extra: &[],
         },
         BuiltinCase {
             provider: "gitlab-ci",
@@ -785,6 +796,7 @@ fn builtin_cases() -> Vec<BuiltinCase> {
             wrong_auth_ref: "ref://t/any/wrong-token",
             check_path: "/api/v4/projects/group%2Fproject/pipelines?per_page=1",
             credential: ("private-token", TOKEN.to_owned()),
+            extra: &[],
         },
     ]
 }
@@ -830,6 +842,10 @@ async fn builtin_declarative_providers_against_their_vendors_apis() {
             "{name}"
         );
 
+        let extra = case
+            .extra
+            .iter()
+            .map(|(status, class)| (*status, vec![], *class));
         for (status, headers, class) in [
             (401, vec![], FailureClass::Auth),
             (403, vec![], FailureClass::Auth),
@@ -842,7 +858,10 @@ async fn builtin_declarative_providers_against_their_vendors_apis() {
             (404, vec![], FailureClass::HttpStatus),
             (500, vec![], FailureClass::HttpStatus),
             (503, vec![("retry-after", "5")], FailureClass::HttpStatus),
-        ] {
+        ]
+        .into_iter()
+        .chain(extra)
+        {
             fake.control.fail_with(status, &headers);
             assert_eq!(
                 h.check(&good).await,

@@ -496,7 +496,8 @@ pub fn bitbucket_datacenter(token: &str) -> Router {
 }
 
 /// Azure DevOps: `/<organization>/_apis/projects?api-version=…` with a personal access token
-/// as basic auth (any user name); 401 for a bad one.
+/// as basic auth (any user name); 401 without credentials, 203 with a sign-in page for a bad
+/// PAT (as Azure DevOps Services does).
 pub fn azure_devops(organization: &str, pat: &str) -> Router {
     let pat = pat.to_owned();
     Router::new().route(
@@ -518,6 +519,14 @@ pub fn azure_devops(organization: &str, pat: &str) -> Router {
                     user_pat.split_once(':').map(|(_, p)| p) == Some(pat.as_str())
                 });
             if !authenticated {
+                if headers.contains_key("authorization") {
+                    return (
+                        StatusCode::NON_AUTHORITATIVE_INFORMATION,
+                        [("content-type", "text/html")],
+                        format!("<html>{UPSTREAM_BODY_MARKER} Sign In</html>"),
+                    )
+                        .into_response();
+                }
                 return unauthorized(None);
             }
             Json(json!({"count": 1, "value": [{
