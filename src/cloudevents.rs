@@ -41,6 +41,8 @@ pub struct EventCause {
     pub reason: Option<String>,
     /// The token subject of a REST or NATS request, or `catalogd` for the monitor.
     pub actor: String,
+    /// Whether a manual connection test succeeded; only `integration.tested` carries it.
+    pub success: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -58,6 +60,8 @@ struct EventData<'a> {
     latency_ms: Option<u64>,
     reason: Option<&'a str>,
     actor: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    success: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -113,6 +117,7 @@ pub fn build(
             latency_ms: cause.latency_ms,
             reason: cause.reason.as_deref(),
             actor: &cause.actor,
+            success: cause.success,
         },
     };
     OutboxEvent {

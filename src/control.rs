@@ -280,8 +280,8 @@ async fn answer(app: &App, operation: Operation, message: &Message) -> Result<By
             reply(&app.pause(&principal, id, request).await?)
         }
         Operation::Resume => {
-            empty(body)?;
-            reply(&app.resume(&principal, id).await?)
+            let request = from_json_value(body)?;
+            reply(&app.resume(&principal, id, request).await?)
         }
         Operation::Activate => {
             let request = from_json_value(body)?;

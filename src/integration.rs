@@ -368,6 +368,44 @@ pub struct CheckSummary {
     pub latency_ms: u64,
 }
 
+/// A manual connection test's result as the store records it (DESIGN §12): the last-test
+/// fields, an `integration.test` audit entry and an `integration.tested` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestSummary {
+    pub success: bool,
+    pub failure_class: Option<catalogd_actors::FailureClass>,
+    pub latency_ms: u64,
+    /// Offline mode skipped the test: neither a success nor a failure.
+    pub skipped: bool,
+    pub tested_at: DateTime<Utc>,
+}
+
+impl TestSummary {
+    /// The audit entry's `after`: the result, without stage messages.
+    pub fn audit_result(&self) -> serde_json::Value {
+        serde_json::json!({
+            "success": self.success,
+            "failureClass": self.failure_class.map(|c| c.as_str()),
+            "latencyMs": self.latency_ms,
+            "skipped": self.skipped,
+        })
+    }
+
+    /// What the `integration.tested` event says: the result and who asked. The status is
+    /// unchanged by the test itself (the owning actor applies it as a check afterwards), so
+    /// there is no previous status.
+    pub fn cause(&self, actor: &str) -> EventCause {
+        EventCause {
+            previous_status: None,
+            failure_class: self.failure_class,
+            latency_ms: Some(self.latency_ms),
+            reason: None,
+            actor: actor.to_owned(),
+            success: Some(self.success),
+        }
+    }
+}
+
 /// The audit record of a creation.
 pub fn created(integration: &Integration) -> AuditRecord {
     AuditRecord {
@@ -501,6 +539,7 @@ pub fn apply_check(
         latency_ms: Some(check.latency_ms),
         reason: Some(reason),
         actor: MONITOR_ACTOR.to_owned(),
+        success: None,
     };
     Applied {
         after: Some(next),

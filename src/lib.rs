@@ -11,6 +11,7 @@
 //! - [`maintenance`]: maintenance windows: the resource, its validation, when it is open.
 //! - [`validation`]: checks a user-supplied spec before it reaches the store.
 //! - [`providers`]: the known provider names.
+//! - [`spellings`]: the seed's enum spellings on input (any case, `-`/`_`), canonical output.
 //! - [`connectors`]: health-check connectors per provider, declarative providers, staged
 //!   connection-test diagnostics; the engine's `Probe`.
 //! - [`egress`]: the SSRF policy and the only client that opens outbound connections.
@@ -47,6 +48,7 @@ pub mod nats;
 pub mod providers;
 pub mod relay;
 pub mod secrets;
+pub mod spellings;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

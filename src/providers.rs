@@ -1,7 +1,8 @@
-//! The provider names an integration may use: the built-in connectors (DESIGN §3), plus the
-//! declarative providers [`crate::connectors::Connectors`] loaded from `plugins.directory`.
+//! The provider names an integration may use: the built-in connectors (DESIGN §3, §12), plus
+//! the declarative providers [`crate::connectors::Connectors`] loaded from `plugins.directory`.
 
-/// Providers implemented in code.
+/// Providers built into the binary: implemented in code, or declarative definitions compiled
+/// in (`src/connectors/builtin/`, DESIGN §12).
 pub const BUILTIN: &[&str] = &[
     "http",
     "tcp",
@@ -13,6 +14,14 @@ pub const BUILTIN: &[&str] = &[
     "gitea",
     "jenkins",
     "in-memory",
+    "artifactory",
+    "nexus",
+    "sonarqube",
+    "bitbucket",
+    "azure-devops",
+    "circleci",
+    "github-actions",
+    "gitlab-ci",
 ];
 
 /// The set of providers this daemon knows.
@@ -45,6 +54,16 @@ impl ProviderRegistry {
         self.names.iter().any(|n| n == name)
     }
 
+    /// The canonical name `raw` spells: itself, or a known name in another case, with or
+    /// without `-`/`_`, or one of the seed's aliases ([`crate::spellings`]).
+    pub fn canonical(&self, raw: &str) -> Option<&str> {
+        crate::spellings::canonical(
+            crate::spellings::Kind::Provider,
+            raw,
+            self.names.iter().map(String::as_str),
+        )
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.names.iter().map(String::as_str)
     }
@@ -67,15 +86,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn seed_spellings_name_the_canonical_provider() {
+        let registry = ProviderRegistry::builtin();
+        for (raw, expected) in [
+            ("github-app", Some("github-app")),
+            ("GitHubApp", Some("github-app")),
+            ("github_app", Some("github-app")),
+            ("GITHUB-APP", Some("github-app")),
+            ("InMemory", Some("in-memory")),
+            ("OciRegistry", Some("oci-registry")),
+            ("DockerHub", Some("oci-registry")),
+            ("HTTP", Some("http")),
+            ("GitHubActions", Some("github-actions")),
+            ("GitLabCI", Some("gitlab-ci")),
+            ("AzureDevOps", Some("azure-devops")),
+            ("BitbucketServer", Some("bitbucket")),
+            ("CircleCI", Some("circleci")),
+            ("SonarQube", Some("sonarqube")),
+            ("git hub", None),
+            ("githubb", None),
+            ("", None),
+        ] {
+            assert_eq!(registry.canonical(raw), expected, "{raw:?}");
+        }
+    }
+
+    #[test]
     fn declarative_providers_are_known_and_need_a_base_url() {
         let registry = ProviderRegistry::builtin().with_declarative([
-            "nexus".to_owned(),
+            "zeta".to_owned(),
             "http".to_owned(),
-            "artifactory".to_owned(),
+            "nexus".to_owned(),
+            "acme".to_owned(),
         ]);
-        assert!(registry.contains("nexus") && registry.contains("artifactory"));
-        assert!(registry.needs_base_url("nexus"));
+        assert!(registry.contains("zeta") && registry.contains("acme"));
+        assert!(registry.needs_base_url("zeta") && registry.needs_base_url("nexus"));
         assert_eq!(registry.names().filter(|n| *n == "http").count(), 1);
-        assert_eq!(registry.names().last(), Some("nexus"));
+        assert_eq!(registry.names().filter(|n| *n == "nexus").count(), 1);
+        assert_eq!(registry.names().last(), Some("zeta"));
     }
 }

@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 
 use crate::integration::{HealthCheck, IntegrationSpec, IntegrationType};
 use crate::providers::ProviderRegistry;
+use crate::spellings;
 
 pub const MAX_NAME_CHARS: usize = 128;
 pub const MAX_DESCRIPTION_CHARS: usize = 2048;
@@ -205,14 +206,14 @@ pub fn spec(
         check_description(description, &mut errors);
     }
     let kind = check_kind(request.kind.as_deref(), &mut errors);
-    let provider_known = check_provider(request.provider.as_deref(), rules.providers, &mut errors);
-    match (&request.base_url, &request.provider) {
+    let provider = check_provider(request.provider.as_deref(), rules.providers, &mut errors);
+    match (&request.base_url, &provider) {
         (Some(base_url), _) => {
             if let Err(detail) = check_base_url(base_url) {
                 errors.push(FieldError::new("/baseUrl", Rule::InvalidBaseUrl, detail));
             }
         }
-        (None, Some(provider)) if provider_known && rules.providers.needs_base_url(provider) => {
+        (None, Some(provider)) if rules.providers.needs_base_url(provider) => {
             errors.push(FieldError::new(
                 "/baseUrl",
                 Rule::BaseUrlRequired,
@@ -255,7 +256,7 @@ pub fn spec(
     let health_check = request.health_check.unwrap_or_default();
     check_health_check(&health_check, rules, &mut errors);
 
-    match (request.name, kind, request.provider) {
+    match (request.name, kind, provider) {
         (Some(name), Some(kind), Some(provider)) if errors.is_empty() => Ok(IntegrationSpec {
             name,
             description: request.description,
@@ -356,8 +357,9 @@ pub(crate) fn check_description(description: &str, errors: &mut Vec<FieldError>)
     errors.push(FieldError::new("/description", rule, detail));
 }
 
+/// The type in any of the seed's spellings ([`crate::spellings`]), as its canonical value.
 fn check_kind(kind: Option<&str>, errors: &mut Vec<FieldError>) -> Option<IntegrationType> {
-    let parsed = kind.and_then(IntegrationType::parse);
+    let parsed = kind.and_then(spellings::integration_type);
     if parsed.is_none() {
         let detail = match kind {
             None => "type is required",
@@ -368,22 +370,24 @@ fn check_kind(kind: Option<&str>, errors: &mut Vec<FieldError>) -> Option<Integr
     parsed
 }
 
-/// Returns whether the provider is known.
+/// Returns the provider's canonical name when it is known in any of the seed's spellings.
 fn check_provider(
     provider: Option<&str>,
     providers: &ProviderRegistry,
     errors: &mut Vec<FieldError>,
-) -> bool {
+) -> Option<String> {
     let detail = match provider {
         None => "provider is required".to_owned(),
-        Some(p) if providers.contains(p) => return true,
-        Some(_) => format!(
-            "provider must be one of {}",
-            providers.names().collect::<Vec<_>>().join(", ")
-        ),
+        Some(p) => match providers.canonical(p) {
+            Some(name) => return Some(name.to_owned()),
+            None => format!(
+                "provider must be one of {}",
+                providers.names().collect::<Vec<_>>().join(", ")
+            ),
+        },
     };
     errors.push(FieldError::new("/provider", Rule::UnknownProvider, detail));
-    false
+    None
 }
 
 fn check_base_url(raw: &str) -> Result<(), &'static str> {
@@ -715,10 +719,10 @@ pub fn limit(raw: Option<&str>) -> Result<u32, QueryError> {
     }
 }
 
-/// The `type` list filter.
+/// The `type` list filter, in any of the seed's spellings.
 pub fn kind_filter(raw: Option<&str>) -> Result<Option<IntegrationType>, QueryError> {
     raw.map(|raw| {
-        IntegrationType::parse(raw).ok_or_else(|| {
+        spellings::integration_type(raw).ok_or_else(|| {
             QueryError::new(
                 QueryRule::InvalidFilter,
                 "type must be one of registry, scm, ci, host, feed, artifact",
@@ -728,10 +732,10 @@ pub fn kind_filter(raw: Option<&str>) -> Result<Option<IntegrationType>, QueryEr
     .transpose()
 }
 
-/// The `status` list filter.
+/// The `status` list filter, in any of the seed's spellings.
 pub fn status_filter(raw: Option<&str>) -> Result<Option<Status>, QueryError> {
     raw.map(|raw| {
-        raw.parse::<Status>().map_err(|_| {
+        spellings::status(raw).ok_or_else(|| {
             let names: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
             QueryError::new(
                 QueryRule::InvalidFilter,
@@ -740,6 +744,20 @@ pub fn status_filter(raw: Option<&str>) -> Result<Option<Status>, QueryError> {
         })
     })
     .transpose()
+}
+
+/// The `provider` list filter: a known provider in any of the seed's spellings becomes its
+/// canonical name; any other text is kept (it matches no integration).
+pub fn provider_filter(
+    raw: Option<String>,
+    providers: &ProviderRegistry,
+) -> Result<Option<String>, QueryError> {
+    Ok(
+        text_filter("provider", raw)?.map(|raw| match providers.canonical(&raw) {
+            Some(name) => name.to_owned(),
+            None => raw,
+        }),
+    )
 }
 
 /// A free-text filter (`provider`, `environment`, `tag`, `q`): bounded in length, and free of
@@ -949,7 +967,9 @@ mod tests {
             .map(|t| (json!({"type": t.as_str()}), None))
             .collect();
         cases.extend([
-            (json!({"type": "Registry"}), Some("unknown_type")),
+            (json!({"type": "Registry"}), None),
+            (json!({"type": "SCM"}), None),
+            (json!({"type": "Regist ry"}), Some("unknown_type")),
             (json!({"type": "database"}), Some("unknown_type")),
             (json!({"type": null}), Some("unknown_type")),
             (json!({"provider": "github"}), None),
@@ -1368,9 +1388,23 @@ mod tests {
         }
         assert_eq!(kind_filter(Some("ci")), Ok(Some(IntegrationType::Ci)));
         assert_eq!(kind_filter(None), Ok(None));
+        assert_eq!(kind_filter(Some("CI")), Ok(Some(IntegrationType::Ci)));
         assert_eq!(
-            kind_filter(Some("CI")).unwrap_err().rule,
+            kind_filter(Some("C I")).unwrap_err().rule,
             QueryRule::InvalidFilter
+        );
+        assert_eq!(
+            status_filter(Some("PendingVerification")),
+            Ok(Some(Status::PendingVerification))
+        );
+        let providers = ProviderRegistry::builtin();
+        assert_eq!(
+            provider_filter(Some("GitHubApp".into()), &providers),
+            Ok(Some("github-app".into()))
+        );
+        assert_eq!(
+            provider_filter(Some("nope".into()), &providers),
+            Ok(Some("nope".into()))
         );
         assert_eq!(
             status_filter(Some("pending_verification")),

@@ -16,7 +16,7 @@ use crate::cloudevents::SUBJECT_PREFIX;
 use crate::config::NatsConfig;
 
 /// The lifecycle event kinds (`integration.<kind>`).
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     "created",
     "updated",
     "deleted",
@@ -25,6 +25,7 @@ pub const KINDS: [&str; 8] = [
     "healthy",
     "unhealthy",
     "activated",
+    "tested",
 ];
 
 #[derive(Debug, Clone, Args)]
@@ -77,7 +78,7 @@ pub fn subject_filter(tenant: Option<&str>, kind: Option<&str>) -> Result<String
 }
 
 /// One line for people:
-/// `TIME  TENANT  KIND  NAME (ID)  PREVIOUS → STATUS  [failure=…] [latency=…ms] [failures=…] [reason="…"]  by ACTOR  #SEQ`.
+/// `TIME  TENANT  KIND  NAME (ID)  PREVIOUS → STATUS  [success|failed] [failure=…] [latency=…ms] [failures=…] [reason="…"]  by ACTOR  #SEQ`.
 pub fn format_line(event: &Value) -> String {
     let text = |value: &Value| value.as_str().map(str::to_owned);
     let data = &event["data"];
@@ -98,6 +99,9 @@ pub fn format_line(event: &Value) -> String {
         text(&data["previousStatus"]).unwrap_or_else(|| "-".to_owned()),
         text(&data["status"]).unwrap_or_else(|| "-".to_owned()),
     );
+    if let Some(success) = data["success"].as_bool() {
+        line.push_str(if success { "  success" } else { "  failed" });
+    }
     if let Some(class) = text(&data["failureClass"]) {
         line.push_str(&format!("  failure={class}"));
     }

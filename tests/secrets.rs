@@ -323,6 +323,7 @@ async fn canary_secrets_never_appear_in_logs_reports_or_errors() {
         &format!("{CANARY_USER}:{CANARY_WRONG_TOKEN}"),
     );
     plant(dir.path(), "c/any/app-key", fakes::GITHUB_APP_PRIVATE_KEY);
+    plant(dir.path(), "c/any/pat", &format!(":{CANARY_TOKEN}"));
     std::env::set_var("CATALOGD_CANARY_C_ENV_TOKEN", CANARY_ENV_TOKEN);
     let secrets = config(
         dir.path(),
@@ -330,8 +331,9 @@ async fn canary_secrets_never_appear_in_logs_reports_or_errors() {
         "CATALOGD_CANARY_",
         Duration::from_secs(30),
     );
+    // Every declarative provider the canary covers is built in: no plugin directory.
     let plugins = PluginsConfig {
-        directory: Path::new(env!("CARGO_MANIFEST_DIR")).join("config/providers"),
+        directory: dir.path().join("no-plugins"),
     };
     let build = |allow_private| {
         Connectors::new(
@@ -365,6 +367,12 @@ async fn canary_secrets_never_appear_in_logs_reports_or_errors() {
         Arc::new(Mutex::new("UP".into())),
     ))
     .await;
+    let bitbucket_cloud = fakes::start(fakes::bitbucket_cloud(CANARY_TOKEN)).await;
+    let bitbucket_datacenter = fakes::start(fakes::bitbucket_datacenter(CANARY_TOKEN)).await;
+    let azure = fakes::start(fakes::azure_devops("org", CANARY_TOKEN)).await;
+    let circleci = fakes::start(fakes::circleci(CANARY_TOKEN)).await;
+    let actions = fakes::start(fakes::github_actions("o", "r", CANARY_TOKEN)).await;
+    let pipelines = fakes::start(fakes::gitlab_ci("g/p", CANARY_TOKEN)).await;
     let all = [
         &harbor,
         &registry,
@@ -382,7 +390,8 @@ async fn canary_secrets_never_appear_in_logs_reports_or_errors() {
     let on = |provider: &str, fake: &fakes::Fake, auth_ref: &str| {
         Target::new(provider, Some(&fake.url())).with_auth_ref(auth_ref)
     };
-    let mut targets = vec![
+    let mut targets =
+        vec![
         on("harbor", &harbor, "ref://c/any/basic"),
         on("harbor", &harbor, "ref://c/any/wrong-basic"),
         on("oci-registry", &registry, "ref://c/any/basic"),
@@ -415,6 +424,27 @@ async fn canary_secrets_never_appear_in_logs_reports_or_errors() {
         on("github", &github, "ref://c/any/absent"),
         Target::new("tcp", None).with_configuration(json!({"address": github.addr.to_string()})),
         Target::new("in-memory", None).with_configuration(json!({"script": ["failure:auth"]})),
+        // The built-in declarative providers of DESIGN §12, right and wrong credentials.
+        on("bitbucket", &bitbucket_cloud, "ref://c/any/token")
+            .with_configuration(json!({"edition": "cloud"})),
+        on("bitbucket", &bitbucket_cloud, "ref://c/any/wrong-token")
+            .with_configuration(json!({"edition": "cloud"})),
+        on("bitbucket", &bitbucket_datacenter, "ref://c/any/token"),
+        on("bitbucket", &bitbucket_datacenter, "ref://c/any/wrong-token"),
+        Target::new("azure-devops", Some(&format!("{}/org", azure.url())))
+            .with_auth_ref("ref://c/any/pat"),
+        Target::new("azure-devops", Some(&format!("{}/org", azure.url())))
+            .with_auth_ref("ref://c/any/wrong-token"),
+        on("circleci", &circleci, "ref://c/any/token"),
+        on("circleci", &circleci, "ref://c/any/wrong-token"),
+        on("github-actions", &actions, "ref://c/any/token")
+            .with_configuration(json!({"owner": "o", "repo": "r"})),
+        on("github-actions", &actions, "ref://c/any/wrong-token")
+            .with_configuration(json!({"owner": "o", "repo": "r"})),
+        on("gitlab-ci", &pipelines, "ref://c/any/token")
+            .with_configuration(json!({"project": "g/p"})),
+        on("gitlab-ci", &pipelines, "ref://c/any/wrong-token")
+            .with_configuration(json!({"project": "g/p"})),
     ];
     let mut emitted = Vec::new();
     let mut run = |text: String| emitted.push(text);

@@ -141,10 +141,13 @@ pub enum EventKind {
     Healthy,
     Unhealthy,
     Activated,
+    /// A manual connection test ran (DESIGN §12), whether or not the status changed. No
+    /// transition emits it; the test's own commit does.
+    Tested,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Created,
         EventKind::Updated,
         EventKind::Deleted,
@@ -153,6 +156,7 @@ impl EventKind {
         EventKind::Healthy,
         EventKind::Unhealthy,
         EventKind::Activated,
+        EventKind::Tested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -165,6 +169,7 @@ impl EventKind {
             EventKind::Healthy => "healthy",
             EventKind::Unhealthy => "unhealthy",
             EventKind::Activated => "activated",
+            EventKind::Tested => "tested",
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The manual connection test of one integration: a staged test run now, audited, and for a
-//! monitored integration also delivered to its actor as a check.
+//! The manual connection test of one integration: a staged test run now, audited and published
+//! as `integration.tested`, and for a monitored integration also delivered to its actor as a
+//! check.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use uuid::Uuid;
 use super::{author, require, App, AppError, UseCase};
 use crate::auth::Principal;
 use crate::connectors::{ConnectionTestReport, Target};
+use crate::integration::TestSummary;
 
 impl App {
     /// Runs a staged connection test now. The result is audited; for a monitored integration
@@ -33,20 +35,17 @@ impl App {
             .connectors
             .test(&Target::from(&integration), timeout)
             .await;
-        let result = serde_json::json!({
-            "success": report.success,
-            "failureClass": report.failure_class.map(|c| c.as_str()),
-            "latencyMs": report.latency_ms,
-            "skipped": report.skipped,
-        });
+        let summary = TestSummary {
+            success: report.success,
+            failure_class: report.failure_class,
+            latency_ms: report.latency_ms,
+            skipped: report.skipped,
+            tested_at: report.tested_at,
+        };
+        // Audited and published as `integration.tested` in one transaction, whether or not
+        // the result changes the status (DESIGN §12).
         self.store
-            .record_test(
-                &author(principal),
-                id,
-                &result,
-                report.success,
-                report.tested_at,
-            )
+            .record_test(&author(principal), id, &summary, self.clock.now())
             .await?;
         if integration.status.is_monitored() {
             self.engine.deliver(

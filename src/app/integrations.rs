@@ -12,6 +12,7 @@ use super::decode::from_json_value;
 use super::{author, require, App, AppError, UseCase};
 use crate::auth::Principal;
 use crate::integration::{Change, Integration, IntegrationType};
+use crate::providers::ProviderRegistry;
 use crate::store::{JsonPage, ListQuery};
 use crate::validation::{self, FieldError, Rule, SpecRequest};
 
@@ -38,14 +39,15 @@ pub const READ_ONLY_FIELDS: &[&str] = &[
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Only integrations of this type.
+    /// Only integrations of this type (the seed's spellings, such as `Registry` or `SCM`,
+    /// are accepted too).
     #[serde(rename = "type")]
     #[param(rename = "type", value_type = Option<IntegrationType>)]
     pub kind: Option<String>,
-    /// Only integrations of this provider.
+    /// Only integrations of this provider (in any case, with or without `-`/`_`).
     pub provider: Option<String>,
     /// Only integrations in this lifecycle status (`draft`, `pending_verification`, `active`,
-    /// `degraded`, `failed`, `paused`).
+    /// `degraded`, `failed`, `paused`; the seed's spellings such as `PendingVerification` too).
     pub status: Option<String>,
     /// Only integrations in this environment.
     pub environment: Option<String>,
@@ -179,7 +181,7 @@ impl App {
         params: ListParams,
     ) -> Result<ListBody, AppError> {
         require(principal, UseCase::List)?;
-        let query = list_query(params)?;
+        let query = list_query(params, &self.providers)?;
         let page = self.store.list_json(&principal.tenant_id, &query).await?;
         Ok(ListBody::new(page))
     }
@@ -272,7 +274,7 @@ impl App {
     }
 }
 
-fn list_query(params: ListParams) -> Result<ListQuery, AppError> {
+fn list_query(params: ListParams, providers: &ProviderRegistry) -> Result<ListQuery, AppError> {
     let after = params
         .cursor
         .as_deref()
@@ -286,7 +288,7 @@ fn list_query(params: ListParams) -> Result<ListQuery, AppError> {
     }
     Ok(ListQuery {
         kind: validation::kind_filter(params.kind.as_deref())?,
-        provider: validation::text_filter("provider", params.provider)?,
+        provider: validation::provider_filter(params.provider, providers)?,
         status: validation::status_filter(params.status.as_deref())?,
         environment: validation::text_filter("environment", params.environment)?,
         tag: validation::text_filter("tag", params.tag)?,

@@ -22,6 +22,17 @@ pub struct PauseRequest {
     pub ticket: Option<String>,
 }
 
+/// The optional body of a resume (the seed's clients send both, for compliance): recorded in
+/// the audit trail like a pause's; the reason is also the event's `reason`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRequest {
+    /// Why monitoring resumes (optional).
+    pub reason: Option<String>,
+    /// A change ticket (optional).
+    pub ticket: Option<String>,
+}
+
 /// The optional body of an activation.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +41,7 @@ pub struct ActivateRequest {
     pub comment: Option<String>,
 }
 
-/// The optional (empty) body of submit, resume and test.
+/// The optional (empty) body of submit and test.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmptyRequest {}
@@ -52,23 +63,22 @@ impl App {
         request: PauseRequest,
     ) -> Result<Integration, AppError> {
         require(principal, UseCase::Pause)?;
-        let reason = validation::reason("reason", request.reason, true);
-        let ticket = validation::ticket(request.ticket);
-        let (reason, ticket) = match (reason, ticket) {
-            (Ok(reason), Ok(ticket)) => (reason, ticket),
-            (reason, ticket) => {
-                let errors = [reason.err(), ticket.err()].into_iter().flatten().collect();
-                return Err(AppError::Validation(errors));
-            }
-        };
+        let (reason, ticket) = reason_and_ticket(request.reason, true, request.ticket)?;
         self.transition(principal, id, Input::Pause, reason, ticket)
             .await
     }
 
-    /// Resumes monitoring: paused → active with counters reset; a check runs at once.
-    pub async fn resume(&self, principal: &Principal, id: Uuid) -> Result<Integration, AppError> {
+    /// Resumes monitoring: paused → active with counters reset; a check runs at once. An
+    /// optional reason and ticket are audited as a pause's are.
+    pub async fn resume(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        request: ResumeRequest,
+    ) -> Result<Integration, AppError> {
         require(principal, UseCase::Resume)?;
-        self.transition(principal, id, Input::Resume, None, None)
+        let (reason, ticket) = reason_and_ticket(request.reason, false, request.ticket)?;
+        self.transition(principal, id, Input::Resume, reason, ticket)
             .await
     }
 
@@ -112,5 +122,22 @@ impl App {
         let check_now = matches!(input, Input::Submit | Input::Resume);
         self.engine.changed(id, check_now);
         Ok(integration)
+    }
+}
+
+/// A pause's or resume's reason and ticket, each checked, every error reported at once.
+fn reason_and_ticket(
+    reason: Option<String>,
+    reason_required: bool,
+    ticket: Option<String>,
+) -> Result<(Option<String>, Option<String>), AppError> {
+    let reason = validation::reason("reason", reason, reason_required);
+    let ticket = validation::ticket(ticket);
+    match (reason, ticket) {
+        (Ok(reason), Ok(ticket)) => Ok((reason, ticket)),
+        (reason, ticket) => {
+            let errors = [reason.err(), ticket.err()].into_iter().flatten().collect();
+            Err(AppError::Validation(errors))
+        }
     }
 }

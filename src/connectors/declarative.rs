@@ -1,7 +1,9 @@
 //! Declarative providers: a TOML file is a request template plus success conditions, so a new
 //! HTTP-based provider needs no code. Files are read from `plugins.directory` at start; the
-//! built-in `github`, `gitlab`, `gitea` and `jenkins` providers are such files compiled in
-//! (`src/connectors/builtin/`).
+//! built-in `github`, `gitlab`, `gitea`, `jenkins`, `artifactory`, `nexus`, `sonarqube`,
+//! `bitbucket`, `azure-devops`, `circleci`, `github-actions` and `gitlab-ci` providers are such
+//! files compiled in (`src/connectors/builtin/`); a file in `plugins.directory` with one of
+//! their names replaces it.
 //!
 //! ```toml
 //! name = "artifactory"                 # [a-z0-9-], unique, not a built-in name
@@ -19,6 +21,7 @@
 //! [expect]                             # all must hold
 //! status = [200]                       # default 200-299
 //! anonymous_status = [401]             # also fine when no AuthRef is configured
+//! auth_status = [203]                  # with credentials, also means `auth` (as 401/403 do)
 //! body_contains = "OK"
 //! headers = [{ name = "X-Jenkins", contains = "2." }]   # equals / contains / present
 //! json = [{ path = "$.status", equals = "UP" }]         # RFC 9535 JSONPath; no equals: exists
@@ -33,6 +36,25 @@
 //!
 //! Header values that carry a secret placeholder are sent only with credentials: the
 //! connection test's `http` stage leaves them out to show plain reachability.
+//!
+//! One provider may speak to several editions of a product whose APIs differ (Bitbucket Cloud
+//! and Data Center): instead of `[request]`, `[editions.<name>]` tables each hold their own
+//! `request`, `expect`, `test` and `requires_auth`. The integration picks one with the
+//! configuration key `edition_key` names; without it, the edition whose `hosts` list the base
+//! URL's host, else the one marked `default = true`.
+//!
+//! ```toml
+//! name = "bitbucket"
+//! edition_key = "edition"
+//! [editions.cloud]
+//! hosts = ["api.bitbucket.org"]
+//! [editions.cloud.request]
+//! path = "/2.0/user"
+//! [editions.datacenter]
+//! default = true
+//! [editions.datacenter.request]
+//! path = "/rest/api/1.0/projects?limit=1"
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,7 +68,7 @@ use serde::Deserialize;
 use super::request::{
     Auth, Call, CallConnector, Expect, HeaderCondition, JsonCondition, StatusSet, Template,
 };
-use super::{Connector, ConnectorError, Session, Verdict};
+use super::{Connector, ConnectorError, Failure, Session, Verdict};
 
 /// A provider defined by a file.
 #[derive(Debug, Clone)]
@@ -55,25 +77,118 @@ pub struct DeclarativeProvider {
     pub description: Option<String>,
     /// The file it came from (`builtin:<name>` for compiled-in definitions).
     pub source: PathBuf,
+    pub connector: Editions,
+}
+
+/// The calls of a provider: one connector, or one per edition of the product.
+#[derive(Debug, Clone)]
+pub enum Editions {
+    // Boxed: a connector is large, and a provider holds one either way.
+    Single(Box<CallConnector>),
+    Several {
+        /// The configuration key that names the edition.
+        key: String,
+        editions: Vec<Edition>,
+        /// The index of the edition used when neither the key nor a host picks one.
+        default: Option<usize>,
+    },
+}
+
+/// One edition of a product (Bitbucket Cloud, Bitbucket Data Center).
+#[derive(Debug, Clone)]
+pub struct Edition {
+    pub name: String,
+    /// Base URL hosts for which this edition is the default.
+    pub hosts: Vec<String>,
     pub connector: CallConnector,
+}
+
+impl Editions {
+    /// The connector for this target: the configured edition, else the one whose hosts list
+    /// the base URL's host, else the default.
+    pub fn select(&self, session: &Session<'_>) -> Result<&CallConnector, Failure> {
+        let (key, editions, default) = match self {
+            Editions::Single(connector) => return Ok(connector),
+            Editions::Several {
+                key,
+                editions,
+                default,
+            } => (key, editions, default),
+        };
+        let names = || {
+            editions
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let Some(value) = session.target.configuration.get(key) {
+            let wanted = value.as_str().map(crate::spellings::normalize);
+            return editions
+                .iter()
+                .find(|e| Some(crate::spellings::normalize(&e.name)) == wanted)
+                .map(|e| &e.connector)
+                .ok_or_else(|| {
+                    Failure::config(format!("configuration.{key} must be one of {}", names()))
+                });
+        }
+        let host = session
+            .base_url()
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_ascii_lowercase));
+        if let Some(edition) = host.and_then(|host| {
+            editions
+                .iter()
+                .find(|e| e.hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)))
+        }) {
+            return Ok(&edition.connector);
+        }
+        default
+            .as_ref()
+            .map(|index| &editions[*index].connector)
+            .ok_or_else(|| {
+                Failure::config(format!(
+                    "configuration.{key} is required: one of {}",
+                    names()
+                ))
+            })
+    }
 }
 
 #[async_trait]
 impl Connector for DeclarativeProvider {
     async fn check_health(&self, session: &Session<'_>) -> Verdict {
-        self.connector.run_check(session).await.into()
+        match self.connector.select(session) {
+            Ok(connector) => connector.run_check(session).await.into(),
+            Err(failure) => Verdict::Failed(failure),
+        }
     }
 
     async fn test_connection(&self, session: &Session<'_>) -> Verdict {
-        self.connector.run_test(session).await.into()
+        match self.connector.select(session) {
+            Ok(connector) => connector.run_test(session).await.into(),
+            Err(failure) => Verdict::Failed(failure),
+        }
     }
 }
 
+/// The compiled-in definitions (DESIGN §3, §12), usable by name without any file.
 const BUILTIN: &[(&str, &str)] = &[
     ("github", include_str!("builtin/github.toml")),
     ("gitlab", include_str!("builtin/gitlab.toml")),
     ("gitea", include_str!("builtin/gitea.toml")),
     ("jenkins", include_str!("builtin/jenkins.toml")),
+    ("artifactory", include_str!("builtin/artifactory.toml")),
+    ("nexus", include_str!("builtin/nexus.toml")),
+    ("sonarqube", include_str!("builtin/sonarqube.toml")),
+    ("bitbucket", include_str!("builtin/bitbucket.toml")),
+    ("azure-devops", include_str!("builtin/azure-devops.toml")),
+    ("circleci", include_str!("builtin/circleci.toml")),
+    (
+        "github-actions",
+        include_str!("builtin/github-actions.toml"),
+    ),
+    ("gitlab-ci", include_str!("builtin/gitlab-ci.toml")),
 ];
 
 /// The compiled-in definitions.
@@ -142,21 +257,88 @@ pub fn parse(text: &str, source: &Path) -> Result<DeclarativeProvider, Connector
             "name must be 1-64 characters of a-z, 0-9 and -".to_owned(),
         ));
     }
-    let check = file.request.call(file.expect, None).map_err(invalid)?;
-    let auth_test = file
-        .test
-        .map(|test| test.call(&file.request))
-        .transpose()
-        .map_err(invalid)?;
+    let connector = match (file.request, file.editions.is_empty(), file.edition_key) {
+        (Some(request), true, None) => Editions::Single(Box::new(
+            connector(request, file.expect, file.test, file.requires_auth, None)
+                .map_err(invalid)?,
+        )),
+        (None, false, Some(key)) => {
+            if file.expect.is_some() || file.test.is_some() {
+                return Err(invalid(
+                    "with editions, expect and test belong in each edition".to_owned(),
+                ));
+            }
+            let mut editions = Vec::new();
+            let mut default = None;
+            for (name, edition) in file.editions {
+                let at = format!("editions.{name}");
+                if edition.default {
+                    if default.is_some() {
+                        return Err(invalid("only one edition may be the default".to_owned()));
+                    }
+                    default = Some(editions.len());
+                }
+                let requires_auth = edition.requires_auth.unwrap_or(file.requires_auth);
+                editions.push(Edition {
+                    connector: connector(
+                        edition.request,
+                        edition.expect,
+                        edition.test,
+                        requires_auth,
+                        Some(&at),
+                    )
+                    .map_err(invalid)?,
+                    name,
+                    hosts: edition.hosts,
+                });
+            }
+            Editions::Several {
+                key,
+                editions,
+                default,
+            }
+        }
+        (None, true, _) => return Err(invalid("missing field `request`".to_owned())),
+        (None, false, None) => {
+            return Err(invalid("edition_key is required with editions".to_owned()))
+        }
+        (Some(_), _, _) => {
+            return Err(invalid(
+                "request and editions (with edition_key) exclude each other".to_owned(),
+            ))
+        }
+    };
     Ok(DeclarativeProvider {
         name: file.name,
         description: file.description,
         source: source.to_owned(),
-        connector: CallConnector {
-            check,
-            auth_test,
-            requires_credentials: file.requires_auth,
-        },
+        connector,
+    })
+}
+
+/// One connector from its request, expectations and optional test; `at` prefixes messages.
+fn connector(
+    request: RequestSpec,
+    expect: Option<ExpectSpec>,
+    test: Option<TestSpec>,
+    requires_auth: bool,
+    at: Option<&str>,
+) -> Result<CallConnector, String> {
+    let prefix = |e: String| match at {
+        Some(at) => format!("{at}.{e}"),
+        None => e,
+    };
+    let check = request
+        .call(expect.unwrap_or_default(), None)
+        .map_err(prefix)?;
+    let auth_test = test
+        .map(|test| test.call(&request))
+        .transpose()
+        .map_err(prefix)?;
+    Ok(CallConnector {
+        check,
+        auth_test,
+        requires_credentials: requires_auth,
     })
 }
 
@@ -167,9 +349,25 @@ struct ProviderFile {
     description: Option<String>,
     #[serde(default)]
     requires_auth: bool,
-    request: RequestSpec,
+    request: Option<RequestSpec>,
+    expect: Option<ExpectSpec>,
+    test: Option<TestSpec>,
+    /// The configuration key naming the edition, with `editions`.
+    edition_key: Option<String>,
     #[serde(default)]
-    expect: ExpectSpec,
+    editions: BTreeMap<String, EditionSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditionSpec {
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    default: bool,
+    requires_auth: Option<bool>,
+    request: RequestSpec,
+    expect: Option<ExpectSpec>,
     test: Option<TestSpec>,
 }
 
@@ -216,6 +414,8 @@ struct ExpectSpec {
     status: Option<Vec<u16>>,
     #[serde(default)]
     anonymous_status: Vec<u16>,
+    #[serde(default)]
+    auth_status: Vec<u16>,
     body_contains: Option<String>,
     #[serde(default)]
     headers: Vec<HeaderSpec>,
@@ -329,8 +529,12 @@ impl ExpectSpec {
         if !self.anonymous_status.iter().all(valid) {
             return Err("anonymous_status must list codes between 100 and 599".to_owned());
         }
+        if !self.auth_status.iter().all(valid) {
+            return Err("auth_status must list codes between 100 and 599".to_owned());
+        }
         let mut expect = Expect::status(status);
         expect.anonymous_status = self.anonymous_status;
+        expect.auth_status = self.auth_status;
         expect.body_contains = self.body_contains.filter(|needle| !needle.is_empty());
         for header in self.headers {
             expect.headers.push(HeaderCondition {
@@ -373,22 +577,90 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builtin_definitions_parse() {
+    fn builtin_definitions_parse_and_are_known_providers() {
         let names: Vec<_> = builtin().into_iter().map(|p| p.name).collect();
-        assert_eq!(names, ["github", "gitlab", "gitea", "jenkins"]);
+        let files: Vec<_> = BUILTIN.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, files, "each file is named as its provider");
+        for name in &names {
+            assert!(crate::providers::BUILTIN.contains(&name.as_str()), "{name}");
+        }
+        for name in [
+            "artifactory",
+            "nexus",
+            "sonarqube",
+            "bitbucket",
+            "azure-devops",
+            "circleci",
+            "github-actions",
+            "gitlab-ci",
+        ] {
+            assert!(names.contains(&name.to_owned()), "{name}");
+        }
     }
 
     #[test]
-    fn shipped_definitions_parse() {
-        let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/providers");
-        let providers = load_directory(&directory).unwrap();
-        assert!(providers.len() >= 2);
+    fn bitbucket_picks_its_edition_by_key_then_host_then_default() {
+        use crate::connectors::{Context, Diagnostics, Target};
+        let provider = builtin()
+            .into_iter()
+            .find(|p| p.name == "bitbucket")
+            .unwrap();
+        let context = Context {
+            egress: crate::egress::EgressClient::new(&Default::default()),
+            secrets: crate::secrets::SecretResolver::new(&Default::default()),
+            clock: std::sync::Arc::new(catalogd_actors::SystemClock),
+        };
+        let diagnostics = Diagnostics::disabled();
+        let path_for = |base: &str, configuration: serde_json::Value| {
+            let target = Target::new("bitbucket", Some(base)).with_configuration(configuration);
+            let session = Session::new(&target, &context, &diagnostics);
+            provider
+                .connector
+                .select(&session)
+                .map(|c| format!("{:?}", c.check.path))
+                .map_err(|f| f.class)
+        };
+        let cloud = path_for("https://api.bitbucket.org", serde_json::json!({})).unwrap();
+        assert!(cloud.contains("/2.0/user"), "{cloud}");
+        let server = path_for("https://git.example.com", serde_json::json!({})).unwrap();
+        assert!(server.contains("/rest/api/1.0/"), "{server}");
+        let chosen = path_for(
+            "https://git.example.com",
+            serde_json::json!({"edition": "Cloud"}),
+        )
+        .unwrap();
+        assert_eq!(chosen, cloud);
+        let chosen = path_for(
+            "https://api.bitbucket.org",
+            serde_json::json!({"edition": "data-center"}),
+        )
+        .unwrap();
+        assert_eq!(chosen, server);
+        assert_eq!(
+            path_for(
+                "https://git.example.com",
+                serde_json::json!({"edition": "nope"})
+            ),
+            Err(FailureClass::Config)
+        );
     }
 
     #[test]
     fn bad_definitions_are_refused_with_their_file() {
         for (text, needle) in [
             ("name = \"x\"\n", "request"),
+            (
+                "name = \"x\"\nedition_key = \"e\"\n[request]\npath = \"/\"\n",
+                "exclude",
+            ),
+            (
+                "name = \"x\"\n[editions.a.request]\npath = \"/\"\n",
+                "edition_key",
+            ),
+            (
+                "name = \"x\"\nedition_key = \"e\"\n[editions.a.request]\npath = \"nope\"\n",
+                "editions.a.path",
+            ),
             ("name = \"X Y\"\n[request]\npath = \"/\"\n", "name"),
             ("name = \"x\"\n[request]\npath = \"nope\"\n", "path"),
             (

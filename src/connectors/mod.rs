@@ -6,7 +6,9 @@
 //! - [`request`]: the one HTTP call-and-classify path (request template + success conditions).
 //! - [`diagnostics`]: staged connection-test diagnostics and [`ConnectionTestReport`].
 //! - [`declarative`]: providers defined by TOML files in `plugins.directory`; the built-in
-//!   `github`, `gitlab`, `gitea` and `jenkins` providers are such definitions compiled in.
+//!   `github`, `gitlab`, `gitea`, `jenkins`, `artifactory`, `nexus`, `sonarqube`,
+//!   `bitbucket`, `azure-devops`, `circleci`, `github-actions` and `gitlab-ci` providers are
+//!   such definitions compiled in (a plugin file of the same name replaces one).
 //! - [`http`], [`tcp`], [`harbor`], [`oci_registry`], [`github_app`], [`in_memory`]: the
 //!   connectors that need code.
 //!
@@ -154,7 +156,17 @@ pub struct Session<'a> {
     base: std::sync::OnceLock<Option<Url>>,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    /// A session for one check or test of `target`.
+    pub fn new(target: &'a Target, context: &'a Context, diagnostics: &'a Diagnostics) -> Self {
+        Session {
+            target,
+            context,
+            diagnostics,
+            base: std::sync::OnceLock::new(),
+        }
+    }
+
     /// The integration's base URL.
     pub fn base_url(&self) -> Result<Url, Failure> {
         let raw = self
@@ -355,22 +367,37 @@ impl Connectors {
             "in-memory".into(),
             Arc::new(in_memory::InMemoryConnector::default()),
         );
+        // The providers written in code; a plugin cannot replace them.
+        let coded: Vec<String> = connectors.keys().cloned().collect();
         for provider in declarative::builtin() {
             connectors.insert(provider.name.clone(), Arc::new(provider));
         }
         let mut extra = Vec::new();
+        let mut overridden = Vec::new();
         for provider in declarative::load_directory(&plugins.directory)? {
-            if connectors.contains_key(&provider.name) {
+            if coded.contains(&provider.name) {
                 return Err(ConnectorError::Definition {
                     path: provider.source.clone(),
-                    reason: format!("provider {} is already defined", provider.name),
+                    reason: format!(
+                        "provider {} is already defined (built in, in code)",
+                        provider.name
+                    ),
                 });
             }
-            extra.push(provider.name.clone());
+            // A file named like a built-in declarative provider replaces it (DESIGN §12).
+            if connectors.contains_key(&provider.name) {
+                overridden.push(provider.name.clone());
+            } else {
+                extra.push(provider.name.clone());
+            }
             connectors.insert(provider.name.clone(), Arc::new(provider));
         }
-        if !extra.is_empty() {
-            tracing::info!(providers = ?extra, "declarative providers loaded");
+        if !extra.is_empty() || !overridden.is_empty() {
+            tracing::info!(
+                providers = ?extra,
+                overridden = ?overridden,
+                "declarative providers loaded"
+            );
         }
         Ok(Connectors {
             inner: Arc::new(Registry {
@@ -438,12 +465,7 @@ impl Connectors {
         if connector.uses_network() && self.skipped_offline(target) {
             return Verdict::Skipped(OFFLINE);
         }
-        let session = Session {
-            target,
-            context: &self.inner.context,
-            diagnostics,
-            base: std::sync::OnceLock::new(),
-        };
+        let session = Session::new(target, &self.inner.context, diagnostics);
         // A missing or malformed base URL is found before any stage runs, so the test
         // reports it as a `config` stage rather than as a failed network stage.
         if self.inner.providers.needs_base_url(&target.provider) {

@@ -245,6 +245,9 @@ pub struct Expect {
     /// Also healthy when the request carried no credentials because none are configured
     /// (an API that answers 401 to anonymous callers is still up).
     pub anonymous_status: Vec<u16>,
+    /// Statuses that mean the credentials were refused when some were sent, beyond 401 and
+    /// 403 (Azure DevOps answers a bad PAT with 203 and a sign-in page).
+    pub auth_status: Vec<u16>,
     pub headers: Vec<HeaderCondition>,
     pub json: Vec<JsonCondition>,
     pub body_contains: Option<String>,
@@ -256,6 +259,7 @@ impl Expect {
         Expect {
             status,
             anonymous_status: Vec::new(),
+            auth_status: Vec::new(),
             headers: Vec::new(),
             json: Vec::new(),
             body_contains: None,
@@ -271,6 +275,12 @@ impl Expect {
     ) -> Result<Cow<'static, str>, Failure> {
         let status = response.status.as_u16();
         rate_limited(response)?;
+        if with_credentials && self.auth_status.contains(&status) {
+            return Err(Failure::new(
+                FailureClass::Auth,
+                format!("HTTP {status}: credentials rejected"),
+            ));
+        }
         let acceptable = self.status.contains(status)
             || (!with_credentials && self.anonymous_status.contains(&status));
         if !acceptable {

@@ -14,7 +14,9 @@ use serde_json::{json, Map, Value};
 use crate::app::cursor::MAX_CURSOR_CHARS;
 use crate::app::UseCase;
 use crate::auth::Scope;
+use crate::integration::IntegrationType;
 use crate::providers::ProviderRegistry;
+use crate::spellings::{self, Kind};
 use crate::validation::{
     MAX_BASE_URL_CHARS, MAX_DESCRIPTION_CHARS, MAX_ENVIRONMENT_CHARS, MAX_FILTER_CHARS,
     MAX_INTERVAL_SECONDS, MAX_NAME_CHARS, MAX_OWNER_CHARS, MAX_REASON_CHARS, MAX_TAGS,
@@ -222,13 +224,35 @@ fn spec_request(doc: &mut Value, providers: &ProviderRegistry) {
         false,
     );
     constrain(doc, schema, "description", description);
+    // The seed's spellings (DESIGN §12) are accepted on input: any case, with or without
+    // `-`/`_`, and a few aliases; the resource always shows the canonical value.
     let names: Vec<&str> = providers.names().collect();
     constrain(
         doc,
         schema,
         "provider",
-        json!({"enum": names, "description": "A provider this daemon knows (built in or loaded from `plugins.directory`)."}),
+        json!({
+            "pattern": spellings::pattern(Kind::Provider, names.iter().copied()),
+            "x-canonical-values": names,
+            "description": format!(
+                "A provider this daemon knows (built in or loaded from `plugins.directory`): {}. \
+                 Any case, with or without `-`/`_` (`GitHubApp`, `github_app`), is accepted and \
+                 stored as the canonical name.",
+                names.join(", ")
+            ),
+        }),
     );
+    let types: Vec<&str> = IntegrationType::ALL.iter().map(|t| t.as_str()).collect();
+    doc["components"]["schemas"][schema]["properties"]["type"] = json!({
+        "type": "string",
+        "pattern": spellings::pattern(Kind::Type, types.iter().copied()),
+        "x-canonical-values": types,
+        "description": format!(
+            "One of {}; any case, with or without `-`/`_` (`Registry`, `SCM`), is accepted and \
+             stored as the canonical value.",
+            types.join(", ")
+        ),
+    });
     constrain(
         doc,
         schema,
@@ -269,7 +293,7 @@ fn spec_request(doc: &mut Value, providers: &ProviderRegistry) {
         .filter(|name| !providers.needs_base_url(name))
         .collect();
     doc["components"]["schemas"][schema]["anyOf"] = json!([
-        {"properties": {"provider": {"enum": without}}},
+        {"properties": {"provider": {"pattern": spellings::pattern(Kind::Provider, without)}}},
         {"required": ["baseUrl"], "properties": {"baseUrl": {"type": "string"}}},
     ]);
 }
@@ -294,7 +318,7 @@ fn health_check(doc: &mut Value) {
     }
 }
 
-/// Pause, activate: the reason, ticket and comment rules.
+/// Pause, resume, activate: the reason, ticket and comment rules.
 fn transition_requests(doc: &mut Value) {
     let schemas = &mut doc["components"]["schemas"];
     schemas["PauseRequest"]["required"] = json!(["reason"]);
@@ -316,6 +340,18 @@ fn transition_requests(doc: &mut Value) {
         "comment",
         json!({"maxLength": MAX_REASON_CHARS, "pattern": text_pattern()}),
     );
+    constrain(
+        doc,
+        "ResumeRequest",
+        "reason",
+        json!({"maxLength": MAX_REASON_CHARS, "pattern": text_pattern()}),
+    );
+    constrain(
+        doc,
+        "ResumeRequest",
+        "ticket",
+        json!({"minLength": 1, "maxLength": MAX_TICKET_CHARS, "pattern": single_line_pattern()}),
+    );
 }
 
 /// Submit, resume, test and activate take an optional body: none at all, or a JSON object
@@ -323,7 +359,7 @@ fn transition_requests(doc: &mut Value) {
 fn optional_bodies(doc: &mut Value) {
     for (path, schema) in [
         ("/api/v1/integrations/{id}/submit", "EmptyRequest"),
-        ("/api/v1/integrations/{id}/resume", "EmptyRequest"),
+        ("/api/v1/integrations/{id}/resume", "ResumeRequest"),
         ("/api/v1/integrations/{id}/test", "EmptyRequest"),
         ("/api/v1/integrations/{id}/activate", "ActivateRequest"),
     ] {
@@ -374,6 +410,7 @@ fn parameters(doc: &mut Value) {
         .iter()
         .map(|s| s.as_str())
         .collect();
+    let type_names: Vec<&str> = IntegrationType::ALL.iter().map(|t| t.as_str()).collect();
     let Some(paths) = doc["paths"].as_object_mut() else {
         return;
     };
@@ -411,7 +448,17 @@ fn parameters(doc: &mut Value) {
                         ));
                     }
                     (Some("query"), Some("status")) => {
-                        *schema = json!({"type": "string", "enum": status_names})
+                        *schema = json!({"type": "string",
+                            "pattern": spellings::pattern(Kind::Status, status_names.iter().copied())});
+                        parameter["description"] = json!(format!(
+                            "Only integrations in this lifecycle status: one of {}, in any case, \
+                             with or without `-`/`_` (`PendingVerification`).",
+                            status_names.join(", ")
+                        ));
+                    }
+                    (Some("query"), Some("type")) => {
+                        *schema = json!({"type": "string",
+                            "pattern": spellings::pattern(Kind::Type, type_names.iter().copied())});
                     }
                     (Some("query"), Some("provider" | "environment" | "tag" | "q")) => {
                         *schema = json!({"type": "string", "maxLength": MAX_FILTER_CHARS, "pattern": single_line_pattern()});
@@ -919,6 +966,10 @@ mod tests {
             "type" => vec![
                 json!("registry"),
                 json!("ci"),
+                json!("Registry"),
+                json!("SCM"),
+                json!("container_registry"),
+                json!("Regist ry"),
                 json!("database"),
                 json!(null),
             ],
@@ -926,6 +977,12 @@ mod tests {
                 json!("harbor"),
                 json!("tcp"),
                 json!("in-memory"),
+                json!("InMemory"),
+                json!("TCP"),
+                json!("GitHubApp"),
+                json!("github_app"),
+                json!("BitbucketServer"),
+                json!("git hub"),
                 json!("nope"),
                 json!(null),
             ],

@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
 use super::error::{Problem, ProblemField};
 use super::route::Route;
 use super::{audit, health, integrations, maintenance, probes, transitions};
-use crate::app::transitions::{ActivateRequest, EmptyRequest};
+use crate::app::transitions::{ActivateRequest, EmptyRequest, ResumeRequest};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,7 +47,7 @@ use crate::app::transitions::{ActivateRequest, EmptyRequest};
         document,
     ),
     components(
-        schemas(Problem, ProblemField, EmptyRequest, ActivateRequest),
+        schemas(Problem, ProblemField, EmptyRequest, ActivateRequest, ResumeRequest),
         responses(Problem)
     ),
     modifiers(&BearerScheme),

@@ -19,7 +19,7 @@ use super::error::PROBLEM_CONTENT_TYPE;
 use crate::app::App;
 use crate::auth::{Authenticator, SCOPE_ADMIN, SCOPE_READ};
 use crate::config::AuthConfig;
-use crate::integration::{Author, Change, CheckSummary, Integration};
+use crate::integration::{Author, Change, CheckSummary, Integration, TestSummary};
 use crate::maintenance::{MaintenanceWindow, WindowChange};
 use crate::providers::ProviderRegistry;
 use crate::store::{
@@ -104,14 +104,11 @@ impl Store for FaultyStore {
         &self,
         author: &Author,
         id: Uuid,
-        result: &Value,
-        success: bool,
-        tested_at: DateTime<Utc>,
+        test: &TestSummary,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.fault().await?;
-        self.inner
-            .record_test(author, id, result, success, tested_at)
-            .await
+        self.inner.record_test(author, id, test, now).await
     }
 
     async fn monitored_page(

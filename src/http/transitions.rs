@@ -11,7 +11,7 @@ use super::error::Problem;
 use super::extract::{use_case, Caller, IntegrationPath, JsonBody, OptionalJsonBody};
 use super::integrations::resource;
 use super::route::Route;
-use crate::app::transitions::{ActivateRequest, EmptyRequest, PauseRequest};
+use crate::app::transitions::{ActivateRequest, EmptyRequest, PauseRequest, ResumeRequest};
 use crate::app::{App, AppError};
 use crate::connectors::ConnectionTestReport;
 
@@ -78,13 +78,15 @@ pub async fn pause(
     app.pause(&principal, id, request).await.map(resource)
 }
 
-/// Resume monitoring: paused → active with counters reset; a check runs at once.
+/// Resume monitoring: paused → active with counters reset; a check runs at once. An optional
+/// reason and ticket are recorded in the audit trail (the reason also in the event).
 #[utoipa::path(
     post,
     operation_id = "resumeIntegration",
     path = "/api/v1/integrations/{id}/resume",
     tag = "lifecycle",
     params(("id" = Uuid, Path, description = "The integration id")),
+    request_body = ResumeRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The resumed integration", body = crate::integration::Integration),
@@ -92,15 +94,16 @@ pub async fn pause(
         (status = 403, response = Problem),
         (status = 404, response = Problem),
         (status = 409, description = "invalid_transition: not paused", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_reason (too long) or invalid_ticket", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn resume(
     State(app): State<App>,
     Caller { principal, .. }: Caller<use_case::Resume>,
     IntegrationPath(id): IntegrationPath,
-    OptionalJsonBody(_empty): OptionalJsonBody<EmptyRequest>,
+    OptionalJsonBody(request): OptionalJsonBody<ResumeRequest>,
 ) -> Result<Response, AppError> {
-    app.resume(&principal, id).await.map(resource)
+    app.resume(&principal, id, request).await.map(resource)
 }
 
 /// Activate by approval: draft, pending_verification or failed → active. The approver is
@@ -131,8 +134,10 @@ pub async fn activate(
 }
 
 /// Run a staged connection test now (DNS → TCP → TLS → HTTP → authenticated call). The
-/// result is audited; for a monitored integration it also counts as a check, applied by the
-/// integration's own actor (a successful test verifies a pending integration).
+/// result is audited and published as `integration.tested` (with `success`, `failureClass`,
+/// `latencyMs`, `actor`), whatever the status does; for a monitored integration it also counts
+/// as a check, applied by the integration's own actor (a successful test verifies a pending
+/// integration).
 #[utoipa::path(
     post,
     operation_id = "testIntegration",

@@ -25,7 +25,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::cluster::Claim;
-use crate::integration::{Author, Change, ChangeError, CheckSummary, Integration, IntegrationType};
+use crate::integration::{
+    Author, Change, ChangeError, CheckSummary, Integration, IntegrationType, TestSummary,
+};
 use crate::maintenance::{MaintenanceWindow, WindowChange};
 use catalogd_actors::{EventKind, Lifecycle, Status, Thresholds};
 
@@ -277,16 +279,16 @@ pub trait Store: Send + Sync + 'static {
     /// Walks every tenant's audit chain (or one tenant's) and reports the first bad entry.
     async fn verify_audit(&self, tenant_id: Option<&str>) -> Result<ChainReport, StoreError>;
 
-    /// Records a manual connection test: the integration's last-test fields and an
-    /// `integration.test` audit entry with the result, in one transaction. Does not change
-    /// the version or the lifecycle (the owning actor applies the result as a check).
+    /// Records a manual connection test: the integration's last-test fields, an
+    /// `integration.test` audit entry with the result and an `integration.tested` outbox
+    /// event (DESIGN §12), in one transaction. Does not change the version or the lifecycle
+    /// (the owning actor applies the result as a check). `now` is when it is recorded.
     async fn record_test(
         &self,
         author: &Author,
         id: Uuid,
-        result: &serde_json::Value,
-        success: bool,
-        tested_at: DateTime<Utc>,
+        test: &TestSummary,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
     // --- The engine's view -------------------------------------------------------------

@@ -34,7 +34,7 @@ use super::{
 use crate::cloudevents::{self, EventCause, OutboxEvent};
 use crate::cluster::Claim;
 use crate::integration::{
-    self, Applied, AuditRecord, Author, Change, CheckSummary, HealthCheck, Integration,
+    self, Applied, AuditRecord, Author, Change, CheckSummary, HealthCheck, Integration, TestSummary,
 };
 use crate::maintenance::{MaintenanceWindow, WindowChange};
 use catalogd_actors::{EventKind, Lifecycle, Thresholds};
@@ -935,37 +935,60 @@ where
         &self,
         author: &Author,
         id: Uuid,
-        result: &serde_json::Value,
-        success: bool,
-        tested_at: DateTime<Utc>,
+        test: &TestSummary,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let tested_at = rows::stored_precision(tested_at);
+        let called = Instant::now();
+        let tested_at = rows::stored_precision(test.tested_at);
+        let now = rows::stored_precision(now);
         let _turn = self.gate.turn().await;
         let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
-        let updated = sqlx::query(UPDATE_LAST_TEST)
+        // The row is locked first (as every change does: row, then audit head), so the
+        // event's sequence and its state are the row's at this commit.
+        let row: Option<IntegrationRow> = sqlx::query_as(&B::locked(&SELECT_INTEGRATION))
+            .bind(&author.tenant_id)
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(read_error)?;
+        let Some(row) = row else {
+            transaction.rollback().await?;
+            return Err(StoreError::NotFound);
+        };
+        let mut integration = row.into_integration()?;
+        sqlx::query(UPDATE_LAST_TEST)
             .bind(&author.tenant_id)
             .bind(id)
             .bind(tested_at)
-            .bind(success)
+            .bind(test.success)
             .execute(&mut *transaction)
             .await?;
-        if B::rows_affected(&updated) == 0 {
-            transaction.rollback().await?;
-            return Err(StoreError::NotFound);
-        }
+        integration.last_tested_at = Some(tested_at);
+        integration.last_test_success = Some(test.success);
+        let event = Self::append_event(
+            &mut transaction,
+            EventKind::Tested,
+            &integration,
+            &test.cause(&author.subject),
+            now,
+            called,
+            self.writer(None),
+        )
+        .await?;
         let record = AuditRecord {
             tenant_id: author.tenant_id.clone(),
             actor: author.subject.clone(),
             action: "integration.test".to_owned(),
             target_id: id,
             before: None,
-            after: Some(result.clone()),
+            after: Some(test.audit_result()),
             reason: None,
             ticket: None,
             occurred_at: tested_at,
         };
         Self::append_audit(&mut transaction, &record, self.writer(None)).await?;
         transaction.commit().await?;
+        self.handoff.committed(event);
         Ok(())
     }
 

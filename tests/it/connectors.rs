@@ -1,7 +1,7 @@
 //! Every connector against a local fake of its vendor: healthy, and each failure class it can
 //! produce; staged diagnostics; declarative providers; offline mode.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,6 +40,8 @@ impl Harness {
             ("t/any/wrong-token", "not-the-token"),
             ("t/any/basic", USER_PASSWORD),
             ("t/any/wrong-basic", "robot:wrong"),
+            ("t/any/pat", ":tok-connectors-1"),
+            ("t/any/wrong-pat", ":not-the-token"),
             ("t/any/app-key", fakes::GITHUB_APP_PRIVATE_KEY),
             ("t/any/not-a-key", "-----BEGIN RSA PRIVATE KEY-----\nnope\n"),
         ] {
@@ -666,46 +668,285 @@ async fn probe_trait_reaches_the_connectors() {
 
 // ---------------------------------------------------------------- declarative providers
 
-fn shipped_providers() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/providers")
+/// A built-in declarative provider against a fake of its vendor's documented API.
+struct BuiltinCase {
+    provider: &'static str,
+    fake: fn() -> axum::Router,
+    /// Appended to the fake's URL to make the base URL (an organization, a context path).
+    base_path: &'static str,
+    configuration: Value,
+    auth_ref: &'static str,
+    wrong_auth_ref: &'static str,
+    /// The request path (with query) the check sends.
+    check_path: &'static str,
+    /// The header that carries the credential, and its value.
+    credential: (&'static str, String),
+    /// Vendor-specific statuses and what they mean.
+    extra: &'static [(u16, FailureClass)],
+}
+
+fn bearer() -> (&'static str, String) {
+    ("authorization", format!("Bearer {TOKEN}"))
+}
+
+fn basic_header(user_password: &str) -> (&'static str, String) {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(user_password);
+    ("authorization", format!("Basic {encoded}"))
+}
+
+fn builtin_cases() -> Vec<BuiltinCase> {
+    vec![
+        BuiltinCase {
+            provider: "artifactory",
+            fake: || fakes::artifactory(TOKEN),
+            base_path: "",
+            configuration: json!({}),
+            auth_ref: "ref://t/any/token",
+            wrong_auth_ref: "ref://t/any/wrong-token",
+            check_path: "/artifactory/api/system/ping",
+            credential: bearer(),
+            extra: &[],
+        },
+        BuiltinCase {
+            provider: "nexus",
+            fake: || fakes::nexus(USER_PASSWORD),
+            base_path: "",
+            configuration: json!({}),
+            auth_ref: "ref://t/any/basic",
+            wrong_auth_ref: "ref://t/any/wrong-basic",
+            check_path: "/service/rest/v1/status",
+            credential: basic_header(USER_PASSWORD),
+            extra: &[],
+        },
+        BuiltinCase {
+            provider: "sonarqube",
+            fake: || fakes::sonarqube(TOKEN, Arc::new(Mutex::new("UP".to_owned()))),
+            base_path: "",
+            configuration: json!({}),
+            auth_ref: "ref://t/any/token",
+            wrong_auth_ref: "ref://t/any/wrong-token",
+            check_path: "/api/system/status",
+            credential: bearer(),
+            extra: &[],
+        },
+        BuiltinCase {
+            provider: "bitbucket",
+            fake: || fakes::bitbucket_cloud(TOKEN),
+            base_path: "",
+            configuration: json!({"edition": "cloud"}),
+            auth_ref: "ref://t/any/token",
+            wrong_auth_ref: "ref://t/any/wrong-token",
+            check_path: "/2.0/user",
+            credential: bearer(),
+            extra: &[],
+        },
+        BuiltinCase {
+            provider: "bitbucket",
+            fake: || fakes::bitbucket_datacenter(TOKEN),
+            base_path: "",
+            // Not api.bitbucket.org and no edition: Data Center.
+            configuration: json!({}),
+            auth_ref: "ref://t/any/token",
+            wrong_auth_ref: "ref://t/any/wrong-token",
+            check_path: "/rest/api/1.0/projects?limit=1",
+            credential: bearer(),
+            extra: &[],
+        },
+        BuiltinCase {
+            provider: "azure-devops",
+            fake: || fakes::azure_devops("fabrikam", TOKEN),
+            base_path: "/fabrikam",
+            configuration: json!({}),
+            auth_ref: "ref://t/any/pat",
+            wrong_auth_ref: "ref://t/any/wrong-pat",
+            check_path: "/fabrikam/_apis/projects?api-version=7.1&$top=1",
+            credential: basic_header(&format!(":{TOKEN}")),
+            // A bad PAT gets 203 and a sign-in page.
+            extra: &[(203, FailureClass::Auth)],
+        },
+        BuiltinCase {
+            provider: "circleci",
+            fake: || fakes::circleci(TOKEN),
+            base_path: "",
+            configuration: json!({}),
+            auth_ref: "ref://t/any/token",
+            wrong_auth_ref: "ref://t/any/wrong-token",
+            check_path: "/api/v2/me",
+            credential: ("circle-token", TOKEN.to_owned()),
+            extra: &[],
+        },
+        BuiltinCase {
+            provider: "github-actions",
+            fake: || fakes::github_actions("octo-org", "hello-world", TOKEN),
+            base_path: "",
+            configuration: json!({"owner": "octo-org", "repo": "hello-world"}),
+            auth_ref: "ref://t/any/token",
+            wrong_auth_ref: "ref://t/any/wrong-token",
+            check_path: "/repos/octo-org/hello-world/actions/runs?per_page=1",
+            credential: bearer(),
+            extra: &[],
+        },
+        BuiltinCase {
+            provider: "gitlab-ci",
+            fake: || fakes::gitlab_ci("group/project", TOKEN),
+            base_path: "",
+            configuration: json!({"project": "group/project"}),
+            auth_ref: "ref://t/any/token",
+            wrong_auth_ref: "ref://t/any/wrong-token",
+            check_path: "/api/v4/projects/group%2Fproject/pipelines?per_page=1",
+            credential: ("private-token", TOKEN.to_owned()),
+            extra: &[],
+        },
+    ]
+}
+
+/// Every built-in declarative provider, without any plugin file: healthy with its credential
+/// where the vendor documents it, and each failure class (`auth` for a wrong credential and
+/// for 401/403, `rate_limited` for 429 with Retry-After, `http_status` otherwise), on the
+/// check and the connection test alike.
+#[tokio::test]
+async fn builtin_declarative_providers_against_their_vendors_apis() {
+    let h = Harness::new();
+    for case in builtin_cases() {
+        let name = format!("{} {}", case.provider, case.check_path);
+        assert!(h.connectors.providers().contains(case.provider), "{name}");
+        let fake = fakes::start((case.fake)()).await;
+        let base = format!("{}{}", fake.url(), case.base_path);
+        let good = Target::new(case.provider, Some(&base))
+            .with_configuration(case.configuration.clone())
+            .with_auth_ref(case.auth_ref);
+
+        assert_eq!(h.check(&good).await, CheckOutcome::Success, "{name}");
+        let request = fake.recorded().pop().expect("the check reached the fake");
+        assert_eq!(request.path_and_query, case.check_path, "{name}");
+        let (header, value) = &case.credential;
+        assert_eq!(
+            request.headers.get(*header).and_then(|v| v.to_str().ok()),
+            Some(value.as_str()),
+            "{name}: the credential in {header}"
+        );
+        let report = h.test(&good).await;
+        assert!(report.success, "{name}: {report:?}");
+        assert_eq!(
+            stage_names(&report),
+            ["dns", "tcp", "http", "auth"],
+            "{name}"
+        );
+
+        let wrong = good.clone().with_auth_ref(case.wrong_auth_ref);
+        assert_eq!(h.check(&wrong).await, fail(FailureClass::Auth), "{name}");
+        assert_eq!(
+            h.test(&wrong).await.failure_class,
+            Some(FailureClass::Auth),
+            "{name}"
+        );
+
+        let extra = case
+            .extra
+            .iter()
+            .map(|(status, class)| (*status, vec![], *class));
+        for (status, headers, class) in [
+            (401, vec![], FailureClass::Auth),
+            (403, vec![], FailureClass::Auth),
+            (429, vec![("retry-after", "30")], FailureClass::RateLimited),
+            (
+                403,
+                vec![("x-ratelimit-remaining", "0")],
+                FailureClass::RateLimited,
+            ),
+            (404, vec![], FailureClass::HttpStatus),
+            (500, vec![], FailureClass::HttpStatus),
+            (503, vec![("retry-after", "5")], FailureClass::HttpStatus),
+        ]
+        .into_iter()
+        .chain(extra)
+        {
+            fake.control.fail_with(status, &headers);
+            assert_eq!(
+                h.check(&good).await,
+                fail(class),
+                "{name}: {status} {headers:?}"
+            );
+            assert_eq!(
+                h.test(&good).await.failure_class,
+                Some(class),
+                "{name}: test, {status} {headers:?}"
+            );
+        }
+        fake.control.heal();
+        assert_eq!(h.check(&good).await, CheckOutcome::Success, "{name} healed");
+    }
 }
 
 #[tokio::test]
-async fn shipped_declarative_providers_against_fakes() {
-    let h = Harness::with(OfflineConfig::default(), Some(shipped_providers()));
-    let providers = h.connectors.providers();
-    for name in ["artifactory", "nexus", "sonarqube", "http", "gitlab"] {
-        assert!(providers.contains(name), "{name}");
+async fn builtin_providers_say_what_they_lack() {
+    let h = Harness::new();
+    let fake = fakes::start(fakes::anything()).await;
+    // Providers that need a credential refuse to run without an AuthRef.
+    for provider in ["bitbucket", "azure-devops", "circleci"] {
+        let t = target(provider, &fake);
+        assert_eq!(h.check(&t).await, fail(FailureClass::Config), "{provider}");
     }
+    // The repository and the project come from the configuration.
+    let t = target("github-actions", &fake).with_auth_ref("ref://t/any/token");
+    assert_eq!(h.check(&t).await, fail(FailureClass::Config));
+    let t = target("gitlab-ci", &fake).with_auth_ref("ref://t/any/token");
+    assert_eq!(h.check(&t).await, fail(FailureClass::Config));
+    let t = target("bitbucket", &fake)
+        .with_auth_ref("ref://t/any/token")
+        .with_configuration(json!({"edition": "server-2000"}));
+    assert_eq!(h.check(&t).await, fail(FailureClass::Config));
+    assert_eq!(fake.requests(), 0);
+}
 
-    let fake = fakes::start(fakes::artifactory(TOKEN)).await;
-    let artifactory = target("artifactory", &fake).with_auth_ref("ref://t/any/token");
-    assert_eq!(h.check(&artifactory).await, CheckOutcome::Success);
-    let report = h.test(&artifactory).await;
-    assert!(report.success, "{report:?}");
-    assert_eq!(stage_names(&report), ["dns", "tcp", "http", "auth"]);
-    let wrong = artifactory.clone().with_auth_ref("ref://t/any/wrong-token");
-    assert_eq!(h.test(&wrong).await.failure_class, Some(FailureClass::Auth));
-    fake.control.fail_with(200, &[]);
-    assert_eq!(h.check(&artifactory).await, fail(FailureClass::Assertion));
-
-    let fake = fakes::start(fakes::nexus(USER_PASSWORD)).await;
-    let nexus = target("nexus", &fake).with_auth_ref("ref://t/any/basic");
-    assert_eq!(h.check(&nexus).await, CheckOutcome::Success);
-    assert!(h.test(&nexus).await.success);
-    let wrong = nexus.clone().with_auth_ref("ref://t/any/wrong-basic");
-    assert_eq!(h.test(&wrong).await.failure_class, Some(FailureClass::Auth));
-
+#[tokio::test]
+async fn builtin_provider_specifics() {
+    let h = Harness::new();
+    // SonarQube answers a bad token on validate with 200 {"valid": false}: the condition says
+    // auth; a server not UP is an assertion failure.
     let status = Arc::new(Mutex::new("UP".to_owned()));
     let fake = fakes::start(fakes::sonarqube(TOKEN, status.clone())).await;
     let sonar = target("sonarqube", &fake).with_auth_ref("ref://t/any/token");
-    assert_eq!(h.check(&sonar).await, CheckOutcome::Success);
-    assert!(h.test(&sonar).await.success);
-    // 200 {"valid": false}: the condition says auth.
-    let wrong = sonar.clone().with_auth_ref("ref://t/any/wrong-token");
-    assert_eq!(h.test(&wrong).await.failure_class, Some(FailureClass::Auth));
+    let anonymous = target("sonarqube", &fake);
+    assert_eq!(h.check(&anonymous).await, CheckOutcome::Success);
     *status.lock().unwrap() = "DB_MIGRATION_NEEDED".to_owned();
     assert_eq!(h.check(&sonar).await, fail(FailureClass::Assertion));
+    // Artifactory's ping must say OK.
+    let fake = fakes::start(fakes::artifactory(TOKEN)).await;
+    let artifactory = target("artifactory", &fake).with_auth_ref("ref://t/any/token");
+    fake.control.fail_with(200, &[]);
+    assert_eq!(h.check(&artifactory).await, fail(FailureClass::Assertion));
+}
+
+/// `plugins.directory` still adds providers and replaces a built-in declarative one of the
+/// same name; a provider written in code cannot be replaced.
+#[tokio::test]
+async fn a_plugin_replaces_a_builtin_declarative_provider() {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::write(
+        plugins.path().join("nexus.toml"),
+        "name = \"nexus\"\n[request]\npath = \"/service/rest/v1/status/writable\"\n",
+    )
+    .unwrap();
+    let h = Harness::with(OfflineConfig::default(), Some(plugins.path().to_owned()));
+    let fake = fakes::start(fakes::anything()).await;
+    assert_eq!(
+        h.check(&target("nexus", &fake)).await,
+        CheckOutcome::Success
+    );
+    assert_eq!(
+        fake.recorded().pop().unwrap().path_and_query,
+        "/service/rest/v1/status/writable"
+    );
+    assert_eq!(
+        h.connectors
+            .providers()
+            .names()
+            .filter(|n| *n == "nexus")
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -763,7 +1004,7 @@ json = [{ path = "$.healthy", equals = true }]
 fn bad_or_clashing_definitions_fail_start_up() {
     for (file, needle) in [
         (
-            "name = \"gitlab\"\n[request]\npath = \"/\"\n",
+            "name = \"harbor\"\n[request]\npath = \"/\"\n",
             "already defined",
         ),
         (

@@ -315,7 +315,10 @@ fn happy_path(operation: Operation) -> (Fixture, Option<Value>) {
             Fixture::Active,
             Some(json!({"reason": "maintenance", "ticket": "CHG-1"})),
         ),
-        Operation::Resume => (Fixture::Paused, None),
+        Operation::Resume => (
+            Fixture::Paused,
+            Some(json!({"reason": "maintenance over", "ticket": "CHG-2"})),
+        ),
         Operation::Activate => (Fixture::Draft, Some(json!({"comment": "approved"}))),
         _ => (Fixture::Draft, None),
     }
@@ -395,6 +398,26 @@ fn cases() -> Vec<Case> {
             Operation::Pause,
             Fixture::Active,
             Some(json!({"reason": 5})),
+            400,
+        ),
+        // A resume's reason and ticket are optional, and checked like a pause's.
+        admin(Operation::Resume, Fixture::Paused, None, 200),
+        admin(
+            Operation::Resume,
+            Fixture::Paused,
+            Some(json!({"ticket": ""})),
+            422,
+        ),
+        admin(
+            Operation::Resume,
+            Fixture::Paused,
+            Some(json!({"reason": "x".repeat(2000)})),
+            422,
+        ),
+        admin(
+            Operation::Resume,
+            Fixture::Paused,
+            Some(json!({"reason": "ok", "comment": "no"})),
             400,
         ),
     ]);
@@ -539,7 +562,288 @@ async fn list_pages_across_transports(backend: Backend) {
     }
 }
 
-catalogd_testkit::both_backends!(same_answers_as_rest, list_pages_across_transports);
+/// The seed's spellings (DESIGN §12), a table of what clients send and what it means.
+const TYPE_SPELLINGS: &[(&str, Option<&str>)] = &[
+    ("registry", Some("registry")),
+    ("Registry", Some("registry")),
+    ("SCM", Some("scm")),
+    ("CI", Some("ci")),
+    ("ContainerRegistry", Some("registry")),
+    ("Host", Some("host")),
+    ("registries", None),
+    ("Regi stry", None),
+    ("", None),
+];
+
+const PROVIDER_SPELLINGS: &[(&str, Option<&str>)] = &[
+    ("in-memory", Some("in-memory")),
+    ("InMemory", Some("in-memory")),
+    ("in_memory", Some("in-memory")),
+    ("IN-MEMORY", Some("in-memory")),
+    ("GitHubApp", Some("github-app")),
+    ("github_app", Some("github-app")),
+    ("OciRegistry", Some("oci-registry")),
+    ("DockerHub", Some("oci-registry")),
+    ("SonarQube", Some("sonarqube")),
+    ("GitLabCI", Some("gitlab-ci")),
+    ("BitbucketServer", Some("bitbucket")),
+    ("in memory", None),
+    ("githubapp2", None),
+];
+
+const STATUS_SPELLINGS: &[(&str, Option<&str>)] = &[
+    ("draft", Some("draft")),
+    ("Draft", Some("draft")),
+    ("PendingVerification", Some("pending_verification")),
+    ("pending-verification", Some("pending_verification")),
+    ("PENDING_VERIFICATION", Some("pending_verification")),
+    ("Paused", Some("paused")),
+    ("pending verification", None),
+    ("Pending.Verification", None),
+    ("healthy", None),
+];
+
+/// The seed's clients send `"type": "Registry"`, `"provider": "GitHubApp"` and filter by
+/// `PendingVerification`: accepted in any case or hyphenation, over REST and NATS alike,
+/// stored and shown canonical; anything else is still a clear 4xx naming the field.
+async fn seed_spellings_on_both_transports(backend: Backend) {
+    let nats = NatsServer::start();
+    let app = ControlApp::spawn(backend, &nats.url()).await;
+    let admin = app.token(Who::Admin);
+    let admin = admin.as_deref();
+    let create = |name: String, kind: &str, provider: &str| {
+        let mut body = helpers::integration(&name);
+        body["type"] = json!(kind);
+        body["provider"] = json!(provider);
+        // Every provider here but in-memory needs a baseUrl; in-memory ignores it.
+        body["baseUrl"] = json!("https://seed.example.com");
+        body
+    };
+    for (n, (kind, expected)) in TYPE_SPELLINGS.iter().enumerate() {
+        let body = create(format!("type-{n}"), kind, "in-memory");
+        let answer = app
+            .rest_with(
+                reqwest::Method::POST,
+                "/api/v1/integrations",
+                admin,
+                Some(&body),
+            )
+            .await;
+        match (expected, &answer) {
+            (Some(canonical), Answer::Ok(created)) => {
+                assert_eq!(created["type"], *canonical, "{kind:?}");
+                let id = created["integrationId"].as_str().unwrap();
+                let Answer::Ok(got) = app.nats("get", admin, &json!({"integrationId": id})).await
+                else {
+                    panic!("get {kind:?}");
+                };
+                assert_eq!(got["type"], *canonical, "{kind:?} as stored");
+            }
+            (None, Answer::Error { status, error }) => {
+                assert_eq!(*status, 422, "{kind:?}");
+                assert!(error.starts_with("unknown_type:"), "{kind:?}: {error}");
+            }
+            _ => panic!("{kind:?}: {answer:?}"),
+        }
+    }
+    for (n, (provider, expected)) in PROVIDER_SPELLINGS.iter().enumerate() {
+        let body = create(format!("provider-{n}"), "Registry", provider);
+        let answer = app
+            .rest_with(
+                reqwest::Method::POST,
+                "/api/v1/integrations",
+                admin,
+                Some(&body),
+            )
+            .await;
+        match (expected, &answer) {
+            (Some(canonical), Answer::Ok(created)) => {
+                assert_eq!(created["provider"], *canonical, "{provider:?}");
+                assert_eq!(created["type"], "registry");
+            }
+            (None, Answer::Error { status, error }) => {
+                assert_eq!(*status, 422, "{provider:?}");
+                assert!(
+                    error.starts_with("unknown_provider:"),
+                    "{provider:?}: {error}"
+                );
+            }
+            _ => panic!("{provider:?}: {answer:?}"),
+        }
+    }
+
+    // Filters: one pending integration among drafts; each spelling lists the same items on
+    // both transports as the canonical value does.
+    let pending = app
+        .fixture(Tenant::Own, Fixture::Draft, "seed-pending")
+        .await;
+    let submitted = app
+        .rest(
+            reqwest::Method::POST,
+            &format!("/api/v1/integrations/{pending}/submit"),
+            admin,
+        )
+        .await;
+    assert!(matches!(submitted, Answer::Ok(_)), "{submitted:?}");
+    let reader = app.token(Who::Reader);
+    let reader = reader.as_deref();
+    let names = |answer: &Answer| match answer {
+        Answer::Ok(page) => page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let filters = [
+        ("status", STATUS_SPELLINGS),
+        ("type", TYPE_SPELLINGS),
+        ("provider", PROVIDER_SPELLINGS),
+    ];
+    for (parameter, table) in filters {
+        for (raw, expected) in table.iter().filter(|(raw, _)| !raw.is_empty()) {
+            let query = format!(
+                "/api/v1/integrations?limit=500&{parameter}={}",
+                urlencoding(raw)
+            );
+            let rest = app.rest(reqwest::Method::GET, &query, reader).await;
+            let over_nats = app
+                .nats("list", reader, &json!({ parameter: raw, "limit": 500 }))
+                .await;
+            assert_eq!(rest, over_nats, "{parameter}={raw:?}");
+            match expected {
+                Some(canonical) => {
+                    let canonical_query =
+                        format!("/api/v1/integrations?limit=500&{parameter}={canonical}");
+                    let reference = app
+                        .rest(reqwest::Method::GET, &canonical_query, reader)
+                        .await;
+                    assert_eq!(names(&rest), names(&reference), "{parameter}={raw:?}");
+                    if parameter == "status" && *canonical == "pending_verification" {
+                        assert_eq!(names(&rest), ["seed-pending"], "{raw:?}");
+                    }
+                    if let Answer::Ok(page) = &rest {
+                        for item in page["items"].as_array().unwrap() {
+                            assert_eq!(item[parameter], *canonical, "{parameter}={raw:?}");
+                        }
+                    }
+                }
+                // An unknown provider is only text: it matches nothing.
+                None if parameter == "provider" => assert!(names(&rest).is_empty(), "{raw:?}"),
+                None => {
+                    assert_eq!(rest.status(), 400, "{parameter}={raw:?}");
+                    let Answer::Error { error, .. } = &rest else {
+                        unreachable!()
+                    };
+                    assert!(error.starts_with("invalid_filter:"), "{error}");
+                }
+            }
+        }
+    }
+}
+
+/// Percent-encodes a query value (spaces and punctuation in the refused spellings).
+fn urlencoding(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A resume carries an optional reason and ticket (the seed's compliance rule), on REST and
+/// NATS; the audit entry records them as a pause's, and the reason reaches the event.
+async fn resume_is_audited_with_reason_and_ticket(backend: Backend) {
+    let nats = NatsServer::start();
+    let app = ControlApp::spawn(backend, &nats.url()).await;
+    let admin = app.token(Who::Admin);
+    let admin = admin.as_deref();
+    let over_rest = app
+        .fixture(Tenant::Own, Fixture::Paused, "resume-rest")
+        .await;
+    let over_nats = app
+        .fixture(Tenant::Own, Fixture::Paused, "resume-nats")
+        .await;
+    let bare = app
+        .fixture(Tenant::Own, Fixture::Paused, "resume-bare")
+        .await;
+    let body = json!({"reason": "vendor fixed the outage", "ticket": "INC-4711"});
+    let answer = app
+        .rest_with(
+            reqwest::Method::POST,
+            &format!("/api/v1/integrations/{over_rest}/resume"),
+            admin,
+            Some(&body),
+        )
+        .await;
+    let Answer::Ok(resumed) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(resumed["status"], "active");
+    assert_eq!(resumed["pauseReason"], Value::Null);
+    let mut payload = body.clone();
+    payload["integrationId"] = json!(over_nats);
+    let answer = app.nats("resume", admin, &payload).await;
+    assert!(matches!(answer, Answer::Ok(_)), "{answer:?}");
+    let answer = app
+        .rest(
+            reqwest::Method::POST,
+            &format!("/api/v1/integrations/{bare}/resume"),
+            admin,
+        )
+        .await;
+    assert!(matches!(answer, Answer::Ok(_)), "{answer:?}");
+
+    for (id, reason, ticket) in [
+        (
+            &over_rest,
+            json!("vendor fixed the outage"),
+            json!("INC-4711"),
+        ),
+        (
+            &over_nats,
+            json!("vendor fixed the outage"),
+            json!("INC-4711"),
+        ),
+        (&bare, Value::Null, Value::Null),
+    ] {
+        let Answer::Ok(page) = app
+            .rest(
+                reqwest::Method::GET,
+                &format!("/api/v1/audit?integrationId={id}"),
+                admin,
+            )
+            .await
+        else {
+            panic!("audit of {id}");
+        };
+        let entries = page["items"].as_array().unwrap();
+        let pause = entries
+            .iter()
+            .find(|e| e["action"] == "integration.pause")
+            .expect("a pause entry");
+        assert_eq!(pause["reason"], "maintenance");
+        let resume = entries
+            .iter()
+            .find(|e| e["action"] == "integration.resume")
+            .expect("a resume entry");
+        assert_eq!(resume["reason"], reason, "{id}");
+        assert_eq!(resume["ticket"], ticket, "{id}");
+        assert_eq!(resume["actor"], "op");
+        assert_eq!(resume["after"]["status"], "active");
+    }
+}
+
+catalogd_testkit::both_backends!(
+    same_answers_as_rest,
+    list_pages_across_transports,
+    seed_spellings_on_both_transports,
+    resume_is_audited_with_reason_and_ticket
+);
 
 /// Replies until `expected` arrived or `wait` passed.
 async fn collect(

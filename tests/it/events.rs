@@ -21,7 +21,7 @@ use crate::storm::{
 use catalogd_testkit::{eventually, NatsServer};
 
 /// Every event kind catalogd emits.
-const ALL_TYPES: [&str; 8] = catalogd::watch::KINDS;
+const ALL_TYPES: [&str; 9] = catalogd::watch::KINDS;
 
 // --- Helpers ---------------------------------------------------------------------------------
 
@@ -78,7 +78,7 @@ async fn types_of(app: &TestApp, id: &str) -> Vec<String> {
 
 /// Drives every kind of event through REST and the monitor:
 /// A: created, updated (submit), healthy, unhealthy, healthy, paused, resumed, updated (PUT),
-/// deleted; B: created, activated, deleted.
+/// deleted; B: created, tested, activated, deleted.
 async fn drive_every_transition(app: &TestApp) -> Vec<String> {
     let admin = app.admin("acme");
     let body = scripted(
@@ -143,6 +143,15 @@ async fn drive_every_transition(app: &TestApp) -> Vec<String> {
     )
     .await;
     let b = b["integrationId"].as_str().unwrap().to_owned();
+    // A manual test of the draft: `tested`, and the status stays.
+    send(
+        app,
+        Method::POST,
+        &format!("/api/v1/integrations/{b}/test"),
+        &admin,
+        None,
+    )
+    .await;
     send(
         app,
         Method::POST,
@@ -261,6 +270,12 @@ async fn every_transition_is_published_exactly_once(backend: Backend) {
                 assert_eq!(data["status"], "active");
                 assert_eq!(data["previousStatus"], "draft");
             }
+            "tested" => {
+                assert_eq!(data["status"], "draft");
+                assert_eq!(data["previousStatus"], Value::Null);
+                assert_eq!(data["success"], true);
+                assert_eq!(data["actor"], "acme-admin");
+            }
             _ => {}
         }
     }
@@ -269,7 +284,7 @@ async fn every_transition_is_published_exactly_once(backend: Backend) {
         .map(|id| rows.iter().filter(|r| r.1.to_string() == *id).count())
         .collect();
     assert!(
-        per_integration[0] >= 9 && per_integration[1] == 3,
+        per_integration[0] >= 9 && per_integration[1] == 4,
         "{per_integration:?}"
     );
 
@@ -277,7 +292,118 @@ async fn every_transition_is_published_exactly_once(backend: Backend) {
     assert_eq!(ready["checks"]["nats"], "ok", "{ready}");
 }
 
-catalogd_testkit::both_backends!(every_transition_is_published_exactly_once);
+catalogd_testkit::both_backends!(
+    every_transition_is_published_exactly_once,
+    every_manual_test_publishes_tested
+);
+
+// --- integration.tested ---------------------------------------------------------------------
+
+/// Every manual connection test, over REST and over NATS control, publishes
+/// `integration.tested` with its result and who asked (the seed's Notify-style consumers
+/// expect it), through the outbox, even when the status does not change.
+async fn every_manual_test_publishes_tested(backend: Backend) {
+    let nats = NatsServer::start();
+    let app = nats_app(backend, &nats.url()).await;
+    let subscriber = async_nats::connect(nats.url()).await.unwrap();
+    let mut tested = subscriber
+        .subscribe("integrations.events.acme.tested")
+        .await
+        .unwrap();
+    subscriber.flush().await.unwrap();
+    let admin = app.admin("acme");
+    // A draft (no monitor runs it) whose tests alternate: success, auth failure.
+    let created = send(
+        &app,
+        Method::POST,
+        "/api/v1/integrations",
+        &admin,
+        Some(scripted("tested-draft", &["success", "failure:auth"], 60)),
+    )
+    .await;
+    let id = created["integrationId"].as_str().unwrap().to_owned();
+    let test_path = format!("/api/v1/integrations/{id}/test");
+    let mut reports = Vec::new();
+    for _ in 0..2 {
+        reports.push(send(&app, Method::POST, &test_path, &admin, None).await);
+    }
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Authorization", format!("Bearer {admin}").as_str());
+    let reply = subscriber
+        .request_with_headers(
+            "integrations.control.test",
+            headers,
+            json!({"integrationId": id}).to_string().into(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        reply.headers.is_none()
+            || reply
+                .headers
+                .as_ref()
+                .unwrap()
+                .get("Nats-Service-Error")
+                .is_none()
+    );
+    reports.push(serde_json::from_slice(&reply.payload).unwrap());
+    assert_eq!(
+        reports
+            .iter()
+            .map(|r| r["success"].clone())
+            .collect::<Vec<_>>(),
+        [json!(true), json!(false), json!(true)]
+    );
+
+    for (n, report) in reports.iter().enumerate() {
+        let message = tokio::time::timeout(Duration::from_secs(20), tested.next())
+            .await
+            .unwrap_or_else(|_| panic!("tested event {n} did not arrive"))
+            .unwrap();
+        let event: Value = serde_json::from_slice(&message.payload).unwrap();
+        let message_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.as_str().to_owned());
+        assert_eq!(message_id.as_deref(), event["id"].as_str(), "{event}");
+        assert_eq!(event["type"], "integration.tested");
+        assert_eq!(event["subject"], id.as_str());
+        assert_eq!(event["tenantid"], "acme");
+        let data = &event["data"];
+        assert_eq!(data["success"], report["success"], "{event}");
+        assert_eq!(data["failureClass"], report["failureClass"], "{event}");
+        assert_eq!(data["latencyMs"], report["latencyMs"], "{event}");
+        assert_eq!(data["actor"], "acme-admin");
+        // The test changed no status: still a draft, and nothing "previous".
+        assert_eq!(data["status"], "draft");
+        assert_eq!(data["previousStatus"], Value::Null);
+    }
+    assert_eq!(reports[1]["failureClass"], "auth");
+    assert_eq!(status(&app, &admin, &id).await, "draft");
+    // In the outbox, in order, each marked published once NATS acknowledged it.
+    assert_eq!(
+        types_of(&app, &id).await,
+        [
+            "integration.created",
+            "integration.tested",
+            "integration.tested",
+            "integration.tested"
+        ]
+    );
+    eventually(
+        "every row marked published",
+        Duration::from_secs(10),
+        || async { unpublished(&app.database_url).await == 0 },
+    )
+    .await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), tested.next())
+            .await
+            .is_err(),
+        "no fourth tested event"
+    );
+}
 
 // --- Schema -----------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::helpers::store_options;
 use catalogd::integration::{
     Author, Change, ChangeError, HealthCheck, Integration, IntegrationSpec, IntegrationType,
+    TestSummary,
 };
 use catalogd::store::audit_chain::ChainProblemKind;
 use catalogd::store::{self, AuditEntry, AuditQuery, ListQuery, Store, StoreError, StoreOptions};
@@ -578,8 +579,13 @@ async fn list_json_is_the_serialized_list(backend: Backend) {
         .record_test(
             &actor("acme"),
             minimal.integration_id,
-            &json!({}),
-            true,
+            &TestSummary {
+                success: true,
+                failure_class: None,
+                latency_ms: 3,
+                skipped: false,
+                tested_at,
+            },
             tested_at,
         )
         .await

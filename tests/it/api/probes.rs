@@ -53,19 +53,44 @@ async fn openapi_lists_every_route(backend: Backend) {
     // The served document is this daemon's contract: its providers, which of them need a
     // baseUrl, the scope of each operation, the statuses an operation can answer.
     let spec = &doc["components"]["schemas"]["SpecRequest"];
-    let providers: Vec<&str> = spec["properties"]["provider"]["enum"]
+    let providers: Vec<&str> = spec["properties"]["provider"]["x-canonical-values"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| p.as_str().unwrap())
         .collect();
-    for provider in ["http", "tcp", "harbor", "github", "in-memory"] {
+    for provider in [
+        "http",
+        "tcp",
+        "harbor",
+        "github",
+        "in-memory",
+        "bitbucket",
+        "gitlab-ci",
+    ] {
         assert!(providers.contains(&provider), "{provider} in {providers:?}");
     }
-    assert_eq!(
-        spec["anyOf"][0]["properties"]["provider"]["enum"],
-        serde_json::json!(["tcp", "in-memory"])
-    );
+    // The provider's pattern takes the seed's spellings of exactly those names; so does the
+    // rule that tcp and in-memory need no baseUrl.
+    let matches = |schema: &serde_json::Value, value: &str| {
+        jsonschema::draft202012::new(schema)
+            .unwrap()
+            .is_valid(&serde_json::json!(value))
+    };
+    let provider = &spec["properties"]["provider"];
+    for (value, valid) in [
+        ("harbor", true),
+        ("GitHubApp", true),
+        ("in_memory", true),
+        ("git hub", false),
+        ("nope", false),
+    ] {
+        assert_eq!(matches(provider, value), valid, "{value}");
+    }
+    let without_base_url = &spec["anyOf"][0]["properties"]["provider"];
+    for (value, valid) in [("tcp", true), ("InMemory", true), ("http", false)] {
+        assert_eq!(matches(without_base_url, value), valid, "{value}");
+    }
     assert_eq!(spec["additionalProperties"], false);
     let create = &paths["/api/v1/integrations"]["post"];
     assert_eq!(create["x-required-scope"], "integrations.admin");

@@ -337,51 +337,99 @@ pub fn jenkins(user_password: &str) -> Router {
     )
 }
 
-/// Artifactory: `/artifactory/api/system/ping` answers `OK`; `/artifactory/api/system/version`
-/// needs the bearer token.
+/// How a vendor treats the credential in a request: none is anonymous, the expected one is
+/// the user, anything else is refused (401), as real servers refuse bad credentials even on
+/// endpoints that allow anonymous callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Anonymous,
+    Authenticated,
+    Refused,
+}
+
+fn caller(headers: &HeaderMap, name: &str, expected: &str) -> Caller {
+    match header(headers, name) {
+        None => Caller::Anonymous,
+        Some(value) if value == expected => Caller::Authenticated,
+        Some(_) => Caller::Refused,
+    }
+}
+
+/// Artifactory: `/artifactory/api/system/ping` answers `OK` (anonymous or with the bearer
+/// token); `/artifactory/api/system/version` needs the token.
 pub fn artifactory(token: &str) -> Router {
     let expected = format!("Bearer {token}");
+    let for_ping = expected.clone();
     Router::new()
-        .route("/artifactory/api/system/ping", get(|| async { "OK" }))
+        .route(
+            "/artifactory/api/system/ping",
+            get(move |headers: HeaderMap| async move {
+                match caller(&headers, "authorization", &for_ping) {
+                    Caller::Refused => unauthorized(None),
+                    _ => "OK".into_response(),
+                }
+            }),
+        )
         .route(
             "/artifactory/api/system/version",
             get(move |headers: HeaderMap| async move {
-                if header(&headers, "authorization") == Some(expected.as_str()) {
-                    Json(json!({"version": "7.77.0"})).into_response()
-                } else {
-                    unauthorized(None)
+                match caller(&headers, "authorization", &expected) {
+                    Caller::Authenticated => {
+                        Json(json!({"version": "7.77.0", "revision": "77700900"})).into_response()
+                    }
+                    _ => unauthorized(None),
                 }
             }),
         )
 }
 
-/// Nexus: `/service/rest/v1/status` without auth, `/service/rest/v1/status/check` with basic.
+/// Nexus: `/service/rest/v1/status` (anonymous or with basic auth),
+/// `/service/rest/v1/status/check` with basic auth.
 pub fn nexus(user_password: &str) -> Router {
     let expected = basic(user_password);
+    let for_status = expected.clone();
     Router::new()
-        .route("/service/rest/v1/status", get(|| async { StatusCode::OK }))
+        .route(
+            "/service/rest/v1/status",
+            get(move |headers: HeaderMap| async move {
+                match caller(&headers, "authorization", &for_status) {
+                    Caller::Refused => unauthorized(None),
+                    _ => StatusCode::OK.into_response(),
+                }
+            }),
+        )
         .route(
             "/service/rest/v1/status/check",
             get(move |headers: HeaderMap| async move {
-                if header(&headers, "authorization") == Some(expected.as_str()) {
-                    Json(json!({"Available CPUs": {"healthy": true}})).into_response()
-                } else {
-                    unauthorized(None)
+                match caller(&headers, "authorization", &expected) {
+                    Caller::Authenticated => Json(json!({
+                        "Available CPUs": {"healthy": true, "message": "The host system is allocating a maximum of 4 cores"},
+                        "Blob Stores": {"healthy": true, "message": null},
+                    }))
+                    .into_response(),
+                    _ => unauthorized(None),
                 }
             }),
         )
 }
 
-/// SonarQube: `/api/system/status` reports `status`; `/api/authentication/validate` answers
-/// 200 `{"valid": false}` to a bad token.
+/// SonarQube: `/api/system/status` reports `status` (anonymous or with the bearer token);
+/// `/api/authentication/validate` answers 200 `{"valid": false}` to a bad token.
 pub fn sonarqube(token: &str, status: Arc<Mutex<String>>) -> Router {
     let expected = format!("Bearer {token}");
+    let for_status = expected.clone();
     Router::new()
         .route(
             "/api/system/status",
-            get(move || {
+            get(move |headers: HeaderMap| {
                 let status = status.lock().unwrap().clone();
-                async move { Json(json!({"id": "x", "version": "10.5", "status": status})) }
+                let refused = caller(&headers, "authorization", &for_status) == Caller::Refused;
+                async move {
+                    if refused {
+                        return unauthorized(None);
+                    }
+                    Json(json!({"id": "x", "version": "10.5", "status": status})).into_response()
+                }
             }),
         )
         .route(
@@ -391,6 +439,178 @@ pub fn sonarqube(token: &str, status: Arc<Mutex<String>>) -> Router {
                 Json(json!({"valid": valid}))
             }),
         )
+}
+
+/// Bitbucket Cloud: `/2.0/user` with an access token (`Authorization: Bearer`).
+pub fn bitbucket_cloud(token: &str) -> Router {
+    let expected = format!("Bearer {token}");
+    Router::new().route(
+        "/2.0/user",
+        get(move |headers: HeaderMap| async move {
+            match caller(&headers, "authorization", &expected) {
+                Caller::Authenticated => Json(json!({
+                    "type": "user", "uuid": "{d301aafa-d676-4ee0-88be-962be7417567}",
+                    "username": "catalogd-bot", "display_name": "catalogd bot",
+                    "account_id": "557058:ba8948b2-49da-43a9-9e8b-e7249b8e324a",
+                }))
+                .into_response(),
+                _ => unauthorized(None),
+            }
+        }),
+    )
+}
+
+/// Bitbucket Data Center: `/rest/api/1.0/projects` with an HTTP access token (`Authorization:
+/// Bearer`), a paged list; `/rest/api/1.0/application-properties`, the version (anonymous or
+/// with the token).
+pub fn bitbucket_datacenter(token: &str) -> Router {
+    let expected = format!("Bearer {token}");
+    let for_properties = expected.clone();
+    Router::new()
+        .route(
+            "/rest/api/1.0/projects",
+            get(move |headers: HeaderMap| async move {
+                match caller(&headers, "authorization", &expected) {
+                    Caller::Authenticated => Json(json!({
+                        "size": 1, "limit": 1, "isLastPage": false, "start": 0, "nextPageStart": 1,
+                        "values": [{"key": "PRJ", "id": 1, "name": "My Cool Project", "public": false, "type": "NORMAL"}],
+                    }))
+                    .into_response(),
+                    _ => unauthorized(None),
+                }
+            }),
+        )
+        .route(
+            "/rest/api/1.0/application-properties",
+            get(move |headers: HeaderMap| async move {
+                match caller(&headers, "authorization", &for_properties) {
+                    Caller::Refused => unauthorized(None),
+                    _ => Json(json!({
+                        "version": "8.19.2", "buildNumber": "8019002",
+                        "buildDate": "1712112420000", "displayName": "Bitbucket",
+                    }))
+                    .into_response(),
+                }
+            }),
+        )
+}
+
+/// Azure DevOps: `/<organization>/_apis/projects?api-version=…` with a personal access token
+/// as basic auth (any user name); 401 without credentials, 203 with a sign-in page for a bad
+/// PAT (as Azure DevOps Services does).
+pub fn azure_devops(organization: &str, pat: &str) -> Router {
+    let pat = pat.to_owned();
+    Router::new().route(
+        &format!("/{organization}/_apis/projects"),
+        get(move |headers: HeaderMap, request: Request| async move {
+            let query = request.uri().query().unwrap_or_default().to_owned();
+            if !query.contains("api-version=") {
+                return (StatusCode::BAD_REQUEST, "api-version is required").into_response();
+            }
+            let authenticated = header(&headers, "authorization")
+                .and_then(|value| value.strip_prefix("Basic "))
+                .and_then(|encoded| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .ok()
+                })
+                .and_then(|decoded| String::from_utf8(decoded).ok())
+                .is_some_and(|user_pat| {
+                    user_pat.split_once(':').map(|(_, p)| p) == Some(pat.as_str())
+                });
+            if !authenticated {
+                if headers.contains_key("authorization") {
+                    return (
+                        StatusCode::NON_AUTHORITATIVE_INFORMATION,
+                        [("content-type", "text/html")],
+                        format!("<html>{UPSTREAM_BODY_MARKER} Sign In</html>"),
+                    )
+                        .into_response();
+                }
+                return unauthorized(None);
+            }
+            Json(json!({"count": 1, "value": [{
+                "id": "eb6e4656-77fc-42a1-9181-4c6d8e9da5d1", "name": "Fabrikam-Fiber-TFVC",
+                "state": "wellFormed", "visibility": "private",
+            }]}))
+            .into_response()
+        }),
+    )
+}
+
+/// CircleCI: `/api/v2/me` with a personal API token in `Circle-Token`.
+pub fn circleci(token: &str) -> Router {
+    let token = token.to_owned();
+    Router::new().route(
+        "/api/v2/me",
+        get(move |headers: HeaderMap| async move {
+            match caller(&headers, "circle-token", &token) {
+                Caller::Authenticated => Json(json!({
+                    "id": "c6e2e2cd-d0ee-4253-be29-d076f9555602", "login": "catalogd-bot", "name": "catalogd bot",
+                }))
+                .into_response(),
+                _ => (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({"message": format!("{UPSTREAM_BODY_MARKER} You must log in first.")})),
+                )
+                    .into_response(),
+            }
+        }),
+    )
+}
+
+/// GitHub Actions: `/repos/{owner}/{repo}/actions/runs` of `owner/repo` with a bearer token;
+/// another repository is a 404.
+pub fn github_actions(owner: &str, repo: &str, token: &str) -> Router {
+    let expected = format!("Bearer {token}");
+    let wanted = (owner.to_owned(), repo.to_owned());
+    Router::new().route(
+        "/repos/{owner}/{repo}/actions/runs",
+        get(
+            move |axum::extract::Path((owner, repo)): axum::extract::Path<(String, String)>,
+                  headers: HeaderMap| async move {
+                if caller(&headers, "authorization", &expected) != Caller::Authenticated {
+                    return unauthorized(None);
+                }
+                if (owner, repo) != wanted {
+                    return (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"})))
+                        .into_response();
+                }
+                Json(json!({"total_count": 1, "workflow_runs": [{
+                    "id": 30433642, "name": "Build", "status": "completed", "conclusion": "success",
+                    "head_branch": "main", "run_number": 562,
+                }]}))
+                .into_response()
+            },
+        ),
+    )
+}
+
+/// GitLab CI: `/api/v4/projects/:id/pipelines` of `project` (an id or a path, which the
+/// client must URL-encode) with a `PRIVATE-TOKEN`; another project is a 404.
+pub fn gitlab_ci(project: &str, token: &str) -> Router {
+    let token = token.to_owned();
+    let project = project.to_owned();
+    Router::new().route(
+        "/api/v4/projects/{id}/pipelines",
+        get(
+            move |axum::extract::Path(id): axum::extract::Path<String>,
+                  headers: HeaderMap| async move {
+                if caller(&headers, "private-token", &token) != Caller::Authenticated {
+                    return unauthorized(None);
+                }
+                if id != project {
+                    return (StatusCode::NOT_FOUND, Json(json!({"message": "404 Project Not Found"})))
+                        .into_response();
+                }
+                Json(json!([{
+                    "id": 47, "iid": 12, "project_id": 1, "status": "success", "source": "push",
+                    "ref": "main", "sha": "a91957a858320c0e17f3a0eca7cfacbff50ea29a",
+                }]))
+                .into_response()
+            },
+        ),
+    )
 }
 
 /// A generic target for the `http` connector: `/ok`, `/json`, `/status/{code}`,
