@@ -1,4 +1,6 @@
-//! The `catalogd` command line: `serve` (the default), `migrate`, `token`, `audit verify`.
+//! The `catalogd` command line: `serve` (the default), `migrate`, `token`, `audit verify`,
+//! `export` and `import` (DESIGN §12; they work on the configured database directly, as
+//! `audit verify` does, so a running daemon picks their changes up at its next reconcile).
 //!
 //! `--config FILE` is global, so it is accepted before or after the subcommand.
 
@@ -48,6 +50,71 @@ pub enum Command {
     /// Lifecycle events on NATS.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Write a tenant's integrations as an IntegrationList document (JSON or YAML).
+    Export(ExportArgs),
+    /// Apply an IntegrationList document to a tenant, all or nothing.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The tenant to export.
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    /// Only integrations of this environment.
+    #[arg(long)]
+    pub environment: Option<String>,
+    #[arg(long, value_enum, default_value = "yaml")]
+    pub format: FormatArg,
+    /// Write here instead of standard output.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The document (JSON or YAML, by extension; `-` is standard input, read as YAML).
+    pub file: PathBuf,
+    /// The tenant to import into.
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    /// Print the plan as a diff and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// `replace` also deletes the integrations (of --set-environment, when given) that the
+    /// file does not name.
+    #[arg(long, value_enum, default_value = "merge")]
+    pub mode: ModeArg,
+    /// Rewrite an AuthRef on the way in: FROM=TO (repeatable).
+    #[arg(long = "map-authref", value_name = "FROM=TO", value_parser = parse_mapping)]
+    pub map_authref: Vec<(String, String)>,
+    /// Put every item into this environment (promotion: dev → staging).
+    #[arg(long)]
+    pub set_environment: Option<String>,
+    /// Recorded as the actor of every change in the audit trail.
+    #[arg(long, default_value = "catalogd-cli")]
+    pub subject: String,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FormatArg {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    Merge,
+    Replace,
+}
+
+fn parse_mapping(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((from, to)) if !from.is_empty() && !to.is_empty() => {
+            Ok((from.to_owned(), to.to_owned()))
+        }
+        _ => Err("expected FROM=TO".into()),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +198,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(crate::watch::run(&config.nats, &args))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Export(args) => runtime.block_on(crate::transfer_cli::export(&config, args)),
+        Command::Import(args) => runtime.block_on(crate::transfer_cli::import(&config, args)),
         Command::Audit(AuditCommand::Verify { tenant }) => runtime.block_on(async {
             let store = store::open(&startup::store_options(&config)?).await?;
             let report = store.verify_audit(tenant.as_deref()).await?;

@@ -52,5 +52,7 @@ pub mod spellings;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod transfer;
+pub mod transfer_cli;
 pub mod validation;
 pub mod watch;

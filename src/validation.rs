@@ -87,6 +87,8 @@ pub enum Rule {
     InvalidSchedule,
     /// A maintenance window's selector.
     InvalidSelector,
+    /// An import's item that is not an integration's fields (DESIGN §12).
+    InvalidItem,
 }
 
 impl Rule {
@@ -110,6 +112,7 @@ impl Rule {
             Rule::InvalidTicket => "invalid_ticket",
             Rule::InvalidSchedule => "invalid_schedule",
             Rule::InvalidSelector => "invalid_selector",
+            Rule::InvalidItem => "invalid_item",
         }
     }
 }

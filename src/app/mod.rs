@@ -46,6 +46,7 @@ pub mod health;
 pub mod integrations;
 pub mod maintenance;
 pub mod readiness;
+pub mod transfer;
 pub mod transitions;
 pub mod use_case;
 

@@ -25,10 +25,12 @@ pub enum UseCase {
     CreateWindow,
     UpdateWindow,
     DeleteWindow,
+    Export,
+    Import,
 }
 
 impl UseCase {
-    pub const ALL: [UseCase; 18] = [
+    pub const ALL: [UseCase; 20] = [
         UseCase::List,
         UseCase::Get,
         UseCase::Create,
@@ -47,6 +49,8 @@ impl UseCase {
         UseCase::CreateWindow,
         UseCase::UpdateWindow,
         UseCase::DeleteWindow,
+        UseCase::Export,
+        UseCase::Import,
     ];
 
     /// The use case's name; also its NATS endpoint name where NATS offers it.
@@ -70,6 +74,8 @@ impl UseCase {
             UseCase::CreateWindow => "create-maintenance-window",
             UseCase::UpdateWindow => "update-maintenance-window",
             UseCase::DeleteWindow => "delete-maintenance-window",
+            UseCase::Export => "export",
+            UseCase::Import => "import",
         }
     }
 
@@ -94,7 +100,9 @@ impl UseCase {
             | UseCase::Audit
             | UseCase::CreateWindow
             | UseCase::UpdateWindow
-            | UseCase::DeleteWindow => Scope::Admin,
+            | UseCase::DeleteWindow
+            | UseCase::Export
+            | UseCase::Import => Scope::Admin,
         }
     }
 
@@ -110,6 +118,8 @@ impl UseCase {
                 | UseCase::CreateWindow
                 | UseCase::UpdateWindow
                 | UseCase::DeleteWindow
+                | UseCase::Export
+                | UseCase::Import
         )
     }
 }

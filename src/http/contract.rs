@@ -494,6 +494,8 @@ fn use_case(operation_id: &str) -> Option<UseCase> {
         "createMaintenanceWindow" => UseCase::CreateWindow,
         "replaceMaintenanceWindow" => UseCase::UpdateWindow,
         "deleteMaintenanceWindow" => UseCase::DeleteWindow,
+        "exportIntegrations" => UseCase::Export,
+        "importIntegrations" => UseCase::Import,
         _ => return None,
     })
 }
@@ -664,6 +666,13 @@ pub const CROSS_FIELD_RULES: &[(&str, &str, &[&str])] = &[
         &["invalid_schedule", "id_mismatch"],
     ),
     ("replaceMaintenanceWindow", "428", &["version_required"]),
+    // An import's items against each other and the catalog: names unique in the document,
+    // a draft cannot be paused, and the create body's own cross-field rule.
+    (
+        "importIntegrations",
+        "422",
+        &["invalid_health_check", "invalid_item", "invalid_name"],
+    ),
 ];
 
 fn cross_field_rules(doc: &mut Value) {
@@ -795,6 +804,25 @@ fn window_request(doc: &mut Value) {
     *body = json!({"$ref": "#/components/schemas/WindowReplaceRequest"});
 }
 
+/// The import/export document: its version and kind, and each item the create body's
+/// fields (the same rules) plus `paused`.
+fn transfer_document(doc: &mut Value) {
+    let mut item = doc["components"]["schemas"]["SpecRequest"].clone();
+    item["properties"]["paused"] = json!({
+        "type": ["boolean", "null"],
+        "description": "Whether the integration is paused. Applied to existing integrations (pause or resume); a created one starts as a draft.",
+    });
+    item["description"] = json!("One integration: its user-settable fields and `paused`.");
+    doc["components"]["schemas"]["ImportItem"] = item;
+    let document = &mut doc["components"]["schemas"]["Document"];
+    assert!(document.is_object(), "Document is not in the document");
+    document["properties"]["apiVersion"] =
+        json!({"type": "string", "enum": [crate::transfer::API_VERSION]});
+    document["properties"]["kind"] = json!({"type": "string", "enum": [crate::transfer::KIND]});
+    document["properties"]["items"] =
+        json!({"type": "array", "items": {"$ref": "#/components/schemas/ImportItem"}});
+}
+
 /// Every refinement, in order, on the document utoipa generated.
 pub fn refine(doc: &mut Value, providers: &ProviderRegistry) {
     let schemas = doc["components"]["schemas"]
@@ -806,6 +834,7 @@ pub fn refine(doc: &mut Value, providers: &ProviderRegistry) {
     transition_requests(doc);
     update_request(doc);
     window_request(doc);
+    transfer_document(doc);
     optional_bodies(doc);
     parameters(doc);
     responses_and_scopes(doc);

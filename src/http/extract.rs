@@ -66,6 +66,8 @@ pub mod use_case {
         CreateWindow,
         UpdateWindow,
         DeleteWindow,
+        Export,
+        Import,
     );
 }
 

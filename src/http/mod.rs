@@ -45,6 +45,7 @@ pub mod rate_limit;
 mod route;
 #[cfg(test)]
 mod test_support;
+mod transfer;
 mod transitions;
 
 /// Every route the REST API serves; the router is built from this table alone.
@@ -55,6 +56,7 @@ fn routes() -> Vec<Route> {
         health::routes(),
         audit::routes(),
         maintenance::routes(),
+        transfer::routes(),
         probes::routes(),
         openapi::routes(),
     ]

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, ProblemField};
 use super::route::Route;
-use super::{audit, health, integrations, maintenance, probes, transitions};
+use super::{audit, health, integrations, maintenance, probes, transfer, transitions};
 use crate::app::transitions::{ActivateRequest, EmptyRequest, ResumeRequest};
 
 #[derive(OpenApi)]
@@ -42,6 +42,8 @@ use crate::app::transitions::{ActivateRequest, EmptyRequest, ResumeRequest};
         maintenance::create,
         maintenance::replace,
         maintenance::remove,
+        transfer::export,
+        transfer::import,
         probes::healthz,
         probes::readyz,
         document,
@@ -56,6 +58,7 @@ use crate::app::transitions::{ActivateRequest, EmptyRequest, ResumeRequest};
         (name = "lifecycle", description = "Submit, pause, resume and activate"),
         (name = "health", description = "Health, uptime and check history of one integration"),
         (name = "audit", description = "The hash-chained audit trail"),
+        (name = "transfer", description = "Export and import of a tenant's integrations, for promotion between environments"),
         (name = "maintenance", description = "Maintenance windows: checks go on, failures count towards nothing"),
         (name = "probes", description = "Liveness and readiness of the daemon"),
         (name = "meta", description = "This document"),

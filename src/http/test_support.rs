@@ -146,6 +146,16 @@ impl Store for FaultyStore {
             .await
     }
 
+    async fn import(
+        &self,
+        author: &Author,
+        operations: Vec<crate::store::ImportOp>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.fault().await?;
+        self.inner.import(author, operations, now).await
+    }
+
     async fn create_window(&self, window: &MaintenanceWindow) -> Result<(), StoreError> {
         self.fault().await?;
         self.inner.create_window(window).await

@@ -270,6 +270,15 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<Integration>, StoreError>;
 
+    /// Applies `operations` in order — creations and changes, each audited and evented as
+    /// on its own — in **one** transaction: all of them or none (an import, DESIGN §12).
+    async fn import(
+        &self,
+        author: &Author,
+        operations: Vec<ImportOp>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
     async fn list_audit(
         &self,
         tenant_id: &str,
@@ -358,6 +367,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every tenant's windows, for the engine (never reached by a request).
     async fn all_windows(&self) -> Result<Vec<MaintenanceWindow>, StoreError>;
+}
+
+/// One step of [`Store::import`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImportOp {
+    Create(Integration),
+    Change(Uuid, Change),
 }
 
 /// The outcome of [`Store::commit_check`].

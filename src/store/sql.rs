@@ -28,8 +28,8 @@ use super::listing;
 use super::outbox::Handoff;
 use super::rows::{self, AuditRow, IntegrationRow, AUDIT_COLUMNS, INTEGRATION_COLUMNS};
 use super::{
-    AuditEntry, AuditQuery, ChainReport, ChangeObserver, CheckCommit, JsonPage, ListQuery, Page,
-    Store, StoreError, StoreOptions,
+    AuditEntry, AuditQuery, ChainReport, ChangeObserver, CheckCommit, ImportOp, JsonPage,
+    ListQuery, Page, Store, StoreError, StoreOptions,
 };
 use crate::cloudevents::{self, EventCause, OutboxEvent};
 use crate::cluster::Claim;
@@ -516,6 +516,74 @@ where
     /// Writes what [`integration::apply_change`] or [`integration::apply_check`]
     /// decided about `current` (whose row the transaction has locked): the new row
     /// or the deletion, the outbox event, and the audit entry.
+    /// Inserts a new integration with its `integration.created` event and audit entry, in
+    /// the caller's transaction; returns the event for the relay once it has committed.
+    async fn insert_created(
+        &self,
+        connection: &mut <B as sqlx::Database>::Connection,
+        integration: &Integration,
+        called: Instant,
+    ) -> Result<OutboxEvent, StoreError> {
+        Self::bind_integration(sqlx::query(&INSERT_INTEGRATION), integration)
+            .execute(&mut *connection)
+            .await
+            .map_err(write_error)?;
+        Self::insert_tags(&mut *connection, integration).await?;
+        let cause = EventCause {
+            actor: integration.created_by.clone(),
+            ..EventCause::default()
+        };
+        let event = Self::append_event(
+            &mut *connection,
+            EventKind::Created,
+            integration,
+            &cause,
+            integration.created_at,
+            called,
+            self.writer(None),
+        )
+        .await?;
+        Self::append_audit(
+            &mut *connection,
+            &integration::created(integration),
+            self.writer(None),
+        )
+        .await?;
+        Ok(event)
+    }
+
+    /// Locks the row, applies `change` to it and writes the result with its audit entry and
+    /// event, in the caller's transaction: the row before, what changed, and the event.
+    async fn change_locked(
+        &self,
+        connection: &mut <B as sqlx::Database>::Connection,
+        author: &Author,
+        id: Uuid,
+        change: Change,
+        now: DateTime<Utc>,
+        called: Instant,
+    ) -> Result<(Integration, Applied, Option<OutboxEvent>), StoreError> {
+        let row: Option<IntegrationRow> = sqlx::query_as(&B::locked(&SELECT_INTEGRATION))
+            .bind(&author.tenant_id)
+            .bind(id)
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(read_error)?;
+        let current = row.ok_or(StoreError::NotFound)?.into_integration()?;
+        let applied =
+            integration::apply_change(&current, change, author, self.default_thresholds, now)?;
+        let event = Self::write_applied(
+            connection,
+            &current,
+            &applied,
+            now,
+            called,
+            self.writer(None),
+        )
+        .await?;
+        Ok((current, applied, event))
+    }
+
     async fn write_applied(
         connection: &mut <B as sqlx::Database>::Connection,
         current: &Integration,
@@ -757,32 +825,9 @@ where
         let integration = rows::with_stored_precision(integration);
         let _turn = self.gate.turn().await;
         let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
-        Self::bind_integration(sqlx::query(&INSERT_INTEGRATION), &integration)
-            .execute(&mut *transaction)
-            .await
-            .map_err(write_error)?;
-        Self::insert_tags(&mut transaction, &integration).await?;
-        let cause = EventCause {
-            actor: integration.created_by.clone(),
-            ..EventCause::default()
-        };
-        let now = integration.created_at;
-        let event = Self::append_event(
-            &mut transaction,
-            EventKind::Created,
-            &integration,
-            &cause,
-            now,
-            called,
-            self.writer(None),
-        )
-        .await?;
-        Self::append_audit(
-            &mut transaction,
-            &integration::created(&integration),
-            self.writer(None),
-        )
-        .await?;
+        let event = self
+            .insert_created(&mut transaction, &integration, called)
+            .await?;
         transaction.commit().await?;
         self.handoff.committed(event);
         self.observer.committed(None, Some(&integration));
@@ -851,24 +896,9 @@ where
         let now = rows::stored_precision(now);
         let _turn = self.gate.turn().await;
         let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
-        let row: Option<IntegrationRow> = sqlx::query_as(&B::locked(&SELECT_INTEGRATION))
-            .bind(&author.tenant_id)
-            .bind(id)
-            .fetch_optional(&mut *transaction)
-            .await
-            .map_err(read_error)?;
-        let current = row.ok_or(StoreError::NotFound)?.into_integration()?;
-        let applied =
-            integration::apply_change(&current, change, author, self.default_thresholds, now)?;
-        let event = Self::write_applied(
-            &mut transaction,
-            &current,
-            &applied,
-            now,
-            called,
-            self.writer(None),
-        )
-        .await?;
+        let (current, applied, event) = self
+            .change_locked(&mut transaction, author, id, change, now, called)
+            .await?;
         transaction.commit().await?;
         if let Some(event) = event {
             self.handoff.committed(event);
@@ -876,6 +906,51 @@ where
         self.observer
             .committed(Some(&current), applied.after.as_ref());
         Ok(applied.after)
+    }
+
+    async fn import(
+        &self,
+        author: &Author,
+        operations: Vec<ImportOp>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let called = Instant::now();
+        let now = rows::stored_precision(now);
+        let _turn = self.gate.turn().await;
+        let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
+        let mut events = Vec::with_capacity(operations.len());
+        let mut observed = Vec::with_capacity(operations.len());
+        for operation in operations {
+            match operation {
+                ImportOp::Create(integration) => {
+                    let integration = rows::with_stored_precision(&integration);
+                    if integration.tenant_id != author.tenant_id {
+                        return Err(StoreError::Internal("import across tenants".into()));
+                    }
+                    events.push(
+                        self.insert_created(&mut transaction, &integration, called)
+                            .await?,
+                    );
+                    observed.push((None, Some(integration)));
+                }
+                ImportOp::Change(id, change) => {
+                    let (current, applied, event) = self
+                        .change_locked(&mut transaction, author, id, change, now, called)
+                        .await?;
+                    events.extend(event);
+                    observed.push((Some(current), applied.after));
+                }
+            }
+        }
+        // All or nothing: an error above drops the transaction, which rolls it back.
+        transaction.commit().await?;
+        for event in events {
+            self.handoff.committed(event);
+        }
+        for (before, after) in observed {
+            self.observer.committed(before.as_ref(), after.as_ref());
+        }
+        Ok(())
     }
 
     async fn list_audit(

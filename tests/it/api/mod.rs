@@ -9,4 +9,5 @@ mod lifecycle;
 mod maintenance;
 mod pagination;
 mod probes;
+mod transfer;
 mod validation;
