@@ -210,9 +210,8 @@ fn constrain(doc: &mut Value, schema: &str, property: &str, keywords: Value) {
     }
 }
 
-/// The rules of [`crate::validation::spec`] on the request body of create (and replace).
-fn spec_request(doc: &mut Value, providers: &ProviderRegistry) {
-    let schema = "SpecRequest";
+/// `name` and `description` as [`crate::validation`] checks them, wherever a resource has them.
+fn name_and_description(doc: &mut Value, schema: &str) {
     constrain(
         doc,
         schema,
@@ -224,6 +223,12 @@ fn spec_request(doc: &mut Value, providers: &ProviderRegistry) {
         false,
     );
     constrain(doc, schema, "description", description);
+}
+
+/// The rules of [`crate::validation::spec`] on the request body of create (and replace).
+fn spec_request(doc: &mut Value, providers: &ProviderRegistry) {
+    let schema = "SpecRequest";
+    name_and_description(doc, schema);
     // The seed's spellings (DESIGN §12) are accepted on input: any case, with or without
     // `-`/`_`, and a few aliases; the resource always shows the canonical value.
     let names: Vec<&str> = providers.names().collect();
@@ -733,17 +738,7 @@ fn examples(doc: &mut Value) {
 /// A replace body may carry the resource's server-set fields back; they are ignored.
 fn window_request(doc: &mut Value) {
     let schema = "WindowRequest";
-    constrain(
-        doc,
-        schema,
-        "name",
-        json!({"minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": name_pattern()}),
-    );
-    let description = credential_free(
-        json!({"maxLength": MAX_DESCRIPTION_CHARS, "pattern": text_pattern()}),
-        false,
-    );
-    constrain(doc, schema, "description", description);
+    name_and_description(doc, schema);
     constrain(
         doc,
         schema,

@@ -181,17 +181,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if !is_json(request.headers()) {
             return Err(AppError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    AppError::PayloadTooLarge
-                } else {
-                    AppError::InvalidBody("The request body could not be read.".into())
-                }
-            })?;
+        let bytes = body_bytes(request, state).await?;
         object(&bytes).map(JsonBody)
     }
+}
+
+/// The whole request body within the `DefaultBodyLimit` (413 beyond it).
+pub async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, AppError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::InvalidBody("The request body could not be read.".into())
+            }
+        })
 }
 
 /// Every request body is a JSON object. serde's derived struct visitors also take an array

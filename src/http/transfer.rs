@@ -1,7 +1,6 @@
 //! Export and import (`GET /api/v1/export`, `POST /api/v1/import`, DESIGN §12): the
 //! `IntegrationList` document as JSON or YAML (`Accept` / `Content-Type: application/yaml`).
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +9,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::Problem;
-use super::extract::{use_case, Caller, QueryParams};
+use super::extract::{body_bytes, use_case, Caller, QueryParams};
 use super::route::Route;
 use crate::app::transfer::ExportFilter;
 use crate::app::{App, AppError};
@@ -122,15 +121,7 @@ impl<S: Send + Sync> FromRequest<S> for DocumentBody {
         } else {
             return Err(AppError::UnsupportedMediaType);
         };
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    AppError::PayloadTooLarge
-                } else {
-                    AppError::InvalidBody("The request body could not be read.".into())
-                }
-            })?;
+        let bytes = body_bytes(request, state).await?;
         Ok(DocumentBody(transfer::parse(&bytes, format)?))
     }
 }

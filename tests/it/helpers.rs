@@ -75,6 +75,26 @@ pub async fn spawn_with_config(config: Config, dir: tempfile::TempDir) -> TestAp
 }
 
 impl TestApp {
+    /// Runs the `catalogd` binary against this app's database, as an operator would:
+    /// `(exit code, stdout, stderr)`.
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_catalogd"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("CATALOGD__DATABASE__URL", &self.database_url)
+            .env(
+                "CATALOGD__AUTH__GENERATED_KEY_FILE",
+                self.dir.path().join("cli.key"),
+            )
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     pub fn token(&self, tenant: &str, subject: &str, scopes: &[&str]) -> String {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         self.auth

@@ -99,22 +99,8 @@ async fn every_change_is_audited(backend: Backend) {
 
 /// Runs `catalogd audit verify` against the app's database, as an operator would.
 pub(super) fn verify(app: &TestApp) -> (i32, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_catalogd"))
-        .args(["audit", "verify"])
-        .current_dir(app.dir.path())
-        .env("CATALOGD__DATABASE__URL", &app.database_url)
-        .env(
-            "CATALOGD__AUTH__GENERATED_KEY_FILE",
-            app.dir.path().join("cli.key"),
-        )
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
+    let (code, stdout, stderr) = app.cli(&["audit", "verify"]);
+    (code, format!("{stdout}{stderr}"))
 }
 
 /// Runs raw SQL as an attacker with database access would, after switching off the

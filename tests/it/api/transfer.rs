@@ -2,8 +2,6 @@
 //! mapped AuthRefs and another environment, through the CLI as an operator promotes; the plan
 //! over REST (dry run, merge, replace, YAML); all or nothing with every item's errors named.
 
-use std::process::Command;
-
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -39,24 +37,6 @@ fn catalog() -> Vec<Value> {
             item
         })
         .collect()
-}
-
-fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_catalogd"))
-        .args(args)
-        .current_dir(app.dir.path())
-        .env("CATALOGD__DATABASE__URL", &app.database_url)
-        .env(
-            "CATALOGD__AUTH__GENERATED_KEY_FILE",
-            app.dir.path().join("cli.key"),
-        )
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 async fn export(app: &TestApp, token: &str) -> Value {
@@ -115,7 +95,7 @@ async fn a_promotion_round_trips_through_export_and_import(backend: Backend) {
     // Into an empty database, another tenant, mapped AuthRefs, another environment.
     let staging = spawn_app(backend).await;
     let file = staging.dir.path().join("dev.yaml");
-    let (code, yaml, _) = cli(&dev, &["export", "--tenant", "acme", "--format", "yaml"]);
+    let (code, yaml, _) = dev.cli(&["export", "--tenant", "acme", "--format", "yaml"]);
     assert_eq!(code, 0);
     std::fs::write(&file, &yaml).unwrap();
     let file = file.to_str().unwrap();
@@ -131,7 +111,7 @@ async fn a_promotion_round_trips_through_export_and_import(backend: Backend) {
     ];
     let mut dry = promote.to_vec();
     dry.push("--dry-run");
-    let (code, out, err) = cli(&staging, &dry);
+    let (code, out, err) = staging.cli(&dry);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         out.lines().filter(|l| l.starts_with("+ ")).count(),
@@ -142,16 +122,13 @@ async fn a_promotion_round_trips_through_export_and_import(backend: Backend) {
     let globex = staging.admin("globex");
     assert_eq!(export(&staging, &globex).await["items"], json!([]));
 
-    let (code, out, err) = cli(&staging, &promote);
+    let (code, out, err) = staging.cli(&promote);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains(&format!("imported: {} created", items.len())),
         "{out}"
     );
-    let (code, again, _) = cli(
-        &staging,
-        &["export", "--tenant", "globex", "--format", "json"],
-    );
+    let (code, again, _) = staging.cli(&["export", "--tenant", "globex", "--format", "json"]);
     assert_eq!(code, 0);
     let again: Value = serde_json::from_str(&again).unwrap();
     let expected: Vec<Value> = items
@@ -169,7 +146,7 @@ async fn a_promotion_round_trips_through_export_and_import(backend: Backend) {
 
     // The same file again changes nothing, and says so.
     let audited = audit_count(&staging, &globex).await;
-    let (code, out, _) = cli(&staging, &promote);
+    let (code, out, _) = staging.cli(&promote);
     assert_eq!(code, 0);
     assert!(
         out.contains(&format!("nothing to change: {} unchanged", items.len())),
