@@ -16,7 +16,7 @@ use crate::cloudevents::SUBJECT_PREFIX;
 use crate::config::NatsConfig;
 
 /// The lifecycle event kinds (`integration.<kind>`).
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 10] = [
     "created",
     "updated",
     "deleted",
@@ -25,6 +25,8 @@ pub const KINDS: [&str; 8] = [
     "healthy",
     "unhealthy",
     "activated",
+    "flapping",
+    "stable",
 ];
 
 #[derive(Debug, Clone, Args)]

@@ -84,10 +84,12 @@ pub enum FailureClass {
     Assertion,
     Config,
     Internal,
+    /// A dependency (DESIGN §10) is degraded or failed: the failure is its, not this one's.
+    Dependency,
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 10] = [
+    pub const ALL: [FailureClass; 11] = [
         FailureClass::Timeout,
         FailureClass::Dns,
         FailureClass::Connect,
@@ -98,6 +100,7 @@ impl FailureClass {
         FailureClass::Assertion,
         FailureClass::Config,
         FailureClass::Internal,
+        FailureClass::Dependency,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -112,14 +115,19 @@ impl FailureClass {
             FailureClass::Assertion => "assertion",
             FailureClass::Config => "config",
             FailureClass::Internal => "internal",
+            FailureClass::Dependency => "dependency",
         }
     }
 
     /// `rate_limited` says nothing about the target's health and `config` is our side's
     /// problem (unresolvable AuthRef, egress policy), so neither moves an integration towards
-    /// degraded or failed (DESIGN §4).
+    /// degraded or failed (DESIGN §4); nor does `dependency`, whose cause is another
+    /// integration's (DESIGN §10).
     pub fn counts_towards_unhealthy(self) -> bool {
-        !matches!(self, FailureClass::RateLimited | FailureClass::Config)
+        !matches!(
+            self,
+            FailureClass::RateLimited | FailureClass::Config | FailureClass::Dependency
+        )
     }
 }
 
@@ -141,10 +149,14 @@ pub enum EventKind {
     Healthy,
     Unhealthy,
     Activated,
+    /// Flap detection (DESIGN §10): the integration started flapping.
+    Flapping,
+    /// Flap detection: the integration stopped flapping; carries its current status.
+    Stable,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Created,
         EventKind::Updated,
         EventKind::Deleted,
@@ -153,6 +165,8 @@ impl EventKind {
         EventKind::Healthy,
         EventKind::Unhealthy,
         EventKind::Activated,
+        EventKind::Flapping,
+        EventKind::Stable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -165,6 +179,8 @@ impl EventKind {
             EventKind::Healthy => "healthy",
             EventKind::Unhealthy => "unhealthy",
             EventKind::Activated => "activated",
+            EventKind::Flapping => "flapping",
+            EventKind::Stable => "stable",
         }
     }
 }

@@ -1206,6 +1206,7 @@ mod tests {
             tags: Vec::new(),
             owner_id: None,
             health_check: Default::default(),
+            depends_on: Vec::new(),
         };
         let mut integration = Integration::new("acme", spec, "tester", chrono::Utc::now());
         integration.status = status;
