@@ -1,8 +1,10 @@
 //! Counters the engine keeps about itself, for the daemon's metrics (`catalogd_actors`,
-//! `catalogd_actor_restarts_total`) and for tests. Lock-free, so reading them never waits
+//! `catalogd_actor_restarts_total`, `catalogd_integrations_flapping`,
+//! `catalogd_integrations_suppressed`) and for tests. Lock-free, so reading them never waits
 //! for the supervisor's mailbox.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 #[derive(Debug, Default)]
 pub struct EngineCounters {
@@ -10,6 +12,8 @@ pub struct EngineCounters {
     actors: AtomicU64,
     checks_in_flight: AtomicU64,
     checks_started: AtomicU64,
+    flapping: AtomicU64,
+    suppressed: AtomicU64,
 }
 
 impl EngineCounters {
@@ -33,6 +37,16 @@ impl EngineCounters {
         self.checks_started.load(Ordering::Relaxed)
     }
 
+    /// Monitored integrations (with an actor here) that are flapping (DESIGN §10).
+    pub fn flapping(&self) -> u64 {
+        self.flapping.load(Ordering::Relaxed)
+    }
+
+    /// Monitored integrations (with an actor here) whose failures a dependency suppresses.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn count_restart(&self) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
     }
@@ -47,6 +61,48 @@ impl EngineCounters {
         self.checks_started.fetch_add(1, Ordering::Relaxed);
         self.checks_in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self)
+    }
+}
+
+/// One actor's share of the `flapping` and `suppressed` counts: set as its state changes,
+/// given back when the actor's state is dropped (a stop, a crash or a panic alike).
+pub(crate) struct Flags {
+    counters: Arc<EngineCounters>,
+    flapping: bool,
+    suppressed: bool,
+}
+
+impl Flags {
+    pub(crate) fn new(counters: Arc<EngineCounters>) -> Self {
+        Flags {
+            counters,
+            flapping: false,
+            suppressed: false,
+        }
+    }
+
+    pub(crate) fn set(&mut self, flapping: bool, suppressed: bool) {
+        adjust(&self.counters.flapping, &mut self.flapping, flapping);
+        adjust(&self.counters.suppressed, &mut self.suppressed, suppressed);
+    }
+}
+
+fn adjust(counter: &AtomicU64, held: &mut bool, now: bool) {
+    match (*held, now) {
+        (false, true) => {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        (true, false) => {
+            counter.fetch_sub(1, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+    *held = now;
+}
+
+impl Drop for Flags {
+    fn drop(&mut self) {
+        self.set(false, false);
     }
 }
 

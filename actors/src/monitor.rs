@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::counters::EngineCounters;
+use crate::counters::{EngineCounters, Flags};
 use crate::flap::{self, FlapOptions};
 use crate::lifecycle::{self, CheckOutcome, FailureClass, Input, Transition};
 use crate::ports::{CheckReport, Commit, Ledger, MonitorSpec, Probe};
@@ -115,6 +115,8 @@ pub(crate) struct MonitorState<T> {
     /// Whether `spec.suppressed_by` is what the store holds; a failed write is retried with
     /// the next check.
     suppression_stored: bool,
+    /// This actor's share of the engine's flapping and suppressed counts.
+    flags: Flags,
 }
 
 /// What to do when the check in flight finishes. Ordered: a later request can only
@@ -182,7 +184,12 @@ impl<T: Send + Sync + 'static> Actor for Monitor<T> {
             timer: Timer::default(),
             in_flight: None,
             suppression_stored: true,
+            flags: Flags::new(self.context.counters.clone()),
         };
+        state.flags.set(
+            state.spec.flap.flapping,
+            !state.spec.suppressed_by.is_empty(),
+        );
         // Arming only spawns a timer (or a check) task that messages this actor later, so it
         // is safe before the actor runs and keeps `post_start` free.
         if args.check_now {
@@ -213,6 +220,22 @@ impl<T: Send + Sync + 'static> Actor for Monitor<T> {
         myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let handled = self.handle_message(myself, message, state).await;
+        state.flags.set(
+            state.spec.flap.flapping,
+            !state.spec.suppressed_by.is_empty(),
+        );
+        handled
+    }
+}
+
+impl<T: Send + Sync + 'static> Monitor<T> {
+    async fn handle_message(
+        &self,
+        myself: ActorRef<MonitorMsg<T>>,
+        message: MonitorMsg<T>,
+        state: &mut MonitorState<T>,
     ) -> Result<(), ActorProcessingErr> {
         match message {
             MonitorMsg::Tick(generation) => {
@@ -269,9 +292,7 @@ impl<T: Send + Sync + 'static> Actor for Monitor<T> {
         }
         Ok(())
     }
-}
 
-impl<T: Send + Sync + 'static> Monitor<T> {
     /// Decides the next check from scratch: none while not monitored (paused: no request at
     /// all), at once on `check_now`, otherwise at the integration's next phase slot.
     fn replan(

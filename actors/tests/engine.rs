@@ -949,6 +949,12 @@ async fn a_failing_dependency_suppresses_its_dependents_through_the_engine() {
             && *h.ledger.get(c).unwrap().suppressed_by == [a]
     })
     .await;
+    eventually(
+        "both counted as suppressed",
+        Duration::from_secs(10),
+        || h.engine.counters().suppressed() == 2,
+    )
+    .await;
     // Ten more intervals of failures: B and C stay active.
     tokio::time::sleep(interval * 10).await;
     for dependent in [b, c] {
@@ -986,6 +992,12 @@ async fn a_failing_dependency_suppresses_its_dependents_through_the_engine() {
         .map(|e| e.lifecycle.consecutive_failures)
         .collect();
     assert_eq!(own, [1, 2, 3], "counting started fresh");
+    // B is now degraded by its own failures, so C is suppressed by B (C, failing too, may
+    // have degraded by its own fresh failures first: the two count at the same pace).
+    eventually("c suppressed by b", Duration::from_secs(60), || {
+        *h.ledger.get(c).unwrap().suppressed_by == [b] && h.engine.counters().suppressed() == 1
+    })
+    .await;
     h.engine.stop().await;
 }
 
@@ -1022,6 +1034,10 @@ async fn a_flipping_target_flaps_then_settles() {
         },
     )
     .await;
+    eventually("flapping", Duration::from_secs(600), || {
+        h.engine.counters().flapping() == 1
+    })
+    .await;
     eventually("stable", Duration::from_secs(600), || {
         h.ledger
             .events(flipping)
@@ -1044,5 +1060,9 @@ async fn a_flipping_target_flaps_then_settles() {
     // `stable` (status unchanged).
     assert_eq!(h.ledger.transitions(flipping).len(), 11 + 1);
     assert!(!h.ledger.get(flipping).unwrap().flap.flapping);
+    eventually("none counted as flapping", Duration::from_secs(10), || {
+        h.engine.counters().flapping() == 0
+    })
+    .await;
     h.engine.stop().await;
 }

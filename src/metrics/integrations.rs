@@ -703,6 +703,22 @@ pub fn render_engine(out: &mut String, counters: &EngineCounters) {
         names::ACTOR_RESTARTS_TOTAL,
         counters.restarts()
     );
+    // DESIGN §10, counted by this node's monitors (a cluster's total is the sum over nodes).
+    for (name, help, value) in [
+        (
+            names::INTEGRATIONS_FLAPPING,
+            "Integrations monitored here that are flapping (their healthy/unhealthy events held back).",
+            counters.flapping(),
+        ),
+        (
+            names::INTEGRATIONS_SUPPRESSED,
+            "Integrations monitored here whose failures a degraded or failed dependency suppresses.",
+            counters.suppressed(),
+        ),
+    ] {
+        family(out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
 }
 
 /// This node's cluster metrics (DESIGN §9), read from its [`Ownership`] at scrape time.

@@ -53,6 +53,8 @@ pub mod names {
     pub const EVENT_PUBLISH_DURATION: &str = "catalogd_event_publish_duration_seconds";
     pub const ACTORS: &str = "catalogd_actors";
     pub const ACTOR_RESTARTS_TOTAL: &str = "catalogd_actor_restarts_total";
+    pub const INTEGRATIONS_FLAPPING: &str = "catalogd_integrations_flapping";
+    pub const INTEGRATIONS_SUPPRESSED: &str = "catalogd_integrations_suppressed";
     pub const HTTP_REQUESTS_TOTAL: &str = "catalogd_http_requests_total";
     pub const HTTP_REQUEST_DURATION: &str = "catalogd_http_request_duration_seconds";
     pub const INTEGRATION_UP: &str = "catalogd_integration_up";
