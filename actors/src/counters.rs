@@ -3,8 +3,11 @@
 //! `catalogd_integrations_suppressed`) and for tests. Lock-free, so reading them never waits
 //! for the supervisor's mailbox.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use uuid::Uuid;
 
 #[derive(Debug, Default)]
 pub struct EngineCounters {
@@ -14,6 +17,9 @@ pub struct EngineCounters {
     checks_started: AtomicU64,
     flapping: AtomicU64,
     suppressed: AtomicU64,
+    /// The suppressed integrations themselves (id → tenant), for the sparse per-integration
+    /// series alert rules use to stay quiet about them. Only suppressed ones are held.
+    suppressed_ids: Mutex<HashMap<Uuid, Arc<str>>>,
 }
 
 impl EngineCounters {
@@ -47,6 +53,22 @@ impl EngineCounters {
         self.suppressed.load(Ordering::Relaxed)
     }
 
+    /// `(tenant, id)` of the monitored integrations whose failures a dependency suppresses,
+    /// sorted.
+    pub fn suppressed_integrations(&self) -> Vec<(Arc<str>, Uuid)> {
+        let ids = self
+            .suppressed_ids
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut list: Vec<(Arc<str>, Uuid)> = ids
+            .iter()
+            .map(|(id, tenant)| (tenant.clone(), *id))
+            .collect();
+        drop(ids);
+        list.sort_unstable();
+        list
+    }
+
     pub(crate) fn count_restart(&self) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
     }
@@ -68,14 +90,22 @@ impl EngineCounters {
 /// given back when the actor's state is dropped (a stop, a crash or a panic alike).
 pub(crate) struct Flags {
     counters: Arc<EngineCounters>,
+    integration_id: Uuid,
+    tenant_id: Arc<str>,
     flapping: bool,
     suppressed: bool,
 }
 
 impl Flags {
-    pub(crate) fn new(counters: Arc<EngineCounters>) -> Self {
+    pub(crate) fn new(
+        counters: Arc<EngineCounters>,
+        integration_id: Uuid,
+        tenant_id: Arc<str>,
+    ) -> Self {
         Flags {
             counters,
+            integration_id,
+            tenant_id,
             flapping: false,
             suppressed: false,
         }
@@ -83,7 +113,20 @@ impl Flags {
 
     pub(crate) fn set(&mut self, flapping: bool, suppressed: bool) {
         adjust(&self.counters.flapping, &mut self.flapping, flapping);
+        let was = self.suppressed;
         adjust(&self.counters.suppressed, &mut self.suppressed, suppressed);
+        if was != suppressed {
+            let mut ids = self
+                .counters
+                .suppressed_ids
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if suppressed {
+                ids.insert(self.integration_id, self.tenant_id.clone());
+            } else {
+                ids.remove(&self.integration_id);
+            }
+        }
     }
 }
 

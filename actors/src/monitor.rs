@@ -179,12 +179,17 @@ impl<T: Send + Sync + 'static> Actor for Monitor<T> {
         myself: ActorRef<Self::Msg>,
         args: MonitorArgs<T>,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let flags = Flags::new(
+            self.context.counters.clone(),
+            args.spec.integration_id,
+            args.spec.tenant_id.clone(),
+        );
         let mut state = MonitorState {
             spec: args.spec,
             timer: Timer::default(),
             in_flight: None,
             suppression_stored: true,
-            flags: Flags::new(self.context.counters.clone()),
+            flags,
         };
         state.flags.set(
             state.spec.flap.flapping,

@@ -682,8 +682,9 @@ impl Table {
     }
 }
 
-/// Appends the engine's own gauges, read at scrape time from its lock-free counters.
-pub fn render_engine(out: &mut String, counters: &EngineCounters) {
+/// Appends the engine's own gauges, read at scrape time from its lock-free counters, and
+/// with `per_integration` (`metrics.per_integration`) the sparse suppressed series.
+pub fn render_engine(out: &mut String, counters: &EngineCounters, per_integration: bool) {
     family(
         out,
         names::ACTORS,
@@ -718,6 +719,25 @@ pub fn render_engine(out: &mut String, counters: &EngineCounters) {
     ] {
         family(out, name, "gauge", help);
         let _ = writeln!(out, "{name} {value}");
+    }
+    if !per_integration {
+        return;
+    }
+    // Sparse: a series only for an integration that is suppressed now, so alert rules can
+    // leave it out (`unless on (tenant, integration)`) at the cost of no series for the rest.
+    family(
+        out,
+        names::INTEGRATION_SUPPRESSED,
+        "gauge",
+        "1 for each integration monitored here whose failures a degraded or failed dependency suppresses.",
+    );
+    for (tenant, id) in counters.suppressed_integrations() {
+        let _ = writeln!(
+            out,
+            "{}{{tenant=\"{}\",integration=\"{id}\"}} 1",
+            names::INTEGRATION_SUPPRESSED,
+            escape(&tenant)
+        );
     }
 }
 
