@@ -611,6 +611,32 @@ mod tests {
     }
 
     #[test]
+    fn flap_detection_keys_default_load_from_the_file_and_the_environment() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(
+            (c.monitor.flap_threshold, c.monitor.flap_window),
+            (6, Duration::from_secs(1800))
+        );
+        let c = load(
+            "[monitor]\nflap_threshold = 4\nflap_window = \"10m\"\n",
+            &[("CATALOGD__MONITOR__FLAP_THRESHOLD", "8")],
+        )
+        .unwrap();
+        assert_eq!(c.monitor.flap_options().threshold, 8);
+        assert_eq!(c.monitor.flap_options().window, Duration::from_secs(600));
+        // 0 switches detection off; a zero window with a threshold is refused.
+        assert_eq!(
+            load("[monitor]\nflap_threshold = 0\n", &[])
+                .unwrap()
+                .monitor
+                .flap_threshold,
+            0
+        );
+        let e = load("[monitor]\nflap_window = \"0s\"\n", &[]).unwrap_err();
+        assert!(e.contains("monitor.flap_window"), "{e}");
+    }
+
+    #[test]
     fn env_overrides_file_which_overrides_defaults() {
         let c = load(
             "[database]\nurl = \"sqlite://file.db\"\n[monitor]\ninterval = \"30s\"\n",
