@@ -25,11 +25,18 @@ struct Node {
 
 /// The integrations the supervisor's monitors depend on, their statuses and their own
 /// dependencies, with the reverse edges to find who a status change affects.
+///
+/// Only integrations that take part in a dependency are kept (the supervisor adds a monitor
+/// when it has `dependsOn` or is named by one), so a fleet without dependencies costs nothing
+/// here, and every operation but [`prune`](Self::prune) and [`remote`](Self::remote) (once per
+/// reconciliation) is proportional to the dependencies involved, not to the fleet.
 #[derive(Debug, Default)]
 pub struct DependencyGraph {
     nodes: HashMap<Uuid, Node>,
     /// Who depends directly on each integration.
     dependents: HashMap<Uuid, HashSet<Uuid>>,
+    /// Dependencies named but not known, with the tenant that names them: to be loaded.
+    pending: HashMap<Uuid, Arc<str>>,
 }
 
 /// Whether an integration in this status suppresses its dependents' failures.
@@ -66,9 +73,18 @@ impl DependencyGraph {
         }
         for dependency in node.depends_on.iter() {
             self.dependents.entry(*dependency).or_default().insert(id);
+            if !self.nodes.contains_key(dependency) && *dependency != id {
+                self.pending.insert(*dependency, node.tenant_id.clone());
+            }
         }
+        self.pending.remove(&id);
         self.nodes.insert(id, node);
         true
+    }
+
+    /// Whether some known integration depends on `id`.
+    pub fn has_dependents(&self, id: Uuid) -> bool {
+        self.dependents.contains_key(&id)
     }
 
     /// A new status for a known integration. Returns whether it changed.
@@ -82,10 +98,11 @@ impl DependencyGraph {
         }
     }
 
-    /// The integration is gone (deleted).
+    /// The integration is gone (deleted), or no longer of interest.
     pub fn remove(&mut self, id: Uuid) {
         self.set(id, Arc::from(""), Status::Draft, Arc::from([]));
         self.nodes.remove(&id);
+        self.pending.remove(&id);
     }
 
     pub fn contains(&self, id: Uuid) -> bool {
@@ -137,23 +154,20 @@ impl DependencyGraph {
     /// that names them: what to load from the store.
     pub fn unknown(&self) -> Vec<(Arc<str>, Uuid)> {
         let mut unknown: Vec<(Arc<str>, Uuid)> = self
-            .nodes
-            .values()
-            .flat_map(|node| {
-                node.depends_on
-                    .iter()
-                    .filter(|id| !self.nodes.contains_key(id))
-                    .map(|id| (node.tenant_id.clone(), *id))
-            })
+            .pending
+            .iter()
+            .filter(|(id, _)| self.dependents.contains_key(id))
+            .map(|(id, tenant)| (tenant.clone(), *id))
             .collect();
         unknown.sort_unstable();
-        unknown.dedup();
         unknown
     }
 
     /// Known integrations for which `keep` is false and that nobody depends on any more:
     /// forgotten (the supervisor keeps its own monitors and what they depend on).
     pub fn prune(&mut self, keep: impl Fn(Uuid) -> bool) {
+        let dependents = &self.dependents;
+        self.pending.retain(|id, _| dependents.contains_key(id));
         loop {
             let unused: Vec<Uuid> = self
                 .nodes

@@ -505,7 +505,11 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
                 if let Some(report) = state.deliveries.remove(&id) {
                     let _ = actor.cast(MonitorMsg::Deliver(report));
                 }
-                if state.graph.set(id, tenant_id, status, depends_on) {
+                // Only integrations that take part in a dependency are kept in the graph.
+                let involved = !depends_on.is_empty()
+                    || state.graph.contains(id)
+                    || state.graph.has_dependents(id);
+                if involved && state.graph.set(id, tenant_id, status, depends_on) {
                     state.graph_dirty.push(id);
                 }
                 let child = Child {
@@ -630,12 +634,16 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
         };
         if let Some(child) = state.children.get_mut(&id) {
             child.version = child.version.max(spec.version);
-            let changed = state.graph.set(
-                id,
-                spec.tenant_id.clone(),
-                spec.lifecycle.status,
-                spec.depends_on.clone(),
-            );
+            let involved = !spec.depends_on.is_empty()
+                || state.graph.contains(id)
+                || state.graph.has_dependents(id);
+            let changed = involved
+                && state.graph.set(
+                    id,
+                    spec.tenant_id.clone(),
+                    spec.lifecycle.status,
+                    spec.depends_on.clone(),
+                );
             let _ = child.actor.cast(MonitorMsg::Reconfigure {
                 spec: Box::new(spec),
                 check_now,
@@ -723,8 +731,10 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
             let mut missing: HashSet<Uuid> = asked.into_iter().collect();
             for (id, status, depends_on) in found {
                 missing.remove(&id);
-                if state.children.contains_key(&id) {
-                    // Its own actor's reports are newer than any read.
+                if state.children.contains_key(&id) && state.graph.contains(id) {
+                    // Its own actor's reports are newer than any read. (A monitor joins the
+                    // graph only once something depends on it: then its row is read once,
+                    // and its reports, handled after that read, keep it current.)
                     continue;
                 }
                 if state
