@@ -339,6 +339,11 @@ pub struct MonitorConfig {
     /// A crashed monitor actor is restarted after a backoff that doubles up to this cap.
     #[serde(with = "humantime_serde")]
     pub restart_backoff_max: Duration,
+    /// Flap detection (DESIGN §10): this many transitions within `flap_window` make an
+    /// integration flapping; 0 switches it off.
+    pub flap_threshold: u32,
+    #[serde(with = "humantime_serde")]
+    pub flap_window: Duration,
 }
 
 impl Default for MonitorConfig {
@@ -352,6 +357,8 @@ impl Default for MonitorConfig {
             failed_backoff_max: Duration::from_secs(600),
             reconcile_interval: Duration::from_secs(60),
             restart_backoff_max: Duration::from_secs(60),
+            flap_threshold: 6,
+            flap_window: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -489,6 +496,13 @@ impl MonitorConfig {
             recover_after: self.recover_after,
         }
     }
+
+    pub fn flap_options(&self) -> catalogd_actors::FlapOptions {
+        catalogd_actors::FlapOptions {
+            threshold: self.flap_threshold,
+            window: self.flap_window,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -537,6 +551,12 @@ impl Config {
         }
         if m.degraded_after == 0 || m.recover_after == 0 || m.failed_after < m.degraded_after {
             return fail("monitor thresholds need degraded_after >= 1, failed_after >= degraded_after, recover_after >= 1");
+        }
+        if m.flap_threshold > 0 && m.flap_window.is_zero() {
+            return fail("monitor.flap_window must be positive (or monitor.flap_threshold 0)");
+        }
+        if m.flap_threshold > 1000 {
+            return fail("monitor.flap_threshold must be at most 1000 (0 switches it off)");
         }
         if self.database.max_connections == 0 {
             return fail("database.max_connections must be at least 1");
@@ -588,6 +608,32 @@ mod tests {
             Ok(())
         });
         result
+    }
+
+    #[test]
+    fn flap_detection_keys_default_load_from_the_file_and_the_environment() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(
+            (c.monitor.flap_threshold, c.monitor.flap_window),
+            (6, Duration::from_secs(1800))
+        );
+        let c = load(
+            "[monitor]\nflap_threshold = 4\nflap_window = \"10m\"\n",
+            &[("CATALOGD__MONITOR__FLAP_THRESHOLD", "8")],
+        )
+        .unwrap();
+        assert_eq!(c.monitor.flap_options().threshold, 8);
+        assert_eq!(c.monitor.flap_options().window, Duration::from_secs(600));
+        // 0 switches detection off; a zero window with a threshold is refused.
+        assert_eq!(
+            load("[monitor]\nflap_threshold = 0\n", &[])
+                .unwrap()
+                .monitor
+                .flap_threshold,
+            0
+        );
+        let e = load("[monitor]\nflap_window = \"0s\"\n", &[]).unwrap_err();
+        assert!(e.contains("monitor.flap_window"), "{e}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! The store runs [`apply_change`] inside its transaction on the row it has just locked, so
 //! every backend enforces the same version checks and lifecycle rules.
 
-use catalogd_actors::{CheckOutcome, EventKind, Input, Lifecycle, Status, Thresholds};
+use catalogd_actors::{CheckOutcome, EventKind, FlapState, Input, Lifecycle, Status, Thresholds};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -136,6 +136,9 @@ pub struct IntegrationSpec {
     pub tags: Vec<String>,
     pub owner_id: Option<String>,
     pub health_check: HealthCheck,
+    /// The integrations of the same tenant this one depends on (DESIGN §10).
+    #[serde(default)]
+    pub depends_on: Vec<Uuid>,
 }
 
 /// The integration resource exactly as DESIGN §3 names its fields.
@@ -173,6 +176,19 @@ pub struct Integration {
     pub modified_at: DateTime<Utc>,
     pub modified_by: String,
     pub version: i64,
+    /// The integrations of the same tenant this one depends on (DESIGN §10).
+    #[serde(default)]
+    pub depends_on: Vec<Uuid>,
+    /// The degraded or failed integrations this one depends on, directly or through others,
+    /// while its failures are of class `dependency` (written by its monitor).
+    #[serde(default)]
+    pub suppressed_by: Vec<Uuid>,
+    /// Flap detection (DESIGN §10): too many transitions within `monitor.flap_window`.
+    #[serde(default)]
+    pub flapping: bool,
+    /// The flap detector's memory: the times of the latest transitions, oldest first.
+    #[serde(skip)]
+    pub flap_transitions: Vec<DateTime<Utc>>,
 }
 
 impl Integration {
@@ -206,6 +222,10 @@ impl Integration {
             modified_at: now,
             modified_by: actor.to_owned(),
             version: 1,
+            depends_on: Vec::new(),
+            suppressed_by: Vec::new(),
+            flapping: false,
+            flap_transitions: Vec::new(),
         };
         integration.set_spec(spec);
         integration
@@ -224,6 +244,7 @@ impl Integration {
             tags: self.tags.clone(),
             owner_id: self.owner_id.clone(),
             health_check: self.health_check,
+            depends_on: self.depends_on.clone(),
         }
     }
 
@@ -240,6 +261,7 @@ impl Integration {
             tags,
             owner_id,
             health_check,
+            depends_on,
         } = spec;
         self.name = name;
         self.description = description;
@@ -252,6 +274,15 @@ impl Integration {
         self.tags = tags;
         self.owner_id = owner_id;
         self.health_check = health_check;
+        self.depends_on = depends_on;
+    }
+
+    /// The flap detector's state as the monitor keeps it.
+    pub fn flap(&self) -> FlapState {
+        FlapState {
+            flapping: self.flapping,
+            transitions: self.flap_transitions.clone(),
+        }
     }
 
     pub fn lifecycle(&self) -> Lifecycle {
@@ -289,7 +320,9 @@ impl Integration {
             "tags": self.tags,
             "ownerId": self.owner_id,
             "healthCheck": self.health_check,
+            "dependsOn": self.depends_on,
             "status": self.status.as_str(),
+            "flapping": self.flapping,
             "pauseReason": self.pause_reason,
             "pauseTicket": self.pause_ticket,
             "version": self.version,
@@ -499,15 +532,23 @@ pub fn apply_change(
 /// Applies a lifecycle state the monitor computed from a check (the pure state machine ran in
 /// the actor, which owns the counters) to the stored row. Bumps the version, because the status
 /// changed; leaves `modifiedAt`/`modifiedBy`, which describe edits of the resource itself.
+///
+/// `flap` is the flap detector's state after this check (`None`: as stored), and `event` what
+/// it lets through: while flapping, a transition is committed and audited without an event.
 pub fn apply_check(
     current: &Integration,
     lifecycle: Lifecycle,
     event: Option<EventKind>,
+    flap: Option<&FlapState>,
     check: CheckSummary,
     now: DateTime<Utc>,
 ) -> Applied {
     let mut next = current.clone();
     next.set_lifecycle(lifecycle);
+    if let Some(flap) = flap {
+        next.flapping = flap.flapping;
+        next.flap_transitions = flap.transitions.clone();
+    }
     next.last_tested_at = Some(check.started_at);
     next.last_test_success = Some(check.outcome == CheckOutcome::Success);
     next.version = current.version + 1;
@@ -515,17 +556,35 @@ pub fn apply_check(
         CheckOutcome::Failure(class) => Some(class),
         _ => None,
     };
-    let reason = match failure_class {
+    let mut reason = match failure_class {
         Some(class) => format!(
             "{} consecutive failed checks ({class})",
             lifecycle.consecutive_failures
         ),
         None => "check succeeded".to_owned(),
     };
+    let action = match event {
+        Some(EventKind::Flapping) => {
+            reason = format!(
+                "{reason}; flapping: {} transitions",
+                next.flap_transitions.len()
+            );
+            "integration.flapping"
+        }
+        Some(EventKind::Stable) => {
+            reason = format!("{reason}; stable again");
+            "integration.stable"
+        }
+        _ if next.flapping && next.status != current.status => {
+            reason = format!("{reason}; flapping, event held back");
+            "integration.health"
+        }
+        _ => "integration.health",
+    };
     let audit = AuditRecord {
         tenant_id: current.tenant_id.clone(),
         actor: MONITOR_ACTOR.to_owned(),
-        action: "integration.health".to_owned(),
+        action: action.to_owned(),
         target_id: current.integration_id,
         before: Some(current.audit_summary()),
         after: Some(next.audit_summary()),

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use catalogd_actors::{
-    CheckOutcome, CheckReport, Clock, Commit, Engine, Ledger, Lifecycle, MonitorSpec, PortError,
-    Probe, Status, Thresholds, Transition,
+    CheckOutcome, CheckReport, Clock, Commit, Engine, FlapState, Ledger, Lifecycle, MonitorSpec,
+    PortError, Probe, Status, Thresholds, Transition,
 };
 use uuid::Uuid;
 
@@ -304,6 +304,9 @@ impl StoreLedger {
             interval,
             timeout,
             last_check: integration.last_tested_at,
+            flap: integration.flap(),
+            depends_on: Arc::from(integration.depends_on.as_slice()),
+            suppressed_by: Arc::from(integration.suppressed_by.as_slice()),
             target: Arc::new(Target {
                 // A single node (SQLite) writes unfenced: its serve lock is the fence.
                 claim: self.ownership.is_leased().then_some(claim),
@@ -362,6 +365,7 @@ impl Ledger<Target> for StoreLedger {
         &self,
         spec: &MonitorSpec<Target>,
         transition: &Transition,
+        flap: &FlapState,
         report: &CheckReport,
     ) -> Result<Commit<Target>, PortError> {
         self.measure(spec, report);
@@ -377,6 +381,7 @@ impl Ledger<Target> for StoreLedger {
                 spec.version,
                 transition.state,
                 transition.event,
+                Some(flap.clone()),
                 check,
                 self.clock.now(),
                 spec.target.claim,
@@ -417,6 +422,43 @@ impl Ledger<Target> for StoreLedger {
                 Commit::Stale(None)
             }
         })
+    }
+
+    async fn suppress(
+        &self,
+        spec: &MonitorSpec<Target>,
+        suppressed_by: &[Uuid],
+    ) -> Result<Commit<Target>, PortError> {
+        let stored = self
+            .store
+            .set_suppressed_by(spec.integration_id, suppressed_by, spec.target.claim)
+            .await
+            .map_err(port_error)?;
+        Ok(match stored {
+            CheckCommit::Committed(integration) => match self.spec(&integration) {
+                Some(spec) => Commit::Committed(spec),
+                None => Commit::Stale(None),
+            },
+            CheckCommit::Stale(current) => {
+                Commit::Stale(current.as_ref().and_then(|i| self.spec(i)))
+            }
+            CheckCommit::Fenced => {
+                let claims: Vec<_> = spec.target.claim.into_iter().collect();
+                self.ownership.fenced(WriteKind::Transition, &claims);
+                Commit::Stale(None)
+            }
+        })
+    }
+
+    async fn dependencies(
+        &self,
+        tenant_id: &str,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, Status, Vec<Uuid>)>, PortError> {
+        self.store
+            .dependencies(tenant_id, ids)
+            .await
+            .map_err(port_error)
     }
 
     fn record(&self, spec: &MonitorSpec<Target>, lifecycle: Lifecycle, report: &CheckReport) {

@@ -157,6 +157,7 @@ impl Application {
                 reconcile_interval: config.monitor.reconcile_interval,
                 restart_backoff_max: config.monitor.restart_backoff_max,
                 failed_backoff_max: config.monitor.failed_backoff_max,
+                flap: config.monitor.flap_options(),
                 ..EngineOptions::default()
             },
         )

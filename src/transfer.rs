@@ -47,15 +47,24 @@ struct ExportItem {
 }
 
 impl Document {
-    pub fn of(integrations: &[Integration]) -> Self {
+    /// The document of `integrations`; `names` gives the name of every integration of the
+    /// tenant by id, so `dependsOn` is written by name (ids differ between environments).
+    pub fn of(integrations: &[Integration], names: &HashMap<uuid::Uuid, String>) -> Self {
         let items = integrations
             .iter()
             .map(|i| {
-                serde_json::to_value(ExportItem {
+                let mut item = serde_json::to_value(ExportItem {
                     spec: i.spec(),
                     paused: i.paused,
                 })
-                .unwrap_or(Value::Null)
+                .unwrap_or(Value::Null);
+                let depends_on: Vec<&str> = i
+                    .depends_on
+                    .iter()
+                    .filter_map(|id| names.get(id).map(String::as_str))
+                    .collect();
+                item["dependsOn"] = serde_json::json!(depends_on);
+                item
             })
             .collect();
         Document {
@@ -126,11 +135,13 @@ pub struct Rewrite {
     pub environment: Option<String>,
 }
 
-/// A validated item.
+/// A validated item; `depends_on` names integrations (of the file or the tenant), resolved to
+/// ids by [`plan`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
     pub spec: IntegrationSpec,
     pub paused: bool,
+    pub depends_on: Vec<String>,
 }
 
 /// Validates every item after the rewrite; every error is reported, its field a pointer into
@@ -172,6 +183,29 @@ pub fn items(
                 false
             }
         };
+        let depends_on: Vec<String> = match object.remove("dependsOn") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(names))
+                if names.len() <= validation::MAX_DEPENDENCIES
+                    && names.iter().all(Value::is_string) =>
+            {
+                names
+                    .iter()
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect()
+            }
+            Some(_) => {
+                fail(
+                    "/dependsOn",
+                    Rule::InvalidDependsOn,
+                    format!(
+                        "dependsOn is a list of at most {} integration names",
+                        validation::MAX_DEPENDENCIES
+                    ),
+                );
+                Vec::new()
+            }
+        };
         apply_rewrite(&mut object, rewrite);
         let request: SpecRequest = match serde_json::from_value(Value::Object(object)) {
             Ok(request) => request,
@@ -192,7 +226,11 @@ pub fn items(
                     );
                     continue;
                 }
-                items.push(Item { spec, paused });
+                items.push(Item {
+                    spec,
+                    paused,
+                    depends_on,
+                });
             }
             Err(field_errors) => {
                 for e in field_errors {
@@ -277,15 +315,79 @@ pub fn plan(
             by_name.insert(integration.name.clone(), integration);
         }
     }
-    for (index, item) in items.into_iter().enumerate() {
+    // Every integration of the catalog after the import, by name: the kept ones, and the new
+    // ones with the ids they are created with, so `dependsOn` can name either.
+    let mut new: HashMap<String, Integration> = HashMap::new();
+    for item in &items {
+        if !by_name.contains_key(&item.spec.name) {
+            let integration =
+                Integration::new(&author.tenant_id, item.spec.clone(), &author.subject, now);
+            new.insert(item.spec.name.clone(), integration);
+        }
+    }
+    let id_of = |name: &str| {
+        by_name
+            .get(name)
+            .or_else(|| new.get(name))
+            .map(|i| i.integration_id)
+    };
+    let mut items = items;
+    let mut graph: HashMap<uuid::Uuid, Vec<uuid::Uuid>> = by_name
+        .values()
+        .map(|i| (i.integration_id, i.depends_on.clone()))
+        .collect();
+    for (index, item) in items.iter_mut().enumerate() {
+        let mut resolved = Vec::new();
+        for (n, name) in item.depends_on.iter().enumerate() {
+            match id_of(name) {
+                Some(id) if name != &item.spec.name => resolved.push(id),
+                found => errors.push(FieldError::new(
+                    format!("/items/{index}/dependsOn/{n}"),
+                    if found.is_some() {
+                        Rule::DependencyCycle
+                    } else {
+                        Rule::UnknownDependency
+                    },
+                    format!(
+                        "item {index} ({:?}): {}",
+                        item.spec.name,
+                        if found.is_some() {
+                            "an integration cannot depend on itself"
+                        } else {
+                            "no integration of this name in the file or the tenant"
+                        }
+                    ),
+                )),
+            }
+        }
+        item.spec.depends_on = resolved.clone();
+        if let Some(id) = id_of(&item.spec.name) {
+            graph.insert(id, resolved);
+        }
+    }
+    for (index, item) in items.iter().enumerate() {
+        let Some(start) = id_of(&item.spec.name) else {
+            continue;
+        };
+        if reaches(&graph, start) {
+            errors.push(FieldError::new(
+                format!("/items/{index}/dependsOn"),
+                Rule::DependencyCycle,
+                format!(
+                    "item {index} ({:?}): its dependencies depend on it, directly or through others",
+                    item.spec.name
+                ),
+            ));
+        }
+    }
+    for item in items {
         let Some(current) = by_name.get(&item.spec.name) else {
+            let mut integration = new
+                .remove(&item.spec.name)
+                .expect("every new item has its integration");
+            integration.depends_on = item.spec.depends_on.clone();
             body.created.push(item.spec.name.clone());
-            operations.push(ImportOp::Create(Integration::new(
-                &author.tenant_id,
-                item.spec,
-                &author.subject,
-                now,
-            )));
+            operations.push(ImportOp::Create(integration));
             continue;
         };
         let mut fields = changed_fields(&current.spec(), &item.spec);
@@ -301,10 +403,10 @@ pub fn plan(
         if item.paused != current.paused {
             if item.paused && current.lifecycle().status == catalogd_actors::Status::Draft {
                 errors.push(FieldError::new(
-                    format!("/items/{index}/paused"),
+                    "/items",
                     Rule::InvalidItem,
                     format!(
-                        "item {index} ({:?}): a draft cannot be paused; submit it first",
+                        "item {:?}: a draft cannot be paused; submit it first",
                         item.spec.name
                     ),
                 ));
@@ -351,6 +453,21 @@ pub fn plan(
     }
 }
 
+/// Whether `start` reaches itself through the dependency graph.
+fn reaches(graph: &HashMap<uuid::Uuid, Vec<uuid::Uuid>>, start: uuid::Uuid) -> bool {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<uuid::Uuid> = graph.get(&start).cloned().unwrap_or_default();
+    while let Some(next) = stack.pop() {
+        if next == start {
+            return true;
+        }
+        if seen.insert(next) {
+            stack.extend(graph.get(&next).into_iter().flatten());
+        }
+    }
+    false
+}
+
 /// The user-settable fields that differ, by their JSON names.
 fn changed_fields(current: &IntegrationSpec, next: &IntegrationSpec) -> Vec<String> {
     let (Ok(Value::Object(a)), Ok(Value::Object(b))) =
@@ -394,6 +511,27 @@ pub async fn tenant_integrations(
             return Ok(all);
         }
     }
+}
+
+/// The export of the tenant's integrations that `query` selects (`dependsOn` by name, from
+/// the whole tenant).
+pub async fn export(
+    store: &dyn Store,
+    tenant_id: &str,
+    query: ListQuery,
+) -> Result<Document, StoreError> {
+    let filtered = query.kind.is_some() || query.environment.is_some() || query.tag.is_some();
+    let selected = tenant_integrations(store, tenant_id, query).await?;
+    let all = if filtered {
+        tenant_integrations(store, tenant_id, ListQuery::default()).await?
+    } else {
+        selected.clone()
+    };
+    let names = all
+        .into_iter()
+        .map(|i| (i.integration_id, i.name))
+        .collect();
+    Ok(Document::of(&selected, &names))
 }
 
 /// What an import did: its plan, and the integrations the engine must hear of.

@@ -22,12 +22,12 @@ pub async fn export(config: &Config, args: ExportArgs) -> anyhow::Result<ExitCod
         environment: args.environment,
         ..ListQuery::default()
     };
-    let integrations = transfer::tenant_integrations(store.as_ref(), &args.tenant, query).await?;
+    let document = transfer::export(store.as_ref(), &args.tenant, query).await?;
     let format = match args.format {
         FormatArg::Yaml => Format::Yaml,
         FormatArg::Json => Format::Json,
     };
-    let bytes = transfer::render(&transfer::Document::of(&integrations), format);
+    let bytes = transfer::render(&document, format);
     match args.output {
         Some(path) => {
             std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?
@@ -36,7 +36,7 @@ pub async fn export(config: &Config, args: ExportArgs) -> anyhow::Result<ExitCod
     }
     eprintln!(
         "exported {} integrations of tenant {}",
-        integrations.len(),
+        document.items.len(),
         args.tenant
     );
     Ok(ExitCode::SUCCESS)

@@ -13,6 +13,7 @@ use catalogd_actors::{Status, Thresholds};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::integration::{HealthCheck, IntegrationSpec, IntegrationType};
 use crate::providers::ProviderRegistry;
@@ -32,6 +33,8 @@ pub const MAX_TAG_CHARS: usize = 64;
 pub const MAX_OWNER_CHARS: usize = 128;
 pub const MAX_INTERVAL_SECONDS: u32 = 86_400;
 pub const MAX_THRESHOLD: u32 = 1000;
+/// Dependencies of one integration (DESIGN §10).
+pub const MAX_DEPENDENCIES: usize = 16;
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 /// Longest accepted value of a free-text list filter (`provider`, `environment`, `tag`, `q`).
@@ -77,6 +80,13 @@ pub enum Rule {
     InvalidTags,
     InvalidOwner,
     InvalidHealthCheck,
+    /// `dependsOn` is not a list of at most 16 distinct integration ids.
+    InvalidDependsOn,
+    /// A `dependsOn` id names no integration of the tenant (checked by the application).
+    UnknownDependency,
+    /// `dependsOn` would make the integration depend on itself, directly or through others
+    /// (checked by the application).
+    DependencyCycle,
     /// An update body names another integration than its path (checked by the API).
     IdMismatch,
     /// A pause without a reason, or a reason/comment that is too long or has control
@@ -107,6 +117,9 @@ impl Rule {
             Rule::InvalidTags => "invalid_tags",
             Rule::InvalidOwner => "invalid_owner",
             Rule::InvalidHealthCheck => "invalid_health_check",
+            Rule::InvalidDependsOn => "invalid_depends_on",
+            Rule::UnknownDependency => "unknown_dependency",
+            Rule::DependencyCycle => "dependency_cycle",
             Rule::IdMismatch => "id_mismatch",
             Rule::InvalidReason => "invalid_reason",
             Rule::InvalidTicket => "invalid_ticket",
@@ -173,6 +186,10 @@ pub struct SpecRequest {
     pub owner_id: Option<String>,
     #[serde(default, deserialize_with = "health_check_object")]
     pub health_check: Option<HealthCheck>,
+    /// Ids of at most 16 other integrations of the tenant this one depends on (no cycles):
+    /// while one of them is degraded or failed, this one's failures count towards nothing.
+    #[schema(value_type = Option<Vec<Uuid>>)]
+    pub depends_on: Option<Vec<String>>,
 }
 
 /// `healthCheck` is a JSON object or `null`: serde's derived struct visitor would also take
@@ -258,6 +275,7 @@ pub fn spec(
     }
     let health_check = request.health_check.unwrap_or_default();
     check_health_check(&health_check, rules, &mut errors);
+    let depends_on = check_depends_on(request.depends_on.unwrap_or_default(), &mut errors);
 
     match (request.name, kind, provider) {
         (Some(name), Some(kind), Some(provider)) if errors.is_empty() => Ok(IntegrationSpec {
@@ -272,6 +290,7 @@ pub fn spec(
             tags,
             owner_id: request.owner_id,
             health_check,
+            depends_on,
         }),
         _ => Err(errors),
     }
@@ -620,6 +639,36 @@ pub(crate) fn check_tags(tags: &[String], errors: &mut Vec<FieldError>) {
             detail,
         ));
     }
+}
+
+/// At most 16 distinct integration ids. Whether they exist in the tenant and make no cycle is
+/// the application's check (it needs the store).
+fn check_depends_on(raw: Vec<String>, errors: &mut Vec<FieldError>) -> Vec<Uuid> {
+    if raw.len() > MAX_DEPENDENCIES {
+        errors.push(FieldError::new(
+            "/dependsOn",
+            Rule::InvalidDependsOn,
+            "at most 16 dependencies",
+        ));
+        return Vec::new();
+    }
+    let mut ids = Vec::with_capacity(raw.len());
+    for (index, text) in raw.iter().enumerate() {
+        let detail = match Uuid::try_parse(text) {
+            Ok(id) if ids.contains(&id) => "duplicate dependency",
+            Ok(id) => {
+                ids.push(id);
+                continue;
+            }
+            Err(_) => "each dependency must be an integration id (a UUID)",
+        };
+        errors.push(FieldError::new(
+            format!("/dependsOn/{index}"),
+            Rule::InvalidDependsOn,
+            detail,
+        ));
+    }
+    ids
 }
 
 fn check_health_check(hc: &HealthCheck, rules: &SpecRules<'_>, errors: &mut Vec<FieldError>) {

@@ -16,7 +16,7 @@ use crate::cloudevents::SUBJECT_PREFIX;
 use crate::config::NatsConfig;
 
 /// The lifecycle event kinds (`integration.<kind>`).
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 11] = [
     "created",
     "updated",
     "deleted",
@@ -26,6 +26,8 @@ pub const KINDS: [&str; 9] = [
     "unhealthy",
     "activated",
     "tested",
+    "flapping",
+    "stable",
 ];
 
 #[derive(Debug, Clone, Args)]

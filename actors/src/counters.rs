@@ -1,8 +1,13 @@
 //! Counters the engine keeps about itself, for the daemon's metrics (`catalogd_actors`,
-//! `catalogd_actor_restarts_total`) and for tests. Lock-free, so reading them never waits
+//! `catalogd_actor_restarts_total`, `catalogd_integrations_flapping`,
+//! `catalogd_integrations_suppressed`) and for tests. Lock-free, so reading them never waits
 //! for the supervisor's mailbox.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use uuid::Uuid;
 
 #[derive(Debug, Default)]
 pub struct EngineCounters {
@@ -10,6 +15,11 @@ pub struct EngineCounters {
     actors: AtomicU64,
     checks_in_flight: AtomicU64,
     checks_started: AtomicU64,
+    flapping: AtomicU64,
+    suppressed: AtomicU64,
+    /// The suppressed integrations themselves (id → tenant), for the sparse per-integration
+    /// series alert rules use to stay quiet about them. Only suppressed ones are held.
+    suppressed_ids: Mutex<HashMap<Uuid, Arc<str>>>,
 }
 
 impl EngineCounters {
@@ -33,6 +43,32 @@ impl EngineCounters {
         self.checks_started.load(Ordering::Relaxed)
     }
 
+    /// Monitored integrations (with an actor here) that are flapping (DESIGN §10).
+    pub fn flapping(&self) -> u64 {
+        self.flapping.load(Ordering::Relaxed)
+    }
+
+    /// Monitored integrations (with an actor here) whose failures a dependency suppresses.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed.load(Ordering::Relaxed)
+    }
+
+    /// `(tenant, id)` of the monitored integrations whose failures a dependency suppresses,
+    /// sorted.
+    pub fn suppressed_integrations(&self) -> Vec<(Arc<str>, Uuid)> {
+        let ids = self
+            .suppressed_ids
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut list: Vec<(Arc<str>, Uuid)> = ids
+            .iter()
+            .map(|(id, tenant)| (tenant.clone(), *id))
+            .collect();
+        drop(ids);
+        list.sort_unstable();
+        list
+    }
+
     pub(crate) fn count_restart(&self) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
     }
@@ -47,6 +83,69 @@ impl EngineCounters {
         self.checks_started.fetch_add(1, Ordering::Relaxed);
         self.checks_in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self)
+    }
+}
+
+/// One actor's share of the `flapping` and `suppressed` counts: set as its state changes,
+/// given back when the actor's state is dropped (a stop, a crash or a panic alike).
+pub(crate) struct Flags {
+    counters: Arc<EngineCounters>,
+    integration_id: Uuid,
+    tenant_id: Arc<str>,
+    flapping: bool,
+    suppressed: bool,
+}
+
+impl Flags {
+    pub(crate) fn new(
+        counters: Arc<EngineCounters>,
+        integration_id: Uuid,
+        tenant_id: Arc<str>,
+    ) -> Self {
+        Flags {
+            counters,
+            integration_id,
+            tenant_id,
+            flapping: false,
+            suppressed: false,
+        }
+    }
+
+    pub(crate) fn set(&mut self, flapping: bool, suppressed: bool) {
+        adjust(&self.counters.flapping, &mut self.flapping, flapping);
+        let was = self.suppressed;
+        adjust(&self.counters.suppressed, &mut self.suppressed, suppressed);
+        if was != suppressed {
+            let mut ids = self
+                .counters
+                .suppressed_ids
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if suppressed {
+                ids.insert(self.integration_id, self.tenant_id.clone());
+            } else {
+                ids.remove(&self.integration_id);
+            }
+        }
+    }
+}
+
+fn adjust(counter: &AtomicU64, held: &mut bool, now: bool) {
+    match (*held, now) {
+        (false, true) => {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        (true, false) => {
+            counter.fetch_sub(1, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+    *held = now;
+}
+
+impl Drop for Flags {
+    fn drop(&mut self) {
+        self.set(false, false);
     }
 }
 

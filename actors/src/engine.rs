@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::counters::EngineCounters;
+use crate::flap::FlapOptions;
 use crate::monitor::MonitorContext;
 use crate::ports::{CheckReport, Ledger, PortError, Probe};
 use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, SPAWN_PAGE};
@@ -32,6 +33,8 @@ pub struct EngineOptions {
     pub restart_backoff_max: Duration,
     /// Failed integrations back off from their interval up to this cap.
     pub failed_backoff_max: Duration,
+    /// Flap detection (DESIGN §10): `monitor.flap_threshold` and `monitor.flap_window`.
+    pub flap: FlapOptions,
 }
 
 impl Default for EngineOptions {
@@ -41,6 +44,7 @@ impl Default for EngineOptions {
             restart_backoff_base: Duration::from_secs(1),
             restart_backoff_max: Duration::from_secs(60),
             failed_backoff_max: Duration::from_secs(600),
+            flap: FlapOptions::default(),
         }
     }
 }
@@ -113,6 +117,7 @@ impl<T: Send + Sync + 'static> Engine<T> {
             epoch: Instant::now(),
             wall,
             failed_backoff_max: options.failed_backoff_max,
+            flap: options.flap,
             counters: counters.clone(),
         });
         tracing::info!("starting the monitor engine");

@@ -7,6 +7,10 @@
 //!
 //! Layout:
 //! - [`lifecycle`]: the pure state machine of DESIGN §4, `(state, input) → (state, effects)`.
+//! - [`flap`]: flap detection (DESIGN §10) as a pure function of the recent transitions and
+//!   the injected time.
+//! - [`dependencies`]: the dependency graph the supervisor keeps (DESIGN §10), and which
+//!   degraded or failed integrations suppress a dependent's failures; pure.
 //! - [`schedule`]: the pure schedule math — phase offsets derived from the integration id,
 //!   drift-free next due times, the failed-integration and restart backoffs.
 //! - [`ports`]: the traits the engine talks through (`Ledger`, `Probe`) and the values that
@@ -23,7 +27,9 @@
 
 pub mod clock;
 pub mod counters;
+pub mod dependencies;
 pub mod engine;
+pub mod flap;
 pub mod lifecycle;
 mod monitor;
 pub mod ports;
@@ -34,6 +40,7 @@ pub mod testing;
 pub use clock::{Clock, SystemClock};
 pub use counters::EngineCounters;
 pub use engine::{Engine, EngineError, EngineOptions};
+pub use flap::{FlapOptions, FlapState};
 pub use lifecycle::{
     apply, create, CheckOutcome, EventKind, FailureClass, Input, InvalidTransition, Lifecycle,
     Status, Thresholds, Transition,

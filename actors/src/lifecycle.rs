@@ -84,10 +84,12 @@ pub enum FailureClass {
     Assertion,
     Config,
     Internal,
+    /// A dependency (DESIGN §10) is degraded or failed: the failure is its, not this one's.
+    Dependency,
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 10] = [
+    pub const ALL: [FailureClass; 11] = [
         FailureClass::Timeout,
         FailureClass::Dns,
         FailureClass::Connect,
@@ -98,6 +100,7 @@ impl FailureClass {
         FailureClass::Assertion,
         FailureClass::Config,
         FailureClass::Internal,
+        FailureClass::Dependency,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -112,14 +115,19 @@ impl FailureClass {
             FailureClass::Assertion => "assertion",
             FailureClass::Config => "config",
             FailureClass::Internal => "internal",
+            FailureClass::Dependency => "dependency",
         }
     }
 
     /// `rate_limited` says nothing about the target's health and `config` is our side's
     /// problem (unresolvable AuthRef, egress policy), so neither moves an integration towards
-    /// degraded or failed (DESIGN §4).
+    /// degraded or failed (DESIGN §4); nor does `dependency`, whose cause is another
+    /// integration's (DESIGN §10).
     pub fn counts_towards_unhealthy(self) -> bool {
-        !matches!(self, FailureClass::RateLimited | FailureClass::Config)
+        !matches!(
+            self,
+            FailureClass::RateLimited | FailureClass::Config | FailureClass::Dependency
+        )
     }
 }
 
@@ -144,10 +152,14 @@ pub enum EventKind {
     /// A manual connection test ran (DESIGN §12), whether or not the status changed. No
     /// transition emits it; the test's own commit does.
     Tested,
+    /// Flap detection (DESIGN §10): the integration started flapping.
+    Flapping,
+    /// Flap detection: the integration stopped flapping; carries its current status.
+    Stable,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::Created,
         EventKind::Updated,
         EventKind::Deleted,
@@ -157,6 +169,8 @@ impl EventKind {
         EventKind::Unhealthy,
         EventKind::Activated,
         EventKind::Tested,
+        EventKind::Flapping,
+        EventKind::Stable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -170,6 +184,8 @@ impl EventKind {
             EventKind::Unhealthy => "unhealthy",
             EventKind::Activated => "activated",
             EventKind::Tested => "tested",
+            EventKind::Flapping => "flapping",
+            EventKind::Stable => "stable",
         }
     }
 }

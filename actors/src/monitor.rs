@@ -15,10 +15,12 @@ use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::counters::EngineCounters;
-use crate::lifecycle::{self, CheckOutcome, FailureClass, Input};
+use crate::counters::{EngineCounters, Flags};
+use crate::flap::{self, FlapOptions};
+use crate::lifecycle::{self, CheckOutcome, FailureClass, Input, Transition};
 use crate::ports::{CheckReport, Commit, Ledger, MonitorSpec, Probe};
 use crate::schedule;
 use crate::supervisor::SupervisorMsg;
@@ -43,6 +45,8 @@ pub(crate) struct MonitorContext<T> {
     /// interval.
     pub(crate) wall: Duration,
     pub(crate) failed_backoff_max: Duration,
+    /// `monitor.flap_threshold` and `monitor.flap_window`.
+    pub(crate) flap: FlapOptions,
     pub(crate) counters: Arc<EngineCounters>,
 }
 
@@ -88,6 +92,9 @@ pub(crate) enum MonitorMsg<T> {
         spec: Box<MonitorSpec<T>>,
         check_now: bool,
     },
+    /// From the supervisor: the degraded or failed integrations this one depends on,
+    /// directly or through others (DESIGN §10), sorted; empty when none.
+    Suppress(Box<[Uuid]>),
 }
 
 pub(crate) struct FinishedCheck {
@@ -105,6 +112,11 @@ pub(crate) struct MonitorState<T> {
     timer: Timer,
     /// `Some` while a check is in flight, saying what to do once it is done.
     in_flight: Option<AfterCheck>,
+    /// Whether `spec.suppressed_by` is what the store holds; a failed write is retried with
+    /// the next check.
+    suppression_stored: bool,
+    /// This actor's share of the engine's flapping and suppressed counts.
+    flags: Flags,
 }
 
 /// What to do when the check in flight finishes. Ordered: a later request can only
@@ -167,11 +179,22 @@ impl<T: Send + Sync + 'static> Actor for Monitor<T> {
         myself: ActorRef<Self::Msg>,
         args: MonitorArgs<T>,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let flags = Flags::new(
+            self.context.counters.clone(),
+            args.spec.integration_id,
+            args.spec.tenant_id.clone(),
+        );
         let mut state = MonitorState {
             spec: args.spec,
             timer: Timer::default(),
             in_flight: None,
+            suppression_stored: true,
+            flags,
         };
+        state.flags.set(
+            state.spec.flap.flapping,
+            !state.spec.suppressed_by.is_empty(),
+        );
         // Arming only spawns a timer (or a check) task that messages this actor later, so it
         // is safe before the actor runs and keeps `post_start` free.
         if args.check_now {
@@ -203,6 +226,22 @@ impl<T: Send + Sync + 'static> Actor for Monitor<T> {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let handled = self.handle_message(myself, message, state).await;
+        state.flags.set(
+            state.spec.flap.flapping,
+            !state.spec.suppressed_by.is_empty(),
+        );
+        handled
+    }
+}
+
+impl<T: Send + Sync + 'static> Monitor<T> {
+    async fn handle_message(
+        &self,
+        myself: ActorRef<MonitorMsg<T>>,
+        message: MonitorMsg<T>,
+        state: &mut MonitorState<T>,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             MonitorMsg::Tick(generation) => {
                 if generation == state.timer.generation && state.in_flight.is_none() {
@@ -219,6 +258,25 @@ impl<T: Send + Sync + 'static> Actor for Monitor<T> {
                     // E.g. a manual test recovered a failed integration: leave its backoff.
                     self.replan(&myself, state, false);
                 }
+            }
+            MonitorMsg::Suppress(suppressed_by) => {
+                if *suppressed_by == *state.spec.suppressed_by {
+                    return Ok(());
+                }
+                // When the dependencies recover, counting starts fresh (DESIGN §10): the
+                // failures counted before the suppression began are not this one's either.
+                if suppressed_by.is_empty() {
+                    state.spec.lifecycle.consecutive_failures = 0;
+                    state.spec.lifecycle.consecutive_successes = 0;
+                }
+                tracing::info!(
+                    integration_id = %state.spec.integration_id,
+                    suppressed_by = suppressed_by.len(),
+                    "dependency suppression changed"
+                );
+                state.spec.suppressed_by = Arc::from(suppressed_by);
+                state.suppression_stored = false;
+                self.store_suppression(&myself, state).await;
             }
             MonitorMsg::Reconfigure { spec, check_now } => {
                 if spec.version < state.spec.version {
@@ -239,9 +297,7 @@ impl<T: Send + Sync + 'static> Actor for Monitor<T> {
         }
         Ok(())
     }
-}
 
-impl<T: Send + Sync + 'static> Monitor<T> {
     /// Decides the next check from scratch: none while not monitored (paused: no request at
     /// all), at once on `check_now`, otherwise at the integration's next phase slot.
     fn replan(
@@ -376,16 +432,67 @@ impl<T: Send + Sync + 'static> Monitor<T> {
         Ok(())
     }
 
-    /// Feeds one result to the state machine and persists what comes out: a commit with
-    /// audit entry and event when the status changes, a non-blocking record otherwise.
+    /// Writes `spec.suppressed_by` to the store. A failure leaves `suppression_stored`
+    /// false, and the next check tries again; a gone integration (or a lost shard) stops the
+    /// actor, as a transition's commit would.
+    async fn store_suppression(
+        &self,
+        myself: &ActorRef<MonitorMsg<T>>,
+        state: &mut MonitorState<T>,
+    ) -> Applied {
+        let spec = &state.spec;
+        match self
+            .context
+            .ledger
+            .suppress(spec, &spec.suppressed_by)
+            .await
+        {
+            Ok(Commit::Committed(_)) | Ok(Commit::Stale(Some(_))) => {
+                state.suppression_stored = true;
+                Applied::Kept
+            }
+            Ok(Commit::Stale(None)) => {
+                tracing::info!(integration_id = %spec.integration_id, "integration gone; stopping its monitor");
+                state.timer.cancel();
+                myself.stop(Some(GONE.to_owned()));
+                Applied::Stopped
+            }
+            Err(error) => {
+                tracing::warn!(
+                    integration_id = %spec.integration_id,
+                    %error,
+                    "could not store the dependency suppression; retrying at the next check"
+                );
+                Applied::Kept
+            }
+        }
+    }
+
+    /// Feeds one result to the state machine and the flap detector and persists what comes
+    /// out: a commit with audit entry (and the event flap detection lets through) when the
+    /// status or the flapping flag changes, a non-blocking record otherwise.
     async fn apply(
         &self,
         myself: &ActorRef<MonitorMsg<T>>,
         state: &mut MonitorState<T>,
         report: CheckReport,
     ) -> Applied {
+        if !state.suppression_stored
+            && self.store_suppression(myself, state).await == Applied::Stopped
+        {
+            return Applied::Stopped;
+        }
         let spec = &state.spec;
         let id = spec.integration_id;
+        // While a dependency is degraded or failed, a failure is the dependency's: class
+        // `dependency`, which counts towards nothing (DESIGN §10).
+        let report = match report.outcome {
+            CheckOutcome::Failure(_) if !spec.suppressed_by.is_empty() => CheckReport {
+                outcome: CheckOutcome::Failure(FailureClass::Dependency),
+                ..report
+            },
+            _ => report,
+        };
         let transition = match lifecycle::apply(
             spec.lifecycle,
             Input::Check(report.outcome),
@@ -398,15 +505,27 @@ impl<T: Send + Sync + 'static> Monitor<T> {
                 return Applied::Kept;
             }
         };
-        if transition.event.is_none() {
+        let flap = flap::observe(
+            &spec.flap,
+            self.context.clock.now(),
+            transition.status_changed(),
+            self.context.flap,
+        );
+        let transition = Transition {
+            event: flap.published(transition.event),
+            ..transition
+        };
+        if !transition.status_changed() && flap.change.is_none() {
             self.context.ledger.record(spec, transition.state, &report);
             state.spec.lifecycle = transition.state;
+            // Only forgetting transitions that left the window: nothing to store yet.
+            state.spec.flap = flap.state;
             return Applied::Kept;
         }
         let committed = self
             .context
             .ledger
-            .commit_transition(spec, &transition, &report)
+            .commit_transition(spec, &transition, &flap.state, &report)
             .await;
         match committed {
             Ok(Commit::Committed(committed)) => {
@@ -414,9 +533,14 @@ impl<T: Send + Sync + 'static> Monitor<T> {
                     integration_id = %id,
                     from = %transition.from,
                     to = %committed.lifecycle.status,
+                    event = transition.event.map(|e| e.as_str()),
+                    flapping = flap.state.flapping,
                     "lifecycle transition committed"
                 );
+                // The actor owns the suppression; the row may not hold it yet.
+                let suppressed_by = state.spec.suppressed_by.clone();
                 state.spec = committed;
+                state.spec.suppressed_by = suppressed_by;
                 report_version(myself, &state.spec);
                 Applied::Kept
             }
@@ -492,6 +616,10 @@ fn panic_message(panic: Box<dyn Any + Send>) -> String {
 /// only writer and `Ledger::record` is batched. So unless the status changed (pause, resume,
 /// activate and transitions reset the counters) or the caller asks for a fresh start
 /// (`check_now`: submit, resume), the actor keeps the counters it has.
+///
+/// The flap detector's state and the suppression are the actor's own (the store holds what
+/// the actor last wrote, and the supervisor tells it when the suppression changes), so they
+/// are kept too.
 fn adopt<T>(current: &mut MonitorSpec<T>, stored: MonitorSpec<T>, check_now: bool) {
     let keep_counters = !check_now && stored.lifecycle.status == current.lifecycle.status;
     let lifecycle = if keep_counters {
@@ -499,19 +627,25 @@ fn adopt<T>(current: &mut MonitorSpec<T>, stored: MonitorSpec<T>, check_now: boo
     } else {
         stored.lifecycle
     };
+    let flap = std::mem::take(&mut current.flap);
+    let suppressed_by = current.suppressed_by.clone();
     *current = MonitorSpec {
         lifecycle,
+        flap,
+        suppressed_by,
         ..stored
     };
 }
 
 /// Tells the supervisor which version of the row this actor now holds, so that its
-/// reconciliation pass does not mistake the actor's own commits for drift.
+/// reconciliation pass does not mistake the actor's own commits for drift, and its status,
+/// which the supervisor passes on to the integrations that depend on it (DESIGN §10).
 fn report_version<T>(myself: &ActorRef<MonitorMsg<T>>, spec: &MonitorSpec<T>) {
     if let Some(supervisor) = myself.try_get_supervisor() {
         let _ = supervisor.send_message(SupervisorMsg::VersionSeen {
             id: spec.integration_id,
             version: spec.version,
+            status: spec.lifecycle.status,
         });
     }
 }

@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::lifecycle::{CheckOutcome, Lifecycle, Thresholds, Transition};
+use crate::flap::FlapState;
+use crate::lifecycle::{CheckOutcome, Lifecycle, Status, Thresholds, Transition};
 
 /// What one monitor actor knows about its integration.
 #[derive(Debug)]
@@ -31,6 +32,12 @@ pub struct MonitorSpec<T> {
     /// than that check's, so a monitor that moves (a handover, a restart) does not check
     /// twice in one slot.
     pub last_check: Option<DateTime<Utc>>,
+    /// The flap detector's state as stored (DESIGN §10); the actor carries it on.
+    pub flap: FlapState,
+    /// The integrations this one depends on (DESIGN §10).
+    pub depends_on: Arc<[Uuid]>,
+    /// The degraded or failed integrations that suppress this one's failures, as stored.
+    pub suppressed_by: Arc<[Uuid]>,
     /// Whatever the probe needs to run a check (provider, URL, AuthRef, configuration).
     /// Opaque to the engine.
     pub target: Arc<T>,
@@ -47,6 +54,9 @@ impl<T> Clone for MonitorSpec<T> {
             interval: self.interval,
             timeout: self.timeout,
             last_check: self.last_check,
+            flap: self.flap.clone(),
+            depends_on: self.depends_on.clone(),
+            suppressed_by: self.suppressed_by.clone(),
             target: self.target.clone(),
         }
     }
@@ -114,12 +124,36 @@ pub trait Ledger<T>: Send + Sync + 'static {
     /// event, in one transaction — only if the row is still at `spec.version`. The report
     /// belongs to the same check: it goes to the health history as well (`record` is not
     /// called for it). On `Committed`, the returned spec carries the new version.
+    ///
+    /// `transition.event` is the event to publish, as flap detection decided: `None` for a
+    /// status change while flapping (committed and audited, no event), `flapping`/`stable`
+    /// for a change of the flag (with or without a status change). `flap` is the flap
+    /// detector's state after this check, stored with the row.
     async fn commit_transition(
         &self,
         spec: &MonitorSpec<T>,
         transition: &Transition,
+        flap: &FlapState,
         report: &CheckReport,
     ) -> Result<Commit<T>, PortError>;
+
+    /// Stores which integrations suppress this one's failures (DESIGN §10). Not a change of
+    /// the resource: the version stays. `Stale(None)`: gone (or this node lost it).
+    async fn suppress(
+        &self,
+        spec: &MonitorSpec<T>,
+        suppressed_by: &[Uuid],
+    ) -> Result<Commit<T>, PortError>;
+
+    /// `(id, status, dependsOn)` of the tenant's integrations among `ids`: how the engine
+    /// learns of dependencies that have no actor here (drafts, another node's, not spawned
+    /// yet). Called when a dependent's actor starts or changes and at each reconciliation,
+    /// never per check.
+    async fn dependencies(
+        &self,
+        tenant_id: &str,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, Status, Vec<Uuid>)>, PortError>;
 
     /// Records a check result (health history, last-check fields, counters) that did not
     /// change the status. Implementations batch these; the call must not block on I/O.

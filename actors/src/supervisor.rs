@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::dependencies::DependencyGraph;
 use crate::engine::EngineOptions;
 use crate::lifecycle::Status;
 use crate::monitor::{Monitor, MonitorArgs, MonitorContext, MonitorMsg, GONE};
@@ -34,6 +35,9 @@ pub(crate) const SPAWN_PAGE: usize = 1024;
 
 /// How many actors of a page are being spawned at once.
 const SPAWN_CONCURRENCY: usize = 64;
+
+/// How many links of a chain of dependencies without actors here are loaded at once.
+const MAX_DEPENDENCY_ROUNDS: usize = 8;
 
 /// How long `stop` lets the actors finish what they are doing (a commit in progress).
 const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -52,11 +56,15 @@ pub(crate) enum SupervisorMsg {
     /// Time for a reconciliation pass (a timer message).
     Reconcile,
     /// The listing a reconciliation pass fetched in the background.
-    Reconciled(Box<Result<Vec<(Uuid, i64)>, PortError>>),
+    Reconciled(Box<Reconciliation>),
     /// A crashed actor's backoff has elapsed.
     Restart { id: Uuid },
-    /// A child committed (or adopted) this version of its row.
-    VersionSeen { id: Uuid, version: i64 },
+    /// A child committed (or adopted) this version of its row, in this status.
+    VersionSeen {
+        id: Uuid,
+        version: i64,
+        status: Status,
+    },
     /// Load and spawn the next page of the initial fleet.
     SpawnPage,
     /// Page through the monitored integrations again and spawn those without an actor (the
@@ -68,6 +76,21 @@ pub(crate) enum SupervisorMsg {
         releases: Box<dyn Fn(Uuid) -> bool + Send>,
         reply: RpcReplyPort<Vec<ActorCell>>,
     },
+}
+
+/// What a reconciliation pass read in the background: the monitored `(id, version)` listing,
+/// and the current state of the dependencies this node has no actor for.
+pub(crate) struct Reconciliation {
+    listing: Result<Vec<(Uuid, i64)>, PortError>,
+    remote: Vec<RemoteDependencies>,
+}
+
+/// Dependencies of one tenant read from the store: the ids asked for and what was found
+/// (an id not found is gone).
+struct RemoteDependencies {
+    tenant_id: Arc<str>,
+    asked: Vec<Uuid>,
+    found: Result<Vec<(Uuid, Status, Vec<Uuid>)>, PortError>,
 }
 
 pub(crate) struct Supervisor<T> {
@@ -117,6 +140,12 @@ pub(crate) struct SupervisorState<T> {
     deliveries: HashMap<Uuid, Box<CheckReport>>,
     reconciling: bool,
     spawned: watch::Sender<bool>,
+    /// The children, what they depend on and those dependencies' statuses (DESIGN §10):
+    /// how a status change reaches the integrations that depend on it, as a message.
+    graph: DependencyGraph,
+    /// Integrations whose place in the graph changed since the children were last told
+    /// their suppression.
+    graph_dirty: Vec<Uuid>,
 }
 
 impl<T> SupervisorState<T> {
@@ -133,6 +162,31 @@ struct Child<T> {
     actor: ActorRef<MonitorMsg<T>>,
     /// The row version the child holds, compared with the store on reconciliation.
     version: i64,
+    /// The suppression the child was last told of (or started with).
+    suppressed_by: Arc<[Uuid]>,
+}
+
+/// What the supervisor keeps of a spec it spawns an actor for.
+struct Spawned {
+    id: Uuid,
+    version: i64,
+    tenant_id: Arc<str>,
+    status: Status,
+    depends_on: Arc<[Uuid]>,
+    suppressed_by: Arc<[Uuid]>,
+}
+
+impl Spawned {
+    fn of<T>(spec: &MonitorSpec<T>) -> Self {
+        Spawned {
+            id: spec.integration_id,
+            version: spec.version,
+            tenant_id: spec.tenant_id.clone(),
+            status: spec.lifecycle.status,
+            depends_on: spec.depends_on.clone(),
+            suppressed_by: spec.suppressed_by.clone(),
+        }
+    }
 }
 
 struct Restarts {
@@ -167,6 +221,8 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
             deliveries: HashMap::new(),
             reconciling: false,
             spawned: args.spawned,
+            graph: DependencyGraph::default(),
+            graph_dirty: Vec::new(),
         })
     }
 
@@ -213,6 +269,11 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
                 self.stop_child(state, id);
                 state.restarts.remove(&id);
                 state.deliveries.remove(&id);
+                if state.graph.contains(id) {
+                    let affected = state.graph.affected(id);
+                    state.graph.remove(id);
+                    self.tell_suppression(state, affected);
+                }
             }
             SupervisorMsg::Deliver { id, report } => match state.children.get(&id) {
                 Some(child) => {
@@ -224,17 +285,29 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
                 let _ = reply.send(state.children.len());
             }
             SupervisorMsg::Reconcile => self.start_reconciliation(&myself, state),
-            SupervisorMsg::Reconciled(listing) => {
+            SupervisorMsg::Reconciled(reconciliation) => {
                 state.reconciling = false;
-                match *listing {
+                let Reconciliation { listing, remote } = *reconciliation;
+                self.learn_remote(state, remote);
+                let dirty = std::mem::take(&mut state.graph_dirty);
+                self.tell_suppression(state, dirty);
+                match listing {
                     Ok(listing) => self.reconcile(&myself, state, listing).await,
                     Err(error) => tracing::warn!(%error, "reconciliation skipped"),
                 }
             }
             SupervisorMsg::Restart { id } => self.restart(&myself, state, id).await,
-            SupervisorMsg::VersionSeen { id, version } => {
+            SupervisorMsg::VersionSeen {
+                id,
+                version,
+                status,
+            } => {
                 if let Some(child) = state.children.get_mut(&id) {
                     child.version = child.version.max(version);
+                }
+                if state.graph.set_status(id, status) {
+                    let affected = state.graph.affected(id);
+                    self.tell_suppression(state, affected);
                 }
             }
             SupervisorMsg::SpawnPage => self.spawn_page(&myself, state).await?,
@@ -347,12 +420,13 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
                 let Some(spec) = wanted.next() else { break };
                 spawning.push(self.start(myself, spec, false));
             }
-            let Some((id, version, started)) = spawning.next().await else {
+            let Some((spawned, started)) = spawning.next().await else {
                 break;
             };
-            self.register(myself, state, id, version, started);
+            self.register(myself, state, spawned, started);
         }
         self.count_actors(state);
+        self.refresh_dependencies(state).await;
         match last {
             Some(last) if !exhausted => {
                 state.initial = Some(Some(last));
@@ -385,8 +459,9 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
         spec: MonitorSpec<T>,
         check_now: bool,
     ) {
-        let (id, version, started) = self.start(myself, spec, check_now).await;
-        self.register(myself, state, id, version, started);
+        let (spawned, started) = self.start(myself, spec, check_now).await;
+        self.register(myself, state, spawned, started);
+        self.refresh_dependencies(state).await;
     }
 
     /// Spawns the actor of `spec`, linked to this supervisor; [`Self::register`] records it.
@@ -395,34 +470,56 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
         myself: &ActorRef<SupervisorMsg>,
         spec: MonitorSpec<T>,
         check_now: bool,
-    ) -> impl Future<Output = (Uuid, i64, Result<ActorRef<MonitorMsg<T>>, SpawnErr>)> + use<T> {
-        let (id, version) = (spec.integration_id, spec.version);
+    ) -> impl Future<Output = (Spawned, Result<ActorRef<MonitorMsg<T>>, SpawnErr>)> + use<T> {
+        let spawned = Spawned::of(&spec);
         let monitor = Monitor::new(self.context.clone());
         let args = MonitorArgs { spec, check_now };
         let supervisor = myself.get_cell();
         async move {
             let started = Monitor::spawn_linked(None, monitor, args, supervisor).await;
-            (id, version, started.map(|(actor, _)| actor))
+            (spawned, started.map(|(actor, _)| actor))
         }
     }
 
-    /// Records a spawned actor as the integration's child, or schedules a restart if its
-    /// spawn failed.
+    /// Records a spawned actor as the integration's child (and in the dependency graph; the
+    /// caller then calls [`Self::refresh_dependencies`]), or schedules a restart if its spawn
+    /// failed.
     fn register(
         &self,
         myself: &ActorRef<SupervisorMsg>,
         state: &mut SupervisorState<T>,
-        id: Uuid,
-        version: i64,
+        spawned: Spawned,
         started: Result<ActorRef<MonitorMsg<T>>, SpawnErr>,
     ) {
+        let Spawned {
+            id,
+            version,
+            tenant_id,
+            status,
+            depends_on,
+            suppressed_by,
+        } = spawned;
         match started {
             Ok(actor) => {
                 state.owners.insert(actor.get_id(), id);
                 if let Some(report) = state.deliveries.remove(&id) {
                     let _ = actor.cast(MonitorMsg::Deliver(report));
                 }
-                if let Some(previous) = state.children.insert(id, Child { actor, version }) {
+                // Only integrations that take part in a dependency are kept in the graph.
+                let involved = !depends_on.is_empty()
+                    || state.graph.contains(id)
+                    || state.graph.has_dependents(id);
+                if involved && state.graph.set(id, tenant_id, status, depends_on) {
+                    state.graph_dirty.push(id);
+                }
+                let child = Child {
+                    actor,
+                    version,
+                    suppressed_by,
+                };
+                // A new actor is told its suppression even if its status did not change.
+                state.graph_dirty.push(id);
+                if let Some(previous) = state.children.insert(id, child) {
                     // Never two actors for one integration.
                     state.owners.remove(&previous.actor.get_id());
                     previous.actor.stop(None);
@@ -518,7 +615,14 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
     ) {
         let spec = match self.context.ledger.load(id).await {
             Ok(Some(spec)) if spec.lifecycle.status != Status::Draft => spec,
-            Ok(_) => return self.stop_child(state, id),
+            Ok(_) => {
+                // Gone or back to draft: it suppresses nothing any more.
+                if state.graph.set_status(id, Status::Draft) {
+                    let affected = state.graph.affected(id);
+                    self.tell_suppression(state, affected);
+                }
+                return self.stop_child(state, id);
+            }
             Err(error) => {
                 tracing::warn!(
                     integration_id = %id,
@@ -530,16 +634,153 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
         };
         if let Some(child) = state.children.get_mut(&id) {
             child.version = child.version.max(spec.version);
+            let involved = !spec.depends_on.is_empty()
+                || state.graph.contains(id)
+                || state.graph.has_dependents(id);
+            let changed = involved
+                && state.graph.set(
+                    id,
+                    spec.tenant_id.clone(),
+                    spec.lifecycle.status,
+                    spec.depends_on.clone(),
+                );
             let _ = child.actor.cast(MonitorMsg::Reconfigure {
                 spec: Box::new(spec),
                 check_now,
             });
+            if changed {
+                state.graph_dirty.push(id);
+                self.refresh_dependencies(state).await;
+            }
         } else if state.restart_pending(id) {
             // The crashed actor's backoff wins; the restart loads the latest state anyway.
             tracing::debug!(integration_id = %id, "change deferred to the pending restart");
         } else {
             self.spawn(myself, state, spec, check_now).await;
             self.count_actors(state);
+        }
+    }
+
+    /// Loads the dependencies the graph names but does not know (no actor here), then tells
+    /// the children whose suppression changed: those in `graph_dirty` and every one that
+    /// depends on them.
+    async fn refresh_dependencies(&self, state: &mut SupervisorState<T>) {
+        // A chain of unknown dependencies is loaded one link per round; bounded, because a
+        // dependency the store cannot read now is looked for again at reconciliation.
+        for _ in 0..MAX_DEPENDENCY_ROUNDS {
+            let unknown = state.graph.unknown();
+            if unknown.is_empty() {
+                break;
+            }
+            let mut by_tenant: HashMap<Arc<str>, Vec<Uuid>> = HashMap::new();
+            for (tenant_id, id) in unknown {
+                by_tenant.entry(tenant_id).or_default().push(id);
+            }
+            let mut remote = Vec::with_capacity(by_tenant.len());
+            for (tenant_id, asked) in by_tenant {
+                let found = self.context.ledger.dependencies(&tenant_id, &asked).await;
+                remote.push(RemoteDependencies {
+                    tenant_id,
+                    asked,
+                    found,
+                });
+            }
+            if !self.learn_remote(state, remote) {
+                break;
+            }
+        }
+        let dirty = std::mem::take(&mut state.graph_dirty);
+        let mut told = HashSet::new();
+        let mut affected = Vec::new();
+        for id in dirty {
+            if told.insert(id) {
+                affected.push(id);
+            }
+            for dependent in state.graph.affected(id) {
+                if told.insert(dependent) {
+                    affected.push(dependent);
+                }
+            }
+        }
+        self.tell_suppression(state, affected);
+    }
+
+    /// Records dependencies read from the store; an id asked for and not found is gone (or
+    /// of another tenant) and suppresses nothing. Their dependents are marked for telling.
+    /// Returns whether every read succeeded.
+    fn learn_remote(
+        &self,
+        state: &mut SupervisorState<T>,
+        remote: Vec<RemoteDependencies>,
+    ) -> bool {
+        let mut complete = true;
+        for RemoteDependencies {
+            tenant_id,
+            asked,
+            found,
+        } in remote
+        {
+            let found = match found {
+                Ok(found) => found,
+                Err(error) => {
+                    tracing::warn!(%error, "could not read dependencies; retrying at reconciliation");
+                    complete = false;
+                    continue;
+                }
+            };
+            let mut missing: HashSet<Uuid> = asked.into_iter().collect();
+            for (id, status, depends_on) in found {
+                missing.remove(&id);
+                if state.children.contains_key(&id) && state.graph.contains(id) {
+                    // Its own actor's reports are newer than any read. (A monitor joins the
+                    // graph only once something depends on it: then its row is read once,
+                    // and its reports, handled after that read, keep it current.)
+                    continue;
+                }
+                if state
+                    .graph
+                    .set(id, tenant_id.clone(), status, Arc::from(depends_on))
+                {
+                    state.graph_dirty.push(id);
+                }
+            }
+            for id in missing {
+                if state
+                    .graph
+                    .set(id, tenant_id.clone(), Status::Draft, Arc::from([]))
+                {
+                    state.graph_dirty.push(id);
+                }
+            }
+        }
+        let children = &state.children;
+        state.graph.prune(|id| children.contains_key(&id));
+        let dirty = std::mem::take(&mut state.graph_dirty);
+        let affected: Vec<Uuid> = dirty
+            .iter()
+            .flat_map(|id| state.graph.affected(*id))
+            .collect();
+        state.graph_dirty = dirty;
+        state.graph_dirty.extend(affected);
+        complete
+    }
+
+    /// Sends each of `ids` that has an actor its suppression, if it changed since it was
+    /// last told: the message between actors through which a dependent learns its
+    /// dependencies' state (never a read per check).
+    fn tell_suppression(&self, state: &mut SupervisorState<T>, ids: Vec<Uuid>) {
+        for id in ids {
+            let suppressed_by = state.graph.suppressed_by(id);
+            let Some(child) = state.children.get_mut(&id) else {
+                continue;
+            };
+            if *child.suppressed_by == *suppressed_by {
+                continue;
+            }
+            child.suppressed_by = Arc::from(suppressed_by.as_slice());
+            let _ = child
+                .actor
+                .cast(MonitorMsg::Suppress(suppressed_by.into_boxed_slice()));
         }
     }
 
@@ -644,7 +885,20 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
         state.reconciling = true;
         let ledger = self.context.ledger.clone();
         let myself = myself.clone();
+        // Dependencies without an actor here (another node's, drafts): their status is read
+        // again once per pass, which bounds how late a dependent on this node learns of it.
+        let children = &state.children;
+        let remote = state.graph.remote(|id| children.contains_key(&id));
         tokio::spawn(async move {
+            let mut remote_read = Vec::with_capacity(remote.len());
+            for (tenant_id, asked) in remote {
+                let found = ledger.dependencies(&tenant_id, &asked).await;
+                remote_read.push(RemoteDependencies {
+                    tenant_id,
+                    asked,
+                    found,
+                });
+            }
             let listing = match ledger.monitored_versions().await {
                 // Sorting a million entries takes tens of milliseconds of CPU: off the async
                 // workers, which run the monitors' timers and checks.
@@ -656,7 +910,10 @@ impl<T: Send + Sync + 'static> Supervisor<T> {
                 .map_err(|error| PortError::Unavailable(format!("sorting the listing: {error}"))),
                 Err(error) => Err(error),
             };
-            let _ = myself.cast(SupervisorMsg::Reconciled(Box::new(listing)));
+            let _ = myself.cast(SupervisorMsg::Reconciled(Box::new(Reconciliation {
+                listing,
+                remote: remote_read,
+            })));
         });
     }
 

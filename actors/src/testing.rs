@@ -14,7 +14,8 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::lifecycle::{CheckOutcome, Lifecycle, Status, Thresholds, Transition};
+use crate::flap::FlapState;
+use crate::lifecycle::{CheckOutcome, EventKind, Lifecycle, Status, Thresholds, Transition};
 use crate::ports::{CheckReport, Commit, Ledger, MonitorSpec, PortError, Probe};
 
 /// A spec for integration `id` in `status`, checked every `interval` with a timeout of
@@ -33,6 +34,9 @@ pub fn spec(id: Uuid, status: Status, interval: Duration) -> MonitorSpec<Uuid> {
         interval,
         timeout: interval / 2,
         last_check: None,
+        flap: FlapState::default(),
+        depends_on: Arc::from([]),
+        suppressed_by: Arc::from([]),
         target: Arc::new(id),
     }
 }
@@ -65,6 +69,8 @@ struct Inner<T> {
     /// Ordered by id, for `monitored_page`.
     rows: BTreeMap<Uuid, MonitorSpec<T>>,
     history: HashMap<Uuid, Vec<HistoryEntry>>,
+    /// The events committed transitions published, with the status they carried.
+    events: HashMap<Uuid, Vec<(EventKind, Status)>>,
 }
 
 impl<T> Default for MemoryLedger<T> {
@@ -73,6 +79,7 @@ impl<T> Default for MemoryLedger<T> {
             inner: Mutex::new(Inner {
                 rows: BTreeMap::new(),
                 history: HashMap::new(),
+                events: HashMap::new(),
             }),
             unavailable: AtomicBool::new(false),
             crashes: Mutex::new(HashMap::new()),
@@ -117,6 +124,12 @@ impl<T> MemoryLedger<T> {
     /// Every check result received for `id`, in order.
     pub fn history(&self, id: Uuid) -> Vec<HistoryEntry> {
         self.lock().history.get(&id).cloned().unwrap_or_default()
+    }
+
+    /// The events published for `id`'s committed check results (flap detection may hold
+    /// some back or replace them), each with the status it carried.
+    pub fn events(&self, id: Uuid) -> Vec<(EventKind, Status)> {
+        self.lock().events.get(&id).cloned().unwrap_or_default()
     }
 
     /// The committed transitions of `id`, each with the index of the check result (in
@@ -215,6 +228,7 @@ impl<T: Send + Sync + 'static> Ledger<T> for MemoryLedger<T> {
         &self,
         spec: &MonitorSpec<T>,
         transition: &Transition,
+        flap: &FlapState,
         report: &CheckReport,
     ) -> Result<Commit<T>, PortError> {
         self.available()?;
@@ -227,14 +241,58 @@ impl<T: Send + Sync + 'static> Ledger<T> for MemoryLedger<T> {
             return Ok(Commit::Stale(Some(row.clone())));
         }
         row.lifecycle = transition.state;
+        row.flap = flap.clone();
         row.version += 1;
+        let published = transition.event;
         let committed = row.clone();
         inner.history.entry(id).or_default().push(HistoryEntry {
             report: *report,
             lifecycle: transition.state,
             transition: Some((transition.from, transition.state.status)),
         });
+        if let Some(event) = published {
+            inner
+                .events
+                .entry(id)
+                .or_default()
+                .push((event, transition.state.status));
+        }
         Ok(Commit::Committed(committed))
+    }
+
+    async fn suppress(
+        &self,
+        spec: &MonitorSpec<T>,
+        suppressed_by: &[Uuid],
+    ) -> Result<Commit<T>, PortError> {
+        self.available()?;
+        let mut inner = self.lock();
+        let Some(row) = inner.rows.get_mut(&spec.integration_id) else {
+            return Ok(Commit::Stale(None));
+        };
+        row.suppressed_by = Arc::from(suppressed_by);
+        Ok(Commit::Committed(row.clone()))
+    }
+
+    async fn dependencies(
+        &self,
+        tenant_id: &str,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, Status, Vec<Uuid>)>, PortError> {
+        self.available()?;
+        let inner = self.lock();
+        Ok(ids
+            .iter()
+            .filter_map(|id| inner.rows.get(id))
+            .filter(|spec| &*spec.tenant_id == tenant_id)
+            .map(|spec| {
+                (
+                    spec.integration_id,
+                    spec.lifecycle.status,
+                    spec.depends_on.to_vec(),
+                )
+            })
+            .collect())
     }
 
     fn record(&self, spec: &MonitorSpec<T>, lifecycle: Lifecycle, report: &CheckReport) {

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use catalogd_actors::testing::{spec, Behaviour, MemoryLedger, ScriptedProbe, TestClock};
 use catalogd_actors::{
-    CheckOutcome, CheckReport, Engine, EngineOptions, FailureClass, MonitorSpec, Status, Thresholds,
+    CheckOutcome, CheckReport, Engine, EngineOptions, EventKind, FailureClass, FlapOptions,
+    MonitorSpec, Status, Thresholds,
 };
 use catalogd_testkit::eventually;
 use tokio::time::Instant;
@@ -30,6 +31,7 @@ fn options() -> EngineOptions {
         restart_backoff_base: Duration::from_millis(50),
         restart_backoff_max: Duration::from_millis(800),
         failed_backoff_max: Duration::from_secs(4),
+        flap: FlapOptions::default(),
     }
 }
 
@@ -901,5 +903,166 @@ async fn released_actors_stop_at_once_and_a_rescan_spawns_what_the_ledger_now_li
     )
     .await;
     assert_eq!(h.engine.actor_count().await.unwrap(), ids.len() + 1);
+    h.engine.stop().await;
+}
+
+// --- DESIGN §10: dependencies and flapping ----------------------------------------------------
+
+/// A chain A ← B ← C on one engine: when A degrades, B and C hear of it from the supervisor
+/// (no store read per check): their failures become class `dependency`, count towards
+/// nothing, and `suppressed_by` names A; when A recovers, the suppression lifts and their
+/// counters start from zero.
+#[tokio::test(start_paused = true)]
+async fn a_failing_dependency_suppresses_its_dependents_through_the_engine() {
+    let interval = Duration::from_secs(10);
+    let (a, b, c) = (id(1), id(2), id(3));
+    let mut spec_b = spec(b, Status::Active, interval);
+    spec_b.depends_on = Arc::from([a]);
+    let mut spec_c = spec(c, Status::Active, interval);
+    spec_c.depends_on = Arc::from([b]);
+    let probe = ScriptedProbe::new(fail(FailureClass::Connect));
+    let a_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let up = a_up.clone();
+    probe.script(a, move |_| {
+        if up.load(std::sync::atomic::Ordering::SeqCst) {
+            SUCCESS
+        } else {
+            fail(FailureClass::Connect)
+        }
+    });
+    let h = start(
+        [
+            with_thresholds(spec(a, Status::Active, interval), 1, 100, 1),
+            with_thresholds(spec_b, 3, 100, 1),
+            with_thresholds(spec_c, 3, 100, 1),
+        ],
+        probe,
+        options(),
+    )
+    .await;
+    eventually("a degraded", Duration::from_secs(60), || {
+        h.ledger.get(a).unwrap().lifecycle.status == Status::Degraded
+    })
+    .await;
+    eventually("b and c suppressed by a", Duration::from_secs(60), || {
+        *h.ledger.get(b).unwrap().suppressed_by == [a]
+            && *h.ledger.get(c).unwrap().suppressed_by == [a]
+    })
+    .await;
+    eventually(
+        "both counted as suppressed",
+        Duration::from_secs(10),
+        || h.engine.counters().suppressed() == 2,
+    )
+    .await;
+    // Ten more intervals of failures: B and C stay active.
+    tokio::time::sleep(interval * 10).await;
+    for dependent in [b, c] {
+        assert_eq!(
+            h.ledger.get(dependent).unwrap().lifecycle.status,
+            Status::Active
+        );
+        let history = h.ledger.history(dependent);
+        let dependency = history
+            .iter()
+            .filter(|e| e.report.outcome == CheckOutcome::Failure(FailureClass::Dependency))
+            .count();
+        assert!(dependency >= 9, "{dependency} dependency failures");
+        assert!(h.ledger.transitions(dependent).is_empty());
+    }
+    // A recovers: the suppression lifts, and B and C count from zero: degraded only after
+    // three failures of their own.
+    a_up.store(true, std::sync::atomic::Ordering::SeqCst);
+    eventually("suppression lifted", Duration::from_secs(60), || {
+        h.ledger.get(b).unwrap().suppressed_by.is_empty()
+            && h.ledger.get(c).unwrap().suppressed_by.is_empty()
+    })
+    .await;
+    eventually("b degraded", Duration::from_secs(120), || {
+        h.ledger.get(b).unwrap().lifecycle.status == Status::Degraded
+    })
+    .await;
+    let history = h.ledger.history(b);
+    let last_dependency = history
+        .iter()
+        .rposition(|e| e.report.outcome == CheckOutcome::Failure(FailureClass::Dependency))
+        .unwrap();
+    let own: Vec<_> = history[last_dependency + 1..]
+        .iter()
+        .map(|e| e.lifecycle.consecutive_failures)
+        .collect();
+    assert_eq!(own, [1, 2, 3], "counting started fresh");
+    // B is now degraded by its own failures, so C is suppressed by B (C, failing too, may
+    // have degraded by its own fresh failures first: the two count at the same pace).
+    eventually("c suppressed by b", Duration::from_secs(60), || {
+        *h.ledger.get(c).unwrap().suppressed_by == [b] && h.engine.counters().suppressed() == 1
+    })
+    .await;
+    h.engine.stop().await;
+}
+
+/// A target that flips at every check flaps: after `threshold` transitions one `flapping`
+/// event, then none while it flips; once it holds still for a window, one `stable` event
+/// with its final status.
+#[tokio::test(start_paused = true)]
+async fn a_flipping_target_flaps_then_settles() {
+    let interval = Duration::from_secs(10);
+    let flipping = id(1);
+    let probe = ScriptedProbe::new(SUCCESS);
+    // Fails on odd calls for the first 12 checks, then fails for good.
+    probe.script(flipping, |call| {
+        if call < 12 && call % 2 == 0 {
+            SUCCESS
+        } else {
+            fail(FailureClass::HttpStatus)
+        }
+    });
+    let h = start(
+        [with_thresholds(
+            spec(flipping, Status::Active, interval),
+            1,
+            100,
+            1,
+        )],
+        probe,
+        EngineOptions {
+            flap: FlapOptions {
+                threshold: 4,
+                window: Duration::from_secs(120),
+            },
+            ..options()
+        },
+    )
+    .await;
+    eventually("flapping", Duration::from_secs(600), || {
+        h.engine.counters().flapping() == 1
+    })
+    .await;
+    eventually("stable", Duration::from_secs(600), || {
+        h.ledger
+            .events(flipping)
+            .last()
+            .is_some_and(|(kind, _)| *kind == EventKind::Stable)
+    })
+    .await;
+    let events = h.ledger.events(flipping);
+    assert_eq!(
+        events,
+        [
+            (EventKind::Unhealthy, Status::Degraded),
+            (EventKind::Healthy, Status::Active),
+            (EventKind::Unhealthy, Status::Degraded),
+            (EventKind::Flapping, Status::Active),
+            (EventKind::Stable, Status::Degraded),
+        ]
+    );
+    // Every transition was committed all the same: 11 status changes, and the commit of
+    // `stable` (status unchanged).
+    assert_eq!(h.ledger.transitions(flipping).len(), 11 + 1);
+    assert!(!h.ledger.get(flipping).unwrap().flap.flapping);
+    eventually("none counted as flapping", Duration::from_secs(10), || {
+        h.engine.counters().flapping() == 0
+    })
+    .await;
     h.engine.stop().await;
 }

@@ -122,6 +122,7 @@ pub async fn seed(database_url: &str, seed: &Seed<'_>) -> anyhow::Result<()> {
                         timeout_seconds: Some(seed.timeout_seconds),
                         ..Default::default()
                     },
+                    depends_on: Vec::new(),
                 };
                 let mut integration = Integration::new(seed.tenant, spec, "bench", now);
                 integration.status = seed.status;

@@ -236,7 +236,7 @@ pub struct LastCheckBody {
     pub outcome: Option<Outcome>,
     pub latency_ms: Option<f64>,
     /// `timeout`, `dns`, `connect`, `tls`, `http_status`, `auth`, `rate_limited`,
-    /// `assertion`, `config` or `internal`; only for failures.
+    /// `assertion`, `config`, `internal` or `dependency`; only for failures.
     #[schema(value_type = Option<String>, example = "timeout")]
     pub failure_class: Option<FailureClass>,
 }

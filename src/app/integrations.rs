@@ -31,6 +31,8 @@ pub const READ_ONLY_FIELDS: &[&str] = &[
     "createdBy",
     "modifiedAt",
     "modifiedBy",
+    "suppressedBy",
+    "flapping",
 ];
 
 /// Filters and paging of the integration list. Every value is checked by
@@ -203,6 +205,8 @@ impl App {
     ) -> Result<Integration, AppError> {
         require(principal, UseCase::Create)?;
         let spec = validation::spec(request, &self.spec_rules()).map_err(AppError::Validation)?;
+        self.check_dependencies(&principal.tenant_id, None, &spec.depends_on)
+            .await?;
         let integration = Integration::new(
             &principal.tenant_id,
             spec,
@@ -235,6 +239,8 @@ impl App {
                 return Err(AppError::Validation(errors));
             }
         };
+        self.check_dependencies(&principal.tenant_id, Some(id), &spec.depends_on)
+            .await?;
         let change = Change::Update {
             expected_version,
             spec,
@@ -271,6 +277,73 @@ impl App {
             .await?;
         self.engine.deleted(id);
         Ok(())
+    }
+}
+
+impl App {
+    /// `dependsOn` (DESIGN §10): every id names an integration of the tenant (another
+    /// tenant's id answers like an unknown one), and none of them depends, directly or
+    /// through others, on `id` (the integration being replaced), so the graph has no cycle.
+    ///
+    /// The check reads the graph as it is now; two concurrent updates could still close a
+    /// cycle between them. The engine's suppression is computed with a visited set, so such a
+    /// cycle can neither loop nor keep a suppression alive (see `catalogd_actors::dependencies`).
+    async fn check_dependencies(
+        &self,
+        tenant_id: &str,
+        id: Option<Uuid>,
+        depends_on: &[Uuid],
+    ) -> Result<(), AppError> {
+        let mut errors = Vec::new();
+        let mut frontier = Vec::new();
+        for (index, dependency) in depends_on.iter().enumerate() {
+            let field = format!("/dependsOn/{index}");
+            if Some(*dependency) == id {
+                errors.push(FieldError::new(
+                    field,
+                    Rule::DependencyCycle,
+                    "an integration cannot depend on itself",
+                ));
+                continue;
+            }
+            match self.store.get(tenant_id, *dependency).await? {
+                Some(found) => frontier.push((index, found.depends_on)),
+                None => errors.push(FieldError::new(
+                    field,
+                    Rule::UnknownDependency,
+                    "no integration with this id in the tenant",
+                )),
+            }
+        }
+        if let Some(id) = id {
+            // Walk each dependency's own dependencies; reaching `id` closes a cycle. Each
+            // integration is read at most once per request.
+            let mut seen = std::collections::HashSet::new();
+            for (index, next) in frontier {
+                let mut stack = next;
+                while let Some(current) = stack.pop() {
+                    if current == id {
+                        errors.push(FieldError::new(
+                            format!("/dependsOn/{index}"),
+                            Rule::DependencyCycle,
+                            "this dependency depends on this integration, directly or through others",
+                        ));
+                        break;
+                    }
+                    if !seen.insert(current) {
+                        continue;
+                    }
+                    if let Some(found) = self.store.get(tenant_id, current).await? {
+                        stack.extend(found.depends_on);
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::Validation(errors))
+        }
     }
 }
 

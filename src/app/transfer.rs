@@ -49,9 +49,7 @@ impl App {
             tag: filter.tag,
             ..ListQuery::default()
         };
-        let integrations =
-            transfer::tenant_integrations(self.store.as_ref(), &principal.tenant_id, query).await?;
-        Ok(Document::of(&integrations))
+        Ok(transfer::export(self.store.as_ref(), &principal.tenant_id, query).await?)
     }
 
     /// Imports `document` into the caller's tenant, all or nothing; returns the plan.

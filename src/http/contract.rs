@@ -18,9 +18,9 @@ use crate::integration::IntegrationType;
 use crate::providers::ProviderRegistry;
 use crate::spellings::{self, Kind};
 use crate::validation::{
-    MAX_BASE_URL_CHARS, MAX_DESCRIPTION_CHARS, MAX_ENVIRONMENT_CHARS, MAX_FILTER_CHARS,
-    MAX_INTERVAL_SECONDS, MAX_NAME_CHARS, MAX_OWNER_CHARS, MAX_REASON_CHARS, MAX_TAGS,
-    MAX_TAG_CHARS, MAX_THRESHOLD, MAX_TICKET_CHARS, SECRET_KEY_SUFFIXES,
+    MAX_BASE_URL_CHARS, MAX_DEPENDENCIES, MAX_DESCRIPTION_CHARS, MAX_ENVIRONMENT_CHARS,
+    MAX_FILTER_CHARS, MAX_INTERVAL_SECONDS, MAX_NAME_CHARS, MAX_OWNER_CHARS, MAX_REASON_CHARS,
+    MAX_TAGS, MAX_TAG_CHARS, MAX_THRESHOLD, MAX_TICKET_CHARS, SECRET_KEY_SUFFIXES,
 };
 
 /// Characters no single-line field may hold: C0, DEL, C1, U+2028 and U+2029.
@@ -283,6 +283,14 @@ fn spec_request(doc: &mut Value, providers: &ProviderRegistry) {
         "tags",
         json!({"maxItems": MAX_TAGS, "uniqueItems": true, "items": {
             "type": "string", "minLength": 1, "maxLength": MAX_TAG_CHARS, "pattern": TAG_PATTERN,
+        }}),
+    );
+    constrain(
+        doc,
+        schema,
+        "dependsOn",
+        json!({"maxItems": MAX_DEPENDENCIES, "uniqueItems": true, "items": {
+            "type": "string", "format": "uuid",
         }}),
     );
     constrain(
@@ -654,11 +662,27 @@ fn links(doc: &mut Value) {
 /// the status and one of the problem codes named here (`x-cross-field-rules` on that
 /// response).
 pub const CROSS_FIELD_RULES: &[(&str, &str, &[&str])] = &[
-    ("createIntegration", "422", &["invalid_health_check"]),
+    // `dependsOn` ids must name integrations of the tenant without closing a cycle (and two
+    // spellings of one id are duplicates): the store decides.
+    (
+        "createIntegration",
+        "422",
+        &[
+            "invalid_health_check",
+            "invalid_depends_on",
+            "unknown_dependency",
+        ],
+    ),
     (
         "replaceIntegration",
         "422",
-        &["invalid_health_check", "id_mismatch"],
+        &[
+            "invalid_health_check",
+            "id_mismatch",
+            "invalid_depends_on",
+            "unknown_dependency",
+            "dependency_cycle",
+        ],
     ),
     ("replaceIntegration", "428", &["version_required"]),
     ("getHistory", "422", &["invalid_range"]),

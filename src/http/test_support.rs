@@ -136,13 +136,23 @@ impl Store for FaultyStore {
         expected_version: i64,
         lifecycle: Lifecycle,
         event: Option<EventKind>,
+        flap: Option<catalogd_actors::FlapState>,
         check: CheckSummary,
         now: DateTime<Utc>,
         claim: Option<crate::cluster::Claim>,
     ) -> Result<CheckCommit, StoreError> {
         self.fault().await?;
         self.inner
-            .commit_check(id, expected_version, lifecycle, event, check, now, claim)
+            .commit_check(
+                id,
+                expected_version,
+                lifecycle,
+                event,
+                flap,
+                check,
+                now,
+                claim,
+            )
             .await
     }
 
@@ -189,6 +199,25 @@ impl Store for FaultyStore {
     async fn all_windows(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {
         self.fault().await?;
         self.inner.all_windows().await
+    }
+
+    async fn set_suppressed_by(
+        &self,
+        id: Uuid,
+        suppressed_by: &[Uuid],
+        claim: Option<crate::cluster::Claim>,
+    ) -> Result<CheckCommit, StoreError> {
+        self.fault().await?;
+        self.inner.set_suppressed_by(id, suppressed_by, claim).await
+    }
+
+    async fn dependencies(
+        &self,
+        tenant_id: &str,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, catalogd_actors::Status, Vec<Uuid>)>, StoreError> {
+        self.fault().await?;
+        self.inner.dependencies(tenant_id, ids).await
     }
 }
 

@@ -692,8 +692,9 @@ impl Table {
     }
 }
 
-/// Appends the engine's own gauges, read at scrape time from its lock-free counters.
-pub fn render_engine(out: &mut String, counters: &EngineCounters) {
+/// Appends the engine's own gauges, read at scrape time from its lock-free counters, and
+/// with `per_integration` (`metrics.per_integration`) the sparse suppressed series.
+pub fn render_engine(out: &mut String, counters: &EngineCounters, per_integration: bool) {
     family(
         out,
         names::ACTORS,
@@ -713,6 +714,41 @@ pub fn render_engine(out: &mut String, counters: &EngineCounters) {
         names::ACTOR_RESTARTS_TOTAL,
         counters.restarts()
     );
+    // DESIGN §10, counted by this node's monitors (a cluster's total is the sum over nodes).
+    for (name, help, value) in [
+        (
+            names::INTEGRATIONS_FLAPPING,
+            "Integrations monitored here that are flapping (their healthy/unhealthy events held back).",
+            counters.flapping(),
+        ),
+        (
+            names::INTEGRATIONS_SUPPRESSED,
+            "Integrations monitored here whose failures a degraded or failed dependency suppresses.",
+            counters.suppressed(),
+        ),
+    ] {
+        family(out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    if !per_integration {
+        return;
+    }
+    // Sparse: a series only for an integration that is suppressed now, so alert rules can
+    // leave it out (`unless on (tenant, integration)`) at the cost of no series for the rest.
+    family(
+        out,
+        names::INTEGRATION_SUPPRESSED,
+        "gauge",
+        "1 for each integration monitored here whose failures a degraded or failed dependency suppresses.",
+    );
+    for (tenant, id) in counters.suppressed_integrations() {
+        let _ = writeln!(
+            out,
+            "{}{{tenant=\"{}\",integration=\"{id}\"}} 1",
+            names::INTEGRATION_SUPPRESSED,
+            escape(&tenant)
+        );
+    }
 }
 
 /// This node's cluster metrics (DESIGN §9), read from its [`Ownership`] at scrape time.
@@ -1220,6 +1256,7 @@ mod tests {
             tags: Vec::new(),
             owner_id: None,
             health_check: Default::default(),
+            depends_on: Vec::new(),
         };
         let mut integration = Integration::new("acme", spec, "tester", chrono::Utc::now());
         integration.status = status;

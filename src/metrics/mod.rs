@@ -53,6 +53,9 @@ pub mod names {
     pub const EVENT_PUBLISH_DURATION: &str = "catalogd_event_publish_duration_seconds";
     pub const ACTORS: &str = "catalogd_actors";
     pub const ACTOR_RESTARTS_TOTAL: &str = "catalogd_actor_restarts_total";
+    pub const INTEGRATIONS_FLAPPING: &str = "catalogd_integrations_flapping";
+    pub const INTEGRATIONS_SUPPRESSED: &str = "catalogd_integrations_suppressed";
+    pub const INTEGRATION_SUPPRESSED: &str = "catalogd_integration_suppressed";
     pub const HTTP_REQUESTS_TOTAL: &str = "catalogd_http_requests_total";
     pub const HTTP_REQUEST_DURATION: &str = "catalogd_http_request_duration_seconds";
     pub const INTEGRATION_UP: &str = "catalogd_integration_up";
@@ -248,7 +251,7 @@ impl Exporter {
     fn render_live(&self) -> String {
         self.handle.run_upkeep();
         let mut out = self.handle.render();
-        render_engine(&mut out, &self.engine);
+        render_engine(&mut out, &self.engine, self.gauges.per_integration());
         if let Some(ownership) = &self.cluster {
             render_cluster(&mut out, ownership);
         }

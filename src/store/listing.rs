@@ -10,7 +10,9 @@
 //! row's object in two fragments, `list_head` and `list_tail`, rendered by triggers whenever
 //! a field in them is written (by any writer: every node of a cluster, an operator's SQL, so
 //! they cannot go stale), and this module renders only the three fields a check rewrites
-//! (`lastTestedAt`, `lastTestSuccess`, `consecutiveFailures`) between them. The history
+//! (`lastTestedAt`, `lastTestSuccess`, `consecutiveFailures`) between them. Migration
+//! `0007_flap_dependencies` makes the triggers again with the fields of DESIGN §10 at the end
+//! of the tail. The history
 //! writer's batch updates of those fields therefore never fire the triggers.
 //!
 //! Each object must mean exactly what `serde_json` makes of [`crate::integration::Integration`]
@@ -25,7 +27,7 @@
 /// resource. The first [`HEAD`] are `list_head`'s, the last [`TAIL`] `list_tail`'s, the rest
 /// are rendered at read time.
 #[cfg(test)]
-const FIELDS: [(&str, &str); 25] = [
+const FIELDS: [(&str, &str); 28] = [
     ("integrationId", "integration_id"),
     ("tenantId", "tenant_id"),
     ("name", "name"),
@@ -51,11 +53,14 @@ const FIELDS: [(&str, &str); 25] = [
     ("modifiedAt", "modified_at"),
     ("modifiedBy", "modified_by"),
     ("version", "version"),
+    ("dependsOn", "depends_on"),
+    ("suppressedBy", "suppressed_by"),
+    ("flapping", "flapping"),
 ];
 #[cfg(test)]
 const HEAD: usize = 17;
 #[cfg(test)]
-const TAIL: usize = 5;
+const TAIL: usize = 8;
 
 /// SQLite: the JSON object of the row `i`. sqlx stores times as `to_rfc3339_opts(AutoSi,
 /// false)`: chrono's digits with `+00:00` where serde writes `Z`; `json_quote(NULL)` is `null`.
@@ -155,6 +160,7 @@ mod tests {
             tags: Vec::new(),
             owner_id: None,
             health_check: Default::default(),
+            depends_on: Vec::new(),
         };
         let integration = Integration::new("t", spec, "a", chrono::Utc::now());
         // The keys in the order serde writes them (nothing nested here has keys).
@@ -170,15 +176,16 @@ mod tests {
         }
     }
 
-    /// Each migration renders the head's and the tail's fields in order and no other, and each
-    /// item renders the fields between them, in order (where they go: tests/it).
+    /// Each migration's latest triggers (0006's, made again with the §10 fields by 0007)
+    /// render the head's and the tail's fields in order and no other, and each item renders
+    /// the fields between them, in order (where they go: tests/it).
     #[test]
     fn the_migrations_and_the_items_render_every_field_in_order() {
         let (head, rest) = FIELDS.split_at(HEAD);
         let (middle, tail) = rest.split_at(rest.len() - TAIL);
         for migration in [
-            include_str!("../../migrations/sqlite/0006_list_json.sql"),
-            include_str!("../../migrations/postgres/0006_list_json.sql"),
+            include_str!("../../migrations/sqlite/0007_flap_dependencies.sql"),
+            include_str!("../../migrations/postgres/0007_flap_dependencies.sql"),
         ] {
             let rendered =
                 |(key, column): &(&str, &str)| (format!("'{key}', "), format!("NEW.{column}"));

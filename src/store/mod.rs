@@ -29,7 +29,7 @@ use crate::integration::{
     Author, Change, ChangeError, CheckSummary, Integration, IntegrationType, TestSummary,
 };
 use crate::maintenance::{MaintenanceWindow, WindowChange};
-use catalogd_actors::{EventKind, Lifecycle, Status, Thresholds};
+use catalogd_actors::{EventKind, FlapState, Lifecycle, Status, Thresholds};
 
 pub mod audit_chain;
 mod backend;
@@ -336,10 +336,29 @@ pub trait Store: Send + Sync + 'static {
         expected_version: i64,
         lifecycle: Lifecycle,
         event: Option<EventKind>,
+        flap: Option<FlapState>,
         check: CheckSummary,
         now: DateTime<Utc>,
         claim: Option<Claim>,
     ) -> Result<CheckCommit, StoreError>;
+
+    /// Writes which integrations suppress this one's failures (DESIGN §10), as its monitor
+    /// decided. Not a change of the resource: the version stays, no audit entry or event.
+    /// With a `claim`, written only if this node still holds the shard (else `Fenced`).
+    async fn set_suppressed_by(
+        &self,
+        id: Uuid,
+        suppressed_by: &[Uuid],
+        claim: Option<Claim>,
+    ) -> Result<CheckCommit, StoreError>;
+
+    /// `(id, status, dependsOn)` of the tenant's integrations among `ids` (those that exist):
+    /// what the engine learns of dependencies it does not monitor itself.
+    async fn dependencies(
+        &self,
+        tenant_id: &str,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, Status, Vec<Uuid>)>, StoreError>;
 
     // --- Maintenance windows (DESIGN §10) ----------------------------------------------
 

@@ -16,7 +16,7 @@ use catalogd_actors::Status;
 
 /// The columns of `integrations`, in the order [`IntegrationRow`] and the store's bind
 /// function use. Statements are generated from this list so they cannot drift apart.
-pub(super) const INTEGRATION_COLUMNS: [&str; 26] = [
+pub(super) const INTEGRATION_COLUMNS: [&str; 30] = [
     "integration_id",
     "tenant_id",
     "name",
@@ -43,6 +43,10 @@ pub(super) const INTEGRATION_COLUMNS: [&str; 26] = [
     "modified_at",
     "modified_by",
     "version",
+    "depends_on",
+    "suppressed_by",
+    "flapping",
+    "flap_transitions",
 ];
 
 /// The columns of `audit_log`, in [`AuditRow`]'s order.
@@ -93,6 +97,10 @@ pub(super) struct IntegrationRow {
     modified_at: DateTime<Utc>,
     modified_by: String,
     version: i64,
+    depends_on: Json<Vec<Uuid>>,
+    suppressed_by: Json<Vec<Uuid>>,
+    flapping: bool,
+    flap_transitions: Json<Vec<DateTime<Utc>>>,
 }
 
 impl IntegrationRow {
@@ -135,6 +143,10 @@ impl IntegrationRow {
             modified_at: self.modified_at,
             modified_by: self.modified_by,
             version: self.version,
+            depends_on: self.depends_on.0,
+            suppressed_by: self.suppressed_by.0,
+            flapping: self.flapping,
+            flap_transitions: self.flap_transitions.0,
         })
     }
 }

@@ -37,7 +37,7 @@ use crate::integration::{
     self, Applied, AuditRecord, Author, Change, CheckSummary, HealthCheck, Integration, TestSummary,
 };
 use crate::maintenance::{MaintenanceWindow, WindowChange};
-use catalogd_actors::{EventKind, Lifecycle, Thresholds};
+use catalogd_actors::{EventKind, FlapState, Lifecycle, Status, Thresholds};
 
 mod group_commit;
 
@@ -65,7 +65,7 @@ static SELECT_INTEGRATION: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Binds `$1..$26` in [`INTEGRATION_COLUMNS`] order.
+/// Binds `$1..$30` in [`INTEGRATION_COLUMNS`] order.
 static INSERT_INTEGRATION: LazyLock<String> = LazyLock::new(|| {
     let placeholders: Vec<String> = (1..=INTEGRATION_COLUMNS.len())
         .map(|n| format!("${n}"))
@@ -195,6 +195,14 @@ const INSERT_OUTBOX: &str = "INSERT INTO outbox (event_id, tenant_id, integratio
 
 const UPDATE_LAST_TEST: &str = "UPDATE integrations SET last_tested_at = $3, \
      last_test_success = $4 WHERE tenant_id = $1 AND integration_id = $2";
+
+/// Written by the monitor without bumping the version: suppression is health state, like the
+/// last check's fields, not an edit of the resource.
+const UPDATE_SUPPRESSED_BY: &str =
+    "UPDATE integrations SET suppressed_by = $2 WHERE integration_id = $1";
+
+/// Ids per `IN (…)` list when reading dependencies.
+const DEPENDENCY_ROWS_PER_SELECT: usize = 500;
 
 const DELETE_INTEGRATION: &str =
     "DELETE FROM integrations WHERE tenant_id = $1 AND integration_id = $2";
@@ -341,6 +349,8 @@ where
         sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q Vec<String>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q HealthCheck>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q Vec<Uuid>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q Vec<DateTime<Utc>>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'r> IntegrationRow: sqlx::FromRow<'r, B::Row>,
     for<'r> AuditRow: sqlx::FromRow<'r, B::Row>,
     for<'r> (i64, String): sqlx::FromRow<'r, B::Row>,
@@ -348,6 +358,7 @@ where
     for<'r> (String,): sqlx::FromRow<'r, B::Row>,
     for<'r> (i64,): sqlx::FromRow<'r, B::Row>,
     for<'r> JsonPageRow: sqlx::FromRow<'r, B::Row>,
+    for<'r> (Uuid, String, Json<Vec<Uuid>>): sqlx::FromRow<'r, B::Row>,
 {
     /// Binds every column of `integration` in [`INTEGRATION_COLUMNS`] order.
     fn bind_integration<'q>(
@@ -381,6 +392,10 @@ where
             .bind(integration.modified_at)
             .bind(&integration.modified_by)
             .bind(integration.version)
+            .bind(Json(&integration.depends_on))
+            .bind(Json(&integration.suppressed_by))
+            .bind(integration.flapping)
+            .bind(Json(&integration.flap_transitions))
     }
 
     /// Writes one `integration_tags` row per distinct tag.
@@ -807,6 +822,8 @@ where
         sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q Vec<String>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q HealthCheck>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q Vec<Uuid>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q Vec<DateTime<Utc>>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'r> IntegrationRow: sqlx::FromRow<'r, B::Row>,
     for<'r> AuditRow: sqlx::FromRow<'r, B::Row>,
     for<'r> (i64, String): sqlx::FromRow<'r, B::Row>,
@@ -814,6 +831,7 @@ where
     for<'r> (String,): sqlx::FromRow<'r, B::Row>,
     for<'r> (i64,): sqlx::FromRow<'r, B::Row>,
     for<'r> JsonPageRow: sqlx::FromRow<'r, B::Row>,
+    for<'r> (Uuid, String, Json<Vec<Uuid>>): sqlx::FromRow<'r, B::Row>,
 {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -1106,6 +1124,7 @@ where
         expected_version: i64,
         lifecycle: Lifecycle,
         event: Option<EventKind>,
+        flap: Option<FlapState>,
         check: CheckSummary,
         now: DateTime<Utc>,
         claim: Option<Claim>,
@@ -1115,6 +1134,14 @@ where
             expected_version,
             lifecycle,
             event,
+            flap: flap.map(|flap| FlapState {
+                transitions: flap
+                    .transitions
+                    .into_iter()
+                    .map(rows::stored_precision)
+                    .collect(),
+                ..flap
+            }),
             check: CheckSummary {
                 started_at: rows::stored_precision(check.started_at),
                 ..check
@@ -1223,6 +1250,75 @@ where
             .map_err(read_error)?;
         rows.iter().map(|(body,)| window_from_body(body)).collect()
     }
+
+    async fn set_suppressed_by(
+        &self,
+        id: Uuid,
+        suppressed_by: &[Uuid],
+        claim: Option<Claim>,
+    ) -> Result<CheckCommit, StoreError> {
+        let suppressed_by = suppressed_by.to_vec();
+        let _turn = self.gate.turn().await;
+        let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
+        // The fence first, as for a transition: a monitor whose node lost the shard writes
+        // nothing.
+        if let Some(claim) = claim {
+            let admitted = B::fence(&mut transaction, &self.node, &[claim]).await?;
+            if admitted.is_empty() {
+                transaction.rollback().await?;
+                return Ok(CheckCommit::Fenced);
+            }
+        }
+        let updated = sqlx::query(UPDATE_SUPPRESSED_BY)
+            .bind(id)
+            .bind(Json(&suppressed_by))
+            .execute(&mut *transaction)
+            .await?;
+        if B::rows_affected(&updated) == 0 {
+            transaction.rollback().await?;
+            return Ok(CheckCommit::Stale(None));
+        }
+        let row: Option<IntegrationRow> = sqlx::query_as(&SELECT_INTEGRATION_BY_ID)
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(read_error)?;
+        transaction.commit().await?;
+        match row.map(IntegrationRow::into_integration).transpose()? {
+            Some(integration) => Ok(CheckCommit::Committed(integration)),
+            None => Ok(CheckCommit::Stale(None)),
+        }
+    }
+
+    async fn dependencies(
+        &self,
+        tenant_id: &str,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, Status, Vec<Uuid>)>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(DEPENDENCY_ROWS_PER_SELECT) {
+            let mut select = QueryBuilder::<B>::new(
+                "SELECT integration_id, status, depends_on FROM integrations WHERE tenant_id = ",
+            );
+            select.push_bind(tenant_id).push(" AND integration_id IN (");
+            let mut list = select.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            select.push(")");
+            let rows: Vec<(Uuid, String, Json<Vec<Uuid>>)> = B::build_query_as(&mut select)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(read_error)?;
+            for (id, status, depends_on) in rows {
+                let status: Status = status
+                    .parse()
+                    .map_err(|error| StoreError::Corrupt(format!("integration {id}: {error}")))?;
+                found.push((id, status, depends_on.0));
+            }
+        }
+        Ok(found)
+    }
 }
 
 #[cfg(test)]
@@ -1244,8 +1340,8 @@ mod tests {
 
     #[test]
     fn statements_bind_every_column() {
-        assert!(INSERT_INTEGRATION.ends_with("$26)"));
-        assert!(UPDATE_INTEGRATION.contains("version = $26 WHERE"));
+        assert!(INSERT_INTEGRATION.ends_with("$30)"));
+        assert!(UPDATE_INTEGRATION.contains("flap_transitions = $30 WHERE"));
         assert!(!UPDATE_INTEGRATION.contains("tenant_id = $2,"));
         assert!(INSERT_AUDIT.ends_with("$17)"));
     }

@@ -5,7 +5,9 @@
 //! burst (and two that chain, the second at the version the first makes), a fenced claim (PostgreSQL; SQLite's serve lock is its fence, so there the claim
 //! holds) and a transition whose own write fails must not fail the others. Afterwards every
 //! tenant's audit chain verifies, each integration's events are numbered gap-free, and every
-//! audited change has its one event.
+//! audited change has its one event. Also: the flap detector's state committed with a
+//! transition (held back: audited without an event) and a monitor's suppression are read
+//! back as written, which is what a restarted monitor starts from (DESIGN §10).
 
 use chrono::Utc;
 use futures::future::join_all;
@@ -19,7 +21,10 @@ use catalogd::store::{CheckCommit, Database, StoreError};
 use catalogd_actors::{Status, Thresholds};
 use catalogd_testkit::{both_backends, Backend, FreshDatabase};
 
-both_backends!(a_burst_of_transitions_commits_each_on_its_own);
+both_backends!(
+    a_burst_of_transitions_commits_each_on_its_own,
+    the_flap_state_and_the_suppression_are_stored_and_read_back,
+);
 
 const SHARDS: u32 = 4;
 const TENANTS: usize = 3;
@@ -250,4 +255,105 @@ async fn execute(backend: Backend, url: &str, sql: &str) {
                 .expect(sql);
         }
     }
+}
+
+async fn the_flap_state_and_the_suppression_are_stored_and_read_back(backend: Backend) {
+    use catalogd::integration::CheckSummary;
+    use catalogd_actors::{CheckOutcome, FailureClass, FlapState, Lifecycle};
+
+    let database = FreshDatabase::new(backend).await;
+    let db = Database::connect(&store_options(&database.url, 2))
+        .await
+        .expect("connect");
+    let store = db.store(Thresholds::default());
+    let dependency = Integration::new(
+        "acme",
+        crate::helpers::minimal_spec("registry", IntegrationType::Registry),
+        "alice",
+        Utc::now(),
+    );
+    let mut spec = crate::helpers::minimal_spec("pipeline", IntegrationType::Ci);
+    spec.depends_on = vec![dependency.integration_id];
+    let integration = Integration::new("acme", spec, "alice", Utc::now());
+    store.create(&dependency).await.expect("create");
+    store.create(&integration).await.expect("create");
+    let id = integration.integration_id;
+    let times: Vec<chrono::DateTime<Utc>> = (0..4)
+        .map(|minutes| {
+            chrono::DateTime::parse_from_rfc3339("2026-12-06T10:00:00.123456Z")
+                .unwrap()
+                .with_timezone(&Utc)
+                + chrono::TimeDelta::minutes(minutes)
+        })
+        .collect();
+    // A transition while flapping: committed and audited, no event (sequence stays at 1).
+    let flap = FlapState {
+        flapping: true,
+        transitions: times.clone(),
+    };
+    let committed = store
+        .commit_check(
+            id,
+            1,
+            Lifecycle {
+                status: Status::Degraded,
+                consecutive_failures: 1,
+                consecutive_successes: 0,
+            },
+            None,
+            Some(flap.clone()),
+            CheckSummary {
+                outcome: CheckOutcome::Failure(FailureClass::Connect),
+                started_at: Utc::now(),
+                latency_ms: 3,
+            },
+            Utc::now(),
+            None,
+        )
+        .await
+        .expect("commit");
+    let CheckCommit::Committed(row) = committed else {
+        panic!("{committed:?}")
+    };
+    assert_eq!((row.status, row.version), (Status::Degraded, 2));
+    let loaded = store.load(id).await.unwrap().unwrap();
+    assert_eq!(loaded.flap(), flap);
+    assert!(loaded.flapping);
+    assert_eq!(loaded.depends_on, [dependency.integration_id]);
+    // The suppression: written without a version bump, read back by GET and by the engine's
+    // dependency read (tenant-scoped: another tenant reads nothing).
+    let stored = store
+        .set_suppressed_by(id, &[dependency.integration_id], None)
+        .await
+        .expect("suppress");
+    assert!(
+        matches!(stored, CheckCommit::Committed(ref row) if row.version == 2),
+        "{stored:?}"
+    );
+    let got = store.get("acme", id).await.unwrap().unwrap();
+    assert_eq!(got.suppressed_by, [dependency.integration_id]);
+    let read = store
+        .dependencies("acme", &[id, dependency.integration_id])
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 2);
+    assert!(read.contains(&(id, Status::Degraded, vec![dependency.integration_id])));
+    assert!(store
+        .dependencies("globex", &[id])
+        .await
+        .unwrap()
+        .is_empty());
+    // Audited, and no event beyond `created`.
+    let outbox = crate::helpers::read_rows::<(i64,)>(
+        &database.url,
+        "SELECT sequence FROM outbox WHERE integration_id = $1",
+        Some(id),
+    )
+    .await;
+    assert_eq!(outbox, [(1,)]);
+    let gone = store
+        .set_suppressed_by(Uuid::now_v7(), &[], None)
+        .await
+        .expect("suppress");
+    assert!(matches!(gone, CheckCommit::Stale(None)));
 }

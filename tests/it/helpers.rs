@@ -281,6 +281,7 @@ pub fn minimal_spec(
         tags: Vec::new(),
         owner_id: None,
         health_check: Default::default(),
+        depends_on: Vec::new(),
     }
 }
 
@@ -359,6 +360,7 @@ pub async fn degrade(
                 consecutive_successes: 0,
             },
             Some(EventKind::Unhealthy),
+            None,
             catalogd::integration::CheckSummary {
                 outcome: CheckOutcome::Failure(FailureClass::Timeout),
                 started_at: chrono::Utc::now(),

@@ -445,6 +445,8 @@ async fn every_state_scraped_checked_and_every_expression_evaluated() {
         "catalogd_check_lateness_seconds_bucket",
         "catalogd_actors ",
         "catalogd_actor_restarts_total ",
+        "catalogd_integrations_flapping ",
+        "catalogd_integrations_suppressed ",
         "catalogd_http_requests_total",
         "catalogd_http_request_duration_seconds_bucket",
         "catalogd_integration_up{",

@@ -189,6 +189,7 @@ fn full_spec(name: &str) -> IntegrationSpec {
             failed_after: Some(4),
             recover_after: Some(3),
         },
+        depends_on: Vec::new(),
     }
 }
 

@@ -260,7 +260,16 @@ async fn measure(
                             latency_ms: 12,
                         };
                         match store
-                            .commit_check(*id, *version, lifecycle, Some(event), check, now, None)
+                            .commit_check(
+                                *id,
+                                *version,
+                                lifecycle,
+                                Some(event),
+                                None,
+                                check,
+                                now,
+                                None,
+                            )
                             .await?
                         {
                             CheckCommit::Committed(row) => *version = row.version,

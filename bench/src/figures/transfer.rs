@@ -145,6 +145,7 @@ async fn measure(
             tags: vec!["imported".into(), format!("team:{}", i % 50)],
             owner_id: None,
             health_check: Default::default(),
+            depends_on: Vec::new(),
         };
         store
             .create(&Integration::new(

@@ -41,7 +41,7 @@ use crate::cloudevents::{self, OutboxEvent};
 use crate::cluster::Claim;
 use crate::integration::{self, Applied, CheckSummary, HealthCheck, Integration};
 use crate::store::audit_chain::StoredAuditEntry;
-use catalogd_actors::{EventKind, Lifecycle};
+use catalogd_actors::{EventKind, FlapState, Lifecycle};
 
 /// Transitions one group commits at most. Large enough that a group absorbs every
 /// transition that arrived during the previous commit at 10k/s; small enough that the
@@ -61,6 +61,8 @@ pub(super) struct Request {
     pub(super) expected_version: i64,
     pub(super) lifecycle: Lifecycle,
     pub(super) event: Option<EventKind>,
+    /// The flap detector's state after the check; `None` leaves it as stored.
+    pub(super) flap: Option<FlapState>,
     pub(super) check: CheckSummary,
     pub(super) now: DateTime<Utc>,
     pub(super) claim: Option<Claim>,
@@ -75,7 +77,8 @@ pub(super) struct Pending {
 }
 
 /// The lifecycle columns a check changes ([`integration::apply_check`]: the lifecycle, its
-/// pause fields, the last check, the version), several rows per statement, rather than the
+/// pause fields, the last check, the version, the flap detector's state), several rows per
+/// statement, rather than the
 /// whole row: the rest of the row is as read, and rewriting it would encode its JSON columns
 /// again for nothing. The last value of each row says whether it takes its next event
 /// sequence number (under the row's lock: gap-free, in commit order). The rows follow as
@@ -84,7 +87,8 @@ const UPDATE_TRANSITIONS: &str = "UPDATE integrations SET status = o.column2, \
      paused = o.column3, pause_reason = o.column4, pause_ticket = o.column5, \
      consecutive_failures = o.column6, consecutive_successes = o.column7, \
      last_tested_at = o.column8, last_test_success = o.column9, version = o.column10, \
-     event_sequence = event_sequence + o.column11 FROM (";
+     event_sequence = event_sequence + o.column11, flapping = o.column12, \
+     flap_transitions = o.column13 FROM (";
 
 const UPDATE_TRANSITIONS_END: &str = ") AS o WHERE integrations.integration_id = o.column1 \
      RETURNING integrations.integration_id, integrations.event_sequence";
@@ -120,6 +124,8 @@ where
         sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q Vec<String>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q HealthCheck>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q Vec<Uuid>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q Vec<DateTime<Utc>>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'r> IntegrationRow: sqlx::FromRow<'r, B::Row>,
     for<'r> super::AuditRow: sqlx::FromRow<'r, B::Row>,
     for<'r> (i64, String): sqlx::FromRow<'r, B::Row>,
@@ -127,6 +133,7 @@ where
     for<'r> (String,): sqlx::FromRow<'r, B::Row>,
     for<'r> (i64,): sqlx::FromRow<'r, B::Row>,
     for<'r> super::JsonPageRow: sqlx::FromRow<'r, B::Row>,
+    for<'r> (Uuid, String, Json<Vec<Uuid>>): sqlx::FromRow<'r, B::Row>,
 {
     /// Queues `request` to the committer (started on first use) and waits for its answer.
     /// A caller that gives up does not take its transition back: it commits or not with its
@@ -247,6 +254,7 @@ where
                         current,
                         request.lifecycle,
                         request.event,
+                        request.flap.as_ref(),
                         request.check,
                         request.now,
                     );
@@ -334,7 +342,9 @@ where
                         .push_bind(after.last_tested_at)
                         .push_bind(after.last_test_success)
                         .push_bind(after.version)
-                        .push_bind(i64::from(applied.event.is_some()));
+                        .push_bind(i64::from(applied.event.is_some()))
+                        .push_bind(after.flapping)
+                        .push_bind(Json(&after.flap_transitions));
                 });
                 update.push(UPDATE_TRANSITIONS_END);
                 let updated: Vec<(Uuid, i64)> = B::build_query_as(&mut update)
@@ -484,6 +494,7 @@ where
             expected_version,
             lifecycle,
             event,
+            flap,
             check,
             now,
             claim,
@@ -514,7 +525,8 @@ where
                 return Ok(CheckCommit::Stale(other));
             }
         };
-        let applied = integration::apply_check(&current, lifecycle, event, check, now);
+        let applied =
+            integration::apply_check(&current, lifecycle, event, flap.as_ref(), check, now);
         let event = Self::write_applied(
             &mut transaction,
             &current,

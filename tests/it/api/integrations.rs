@@ -31,6 +31,10 @@ const RESOURCE_FIELDS: &[&str] = &[
     "modifiedAt",
     "modifiedBy",
     "version",
+    // DESIGN §10 (`maintenance` comes with maintenance windows).
+    "dependsOn",
+    "suppressedBy",
+    "flapping",
 ];
 
 fn full_body(name: &str) -> Value {

@@ -31,6 +31,10 @@ fn catalog() -> Vec<Value> {
                 item["healthCheck"] =
                     json!({"intervalSeconds": 120, "timeoutSeconds": 5, "degradedAfter": 2});
             }
+            if n % 4 == 1 {
+                // By name: ids differ between environments.
+                item["dependsOn"] = json!(["http-0"]);
+            }
             if *provider == "http" {
                 item["configuration"] = json!({"path": "/healthz", "expectStatus": 200});
             }
@@ -72,8 +76,21 @@ async fn audit_count(app: &TestApp, token: &str) -> usize {
 async fn a_promotion_round_trips_through_export_and_import(backend: Backend) {
     let dev = spawn_app(backend).await;
     let admin = dev.admin("acme");
+    // The REST API takes dependencies by id; the document names them.
+    let mut ids: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
     for item in catalog() {
-        dev.create_ok(&admin, &item).await;
+        let mut body = item.clone();
+        if let Some(names) = item["dependsOn"].as_array() {
+            body["dependsOn"] = names
+                .iter()
+                .map(|n| ids[n.as_str().unwrap()].clone())
+                .collect();
+        }
+        let created = dev.create_ok(&admin, &body).await;
+        ids.insert(
+            item["name"].as_str().unwrap().to_owned(),
+            created["integrationId"].clone(),
+        );
     }
     let exported = export(&dev, &admin).await;
     assert_eq!(exported["apiVersion"], "catalogd/v1");
@@ -193,7 +210,7 @@ async fn an_import_plans_merges_replaces_and_refuses_as_a_whole(backend: Backend
     let bad = document(vec![
         changed.clone(),
         json!({"name": "broken", "type": "registry", "provider": "harbor"}),
-        json!({"name": "worse", "type": "boat", "provider": "tcp", "dependsOn": []}),
+        json!({"name": "worse", "type": "host", "provider": "tcp", "dependsOn": ["nowhere"], "colour": "red"}),
         json!({"name": "keep", "type": "host", "provider": "tcp"}),
     ]);
     let (status, code, body) = problem(import(&app, &admin, "?mode=replace", &bad).await).await;

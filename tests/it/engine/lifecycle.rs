@@ -16,6 +16,9 @@ pub async fn spawn_monitoring_app(backend: Backend) -> TestApp {
     config.egress.allow_private = true;
     config.monitor.reconcile_interval = Duration::from_secs(2);
     config.history.flush_interval = Duration::from_millis(100);
+    // These tests count every healthy/unhealthy event of a few minutes' transitions; flap
+    // detection (which would hold the sixth back) has its own test, `engine::flapping`.
+    config.monitor.flap_threshold = 0;
     spawn_with_config(config, dir).await
 }
 

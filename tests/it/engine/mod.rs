@@ -1,7 +1,9 @@
 //! End-to-end tests of the monitor engine inside the real daemon: real HTTP targets on
 //! loopback that the tests flip between healthy, failing and hanging, on SQLite and on
-//! PostgreSQL.
+//! PostgreSQL; flap detection and dependency suppression (DESIGN §10) among them.
 
 mod canary;
+mod dependencies;
+mod flapping;
 mod lifecycle;
 mod supervision;
