@@ -20,10 +20,12 @@ pub enum UseCase {
     Health,
     History,
     Audit,
+    GetStatusPage,
+    PutStatusPage,
 }
 
 impl UseCase {
-    pub const ALL: [UseCase; 13] = [
+    pub const ALL: [UseCase; 15] = [
         UseCase::List,
         UseCase::Get,
         UseCase::Create,
@@ -37,6 +39,8 @@ impl UseCase {
         UseCase::Health,
         UseCase::History,
         UseCase::Audit,
+        UseCase::GetStatusPage,
+        UseCase::PutStatusPage,
     ];
 
     /// The use case's name; also its NATS endpoint name where NATS offers it.
@@ -55,6 +59,8 @@ impl UseCase {
             UseCase::Health => "health",
             UseCase::History => "history",
             UseCase::Audit => "audit",
+            UseCase::GetStatusPage => "get_status_page",
+            UseCase::PutStatusPage => "put_status_page",
         }
     }
 
@@ -62,7 +68,11 @@ impl UseCase {
     /// admin (which implies read).
     pub fn scope(self) -> Scope {
         match self {
-            UseCase::List | UseCase::Get | UseCase::Health | UseCase::History => Scope::Read,
+            UseCase::List
+            | UseCase::Get
+            | UseCase::Health
+            | UseCase::History
+            | UseCase::GetStatusPage => Scope::Read,
             UseCase::Create
             | UseCase::Update
             | UseCase::Delete
@@ -71,13 +81,21 @@ impl UseCase {
             | UseCase::Pause
             | UseCase::Resume
             | UseCase::Activate
-            | UseCase::Audit => Scope::Admin,
+            | UseCase::Audit
+            | UseCase::PutStatusPage => Scope::Admin,
         }
     }
 
     /// Whether the use case acts on one integration, named by its id.
     pub fn takes_id(self) -> bool {
-        !matches!(self, UseCase::List | UseCase::Create | UseCase::Audit)
+        !matches!(
+            self,
+            UseCase::List
+                | UseCase::Create
+                | UseCase::Audit
+                | UseCase::GetStatusPage
+                | UseCase::PutStatusPage
+        )
     }
 }
 
@@ -92,7 +110,7 @@ mod tests {
             .filter(|use_case| use_case.scope() == Scope::Read)
             .map(|use_case| use_case.name())
             .collect();
-        assert_eq!(reads, ["list", "get", "health", "history"]);
+        assert_eq!(reads, ["list", "get", "health", "history", "get_status_page"]);
         assert!(!UseCase::List.takes_id() && UseCase::Pause.takes_id());
     }
 }

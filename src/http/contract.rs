@@ -442,6 +442,8 @@ fn use_case(operation_id: &str) -> Option<UseCase> {
         "getHealth" => UseCase::Health,
         "getHistory" => UseCase::History,
         "listAudit" => UseCase::Audit,
+        "getStatusPageConfig" => UseCase::GetStatusPage,
+        "putStatusPageConfig" => UseCase::PutStatusPage,
         _ => return None,
     })
 }

@@ -48,8 +48,21 @@ pub mod use_case {
     }
 
     markers!(
-        List, Get, Create, Update, Delete, Submit, Test, Pause, Resume, Activate, Health, History,
+        List,
+        Get,
+        Create,
+        Update,
+        Delete,
+        Submit,
+        Test,
+        Pause,
+        Resume,
+        Activate,
+        Health,
+        History,
         Audit,
+        GetStatusPage,
+        PutStatusPage,
     );
 }
 

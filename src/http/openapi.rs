@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, ProblemField};
 use super::route::Route;
-use super::{audit, health, integrations, probes, transitions};
+use super::{audit, health, integrations, probes, status_page, transitions};
 use crate::app::transitions::{ActivateRequest, EmptyRequest};
 
 #[derive(OpenApi)]
@@ -39,6 +39,11 @@ use crate::app::transitions::{ActivateRequest, EmptyRequest};
         audit::list,
         probes::healthz,
         probes::readyz,
+        status_page::get_config,
+        status_page::put_config,
+        status_page::page,
+        status_page::summary,
+        status_page::badge,
         document,
     ),
     components(
@@ -52,6 +57,7 @@ use crate::app::transitions::{ActivateRequest, EmptyRequest};
         (name = "health", description = "Health, uptime and check history of one integration"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "probes", description = "Liveness and readiness of the daemon"),
+        (name = "status", description = "The tenant's status page: its configuration, the page, its JSON and badges"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -162,6 +168,10 @@ mod tests {
             ("/healthz", &["get"]),
             ("/readyz", &["get"]),
             ("/api/v1/openapi.json", &["get"]),
+            ("/api/v1/status-page", &["get", "put"]),
+            ("/status/{tenant}", &["get"]),
+            ("/status/{tenant}/summary.json", &["get"]),
+            ("/status/{tenant}/badge/{file}", &["get"]),
         ] {
             for method in methods {
                 assert!(paths[path][method].is_object(), "{method} {path} missing");

@@ -267,6 +267,8 @@ impl TestApp {
                 thresholds: Thresholds::default(),
             },
             nats: crate::nats::NatsReadiness::default(),
+            status_pages: database.status_pages(),
+            maintenance: Arc::new(crate::app::status_page::NoMaintenance),
         };
         configure(&mut state);
         TestApp {

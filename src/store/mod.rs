@@ -16,7 +16,8 @@
 //! - `sql`: the catalog [`Store`]; `rows`: its row shapes; `listing`: the list's JSON as the
 //!   database assembles it; [`audit_chain`]: the hash chain;
 //! - [`history`]: the health history; [`outbox`]: the relay's view of the outbox;
-//!   [`census`]: the metrics' fleet-wide reads.
+//!   [`census`]: the metrics' fleet-wide reads; [`status_pages`]: the status page's
+//!   configuration and reads.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -40,6 +41,7 @@ mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+pub mod status_pages;
 
 pub use audit_chain::{AuditEntry, ChainProblem};
 
