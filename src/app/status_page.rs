@@ -415,8 +415,7 @@ impl App {
                 (None, Some(token)) => Some(format!("Bearer {token}")),
                 (None, None) => None,
             };
-            let principal =
-                self.authenticate(authorization.as_deref(), UseCase::GetStatusPage)?;
+            let principal = self.authenticate(authorization.as_deref(), UseCase::GetStatusPage)?;
             if principal.tenant_id != tenant_id {
                 return Err(AppError::NotFound);
             }
@@ -435,9 +434,13 @@ impl App {
             .members(tenant_id)
             .await?
             .into_iter()
-            .filter(|member| config.selector.matches(member))
+            // Drafts are not monitored yet: they have nothing to show.
+            .filter(|member| member.status != Status::Draft && config.selector.matches(member))
             .collect();
-        let history = self.history.tenant_history(tenant_id, BAR_DAYS, now).await?;
+        let history = self
+            .history
+            .tenant_history(tenant_id, BAR_DAYS, now)
+            .await?;
         let since = now - TimeDelta::days(INCIDENT_DAYS);
         let transitions = self.status_pages.transitions(tenant_id, since).await?;
         let today = now.date_naive();

@@ -110,7 +110,10 @@ mod tests {
             .filter(|use_case| use_case.scope() == Scope::Read)
             .map(|use_case| use_case.name())
             .collect();
-        assert_eq!(reads, ["list", "get", "health", "history", "get_status_page"]);
+        assert_eq!(
+            reads,
+            ["list", "get", "health", "history", "get_status_page"]
+        );
         assert!(!UseCase::List.takes_id() && UseCase::Pause.takes_id());
     }
 }

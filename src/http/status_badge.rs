@@ -49,7 +49,10 @@ mod tests {
     fn the_badge_states_the_name_and_state_in_words() {
         let svg = badge("registry <eu>", PageState::Outage);
         assert!(svg.starts_with("<svg"), "{svg}");
-        assert!(svg.contains("<title>registry &lt;eu&gt;: outage</title>"), "{svg}");
+        assert!(
+            svg.contains("<title>registry &lt;eu&gt;: outage</title>"),
+            "{svg}"
+        );
         assert!(svg.contains("#cf222e"));
         assert!(!svg.contains("<eu>"));
     }

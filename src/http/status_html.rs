@@ -98,6 +98,7 @@ fn when(time: DateTime<Utc>) -> Markup {
 fn duration(seconds: i64) -> String {
     let minutes = seconds.max(0) / 60;
     match (minutes / 1440, minutes / 60 % 24, minutes % 60) {
+        (0, 0, 0) => "under 1 min".to_owned(),
         (0, 0, m) => format!("{m} min"),
         (0, h, m) => format!("{h} h {m} min"),
         (d, h, _) => format!("{d} d {h} h"),
@@ -312,7 +313,7 @@ mod tests {
 
     #[test]
     fn durations_read_naturally() {
-        assert_eq!(duration(59), "0 min");
+        assert_eq!(duration(59), "under 1 min");
         assert_eq!(duration(3 * 60), "3 min");
         assert_eq!(duration(2 * 3600 + 5 * 60), "2 h 5 min");
         assert_eq!(duration(3 * 86400 + 4 * 3600), "3 d 4 h");

@@ -159,17 +159,14 @@ pub async fn page(
     match view(&app, &tenant, &headers, query.as_deref()).await {
         Ok((view, public)) => {
             let body = status_html::page(&view, &page_path(&tenant, "summary.json"));
-            let mut response = (
-                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                body,
-            )
-                .into_response();
+            let mut response =
+                ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
             private_headers(&mut response, public);
             response
         }
         Err(error) => {
-            let status = StatusCode::from_u16(error.status())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status =
+                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let words = match error {
                 AppError::NotFound => "There is no status page here.",
                 AppError::Unauthorized | AppError::Forbidden => {
@@ -263,7 +260,10 @@ mod tests {
 
     #[test]
     fn page_paths_encode_the_tenant() {
-        assert_eq!(page_path("acme", "summary.json"), "/status/acme/summary.json");
+        assert_eq!(
+            page_path("acme", "summary.json"),
+            "/status/acme/summary.json"
+        );
         assert_eq!(
             page_path("a b/c", "summary.json"),
             "/status/a%20b%2Fc/summary.json"

@@ -94,9 +94,8 @@ const UPSERT_PAGE: &str = "INSERT INTO status_pages (tenant_id, enabled, public,
      modified_by = excluded.modified_by, version = status_pages.version + 1 \
      RETURNING CAST(version AS BIGINT)";
 
-/// Drafts are not monitored yet, so a page never shows them.
 const SELECT_MEMBERS: &str = "SELECT integration_id, name, status, environment, tags \
-                              FROM integrations WHERE tenant_id = $1 AND status <> 'draft' \
+                              FROM integrations WHERE tenant_id = $1 \
                               ORDER BY name, integration_id";
 
 /// Served by `audit_log_by_action_time` (migration 0008).
@@ -283,20 +282,12 @@ impl StatusPages {
     ) -> Result<StoredStatusPage, StoreError> {
         let gate = self.pool.gate();
         match &self.pool {
-            Pool::Sqlite(pool, _) => {
-                Tables(pool)
-                    .put(&gate, tenant_id, config, by, now)
-                    .await
-            }
-            Pool::Postgres(pool) => {
-                Tables(pool)
-                    .put(&gate, tenant_id, config, by, now)
-                    .await
-            }
+            Pool::Sqlite(pool, _) => Tables(pool).put(&gate, tenant_id, config, by, now).await,
+            Pool::Postgres(pool) => Tables(pool).put(&gate, tenant_id, config, by, now).await,
         }
     }
 
-    /// The tenant's integrations that are not drafts, ordered by name.
+    /// The tenant's integrations, drafts included, ordered by name.
     pub async fn members(&self, tenant_id: &str) -> Result<Vec<Member>, StoreError> {
         match &self.pool {
             Pool::Sqlite(pool, _) => Tables(pool).members(tenant_id).await,

@@ -83,11 +83,11 @@ mod writer;
 
 pub use options::HistoryOptions;
 pub use plan::{plan, Horizons, Segment, Source};
+pub use status_reads::{Counts, TenantHistory};
 pub use values::{
     ratio, Bucket, CheckResult, Health, HistoryItem, HistoryPage, HistoryQuery, LastCheck,
     MaintenanceReport, Resolution, Uptime, UPTIME_WINDOWS,
 };
-pub use status_reads::{Counts, TenantHistory};
 pub use writer::{HistoryWriter, WriterCounters};
 
 /// Health history of both backends. Cheap to clone.
@@ -119,8 +119,7 @@ impl HistoryStore {
     /// The history over `pool`, its writers taking turns with the store's.
     pub(super) fn over(pool: &Pool, options: HistoryOptions) -> Self {
         let gate = pool.gate();
-        let (tables, status): (Arc<dyn Tables>, Arc<dyn status_reads::StatusTables>) = match pool
-        {
+        let (tables, status): (Arc<dyn Tables>, Arc<dyn status_reads::StatusTables>) = match pool {
             Pool::Sqlite(pool, _) => {
                 let tables = Arc::new(SqlTables {
                     pool: pool.clone(),

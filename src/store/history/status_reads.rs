@@ -4,9 +4,9 @@
 //! hourly mark), never one read per integration. Also the writing of daily rollups directly,
 //! for tests and benchmarks that need months of history at once.
 
-use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
+use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 use super::dialect::{DbTime, HistoryBackend};
@@ -172,16 +172,17 @@ impl HistoryStore {
         let hourly_through = hourly_through.unwrap_or(EARLIEST);
         let daily_through = daily_through.unwrap_or(EARLIEST);
         let mut history = TenantHistory::default();
-        let add_day = |days: &mut HashMap<Uuid, BTreeMap<DateTime<Utc>, Counts>>,
-                       (id, start, successes, failures): (Uuid, DateTime<Utc>, u64, u64)| {
-            if start >= first_day {
-                days.entry(id)
-                    .or_default()
-                    .entry(floor_to(start, DAY))
-                    .or_default()
-                    .add(successes, failures);
-            }
-        };
+        let add_day =
+            |days: &mut HashMap<Uuid, BTreeMap<DateTime<Utc>, Counts>>,
+             (id, start, successes, failures): (Uuid, DateTime<Utc>, u64, u64)| {
+                if start >= first_day {
+                    days.entry(id)
+                        .or_default()
+                        .entry(floor_to(start, DAY))
+                        .or_default()
+                        .add(successes, failures);
+                }
+            };
         if first_day < daily_through {
             for row in self
                 .status

@@ -8,4 +8,5 @@ mod isolation;
 mod lifecycle;
 mod pagination;
 mod probes;
+pub(crate) mod status_page;
 mod validation;

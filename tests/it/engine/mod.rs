@@ -3,5 +3,5 @@
 //! PostgreSQL.
 
 mod canary;
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod supervision;
