@@ -1,4 +1,4 @@
-//! The figures of issue 6 (F1–F9) and issue 12 (F10), each a function from the tier to table rows. A figure starts and
+//! The figures of issue 6 (F1–F9), issue 12 (F10) and issue 14 (F11), each a function from the tier to table rows. A figure starts and
 //! stops everything it needs, so each can run alone (`--only F4`).
 
 use std::future::Future;
@@ -14,6 +14,7 @@ mod events;
 mod fleet;
 mod metrics;
 mod persistence;
+mod status_page;
 
 /// What a figure produced: rows for the table, and notes (what stood in the way of a target,
 /// what was left out at this tier).
@@ -71,5 +72,10 @@ pub const ALL: &[Figure] = &[
         id: "F10",
         title: "cluster: 1, 2 and 3 daemons on one PostgreSQL, takeover, lease traffic",
         run: |tier| Box::pin(cluster::run(tier)),
+    },
+    Figure {
+        id: "F11",
+        title: "status page render at 1,000 integrations × 90 days",
+        run: |tier| Box::pin(status_page::run(tier)),
     },
 ];
