@@ -377,14 +377,14 @@ impl App {
                 return Err(AppError::Validation(unknown));
             }
         }
-        let by = author(principal).subject;
+        let author = author(principal);
         let stored = self
-            .status_pages
-            .put(&principal.tenant_id, &config, &by, self.clock.now())
+            .store
+            .put_status_page(&author, &config, self.clock.now())
             .await?;
         tracing::info!(
             tenant = %principal.tenant_id,
-            subject = %by,
+            subject = %author.subject,
             version = stored.version,
             enabled = stored.config.enabled,
             public = stored.config.public,

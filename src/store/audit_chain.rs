@@ -73,7 +73,13 @@ impl StoredAuditEntry {
             sequence: prev_sequence + 1,
             actor: record.actor.clone(),
             action: record.action.clone(),
-            target_type: "integration".to_owned(),
+            // The resource an action is about is its prefix: `integration.update` is about
+            // an integration, `status_page.update` about a tenant's status page.
+            target_type: record
+                .action
+                .split_once('.')
+                .map_or(record.action.as_str(), |(kind, _)| kind)
+                .to_owned(),
             target_id: record.target_id,
             before: record.before.as_ref().map(canonical_json),
             after: record.after.as_ref().map(canonical_json),

@@ -290,6 +290,15 @@ pub trait Store: Send + Sync + 'static {
         tested_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
+    /// Replaces the author's tenant's status page configuration, with its
+    /// `status_page.update` audit entry, in one transaction.
+    async fn put_status_page(
+        &self,
+        author: &Author,
+        config: &status_pages::StatusPageConfig,
+        now: DateTime<Utc>,
+    ) -> Result<status_pages::StoredStatusPage, StoreError>;
+
     // --- The engine's view -------------------------------------------------------------
     //
     // The monitor runs every tenant's integrations, so these read across tenants by design.

@@ -12,9 +12,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::backend::{Backend, Gate};
+use super::backend::Backend;
 use super::database::Pool;
-use super::rows::stored_precision;
 use super::StoreError;
 use catalogd_actors::Status;
 
@@ -103,7 +102,7 @@ const SELECT_TRANSITIONS: &str = "SELECT target_id, occurred_at, before_state, a
      FROM audit_log WHERE tenant_id = $1 AND action = 'integration.health' \
      AND occurred_at >= $2 ORDER BY occurred_at, sequence";
 
-type PageRow = (
+pub(super) type PageRow = (
     bool,
     bool,
     String,
@@ -115,6 +114,98 @@ type PageRow = (
 );
 type MemberRow = (Uuid, String, String, Option<String>, Json<Vec<String>>);
 type TransitionRow = (Uuid, DateTime<Utc>, Option<String>, Option<String>);
+
+/// The audit snapshot of a configuration.
+fn snapshot(config: &StatusPageConfig, version: i64) -> serde_json::Value {
+    serde_json::json!({
+        "enabled": config.enabled,
+        "public": config.public,
+        "title": config.title,
+        "description": config.description,
+        "selector": config.selector,
+        "version": version,
+    })
+}
+
+/// The audit entries of status pages name no resource id (a tenant has one page): this one.
+pub const STATUS_PAGE_TARGET: Uuid = Uuid::nil();
+
+fn page_from_row(row: PageRow) -> Result<StoredStatusPage, StoreError> {
+    let (enabled, public, title, description, selector, modified_at, by, version) = row;
+    let selector = serde_json::from_str(&selector)
+        .map_err(|error| StoreError::Corrupt(format!("status page selector: {error}")))?;
+    Ok(StoredStatusPage {
+        config: StatusPageConfig {
+            enabled,
+            public,
+            title,
+            description,
+            selector,
+        },
+        modified_at,
+        modified_by: by,
+        version,
+    })
+}
+
+/// Replaces `author`'s tenant's page configuration on `connection` (inside the caller's
+/// write transaction) and returns the audit record of the change, so the catalog store
+/// commits both together.
+pub(super) async fn put_in<B>(
+    connection: &mut B::Connection,
+    author: &crate::integration::Author,
+    config: &StatusPageConfig,
+    now: DateTime<Utc>,
+) -> Result<(StoredStatusPage, crate::integration::AuditRecord), StoreError>
+where
+    B: Backend,
+    for<'c> &'c mut B::Connection: sqlx::Executor<'c, Database = B>,
+    for<'q> B::Arguments<'q>: sqlx::IntoArguments<'q, B>,
+    for<'q> &'q str: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> String: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Option<String>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> bool: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> DateTime<Utc>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'r> PageRow: sqlx::FromRow<'r, B::Row>,
+    for<'r> (i64,): sqlx::FromRow<'r, B::Row>,
+{
+    let before: Option<PageRow> = sqlx::query_as(&B::locked(SELECT_PAGE))
+        .bind(author.tenant_id.as_str())
+        .fetch_optional(&mut *connection)
+        .await?;
+    let before = before.map(page_from_row).transpose()?;
+    let selector = serde_json::to_string(&config.selector)
+        .map_err(|error| StoreError::Internal(format!("status page selector: {error}")))?;
+    let (version,): (i64,) = sqlx::query_as(UPSERT_PAGE)
+        .bind(author.tenant_id.as_str())
+        .bind(config.enabled)
+        .bind(config.public)
+        .bind(config.title.clone())
+        .bind(config.description.clone())
+        .bind(selector)
+        .bind(now)
+        .bind(author.subject.as_str())
+        .fetch_one(&mut *connection)
+        .await?;
+    let after = StoredStatusPage {
+        config: config.clone(),
+        modified_at: now,
+        modified_by: author.subject.clone(),
+        version,
+    };
+    let record = crate::integration::AuditRecord {
+        tenant_id: author.tenant_id.clone(),
+        actor: author.subject.clone(),
+        action: "status_page.update".to_owned(),
+        target_id: STATUS_PAGE_TARGET,
+        before: before.map(|before| snapshot(&before.config, before.version)),
+        after: Some(snapshot(config, version)),
+        reason: None,
+        ticket: None,
+        occurred_at: now,
+    };
+    Ok((after, record))
+}
 
 /// The one field of an audit snapshot the page reads.
 #[derive(Deserialize)]
@@ -149,55 +240,7 @@ where
             .bind(tenant_id)
             .fetch_optional(self.0)
             .await?;
-        let Some((enabled, public, title, description, selector, modified_at, by, version)) = row
-        else {
-            return Ok(None);
-        };
-        let selector = serde_json::from_str(&selector)
-            .map_err(|error| StoreError::Corrupt(format!("status page selector: {error}")))?;
-        Ok(Some(StoredStatusPage {
-            config: StatusPageConfig {
-                enabled,
-                public,
-                title,
-                description,
-                selector,
-            },
-            modified_at,
-            modified_by: by,
-            version,
-        }))
-    }
-
-    async fn put(
-        &self,
-        gate: &Gate,
-        tenant_id: &str,
-        config: &StatusPageConfig,
-        by: &str,
-        now: DateTime<Utc>,
-    ) -> Result<StoredStatusPage, StoreError> {
-        let selector = serde_json::to_string(&config.selector)
-            .map_err(|error| StoreError::Internal(format!("status page selector: {error}")))?;
-        let now = stored_precision(now);
-        let _turn = gate.turn().await;
-        let (version,): (i64,) = sqlx::query_as(UPSERT_PAGE)
-            .bind(tenant_id)
-            .bind(config.enabled)
-            .bind(config.public)
-            .bind(config.title.clone())
-            .bind(config.description.clone())
-            .bind(selector)
-            .bind(now)
-            .bind(by)
-            .fetch_one(self.0)
-            .await?;
-        Ok(StoredStatusPage {
-            config: config.clone(),
-            modified_at: now,
-            modified_by: by.to_owned(),
-            version,
-        })
+        row.map(page_from_row).transpose()
     }
 
     async fn members(&self, tenant_id: &str) -> Result<Vec<Member>, StoreError> {
@@ -269,21 +312,6 @@ impl StatusPages {
         match &self.pool {
             Pool::Sqlite(pool, _) => Tables(pool).get(tenant_id).await,
             Pool::Postgres(pool) => Tables(pool).get(tenant_id).await,
-        }
-    }
-
-    /// Replaces the tenant's page configuration (creating it on the first call).
-    pub async fn put(
-        &self,
-        tenant_id: &str,
-        config: &StatusPageConfig,
-        by: &str,
-        now: DateTime<Utc>,
-    ) -> Result<StoredStatusPage, StoreError> {
-        let gate = self.pool.gate();
-        match &self.pool {
-            Pool::Sqlite(pool, _) => Tables(pool).put(&gate, tenant_id, config, by, now).await,
-            Pool::Postgres(pool) => Tables(pool).put(&gate, tenant_id, config, by, now).await,
         }
     }
 

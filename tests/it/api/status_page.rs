@@ -188,6 +188,30 @@ async fn config_is_stored_validated_and_scoped(backend: Backend) {
     }
     let (_, after) = fetch(&app, CONFIG, Some(&reader)).await;
     assert_eq!(serde_json::from_str::<Value>(&after).unwrap(), second);
+
+    // Each accepted change is audited in the tenant's chain (the refused ones are not), and
+    // the chain still verifies.
+    let (_, audit) = fetch(&app, "/api/v1/audit?limit=500", Some(&admin)).await;
+    let audit: Value = serde_json::from_str(&audit).unwrap();
+    let changes: Vec<&Value> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["action"] == "status_page.update")
+        .collect();
+    assert_eq!(changes.len(), 2, "{audit}");
+    assert!(changes.iter().all(|e| e["targetType"] == "status_page"
+        && e["actor"] == "acme-admin"
+        && e["tenantId"] == "acme"));
+    assert!(changes[0]["before"].is_null());
+    assert_eq!(changes[0]["after"]["title"], "Acme integrations");
+    assert_eq!(changes[1]["before"]["version"], 1);
+    assert_eq!(changes[1]["after"]["enabled"], false);
+    let store = catalogd::store::open(&store_options(&app.database_url, 2))
+        .await
+        .unwrap();
+    let report = store.verify_audit(Some("acme")).await.unwrap();
+    assert_eq!(report.problem, None);
 }
 
 async fn who_may_see_a_page(backend: Backend) {
@@ -344,7 +368,8 @@ async fn pages_show_only_their_tenant_and_nothing_secret(backend: Backend) {
     configure(
         &app,
         "acme",
-        json!({"enabled": true, "public": true, "title": "Acme status",
+        json!({"enabled": true, "public": true, "title": "Acme <script>status</script>",
+               "description": "<img src=x onerror=alert(1)>",
                "selector": {"tags": ["public"], "environment": "production"}}),
     )
     .await;
@@ -379,8 +404,17 @@ async fn pages_show_only_their_tenant_and_nothing_secret(backend: Backend) {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["harbor-eu"], "the selector: tag and environment");
-    assert_eq!(summary["title"], "Acme status");
-    assert!(html.contains("harbor-eu") && html.contains("Acme status"));
+    assert_eq!(summary["title"], "Acme <script>status</script>");
+    assert!(html.contains("harbor-eu"));
+    // Text from the configuration is escaped, never markup.
+    assert!(
+        html.contains("Acme &lt;script&gt;status&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("<img"),
+        "{html}"
+    );
     assert!(badge.contains("harbor-eu"));
     // The other tenant's page shows only its own.
     let (_, theirs) = fetch(&app, "/status/globex/summary.json", None).await;
