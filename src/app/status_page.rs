@@ -35,6 +35,9 @@ pub const BAR_DAYS: u32 = 90;
 pub const INCIDENT_DAYS: i64 = 14;
 /// How far ahead the page lists maintenance.
 pub const MAINTENANCE_HORIZON_DAYS: i64 = 30;
+/// How long a tenant's checks per day and hour are reused between views (states are read
+/// fresh on every view): a page refreshes every 60 s on however many screens.
+pub const HISTORY_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 /// A day with at least this uptime counts as operational in the bar.
 pub const OPERATIONAL_AT: f64 = 0.999;
 /// A day below [`OPERATIONAL_AT`] but at least this is degraded; below it, an outage.
@@ -439,7 +442,7 @@ impl App {
             .collect();
         let history = self
             .history
-            .tenant_history(tenant_id, BAR_DAYS, now)
+            .tenant_history_cached(tenant_id, BAR_DAYS, now, HISTORY_MAX_AGE)
             .await?;
         let since = now - TimeDelta::days(INCIDENT_DAYS);
         let transitions = self.status_pages.transitions(tenant_id, since).await?;

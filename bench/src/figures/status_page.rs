@@ -2,7 +2,9 @@
 //! integrations (full and quick 1,000, smoke 100), each with 90 days of daily rollups
 //! (written through the history store, as the browser test writes them), on SQLite and on
 //! PostgreSQL: p50 and p99 of sequential requests over a kept-alive connection, and the
-//! page's size. The target is ≤ 50 ms at 1,000 integrations.
+//! page's size. The target is ≤ 50 ms at 1,000 integrations. The tenant's checks per day and
+//! hour are reused for 30 s, so the first view (also measured) reads them and the rest do
+//! not; states and incidents are read on every view.
 //!
 //! Baseline in the same run: `/healthz` of the same daemon, the HTTP floor.
 //!
@@ -179,6 +181,16 @@ async fn measure(
     let (floor_p50, floor_p99, _) =
         time_gets(&client, &format!("{}/healthz", daemon.api), requests).await?;
     let page = format!("{}/status/bench", daemon.api);
+    // The first view reads the tenant's 90 days; later views within 30 s reuse them.
+    let started = Instant::now();
+    client
+        .get(&page)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    let cold = started.elapsed().as_secs_f64() * 1000.0;
     let (p50, p99, size) = time_gets(&client, &page, requests).await?;
     let (json_p50, _, json_size) =
         time_gets(&client, &format!("{page}/summary.json"), requests).await?;
@@ -202,6 +214,14 @@ async fn measure(
         )
         .against("/healthz", Value::new(floor_p99, "ms")),
     ]);
+    outcome.rows.push(
+        Row::new(
+            "F11",
+            format!("status page first view (history not cached), {label} integrations, {b}"),
+            Value::new(cold, "ms"),
+        )
+        .against("/healthz p50", Value::new(floor_p50, "ms")),
+    );
     outcome.notes.push(format!(
         "{b}: page {:.0} KB for {label} integrations; summary.json p50 {json_p50:.1} ms, {:.0} KB",
         size as f64 / 1024.0,

@@ -96,6 +96,8 @@ pub struct HistoryStore {
     tables: Arc<dyn Tables>,
     /// The status page's tenant-wide reads, over the same pool.
     status: Arc<dyn status_reads::StatusTables>,
+    /// Recent tenant histories, for the status page.
+    status_cache: Arc<status_reads::TenantHistoryCache>,
     options: Arc<HistoryOptions>,
     /// Results the writer over this store holds but has not committed: reads see them too.
     unflushed: Arc<unflushed::Unflushed>,
@@ -138,6 +140,7 @@ impl HistoryStore {
         HistoryStore {
             tables,
             status,
+            status_cache: Arc::default(),
             options: Arc::new(options.normalized()),
             unflushed: Arc::default(),
         }

@@ -7,6 +7,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::dialect::{DbTime, HistoryBackend};
@@ -48,6 +50,25 @@ pub struct TenantHistory {
     /// The hours that start in the last 24 hours (so up to 25 hours of checks).
     pub last_day: HashMap<Uuid, Counts>,
 }
+
+/// Tenant histories read recently, by tenant: a status page viewed by many people (or
+/// refreshing on many screens) reads its tenant's 90 days once per `max_age`, not once per
+/// view.
+#[derive(Default)]
+pub(super) struct TenantHistoryCache {
+    entries: Mutex<HashMap<String, CachedHistory>>,
+}
+
+struct CachedHistory {
+    read_at: Instant,
+    /// The UTC day and the number of days it was read for: a new day is a new read.
+    day: chrono::NaiveDate,
+    days: u32,
+    history: Arc<TenantHistory>,
+}
+
+/// Beyond this many tenants the cache starts over, so it stays bounded.
+const CACHED_TENANTS: usize = 10_000;
 
 /// One row: integration, bucket start, successes, failures.
 type CountRow<T> = (Uuid, T, i64, i64);
@@ -218,6 +239,41 @@ impl HistoryStore {
                     .or_default()
                     .add(successes, failures);
             }
+        }
+        Ok(history)
+    }
+
+    /// [`HistoryStore::tenant_history`], read at most once per `max_age` per tenant (and
+    /// again when the UTC day changes).
+    pub async fn tenant_history_cached(
+        &self,
+        tenant_id: &str,
+        days: u32,
+        now: DateTime<Utc>,
+        max_age: Duration,
+    ) -> Result<Arc<TenantHistory>, StoreError> {
+        let day = now.date_naive();
+        if let Ok(entries) = self.status_cache.entries.lock() {
+            if let Some(cached) = entries.get(tenant_id) {
+                if cached.day == day && cached.days == days && cached.read_at.elapsed() < max_age {
+                    return Ok(cached.history.clone());
+                }
+            }
+        }
+        let history = Arc::new(self.tenant_history(tenant_id, days, now).await?);
+        if let Ok(mut entries) = self.status_cache.entries.lock() {
+            if entries.len() >= CACHED_TENANTS {
+                entries.clear();
+            }
+            entries.insert(
+                tenant_id.to_owned(),
+                CachedHistory {
+                    read_at: Instant::now(),
+                    day,
+                    days,
+                    history: history.clone(),
+                },
+            );
         }
         Ok(history)
     }
