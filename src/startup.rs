@@ -198,6 +198,8 @@ impl Application {
             connectors,
             monitor,
             nats: NatsReadiness::new(nats.clone()),
+            status_pages: database.status_pages(),
+            maintenance: Arc::new(crate::app::status_page::NoMaintenance),
         };
         Ok(Application {
             listener,

@@ -95,10 +95,13 @@ pub enum Rule {
     InvalidTicket,
     /// A maintenance window's times, rule, duration or time zone (DESIGN §10).
     InvalidSchedule,
-    /// A maintenance window's selector.
+    /// A maintenance window's or a status page's selector (for a status page also an id that
+    /// is not one of the tenant's integrations).
     InvalidSelector,
     /// An import's item that is not an integration's fields (DESIGN §12).
     InvalidItem,
+    /// A status page's title: missing, too long or with control characters.
+    InvalidTitle,
 }
 
 impl Rule {
@@ -126,6 +129,7 @@ impl Rule {
             Rule::InvalidSchedule => "invalid_schedule",
             Rule::InvalidSelector => "invalid_selector",
             Rule::InvalidItem => "invalid_item",
+            Rule::InvalidTitle => "invalid_title",
         }
     }
 }
@@ -892,6 +896,139 @@ pub fn ticket(value: Option<String>) -> Result<Option<String>, FieldError> {
         }
         Some(v) => Ok(Some(v)),
     }
+}
+
+/// The most integration ids and tags a status page's selector may list.
+pub const MAX_SELECTOR_IDS: usize = 1000;
+
+/// A status page configuration as a request states it (`PUT /api/v1/status-page`); wrong
+/// types and unknown fields are refused by the decoder (400), values by
+/// [`status_page_config`] (422).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusPageRequest {
+    /// Whether `/status/{tenant}` is served at all (404 otherwise).
+    pub enabled: bool,
+    /// Whether the page is served without a token; otherwise a read token of the tenant is
+    /// needed (`Authorization` or `?token=`). Default false.
+    #[serde(default)]
+    pub public: bool,
+    /// 1-128 characters, no control characters.
+    #[schema(min_length = 1, max_length = 128)]
+    pub title: String,
+    /// At most 2048 characters.
+    #[serde(default)]
+    #[schema(max_length = 2048)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub selector: SelectorRequest,
+}
+
+/// Which integrations the page shows: those matching any listed id or tag (every one of the
+/// tenant's when both lists are empty), and the environment when one is given.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SelectorRequest {
+    /// Integration ids of the tenant, at most 1000.
+    #[serde(default)]
+    #[schema(value_type = Vec<uuid::Uuid>)]
+    pub integration_ids: Vec<String>,
+    /// At most 32 tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub environment: Option<String>,
+}
+
+/// Checks a status page configuration's values, collecting every broken rule. Whether the
+/// listed ids name integrations of the tenant is the application's to check (it reads the
+/// store).
+pub fn status_page_config(
+    request: StatusPageRequest,
+) -> Result<crate::store::status_pages::StatusPageConfig, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let title = request.title.trim();
+    if title.is_empty()
+        || title.chars().count() > MAX_NAME_CHARS
+        || title.chars().any(is_forbidden_control)
+    {
+        errors.push(FieldError::new(
+            "/title",
+            Rule::InvalidTitle,
+            "title must be 1-128 characters without control characters",
+        ));
+    }
+    if let Some(description) = &request.description {
+        check_description(description, &mut errors);
+    }
+    let selector = request.selector;
+    let mut ids = Vec::new();
+    if selector.integration_ids.len() > MAX_SELECTOR_IDS {
+        errors.push(FieldError::new(
+            "/selector/integrationIds",
+            Rule::InvalidSelector,
+            "at most 1000 integration ids",
+        ));
+    } else {
+        for (index, raw) in selector.integration_ids.iter().enumerate() {
+            match uuid::Uuid::try_parse(raw) {
+                Ok(id) if !ids.contains(&id) => ids.push(id),
+                Ok(_) => errors.push(FieldError::new(
+                    format!("/selector/integrationIds/{index}"),
+                    Rule::InvalidSelector,
+                    "duplicate integration id",
+                )),
+                Err(_) => errors.push(FieldError::new(
+                    format!("/selector/integrationIds/{index}"),
+                    Rule::InvalidSelector,
+                    "each integration id must be a UUID",
+                )),
+            }
+        }
+    }
+    if selector.tags.len() > MAX_TAGS {
+        errors.push(FieldError::new(
+            "/selector/tags",
+            Rule::InvalidSelector,
+            "at most 32 tags",
+        ));
+    } else {
+        for (index, tag) in selector.tags.iter().enumerate() {
+            if !is_token(tag, MAX_TAG_CHARS, is_tag_char) {
+                errors.push(FieldError::new(
+                    format!("/selector/tags/{index}"),
+                    Rule::InvalidSelector,
+                    "each tag must be 1-64 characters of [A-Za-z0-9._:/=-]",
+                ));
+            }
+        }
+    }
+    if let Some(environment) = &selector.environment {
+        if !is_token(environment, MAX_ENVIRONMENT_CHARS, is_environment_char) {
+            errors.push(FieldError::new(
+                "/selector/environment",
+                Rule::InvalidSelector,
+                "environment must be 1-64 characters of [A-Za-z0-9._-]",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut tags = selector.tags;
+    tags.sort();
+    tags.dedup();
+    Ok(crate::store::status_pages::StatusPageConfig {
+        enabled: request.enabled,
+        public: request.public,
+        title: title.to_owned(),
+        description: request.description.filter(|d| !d.trim().is_empty()),
+        selector: crate::store::status_pages::Selector {
+            integration_ids: ids,
+            tags,
+            environment: selector.environment,
+        },
+    })
 }
 
 #[cfg(test)]

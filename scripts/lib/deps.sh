@@ -17,6 +17,10 @@ have runuser || need_apt+=(util-linux)
 # The benchmarks' peer and load tool.
 have prometheus-blackbox-exporter || need_apt+=(prometheus-blackbox-exporter)
 have wrk || need_apt+=(wrk)
+# The status page's browser test: headless Chromium, driven from node.
+have chromium || need_apt+=(chromium)
+have node || need_apt+=(nodejs)
+have npm || need_apt+=(npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing: ${need_apt[*]}"
@@ -44,4 +48,15 @@ if [ ! -x "$SCHEMATHESIS_VENV/bin/st" ]; then
   have python3 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null; }
   python3 -m venv "$SCHEMATHESIS_VENV"
   "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
+# playwright-core (drives /usr/bin/chromium; downloads no browser of its own) and axe-core
+# (the accessibility check), pinned, for tests/it/status_browser.rs, in a cache dir of their own.
+BROWSER_TEST_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/catalogd/browser-test-1"
+export CATALOGD_BROWSER_MODULES="$BROWSER_TEST_DIR/node_modules"
+if [ ! -d "$CATALOGD_BROWSER_MODULES/playwright-core" ] || [ ! -f "$CATALOGD_BROWSER_MODULES/axe-core/axe.min.js" ]; then
+  echo "==> installing playwright-core and axe-core into $BROWSER_TEST_DIR"
+  mkdir -p "$BROWSER_TEST_DIR"
+  npm install --prefix "$BROWSER_TEST_DIR" --no-audit --no-fund --silent \
+    playwright-core@1.65.1 axe-core@4.14.1 >/dev/null
 fi

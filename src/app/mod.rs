@@ -13,6 +13,7 @@
 //! - [`health`]: health and history of one integration.
 //! - [`audit`]: the tenant's audit trail.
 //! - [`readiness`]: whether the daemon can serve (`/readyz`).
+//! - [`status_page`]: the status page's configuration and the page's data.
 //!
 //! What they share:
 //! - [`use_case`]: the list of use cases and the scope each needs.
@@ -33,6 +34,7 @@ use crate::monitoring::{EngineControl, MonitorDefaults};
 use crate::nats::NatsReadiness;
 use crate::providers::ProviderRegistry;
 use crate::store::history::HistoryStore;
+use crate::store::status_pages::StatusPages;
 use crate::store::Store;
 use crate::validation::SpecRules;
 
@@ -46,6 +48,7 @@ pub mod health;
 pub mod integrations;
 pub mod maintenance;
 pub mod readiness;
+pub mod status_page;
 pub mod transfer;
 pub mod transitions;
 pub mod use_case;
@@ -80,6 +83,10 @@ pub struct App {
     pub monitor: MonitorDefaults,
     /// The NATS connection's state, for readiness.
     pub nats: NatsReadiness,
+    /// The status pages' configuration and reads.
+    pub status_pages: StatusPages,
+    /// The maintenance windows the status page shows (none until they exist).
+    pub maintenance: Arc<dyn status_page::MaintenanceCalendar>,
 }
 
 impl App {

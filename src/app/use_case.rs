@@ -27,10 +27,12 @@ pub enum UseCase {
     DeleteWindow,
     Export,
     Import,
+    GetStatusPage,
+    PutStatusPage,
 }
 
 impl UseCase {
-    pub const ALL: [UseCase; 20] = [
+    pub const ALL: [UseCase; 22] = [
         UseCase::List,
         UseCase::Get,
         UseCase::Create,
@@ -51,6 +53,8 @@ impl UseCase {
         UseCase::DeleteWindow,
         UseCase::Export,
         UseCase::Import,
+        UseCase::GetStatusPage,
+        UseCase::PutStatusPage,
     ];
 
     /// The use case's name; also its NATS endpoint name where NATS offers it.
@@ -69,13 +73,15 @@ impl UseCase {
             UseCase::Health => "health",
             UseCase::History => "history",
             UseCase::Audit => "audit",
-            UseCase::ListWindows => "list-maintenance-windows",
-            UseCase::GetWindow => "get-maintenance-window",
-            UseCase::CreateWindow => "create-maintenance-window",
-            UseCase::UpdateWindow => "update-maintenance-window",
-            UseCase::DeleteWindow => "delete-maintenance-window",
+            UseCase::ListWindows => "list_maintenance_windows",
+            UseCase::GetWindow => "get_maintenance_window",
+            UseCase::CreateWindow => "create_maintenance_window",
+            UseCase::UpdateWindow => "update_maintenance_window",
+            UseCase::DeleteWindow => "delete_maintenance_window",
             UseCase::Export => "export",
             UseCase::Import => "import",
+            UseCase::GetStatusPage => "get_status_page",
+            UseCase::PutStatusPage => "put_status_page",
         }
     }
 
@@ -88,7 +94,8 @@ impl UseCase {
             | UseCase::Health
             | UseCase::History
             | UseCase::ListWindows
-            | UseCase::GetWindow => Scope::Read,
+            | UseCase::GetWindow
+            | UseCase::GetStatusPage => Scope::Read,
             UseCase::Create
             | UseCase::Update
             | UseCase::Delete
@@ -102,7 +109,8 @@ impl UseCase {
             | UseCase::UpdateWindow
             | UseCase::DeleteWindow
             | UseCase::Export
-            | UseCase::Import => Scope::Admin,
+            | UseCase::Import
+            | UseCase::PutStatusPage => Scope::Admin,
         }
     }
 
@@ -120,6 +128,8 @@ impl UseCase {
                 | UseCase::DeleteWindow
                 | UseCase::Export
                 | UseCase::Import
+                | UseCase::GetStatusPage
+                | UseCase::PutStatusPage
         )
     }
 }
@@ -142,8 +152,9 @@ mod tests {
                 "get",
                 "health",
                 "history",
-                "list-maintenance-windows",
-                "get-maintenance-window"
+                "list_maintenance_windows",
+                "get_maintenance_window",
+                "get_status_page"
             ]
         );
         assert!(!UseCase::List.takes_id() && UseCase::Pause.takes_id());

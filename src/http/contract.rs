@@ -509,6 +509,8 @@ fn use_case(operation_id: &str) -> Option<UseCase> {
         "deleteMaintenanceWindow" => UseCase::DeleteWindow,
         "exportIntegrations" => UseCase::Export,
         "importIntegrations" => UseCase::Import,
+        "getStatusPageConfig" => UseCase::GetStatusPage,
+        "putStatusPageConfig" => UseCase::PutStatusPage,
         _ => return None,
     })
 }

@@ -68,6 +68,8 @@ pub mod use_case {
         DeleteWindow,
         Export,
         Import,
+        GetStatusPage,
+        PutStatusPage,
     );
 }
 

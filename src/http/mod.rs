@@ -7,6 +7,8 @@
 //! - [`health`]: one integration's health and check history.
 //! - [`audit`]: the tenant's audit trail.
 //! - [`probes`]: `/healthz` and `/readyz`.
+//! - [`status_page`]: the status page's configuration, the page, its JSON and badges
+//!   ([`status_html`] and [`status_badge`] render them).
 //! - [`openapi`]: the generated OpenAPI document.
 //! - [`contract`]: the validation rules, error responses, scopes and links it states.
 //! - [`route`]: the route table the router is built from.
@@ -43,6 +45,9 @@ pub mod openapi;
 mod probes;
 pub mod rate_limit;
 mod route;
+mod status_badge;
+mod status_html;
+mod status_page;
 #[cfg(test)]
 mod test_support;
 mod transfer;
@@ -58,6 +63,7 @@ fn routes() -> Vec<Route> {
         maintenance::routes(),
         transfer::routes(),
         probes::routes(),
+        status_page::routes(),
         openapi::routes(),
     ]
     .into_iter()

@@ -13,7 +13,9 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, ProblemField};
 use super::route::Route;
-use super::{audit, health, integrations, maintenance, probes, transfer, transitions};
+use super::{
+    audit, health, integrations, maintenance, probes, status_page, transfer, transitions,
+};
 use crate::app::transitions::{ActivateRequest, EmptyRequest, ResumeRequest};
 
 #[derive(OpenApi)]
@@ -46,6 +48,11 @@ use crate::app::transitions::{ActivateRequest, EmptyRequest, ResumeRequest};
         transfer::import,
         probes::healthz,
         probes::readyz,
+        status_page::get_config,
+        status_page::put_config,
+        status_page::page,
+        status_page::summary,
+        status_page::badge,
         document,
     ),
     components(
@@ -61,6 +68,7 @@ use crate::app::transitions::{ActivateRequest, EmptyRequest, ResumeRequest};
         (name = "transfer", description = "Export and import of a tenant's integrations, for promotion between environments"),
         (name = "maintenance", description = "Maintenance windows: checks go on, failures count towards nothing"),
         (name = "probes", description = "Liveness and readiness of the daemon"),
+        (name = "status", description = "The tenant's status page: its configuration, the page, its JSON and badges"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -171,6 +179,10 @@ mod tests {
             ("/healthz", &["get"]),
             ("/readyz", &["get"]),
             ("/api/v1/openapi.json", &["get"]),
+            ("/api/v1/status-page", &["get", "put"]),
+            ("/status/{tenant}", &["get"]),
+            ("/status/{tenant}/summary.json", &["get"]),
+            ("/status/{tenant}/badge/{file}", &["get"]),
         ] {
             for method in methods {
                 assert!(paths[path][method].is_object(), "{method} {path} missing");

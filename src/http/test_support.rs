@@ -100,6 +100,16 @@ impl Store for FaultyStore {
         self.inner.verify_audit(tenant_id).await
     }
 
+    async fn put_status_page(
+        &self,
+        author: &Author,
+        config: &crate::store::status_pages::StatusPageConfig,
+        now: DateTime<Utc>,
+    ) -> Result<crate::store::status_pages::StoredStatusPage, StoreError> {
+        self.fault().await?;
+        self.inner.put_status_page(author, config, now).await
+    }
+
     async fn record_test(
         &self,
         author: &Author,
@@ -339,6 +349,8 @@ impl TestApp {
                 thresholds: Thresholds::default(),
             },
             nats: crate::nats::NatsReadiness::default(),
+            status_pages: database.status_pages(),
+            maintenance: Arc::new(crate::app::status_page::NoMaintenance),
         };
         configure(&mut state);
         TestApp {

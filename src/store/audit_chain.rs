@@ -73,12 +73,12 @@ impl StoredAuditEntry {
             sequence: prev_sequence + 1,
             actor: record.actor.clone(),
             action: record.action.clone(),
-            // What an action acts on is its prefix: `integration.update`,
-            // `maintenance_window.create`.
+            // The resource an action is about is its prefix: `integration.update` is about
+            // an integration, `status_page.update` about a tenant's status page.
             target_type: record
                 .action
                 .split_once('.')
-                .map_or("integration", |(target, _)| target)
+                .map_or(record.action.as_str(), |(kind, _)| kind)
                 .to_owned(),
             target_id: record.target_id,
             before: record.before.as_ref().map(canonical_json),

@@ -14,6 +14,7 @@ use super::leases::LeaseStore;
 use super::outbox::{Handoff, OutboxStore};
 use super::sql::SqlStore;
 use super::sqlite::ServeLock;
+use super::status_pages::StatusPages;
 use super::{ChangeObserver, Store, StoreError, StoreOptions, Unobserved};
 use catalogd_actors::Thresholds;
 
@@ -139,6 +140,11 @@ impl Database {
     /// The metrics' fleet-wide reads.
     pub fn census(&self) -> Census {
         Census::over(self.pool.clone())
+    }
+
+    /// The status pages' configuration and reads.
+    pub fn status_pages(&self) -> StatusPages {
+        StatusPages::over(self.pool.clone())
     }
 
     /// Receives every committed event right after its commit (the relay's fast path).

@@ -16,7 +16,8 @@
 //! - `sql`: the catalog [`Store`]; `rows`: its row shapes; `listing`: the list's JSON as the
 //!   database assembles it; [`audit_chain`]: the hash chain;
 //! - [`history`]: the health history; [`outbox`]: the relay's view of the outbox;
-//!   [`census`]: the metrics' fleet-wide reads.
+//!   [`census`]: the metrics' fleet-wide reads; [`status_pages`]: the status page's
+//!   configuration and reads.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -43,6 +44,7 @@ mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+pub mod status_pages;
 
 pub use audit_chain::{AuditEntry, ChainProblem};
 
@@ -299,6 +301,15 @@ pub trait Store: Send + Sync + 'static {
         test: &TestSummary,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Replaces the author's tenant's status page configuration, with its
+    /// `status_page.update` audit entry, in one transaction.
+    async fn put_status_page(
+        &self,
+        author: &Author,
+        config: &status_pages::StatusPageConfig,
+        now: DateTime<Utc>,
+    ) -> Result<status_pages::StoredStatusPage, StoreError>;
 
     // --- The engine's view -------------------------------------------------------------
     //

@@ -832,6 +832,7 @@ where
     for<'r> (i64,): sqlx::FromRow<'r, B::Row>,
     for<'r> JsonPageRow: sqlx::FromRow<'r, B::Row>,
     for<'r> (Uuid, String, Json<Vec<Uuid>>): sqlx::FromRow<'r, B::Row>,
+    for<'r> super::status_pages::PageRow: sqlx::FromRow<'r, B::Row>,
 {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -1083,6 +1084,22 @@ where
         transaction.commit().await?;
         self.handoff.committed(event);
         Ok(())
+    }
+
+    async fn put_status_page(
+        &self,
+        author: &Author,
+        config: &super::status_pages::StatusPageConfig,
+        now: DateTime<Utc>,
+    ) -> Result<super::status_pages::StoredStatusPage, StoreError> {
+        let now = rows::stored_precision(now);
+        let _turn = self.gate.turn().await;
+        let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
+        let (stored, record) =
+            super::status_pages::put_in::<B>(&mut transaction, author, config, now).await?;
+        Self::append_audit(&mut transaction, &record, self.writer(None)).await?;
+        transaction.commit().await?;
+        Ok(stored)
     }
 
     async fn monitored_page(

@@ -21,6 +21,7 @@ mod history;
 mod leases;
 mod metrics;
 mod ssrf;
+mod status_browser;
 mod store;
 
 /// Tests that load the machine heavily (a thousand integrations, child daemons killed in a

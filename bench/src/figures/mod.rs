@@ -1,4 +1,4 @@
-//! The figures of issue 6 (F1–F9), issue 12 (F10) and issue 15 (F11), each a function from the tier to table rows. A figure starts and
+//! The figures of issue 6 (F1–F9), issue 12 (F10), issue 14 (F11) and issue 15 (F12), each a function from the tier to table rows. A figure starts and
 //! stops everything it needs, so each can run alone (`--only F4`).
 
 use std::future::Future;
@@ -14,6 +14,7 @@ mod events;
 mod fleet;
 mod metrics;
 mod persistence;
+mod status_page;
 mod transfer;
 
 /// What a figure produced: rows for the table, and notes (what stood in the way of a target,
@@ -75,6 +76,11 @@ pub const ALL: &[Figure] = &[
     },
     Figure {
         id: "F11",
+        title: "status page render at 1,000 integrations × 90 days",
+        run: |tier| Box::pin(status_page::run(tier)),
+    },
+    Figure {
+        id: "F12",
         title: "import: a document of integrations into an empty tenant, all in one transaction",
         run: |tier| Box::pin(transfer::run(tier)),
     },

@@ -1,4 +1,4 @@
-//! F11, import (issue 15): a document of N integrations imported into an empty tenant through
+//! F12, import (issue 15): a document of N integrations imported into an empty tenant through
 //! the daemon's own import code (`catalogd::transfer::import`: validation, the plan by name,
 //! one transaction of creations, each with its audit entry and outbox event), then the same
 //! document again (a plan that changes nothing). Baseline, same run and database: creating
@@ -161,7 +161,7 @@ async fn measure(
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
     let name = backend.name();
     let mut row = Row::new(
-        "F11",
+        "F12",
         format!("import {items} items, {name}"),
         Value::new(first_took.as_secs_f64(), "s"),
     );
@@ -171,7 +171,7 @@ async fn measure(
     outcome.rows.push(row);
     outcome.rows.push(
         Row::new(
-            "F11",
+            "F12",
             format!("import, per item, {name}"),
             Value::new(micros(per_item), "µs"),
         )
@@ -181,7 +181,7 @@ async fn measure(
         ),
     );
     outcome.rows.push(Row::new(
-        "F11",
+        "F12",
         format!("the same {items} again (nothing to change), {name}"),
         Value::new(second_took.as_secs_f64(), "s"),
     ));

@@ -52,7 +52,8 @@
 //! - `statements`: the SQL both backends share; `dialect`: what differs (how a time is
 //!   stored, the batch insert, pruning); `tables`: every statement, written once, generic
 //!   over the backend;
-//! - `reads` and `maintenance`: [`HistoryStore`]'s reads, and its rollups and pruning.
+//! - `reads` and `maintenance`: [`HistoryStore`]'s reads, and its rollups and pruning;
+//! - `status_reads`: the status page's tenant-wide reads (checks per day and per hour).
 
 use std::sync::Arc;
 
@@ -73,6 +74,7 @@ mod options;
 mod plan;
 mod reads;
 mod statements;
+mod status_reads;
 mod tables;
 mod time;
 mod unflushed;
@@ -81,6 +83,7 @@ mod writer;
 
 pub use options::HistoryOptions;
 pub use plan::{plan, Horizons, Segment, Source};
+pub use status_reads::{Counts, TenantHistory};
 pub use values::{
     ratio, Bucket, CheckResult, Health, HistoryItem, HistoryPage, HistoryQuery, LastCheck,
     MaintenanceReport, Resolution, Uptime, UPTIME_WINDOWS,
@@ -91,6 +94,10 @@ pub use writer::{HistoryWriter, WriterCounters};
 #[derive(Clone)]
 pub struct HistoryStore {
     tables: Arc<dyn Tables>,
+    /// The status page's tenant-wide reads, over the same pool.
+    status: Arc<dyn status_reads::StatusTables>,
+    /// Recent tenant histories, for the status page.
+    status_cache: Arc<status_reads::TenantHistoryCache>,
     options: Arc<HistoryOptions>,
     /// Results the writer over this store holds but has not committed: reads see them too.
     unflushed: Arc<unflushed::Unflushed>,
@@ -114,18 +121,26 @@ impl HistoryStore {
     /// The history over `pool`, its writers taking turns with the store's.
     pub(super) fn over(pool: &Pool, options: HistoryOptions) -> Self {
         let gate = pool.gate();
-        let tables: Arc<dyn Tables> = match pool {
-            Pool::Sqlite(pool, _) => Arc::new(SqlTables {
-                pool: pool.clone(),
-                gate,
-            }),
-            Pool::Postgres(pool) => Arc::new(SqlTables {
-                pool: pool.clone(),
-                gate,
-            }),
+        let (tables, status): (Arc<dyn Tables>, Arc<dyn status_reads::StatusTables>) = match pool {
+            Pool::Sqlite(pool, _) => {
+                let tables = Arc::new(SqlTables {
+                    pool: pool.clone(),
+                    gate,
+                });
+                (tables.clone(), tables)
+            }
+            Pool::Postgres(pool) => {
+                let tables = Arc::new(SqlTables {
+                    pool: pool.clone(),
+                    gate,
+                });
+                (tables.clone(), tables)
+            }
         };
         HistoryStore {
             tables,
+            status,
+            status_cache: Arc::default(),
             options: Arc::new(options.normalized()),
             unflushed: Arc::default(),
         }

@@ -9,5 +9,6 @@ mod lifecycle;
 mod maintenance;
 mod pagination;
 mod probes;
+pub(crate) mod status_page;
 mod transfer;
 mod validation;

@@ -5,5 +5,5 @@
 mod canary;
 mod dependencies;
 mod flapping;
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod supervision;
