@@ -184,6 +184,9 @@ impl Application {
             .await
             .map_err(|source| StartupError::Listen { addr, source })?;
         let exporter = Exporter::new(engine.counters(), gauges.clone()).with_cluster(ownership);
+        let maintenance = Arc::new(crate::app::status_page::StoredCalendar {
+            store: store.clone(),
+        });
         let app = App {
             store,
             auth: Arc::new(auth),
@@ -199,7 +202,7 @@ impl Application {
             monitor,
             nats: NatsReadiness::new(nats.clone()),
             status_pages: database.status_pages(),
-            maintenance: Arc::new(crate::app::status_page::NoMaintenance),
+            maintenance,
         };
         Ok(Application {
             listener,

@@ -9,10 +9,9 @@
 //! the statuses are read. No base URL, AuthRef, configuration or failure detail is ever
 //! read into it.
 //!
-//! Maintenance windows (DESIGN §10) do not exist yet: the view asks a [`MaintenanceCalendar`]
-//! for them, and the daemon's ([`NoMaintenance`]) has none. Once windows exist, a calendar
-//! over them fills the page's "upcoming maintenance" list and marks maintenance days in the
-//! uptime bars, with no change to the page itself.
+//! Maintenance windows (DESIGN §10) reach the view through a [`MaintenanceCalendar`]: the
+//! daemon's is [`StoredCalendar`], over the windows the store keeps, which fills the page's
+//! "upcoming maintenance" list and marks maintenance days in the uptime bars.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -313,19 +312,55 @@ pub trait MaintenanceCalendar: Send + Sync + 'static {
     ) -> Result<Vec<MaintenanceWindow>, AppError>;
 }
 
-/// No maintenance windows: they do not exist in this build yet.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoMaintenance;
+/// The tenant's stored maintenance windows, each opening in the span one window of the page,
+/// its selector resolved against the tenant's integrations (read only when some window opens
+/// in the span).
+pub struct StoredCalendar {
+    pub store: std::sync::Arc<dyn crate::store::Store>,
+}
 
 #[async_trait]
-impl MaintenanceCalendar for NoMaintenance {
+impl MaintenanceCalendar for StoredCalendar {
     async fn windows(
         &self,
-        _tenant_id: &str,
-        _from: DateTime<Utc>,
-        _to: DateTime<Utc>,
+        tenant_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
     ) -> Result<Vec<MaintenanceWindow>, AppError> {
-        Ok(Vec::new())
+        let mut openings = Vec::new();
+        for window in self.store.list_windows(tenant_id).await? {
+            let Ok(schedule) = window.schedule() else {
+                tracing::warn!(window = %window.window_id, "a stored window has no valid schedule");
+                continue;
+            };
+            for occurrence in schedule.between(from, to) {
+                openings.push((window.name.clone(), window.selector.clone(), occurrence));
+            }
+        }
+        if openings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let integrations = crate::transfer::tenant_integrations(
+            self.store.as_ref(),
+            tenant_id,
+            crate::store::ListQuery::default(),
+        )
+        .await?;
+        Ok(openings
+            .into_iter()
+            .map(|(name, selector, occurrence)| MaintenanceWindow {
+                name,
+                starts_at: occurrence.start,
+                ends_at: occurrence.end,
+                integration_ids: integrations
+                    .iter()
+                    .filter(|i| {
+                        selector.matches(i.integration_id, &i.tags, i.environment.as_deref())
+                    })
+                    .map(|i| i.integration_id)
+                    .collect(),
+            })
+            .collect())
     }
 }
 

@@ -13,9 +13,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, ProblemField};
 use super::route::Route;
-use super::{
-    audit, health, integrations, maintenance, probes, status_page, transfer, transitions,
-};
+use super::{audit, health, integrations, maintenance, probes, status_page, transfer, transitions};
 use crate::app::transitions::{ActivateRequest, EmptyRequest, ResumeRequest};
 
 #[derive(OpenApi)]

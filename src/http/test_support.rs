@@ -350,7 +350,9 @@ impl TestApp {
             },
             nats: crate::nats::NatsReadiness::default(),
             status_pages: database.status_pages(),
-            maintenance: Arc::new(crate::app::status_page::NoMaintenance),
+            maintenance: Arc::new(crate::app::status_page::StoredCalendar {
+                store: store.clone(),
+            }),
         };
         configure(&mut state);
         TestApp {

@@ -251,7 +251,98 @@ async fn bad_windows_get_clear_errors_and_change_nothing(backend: Backend) {
     assert_eq!(list["items"], json!([]), "nothing was created");
 }
 
+/// The status page lists the openings of the next 30 days of the windows that cover its
+/// integrations, recurring ones once per opening.
+async fn the_status_page_lists_upcoming_windows(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.token("acme", "alice", &["integrations.admin"]);
+    let created = app
+        .create_ok(
+            &admin,
+            &json!({"name": "db", "type": "host", "provider": "tcp", "tags": ["db"]}),
+        )
+        .await;
+    let id = created["integrationId"].as_str().unwrap();
+    let activated = send(
+        &app,
+        &admin,
+        Method::POST,
+        &format!("/api/v1/integrations/{id}/activate"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(activated.status(), 200);
+    super::status_page::configure(
+        &app,
+        "acme",
+        json!({"enabled": true, "public": true, "title": "Acme"}),
+    )
+    .await;
+    let day = chrono::Duration::days(1);
+    let tomorrow = (chrono::Utc::now() + day)
+        .date_naive()
+        .and_hms_opt(2, 0, 0)
+        .unwrap()
+        .and_utc();
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for body in [
+        json!({"name": "patching", "startsAt": at(tomorrow), "endsAt": at(tomorrow + chrono::Duration::hours(2)), "selector": {"tags": ["db"]}}),
+        json!({"name": "elsewhere", "startsAt": at(tomorrow), "endsAt": at(tomorrow + day), "selector": {"tags": ["web"]}}),
+        json!({"name": "weekly", "startsAt": at(tomorrow), "rrule": "FREQ=WEEKLY", "durationSeconds": 3600}),
+    ] {
+        assert_eq!(
+            send(&app, &admin, Method::POST, COLLECTION, Some(body))
+                .await
+                .status(),
+            201
+        );
+    }
+    let summary: Value = app
+        .request(Method::GET, "/status/acme/summary.json", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let upcoming: Vec<(&str, &str)> = summary["upcomingMaintenance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["name"].as_str().unwrap(), w["startsAt"].as_str().unwrap()))
+        .collect();
+    // The one-off window for the db, and the weekly one's openings in the next 30 days; not
+    // the window of an integration the page does not show.
+    assert_eq!(
+        upcoming
+            .iter()
+            .filter(|(name, _)| *name == "patching")
+            .count(),
+        1,
+        "{summary}"
+    );
+    assert_eq!(
+        upcoming
+            .iter()
+            .filter(|(name, _)| *name == "elsewhere")
+            .count(),
+        0,
+        "{summary}"
+    );
+    let weekly = upcoming
+        .iter()
+        .filter(|(name, _)| *name == "weekly")
+        .count();
+    assert!((4..=5).contains(&weekly), "{summary}");
+    assert_eq!(
+        summary["upcomingMaintenance"][0]["integrations"],
+        json!(["db"])
+    );
+}
+
 catalogd_testkit::both_backends!(
     windows_are_created_read_replaced_and_deleted_with_versions,
     bad_windows_get_clear_errors_and_change_nothing,
+    the_status_page_lists_upcoming_windows,
 );
