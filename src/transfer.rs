@@ -387,17 +387,17 @@ pub fn plan(
                 .expect("every new item has its integration");
             integration.depends_on = item.spec.depends_on.clone();
             body.created.push(item.spec.name.clone());
-            operations.push(ImportOp::Create(integration));
+            operations.push(ImportOp::Create(Box::new(integration)));
             continue;
         };
         let mut fields = changed_fields(&current.spec(), &item.spec);
         if !fields.is_empty() {
             operations.push(ImportOp::Change(
                 current.integration_id,
-                Change::Update {
+                Box::new(Change::Update {
                     expected_version: current.version,
                     spec: item.spec.clone(),
-                },
+                }),
             ));
         }
         if item.paused != current.paused {
@@ -419,11 +419,11 @@ pub fn plan(
             };
             operations.push(ImportOp::Change(
                 current.integration_id,
-                Change::Lifecycle {
+                Box::new(Change::Lifecycle {
                     input,
                     reason,
                     ticket: None,
-                },
+                }),
             ));
             fields.push("paused".to_owned());
         }
@@ -441,9 +441,9 @@ pub fn plan(
         body.deleted.push(integration.name.clone());
         operations.push(ImportOp::Change(
             integration.integration_id,
-            Change::Delete {
+            Box::new(Change::Delete {
                 expected_version: Some(integration.version),
-            },
+            }),
         ));
     }
     if errors.is_empty() {
@@ -574,7 +574,9 @@ pub async fn import(
         for operation in &operations {
             match operation {
                 ImportOp::Create(integration) => imported.changed.push(integration.integration_id),
-                ImportOp::Change(id, Change::Delete { .. }) => imported.deleted.push(*id),
+                ImportOp::Change(id, change) if matches!(**change, Change::Delete { .. }) => {
+                    imported.deleted.push(*id)
+                }
                 ImportOp::Change(id, _) => imported.changed.push(*id),
             }
         }

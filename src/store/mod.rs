@@ -402,8 +402,10 @@ pub trait Store: Send + Sync + 'static {
 /// One step of [`Store::import`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum ImportOp {
-    Create(Integration),
-    Change(Uuid, Change),
+    // Boxed: an import holds up to a hundred thousand of them, each a few hundred bytes
+    // inline, and the two differ in size.
+    Create(Box<Integration>),
+    Change(Uuid, Box<Change>),
 }
 
 /// The outcome of [`Store::commit_check`].

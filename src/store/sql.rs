@@ -954,7 +954,7 @@ where
                 }
                 ImportOp::Change(id, change) => {
                     let (current, applied, event) = self
-                        .change_locked(&mut transaction, author, id, change, now, called)
+                        .change_locked(&mut transaction, author, id, *change, now, called)
                         .await?;
                     events.extend(event);
                     observed.push((Some(current), applied.after));
