@@ -416,6 +416,25 @@ fn check_provider(
     None
 }
 
+/// A host name as written: labels of ASCII letters, digits and inner hyphens, or of
+/// characters beyond ASCII (an internationalized name, which the URL parser maps to its
+/// ASCII form), the last label not starting with a digit; one trailing dot (a fully qualified
+/// name) is allowed.
+fn is_dns_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let part = |c: char| c.is_ascii_alphanumeric() || !c.is_ascii();
+    let labels: Vec<&str> = host.split('.').collect();
+    labels.iter().all(|label| {
+        !label.is_empty()
+            && label.chars().all(|c| part(c) || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    }) && labels
+        .last()
+        .and_then(|last| last.chars().next())
+        .is_some_and(|c| c.is_ascii_alphabetic() || !c.is_ascii())
+}
+
 fn check_base_url(raw: &str) -> Result<(), &'static str> {
     if raw.chars().count() > MAX_BASE_URL_CHARS {
         return Err("baseUrl must be at most 2048 characters");
@@ -456,6 +475,20 @@ fn check_base_url(raw: &str) -> Result<(), &'static str> {
     }
     if !url.username().is_empty() || url.password().is_some() || has_userinfo(raw) {
         return Err("baseUrl must not contain credentials; use authRef");
+    }
+    // A name is written as DNS has it: the URL parser also takes `*`, `_`, `$` and other
+    // ASCII punctuation no resolver finds. (The OpenAPI document's pattern states ASCII
+    // names only; internationalized names and a trailing dot are accepted here beyond it.)
+    if let Some(url::Host::Domain(_)) = url.host() {
+        let written = authority
+            .split([':', '/', '?', '\\', '#'])
+            .next()
+            .unwrap_or_default();
+        if !is_dns_name(written) {
+            return Err(
+                "baseUrl's host must be a DNS name (letters, digits, hyphens) or an IP address",
+            );
+        }
     }
     if url.fragment().is_some() {
         return Err("baseUrl must not have a fragment");

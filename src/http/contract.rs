@@ -702,7 +702,19 @@ pub const CROSS_FIELD_RULES: &[(&str, &str, &[&str])] = &[
     (
         "importIntegrations",
         "422",
-        &["invalid_health_check", "invalid_item", "invalid_name"],
+        &[
+            "invalid_health_check",
+            "invalid_item",
+            "invalid_name",
+            "unknown_dependency",
+            "dependency_cycle",
+        ],
+    ),
+    // A title of whitespace only, an id that is not one of the tenant's integrations.
+    (
+        "putStatusPageConfig",
+        "422",
+        &["invalid_title", "invalid_selector"],
     ),
 ];
 
@@ -771,26 +783,29 @@ fn window_request(doc: &mut Value) {
         "durationSeconds",
         json!({"minimum": 1, "maximum": crate::maintenance::schedule::MAX_DURATION_SECONDS}),
     );
-    constrain(
-        doc,
-        "Selector",
-        "integrationIds",
-        json!({"maxItems": crate::maintenance::window::MAX_SELECTOR_IDS}),
-    );
-    constrain(
-        doc,
-        "Selector",
-        "tags",
-        json!({"maxItems": MAX_TAGS, "uniqueItems": true, "items": {
-            "type": "string", "minLength": 1, "maxLength": MAX_TAG_CHARS, "pattern": TAG_PATTERN,
-        }}),
-    );
-    constrain(
-        doc,
-        "Selector",
-        "environment",
-        json!({"minLength": 1, "maxLength": MAX_ENVIRONMENT_CHARS, "pattern": ENVIRONMENT_PATTERN}),
-    );
+    // A maintenance window's and a status page's selectors take the same values.
+    for selector in ["Selector", "SelectorRequest"] {
+        constrain(
+            doc,
+            selector,
+            "integrationIds",
+            json!({"maxItems": crate::maintenance::window::MAX_SELECTOR_IDS}),
+        );
+        constrain(
+            doc,
+            selector,
+            "tags",
+            json!({"maxItems": MAX_TAGS, "uniqueItems": true, "items": {
+                "type": "string", "minLength": 1, "maxLength": MAX_TAG_CHARS, "pattern": TAG_PATTERN,
+            }}),
+        );
+        constrain(
+            doc,
+            selector,
+            "environment",
+            json!({"minLength": 1, "maxLength": MAX_ENVIRONMENT_CHARS, "pattern": ENVIRONMENT_PATTERN}),
+        );
+    }
     constrain(
         doc,
         schema,
@@ -832,6 +847,12 @@ fn transfer_document(doc: &mut Value) {
     item["properties"]["paused"] = json!({
         "type": ["boolean", "null"],
         "description": "Whether the integration is paused. Applied to existing integrations (pause or resume); a created one starts as a draft.",
+    });
+    item["properties"]["dependsOn"] = json!({
+        "type": ["array", "null"],
+        "maxItems": crate::validation::MAX_DEPENDENCIES,
+        "items": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": name_pattern()},
+        "description": "The names of the integrations (of the document or the tenant) this one depends on.",
     });
     item["description"] = json!("One integration: its user-settable fields and `paused`.");
     doc["components"]["schemas"]["ImportItem"] = item;

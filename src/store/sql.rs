@@ -12,6 +12,7 @@
 //! Writes take the locks in one order (the integration row, then the tenant's audit head), so
 //! two writers of one tenant queue rather than deadlock.
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Instant;
 
@@ -429,24 +430,25 @@ where
         record: &AuditRecord,
         writer: Writer<'_>,
     ) -> Result<(), StoreError> {
-        let select_head = B::locked(SELECT_HEAD);
-        let head: Option<(i64, String)> = sqlx::query_as(&select_head)
-            .bind(&record.tenant_id)
-            .fetch_optional(&mut *connection)
-            .await?;
-        let (sequence, hash) = match head {
+        Self::append_audit_held(connection, record, writer, None).await
+    }
+
+    /// [`Self::append_audit`]; with `held`, the heads of a long transaction (an import) are
+    /// locked and read once per tenant and kept there, and the caller writes them back once
+    /// ([`Self::store_heads`]): one head row updated a hundred thousand times in one
+    /// PostgreSQL transaction leaves as many dead versions of it for each read to walk.
+    async fn append_audit_held(
+        connection: &mut <B as sqlx::Database>::Connection,
+        record: &AuditRecord,
+        writer: Writer<'_>,
+        held: Option<&mut HashMap<String, (i64, String)>>,
+    ) -> Result<(), StoreError> {
+        let kept = held
+            .as_ref()
+            .and_then(|held| held.get(&record.tenant_id).cloned());
+        let (sequence, hash) = match kept {
             Some(head) => head,
-            None => {
-                sqlx::query(INSERT_HEAD)
-                    .bind(&record.tenant_id)
-                    .bind(GENESIS_HASH)
-                    .execute(&mut *connection)
-                    .await?;
-                sqlx::query_as(&select_head)
-                    .bind(&record.tenant_id)
-                    .fetch_one(&mut *connection)
-                    .await?
-            }
+            None => Self::lock_head(connection, &record.tenant_id).await?,
         };
         let record = AuditRecord {
             occurred_at: rows::stored_precision(record.occurred_at),
@@ -473,12 +475,63 @@ where
             .bind(writer.epoch())
             .execute(&mut *connection)
             .await?;
-        sqlx::query(UPDATE_HEAD)
-            .bind(&entry.tenant_id)
-            .bind(entry.sequence)
-            .bind(&entry.hash)
-            .execute(&mut *connection)
+        match held {
+            Some(held) => {
+                held.insert(
+                    entry.tenant_id.clone(),
+                    (entry.sequence, entry.hash.clone()),
+                );
+            }
+            None => {
+                Self::store_heads(
+                    connection,
+                    &HashMap::from([(entry.tenant_id.clone(), (entry.sequence, entry.hash))]),
+                )
+                .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// The tenant's audit head, locked (created on the tenant's first entry).
+    async fn lock_head(
+        connection: &mut <B as sqlx::Database>::Connection,
+        tenant_id: &str,
+    ) -> Result<(i64, String), StoreError> {
+        let select_head = B::locked(SELECT_HEAD);
+        let head: Option<(i64, String)> = sqlx::query_as(&select_head)
+            .bind(tenant_id)
+            .fetch_optional(&mut *connection)
             .await?;
+        Ok(match head {
+            Some(head) => head,
+            None => {
+                sqlx::query(INSERT_HEAD)
+                    .bind(tenant_id)
+                    .bind(GENESIS_HASH)
+                    .execute(&mut *connection)
+                    .await?;
+                sqlx::query_as(&select_head)
+                    .bind(tenant_id)
+                    .fetch_one(&mut *connection)
+                    .await?
+            }
+        })
+    }
+
+    /// Writes audit heads back.
+    async fn store_heads(
+        connection: &mut <B as sqlx::Database>::Connection,
+        heads: &HashMap<String, (i64, String)>,
+    ) -> Result<(), StoreError> {
+        for (tenant_id, (sequence, hash)) in heads {
+            sqlx::query(UPDATE_HEAD)
+                .bind(tenant_id.as_str())
+                .bind(*sequence)
+                .bind(hash.as_str())
+                .execute(&mut *connection)
+                .await?;
+        }
         Ok(())
     }
 
@@ -538,6 +591,7 @@ where
         connection: &mut <B as sqlx::Database>::Connection,
         integration: &Integration,
         called: Instant,
+        held: Option<&mut HashMap<String, (i64, String)>>,
     ) -> Result<OutboxEvent, StoreError> {
         Self::bind_integration(sqlx::query(&INSERT_INTEGRATION), integration)
             .execute(&mut *connection)
@@ -558,10 +612,11 @@ where
             self.writer(None),
         )
         .await?;
-        Self::append_audit(
+        Self::append_audit_held(
             &mut *connection,
             &integration::created(integration),
             self.writer(None),
+            held,
         )
         .await?;
         Ok(event)
@@ -569,6 +624,9 @@ where
 
     /// Locks the row, applies `change` to it and writes the result with its audit entry and
     /// event, in the caller's transaction: the row before, what changed, and the event.
+    // The transaction, the change and its author, its times, and the import's held heads:
+    // each a plain value of its own.
+    #[allow(clippy::too_many_arguments)]
     async fn change_locked(
         &self,
         connection: &mut <B as sqlx::Database>::Connection,
@@ -577,6 +635,7 @@ where
         change: Change,
         now: DateTime<Utc>,
         called: Instant,
+        held: Option<&mut HashMap<String, (i64, String)>>,
     ) -> Result<(Integration, Applied, Option<OutboxEvent>), StoreError> {
         let row: Option<IntegrationRow> = sqlx::query_as(&B::locked(&SELECT_INTEGRATION))
             .bind(&author.tenant_id)
@@ -594,6 +653,7 @@ where
             now,
             called,
             self.writer(None),
+            held,
         )
         .await?;
         Ok((current, applied, event))
@@ -606,6 +666,7 @@ where
         now: DateTime<Utc>,
         called: Instant,
         writer: Writer<'_>,
+        held: Option<&mut HashMap<String, (i64, String)>>,
     ) -> Result<Option<OutboxEvent>, StoreError> {
         let mut event = None;
         match &applied.after {
@@ -662,7 +723,7 @@ where
                     .await?;
             }
         }
-        Self::append_audit(connection, &applied.audit, writer).await?;
+        Self::append_audit_held(connection, &applied.audit, writer, held).await?;
         Ok(event)
     }
 
@@ -845,7 +906,7 @@ where
         let _turn = self.gate.turn().await;
         let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
         let event = self
-            .insert_created(&mut transaction, &integration, called)
+            .insert_created(&mut transaction, &integration, called, None)
             .await?;
         transaction.commit().await?;
         self.handoff.committed(event);
@@ -916,7 +977,7 @@ where
         let _turn = self.gate.turn().await;
         let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
         let (current, applied, event) = self
-            .change_locked(&mut transaction, author, id, change, now, called)
+            .change_locked(&mut transaction, author, id, change, now, called, None)
             .await?;
         transaction.commit().await?;
         if let Some(event) = event {
@@ -939,6 +1000,7 @@ where
         let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
         let mut events = Vec::with_capacity(operations.len());
         let mut observed = Vec::with_capacity(operations.len());
+        let mut heads = HashMap::new();
         for operation in operations {
             match operation {
                 ImportOp::Create(integration) => {
@@ -947,20 +1009,34 @@ where
                         return Err(StoreError::Internal("import across tenants".into()));
                     }
                     events.push(
-                        self.insert_created(&mut transaction, &integration, called)
-                            .await?,
+                        self.insert_created(
+                            &mut transaction,
+                            &integration,
+                            called,
+                            Some(&mut heads),
+                        )
+                        .await?,
                     );
                     observed.push((None, Some(integration)));
                 }
                 ImportOp::Change(id, change) => {
                     let (current, applied, event) = self
-                        .change_locked(&mut transaction, author, id, *change, now, called)
+                        .change_locked(
+                            &mut transaction,
+                            author,
+                            id,
+                            *change,
+                            now,
+                            called,
+                            Some(&mut heads),
+                        )
                         .await?;
                     events.extend(event);
                     observed.push((Some(current), applied.after));
                 }
             }
         }
+        Self::store_heads(&mut transaction, &heads).await?;
         // All or nothing: an error above drops the transaction, which rolls it back.
         transaction.commit().await?;
         for event in events {

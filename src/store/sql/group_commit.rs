@@ -534,6 +534,7 @@ where
             now,
             called,
             self.writer(claim),
+            None,
         )
         .await?;
         transaction.commit().await?;
