@@ -783,8 +783,9 @@ fn window_request(doc: &mut Value) {
         "durationSeconds",
         json!({"minimum": 1, "maximum": crate::maintenance::schedule::MAX_DURATION_SECONDS}),
     );
-    // A maintenance window's and a status page's selectors take the same values.
-    for selector in ["Selector", "SelectorRequest"] {
+    // A maintenance window's and a status page's selectors take the same values; a window
+    // refuses a repeated tag, a status page drops it.
+    for (selector, unique) in [("Selector", true), ("SelectorRequest", false)] {
         constrain(
             doc,
             selector,
@@ -795,7 +796,7 @@ fn window_request(doc: &mut Value) {
             doc,
             selector,
             "tags",
-            json!({"maxItems": MAX_TAGS, "uniqueItems": true, "items": {
+            json!({"maxItems": MAX_TAGS, "uniqueItems": unique, "items": {
                 "type": "string", "minLength": 1, "maxLength": MAX_TAG_CHARS, "pattern": TAG_PATTERN,
             }}),
         );
