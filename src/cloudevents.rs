@@ -4,7 +4,7 @@
 //! The payload is complete when it is written, so the relay only moves bytes and a
 //! redelivered event is byte-for-byte the same event.
 
-use catalogd_actors::{EventKind, FailureClass, Status};
+use catalogd_actors::{EventKind, FailureClass, Maintenance, Status};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use uuid::Uuid;
@@ -62,6 +62,9 @@ struct EventData<'a> {
     actor: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     success: Option<bool>,
+    /// The maintenance window the integration is in (DESIGN §10), when it is in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maintenance: Option<Maintenance>,
 }
 
 #[derive(Serialize)]
@@ -118,6 +121,7 @@ pub fn build(
             reason: cause.reason.as_deref(),
             actor: &cause.actor,
             success: cause.success,
+            maintenance: integration.maintenance,
         },
     };
     OutboxEvent {

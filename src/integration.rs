@@ -4,7 +4,9 @@
 //! The store runs [`apply_change`] inside its transaction on the row it has just locked, so
 //! every backend enforces the same version checks and lifecycle rules.
 
-use catalogd_actors::{CheckOutcome, EventKind, FlapState, Input, Lifecycle, Status, Thresholds};
+use catalogd_actors::{
+    CheckOutcome, EventKind, FlapState, Input, Lifecycle, Maintenance, Status, Thresholds,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -189,6 +191,24 @@ pub struct Integration {
     /// The flap detector's memory: the times of the latest transitions, oldest first.
     #[serde(skip)]
     pub flap_transitions: Vec<DateTime<Utc>>,
+    /// The maintenance window the integration is in, `{ windowId, endsAt }`, else `null`
+    /// (DESIGN §10; written by its monitor).
+    #[serde(default)]
+    #[schema(value_type = Option<MaintenanceSchema>)]
+    pub maintenance: Option<Maintenance>,
+}
+
+/// The maintenance window an integration is in, for the OpenAPI document (the value is
+/// [`Maintenance`], which the actors crate defines without utoipa).
+#[derive(ToSchema)]
+#[schema(as = Maintenance)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct MaintenanceSchema {
+    /// The window (`/api/v1/maintenance-windows/{windowId}`).
+    window_id: Uuid,
+    /// When the integration leaves it, unless another window holds it.
+    ends_at: DateTime<Utc>,
 }
 
 impl Integration {
@@ -226,6 +246,7 @@ impl Integration {
             suppressed_by: Vec::new(),
             flapping: false,
             flap_transitions: Vec::new(),
+            maintenance: None,
         };
         integration.set_spec(spec);
         integration
@@ -323,6 +344,7 @@ impl Integration {
             "dependsOn": self.depends_on,
             "status": self.status.as_str(),
             "flapping": self.flapping,
+            "maintenance": self.maintenance,
             "pauseReason": self.pause_reason,
             "pauseTicket": self.pause_ticket,
             "version": self.version,
@@ -596,6 +618,65 @@ pub fn apply_check(
         previous_status: Some(current.status),
         failure_class,
         latency_ms: Some(check.latency_ms),
+        reason: Some(reason),
+        actor: MONITOR_ACTOR.to_owned(),
+        success: None,
+    };
+    Applied {
+        after: Some(next),
+        audit,
+        event,
+        cause,
+    }
+}
+
+/// What the monitor commits when the integration enters or leaves a maintenance window
+/// (DESIGN §10): the window (`None`: out of every window), the counters reset (`lifecycle`),
+/// the version bumped (the resource's `maintenance` field changed), an audit entry, and
+/// `event` (`maintenance_started`/`maintenance_ended`, `None` when one window hands over to
+/// another).
+pub fn apply_maintenance(
+    current: &Integration,
+    lifecycle: Lifecycle,
+    maintenance: Option<Maintenance>,
+    event: Option<EventKind>,
+    now: DateTime<Utc>,
+) -> Applied {
+    let mut next = current.clone();
+    next.set_lifecycle(lifecycle);
+    next.maintenance = maintenance;
+    next.version = current.version + 1;
+    let reason = match (current.maintenance, maintenance) {
+        (_, Some(window)) => format!(
+            "in maintenance window {} until {}",
+            window.window_id,
+            window
+                .ends_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        (Some(window), None) => format!("maintenance window {} ended", window.window_id),
+        (None, None) => "not in a maintenance window".to_owned(),
+    };
+    let action = match event {
+        Some(EventKind::MaintenanceStarted) => "integration.maintenance_started",
+        Some(EventKind::MaintenanceEnded) => "integration.maintenance_ended",
+        _ => "integration.maintenance",
+    };
+    let audit = AuditRecord {
+        tenant_id: current.tenant_id.clone(),
+        actor: MONITOR_ACTOR.to_owned(),
+        action: action.to_owned(),
+        target_id: current.integration_id,
+        before: Some(current.audit_summary()),
+        after: Some(next.audit_summary()),
+        reason: Some(reason.clone()),
+        ticket: None,
+        occurred_at: now,
+    };
+    let cause = EventCause {
+        previous_status: None,
+        failure_class: None,
+        latency_ms: None,
         reason: Some(reason),
         actor: MONITOR_ACTOR.to_owned(),
         success: None,

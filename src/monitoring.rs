@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use catalogd_actors::{
-    CheckOutcome, CheckReport, Clock, Commit, Engine, FlapState, Ledger, Lifecycle, MonitorSpec,
-    PortError, Probe, Status, Thresholds, Transition,
+    CheckOutcome, CheckReport, Clock, Commit, Engine, EventKind, FlapState, Ledger, Lifecycle,
+    Maintenance, MaintenanceView, MonitorSpec, PortError, Probe, Status, Thresholds, Transition,
 };
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::cluster::{
@@ -23,6 +24,7 @@ use crate::cluster::{
 };
 use crate::connectors::Target;
 use crate::integration::{CheckSummary, Integration};
+use crate::maintenance::{Calendar, CalendarSync};
 use crate::metrics::internal_events::{CheckCompleted, InternalEvent, TransitionCommitted};
 use crate::metrics::IntegrationGauges;
 use crate::relay::RelayHandle;
@@ -43,6 +45,9 @@ pub trait EngineControl: Send + Sync + 'static {
 
     /// Whether the engine runs and how many actors it has; `None` without an engine.
     fn snapshot(&self) -> Option<EngineSnapshot>;
+
+    /// A maintenance window was created, changed or deleted (DESIGN §10).
+    fn calendar_changed(&self) {}
 
     /// This node's view of the cluster; `None` without an engine.
     fn cluster(&self) -> Option<ClusterSnapshot> {
@@ -101,6 +106,8 @@ pub struct ClusterControl {
     pub ownership: Arc<Ownership>,
     /// `None` on a single node (SQLite), which holds every shard.
     pub notifier: Option<Notifier>,
+    /// Reloads the maintenance calendar (another node's changes reach it within its period).
+    pub calendar: Option<Arc<CalendarSync>>,
 }
 
 impl ClusterControl {
@@ -141,6 +148,12 @@ impl EngineControl for ClusterControl {
 
     fn cluster(&self) -> Option<ClusterSnapshot> {
         Some(self.ownership.snapshot())
+    }
+
+    fn calendar_changed(&self) {
+        if let Some(calendar) = &self.calendar {
+            calendar.changed();
+        }
     }
 }
 
@@ -231,6 +244,8 @@ pub struct StoreLedger {
     /// The shards this node monitors: only their integrations get actors, and every write is
     /// made under the shard's claim.
     ownership: Arc<Ownership>,
+    /// The maintenance windows; `None`: nothing is ever in maintenance.
+    calendar: Option<Arc<Calendar>>,
 }
 
 impl StoreLedger {
@@ -247,6 +262,33 @@ impl StoreLedger {
             defaults,
             gauges: None,
             ownership: Ownership::single("local", 1),
+            calendar: None,
+        }
+    }
+
+    /// Tells the monitors of the maintenance windows in `calendar`.
+    pub fn with_calendar(mut self, calendar: Arc<Calendar>) -> Self {
+        self.calendar = Some(calendar);
+        self
+    }
+
+    /// What a commit's answer from the store means to the monitor.
+    fn answer(&self, spec: &MonitorSpec<Target>, committed: CheckCommit) -> Commit<Target> {
+        match committed {
+            CheckCommit::Committed(integration) => match self.spec(&integration) {
+                Some(spec) => Commit::Committed(spec),
+                None => Commit::Stale(None),
+            },
+            CheckCommit::Stale(current) => {
+                Commit::Stale(current.as_ref().and_then(|i| self.spec(i)))
+            }
+            // This node lost the shard: the actor stops (as for a deleted integration) and
+            // the shard's other monitors are stopped by the membership task.
+            CheckCommit::Fenced => {
+                let claims: Vec<_> = spec.target.claim.into_iter().collect();
+                self.ownership.fenced(WriteKind::Transition, &claims);
+                Commit::Stale(None)
+            }
         }
     }
 
@@ -307,6 +349,7 @@ impl StoreLedger {
             flap: integration.flap(),
             depends_on: Arc::from(integration.depends_on.as_slice()),
             suppressed_by: Arc::from(integration.suppressed_by.as_slice()),
+            maintenance: integration.maintenance,
             target: Arc::new(Target {
                 // A single node (SQLite) writes unfenced: its serve lock is the fence.
                 claim: self.ownership.is_leased().then_some(claim),
@@ -398,30 +441,56 @@ impl Ledger<Target> for StoreLedger {
                     }
                     .emit();
                 }
-                // The check that caused the transition belongs in the history too.
+                // The check that caused the transition belongs in the history too (never
+                // in maintenance: a check in a window causes no transition).
                 self.history.record_under(
                     integration.integration_id,
                     integration.version,
                     transition.state,
                     report,
                     spec.target.claim,
+                    false,
                 );
-                match self.spec(&integration) {
-                    Some(spec) => Commit::Committed(spec),
-                    None => Commit::Stale(None),
-                }
+                self.answer(spec, CheckCommit::Committed(integration))
             }
-            CheckCommit::Stale(current) => {
-                Commit::Stale(current.as_ref().and_then(|i| self.spec(i)))
-            }
-            // This node lost the shard: the actor stops (as for a deleted integration) and
-            // the shard's other monitors are stopped by the membership task.
-            CheckCommit::Fenced => {
-                let claims: Vec<_> = spec.target.claim.into_iter().collect();
-                self.ownership.fenced(WriteKind::Transition, &claims);
-                Commit::Stale(None)
-            }
+            other => self.answer(spec, other),
         })
+    }
+
+    fn maintenance(&self, spec: &MonitorSpec<Target>, at: DateTime<Utc>) -> MaintenanceView {
+        match &self.calendar {
+            Some(calendar) => calendar.view(
+                &spec.tenant_id,
+                spec.integration_id,
+                &spec.target.tags,
+                spec.target.environment.as_deref(),
+                at,
+            ),
+            None => MaintenanceView::default(),
+        }
+    }
+
+    async fn commit_maintenance(
+        &self,
+        spec: &MonitorSpec<Target>,
+        lifecycle: Lifecycle,
+        maintenance: Option<Maintenance>,
+        event: Option<EventKind>,
+    ) -> Result<Commit<Target>, PortError> {
+        let committed = self
+            .store
+            .commit_maintenance(
+                spec.integration_id,
+                spec.version,
+                lifecycle,
+                maintenance,
+                event,
+                self.clock.now(),
+                spec.target.claim,
+            )
+            .await
+            .map_err(port_error)?;
+        Ok(self.answer(spec, committed))
     }
 
     async fn suppress(
@@ -434,20 +503,7 @@ impl Ledger<Target> for StoreLedger {
             .set_suppressed_by(spec.integration_id, suppressed_by, spec.target.claim)
             .await
             .map_err(port_error)?;
-        Ok(match stored {
-            CheckCommit::Committed(integration) => match self.spec(&integration) {
-                Some(spec) => Commit::Committed(spec),
-                None => Commit::Stale(None),
-            },
-            CheckCommit::Stale(current) => {
-                Commit::Stale(current.as_ref().and_then(|i| self.spec(i)))
-            }
-            CheckCommit::Fenced => {
-                let claims: Vec<_> = spec.target.claim.into_iter().collect();
-                self.ownership.fenced(WriteKind::Transition, &claims);
-                Commit::Stale(None)
-            }
-        })
+        Ok(self.answer(spec, stored))
     }
 
     async fn dependencies(
@@ -469,6 +525,7 @@ impl Ledger<Target> for StoreLedger {
             lifecycle,
             report,
             spec.target.claim,
+            spec.maintenance.is_some(),
         );
     }
 }

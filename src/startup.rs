@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::connectors::{ConnectorError, Connectors, Target};
 use crate::control;
 use crate::http;
+use crate::maintenance::{Calendar, CalendarSync};
 use crate::metrics::{self, Exporter, IntegrationGauges, Refresher};
 use crate::monitoring::{ClusterControl, EngineMonitors, MonitorDefaults, OwnedProbe, StoreLedger};
 use crate::nats::NatsReadiness;
@@ -57,6 +58,7 @@ pub struct Application {
     metrics_listener: TcpListener,
     exporter: Exporter,
     refresher: Refresher,
+    calendar_sync: Arc<CalendarSync>,
     rate_limit: http::rate_limit::RateLimiter,
     /// This node's lease protocol (PostgreSQL); it leaves the cluster last.
     membership: Option<MembershipHandle>,
@@ -126,6 +128,15 @@ impl Application {
             clock.clone(),
             ownership.is_leased().then(|| ownership.clone()),
         );
+        // The monitors read the maintenance windows from memory: loaded before the first
+        // actor starts, then kept in step by `calendar_sync`.
+        let calendar = Arc::new(Calendar::new());
+        calendar.load(store.all_windows().await?);
+        let calendar_sync = Arc::new(CalendarSync::new(
+            calendar.clone(),
+            store.clone(),
+            config.monitor.reconcile_interval,
+        ));
         let ledger = StoreLedger::new(
             store.clone(),
             history_writer.clone(),
@@ -133,7 +144,8 @@ impl Application {
             monitor,
         )
         .with_gauges(gauges.clone())
-        .owned_by(ownership.clone());
+        .owned_by(ownership.clone())
+        .with_calendar(calendar);
         let refresher = Refresher {
             census: database.census(),
             history: history.clone(),
@@ -174,6 +186,7 @@ impl Application {
             engine: engine.clone(),
             ownership: ownership.clone(),
             notifier: membership.as_ref().map(MembershipHandle::notifier),
+            calendar: Some(calendar_sync.clone()),
         };
         let addr = config.http.listen;
         let listener = TcpListener::bind(addr)
@@ -214,6 +227,7 @@ impl Application {
             metrics_listener,
             exporter,
             refresher,
+            calendar_sync,
             rate_limit: http::rate_limit::RateLimiter::new(&config.http.rate_limit),
             membership,
             _serve_lock: serve_lock,
@@ -277,6 +291,10 @@ impl Application {
         let (stop_metrics, stopped) = tokio::sync::watch::channel(false);
         metrics::log_listening(self.metrics_addr());
         let refresher = self.refresher.spawn(stopped.clone());
+        let calendar = self
+            .calendar_sync
+            .clone()
+            .spawn(self.engine.clone(), stopped.clone());
         let mut metrics_stopped = stopped;
         let metrics_server = tokio::spawn(
             axum::serve(self.metrics_listener, self.exporter.router())
@@ -306,6 +324,7 @@ impl Application {
         // Metrics stay up while the REST API drains, then stop with it.
         let _ = stop_metrics.send(true);
         let _ = refresher.await;
+        let _ = calendar.await;
         if let Ok(Err(error)) = metrics_server.await {
             tracing::warn!(%error, "metrics listener failed");
         }

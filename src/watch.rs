@@ -16,7 +16,7 @@ use crate::cloudevents::SUBJECT_PREFIX;
 use crate::config::NatsConfig;
 
 /// The lifecycle event kinds (`integration.<kind>`).
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 13] = [
     "created",
     "updated",
     "deleted",
@@ -28,6 +28,8 @@ pub const KINDS: [&str; 11] = [
     "tested",
     "flapping",
     "stable",
+    "maintenance_started",
+    "maintenance_ended",
 ];
 
 #[derive(Debug, Clone, Args)]
@@ -36,7 +38,8 @@ pub struct WatchArgs {
     #[arg(long)]
     pub tenant: Option<String>,
     /// Only events of this kind: created, updated, deleted, paused, resumed, healthy,
-    /// unhealthy, activated (`integration.` in front is accepted too).
+    /// unhealthy, activated, tested, flapping, stable, maintenance_started,
+    /// maintenance_ended (`integration.` in front is accepted too).
     #[arg(long = "type", value_name = "KIND")]
     pub kind: Option<String>,
     /// Print each CloudEvent as raw JSON, one per line.
@@ -48,7 +51,7 @@ pub struct WatchArgs {
 pub enum WatchError {
     #[error("--tenant must be 1-64 of A-Z a-z 0-9 _ -: {0:?}")]
     Tenant(String),
-    #[error("--type must be one of created, updated, deleted, paused, resumed, healthy, unhealthy, activated: {0:?}")]
+    #[error("--type must be one of {kinds}: {0:?}", kinds = KINDS.join(", "))]
     Kind(String),
 }
 

@@ -1,6 +1,6 @@
 //! Counters the engine keeps about itself, for the daemon's metrics (`catalogd_actors`,
 //! `catalogd_actor_restarts_total`, `catalogd_integrations_flapping`,
-//! `catalogd_integrations_suppressed`) and for tests. Lock-free, so reading them never waits
+//! `catalogd_integrations_suppressed`, `catalogd_integrations_in_maintenance`) and for tests. Lock-free, so reading them never waits
 //! for the supervisor's mailbox.
 
 use std::collections::HashMap;
@@ -17,9 +17,12 @@ pub struct EngineCounters {
     checks_started: AtomicU64,
     flapping: AtomicU64,
     suppressed: AtomicU64,
+    in_maintenance: AtomicU64,
     /// The suppressed integrations themselves (id → tenant), for the sparse per-integration
     /// series alert rules use to stay quiet about them. Only suppressed ones are held.
     suppressed_ids: Mutex<HashMap<Uuid, Arc<str>>>,
+    /// The same for the integrations in a maintenance window.
+    maintenance_ids: Mutex<HashMap<Uuid, Arc<str>>>,
 }
 
 impl EngineCounters {
@@ -53,20 +56,20 @@ impl EngineCounters {
         self.suppressed.load(Ordering::Relaxed)
     }
 
+    /// Monitored integrations (with an actor here) in a maintenance window (DESIGN §10).
+    pub fn in_maintenance(&self) -> u64 {
+        self.in_maintenance.load(Ordering::Relaxed)
+    }
+
     /// `(tenant, id)` of the monitored integrations whose failures a dependency suppresses,
     /// sorted.
     pub fn suppressed_integrations(&self) -> Vec<(Arc<str>, Uuid)> {
-        let ids = self
-            .suppressed_ids
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut list: Vec<(Arc<str>, Uuid)> = ids
-            .iter()
-            .map(|(id, tenant)| (tenant.clone(), *id))
-            .collect();
-        drop(ids);
-        list.sort_unstable();
-        list
+        listed(&self.suppressed_ids)
+    }
+
+    /// `(tenant, id)` of the monitored integrations in a maintenance window, sorted.
+    pub fn maintenance_integrations(&self) -> Vec<(Arc<str>, Uuid)> {
+        listed(&self.maintenance_ids)
     }
 
     pub(crate) fn count_restart(&self) {
@@ -86,14 +89,33 @@ impl EngineCounters {
     }
 }
 
-/// One actor's share of the `flapping` and `suppressed` counts: set as its state changes,
-/// given back when the actor's state is dropped (a stop, a crash or a panic alike).
+fn listed(ids: &Mutex<HashMap<Uuid, Arc<str>>>) -> Vec<(Arc<str>, Uuid)> {
+    let ids = ids.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut list: Vec<(Arc<str>, Uuid)> = ids
+        .iter()
+        .map(|(id, tenant)| (tenant.clone(), *id))
+        .collect();
+    drop(ids);
+    list.sort_unstable();
+    list
+}
+
+/// What an actor's integration is, for the engine's counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FlagSet {
+    pub(crate) flapping: bool,
+    pub(crate) suppressed: bool,
+    pub(crate) maintenance: bool,
+}
+
+/// One actor's share of the `flapping`, `suppressed` and `in_maintenance` counts: set as its
+/// state changes, given back when the actor's state is dropped (a stop, a crash or a panic
+/// alike).
 pub(crate) struct Flags {
     counters: Arc<EngineCounters>,
     integration_id: Uuid,
     tenant_id: Arc<str>,
-    flapping: bool,
-    suppressed: bool,
+    held: FlagSet,
 }
 
 impl Flags {
@@ -106,31 +128,40 @@ impl Flags {
             counters,
             integration_id,
             tenant_id,
-            flapping: false,
-            suppressed: false,
+            held: FlagSet::default(),
         }
     }
 
-    pub(crate) fn set(&mut self, flapping: bool, suppressed: bool) {
-        adjust(&self.counters.flapping, &mut self.flapping, flapping);
-        let was = self.suppressed;
-        adjust(&self.counters.suppressed, &mut self.suppressed, suppressed);
-        if was != suppressed {
-            let mut ids = self
-                .counters
-                .suppressed_ids
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if suppressed {
+    pub(crate) fn set(&mut self, now: FlagSet) {
+        let counters = self.counters.clone();
+        adjust(&counters.flapping, &mut self.held.flapping, now.flapping);
+        let listed = |ids: &Mutex<HashMap<Uuid, Arc<str>>>, on: bool| {
+            let mut ids = ids.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if on {
                 ids.insert(self.integration_id, self.tenant_id.clone());
             } else {
                 ids.remove(&self.integration_id);
             }
+        };
+        if adjust(
+            &counters.suppressed,
+            &mut self.held.suppressed,
+            now.suppressed,
+        ) {
+            listed(&counters.suppressed_ids, now.suppressed);
+        }
+        if adjust(
+            &counters.in_maintenance,
+            &mut self.held.maintenance,
+            now.maintenance,
+        ) {
+            listed(&counters.maintenance_ids, now.maintenance);
         }
     }
 }
 
-fn adjust(counter: &AtomicU64, held: &mut bool, now: bool) {
+/// Moves `counter` by the change from `held` to `now`; whether there was one.
+fn adjust(counter: &AtomicU64, held: &mut bool, now: bool) -> bool {
     match (*held, now) {
         (false, true) => {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -138,14 +169,15 @@ fn adjust(counter: &AtomicU64, held: &mut bool, now: bool) {
         (true, false) => {
             counter.fetch_sub(1, Ordering::Relaxed);
         }
-        _ => {}
+        _ => return false,
     }
     *held = now;
+    true
 }
 
 impl Drop for Flags {
     fn drop(&mut self) {
-        self.set(false, false);
+        self.set(FlagSet::default());
     }
 }
 

@@ -166,6 +166,12 @@ impl<T: Send + Sync + 'static> Engine<T> {
         self.notify(SupervisorMsg::Rescan);
     }
 
+    /// The maintenance windows changed (DESIGN §10): every actor asks
+    /// [`Ledger::maintenance`](crate::ports::Ledger::maintenance) again.
+    pub fn calendar_changed(&self) {
+        self.notify(SupervisorMsg::Recalendar);
+    }
+
     /// Stops the actors of every integration `releases` names — the daemon gave them up or
     /// lost them — and waits, up to `within`, until they have exited, so that nothing they
     /// do overlaps with their next owner. Returns how many actors were stopped.

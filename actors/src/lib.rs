@@ -45,4 +45,6 @@ pub use lifecycle::{
     apply, create, CheckOutcome, EventKind, FailureClass, Input, InvalidTransition, Lifecycle,
     Status, Thresholds, Transition,
 };
-pub use ports::{CheckReport, Commit, Ledger, MonitorSpec, PortError, Probe};
+pub use ports::{
+    CheckReport, Commit, Ledger, Maintenance, MaintenanceView, MonitorSpec, PortError, Probe,
+};

@@ -156,10 +156,14 @@ pub enum EventKind {
     Flapping,
     /// Flap detection: the integration stopped flapping; carries its current status.
     Stable,
+    /// The integration entered a maintenance window (DESIGN §10).
+    MaintenanceStarted,
+    /// The integration left its maintenance window; counting starts fresh.
+    MaintenanceEnded,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Created,
         EventKind::Updated,
         EventKind::Deleted,
@@ -171,6 +175,8 @@ impl EventKind {
         EventKind::Tested,
         EventKind::Flapping,
         EventKind::Stable,
+        EventKind::MaintenanceStarted,
+        EventKind::MaintenanceEnded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -186,6 +192,8 @@ impl EventKind {
             EventKind::Tested => "tested",
             EventKind::Flapping => "flapping",
             EventKind::Stable => "stable",
+            EventKind::MaintenanceStarted => "maintenance_started",
+            EventKind::MaintenanceEnded => "maintenance_ended",
         }
     }
 }
@@ -237,7 +245,8 @@ impl Lifecycle {
         Lifecycle { status, ..self }
     }
 
-    fn reset(status: Status) -> Self {
+    /// The same status with both counters at zero: counting starts fresh.
+    pub fn reset(status: Status) -> Self {
         Lifecycle {
             status,
             consecutive_failures: 0,

@@ -18,9 +18,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::counters::{EngineCounters, Flags};
+use crate::counters::{EngineCounters, FlagSet, Flags};
 use crate::flap::{self, FlapOptions};
-use crate::lifecycle::{self, CheckOutcome, FailureClass, Input, Transition};
+use crate::lifecycle::{self, CheckOutcome, EventKind, FailureClass, Input, Lifecycle, Transition};
 use crate::ports::{CheckReport, Commit, Ledger, MonitorSpec, Probe};
 use crate::schedule;
 use crate::supervisor::SupervisorMsg;
@@ -95,6 +95,10 @@ pub(crate) enum MonitorMsg<T> {
     /// From the supervisor: the degraded or failed integrations this one depends on,
     /// directly or through others (DESIGN §10), sorted; empty when none.
     Suppress(Box<[Uuid]>),
+    /// The maintenance timer armed with this generation fired: a window opens or closes.
+    CalendarTick(u32),
+    /// From the supervisor: the maintenance windows changed; ask the calendar again.
+    Recalendar,
 }
 
 pub(crate) struct FinishedCheck {
@@ -115,9 +119,24 @@ pub(crate) struct MonitorState<T> {
     /// Whether `spec.suppressed_by` is what the store holds; a failed write is retried with
     /// the next check.
     suppression_stored: bool,
-    /// This actor's share of the engine's flapping and suppressed counts.
+    /// This actor's share of the engine's flapping, suppressed and maintenance counts.
     flags: Flags,
+    /// Fires when the calendar said the integration's maintenance next changes (DESIGN §10).
+    calendar: Timer,
 }
+
+impl<T> MonitorState<T> {
+    fn flag_set(&self) -> FlagSet {
+        FlagSet {
+            flapping: self.spec.flap.flapping,
+            suppressed: !self.spec.suppressed_by.is_empty(),
+            maintenance: self.spec.maintenance.is_some(),
+        }
+    }
+}
+
+/// How soon a maintenance change that could not be committed is tried again.
+const CALENDAR_RETRY: Duration = Duration::from_secs(5);
 
 /// What to do when the check in flight finishes. Ordered: a later request can only
 /// strengthen an earlier one.
@@ -190,11 +209,21 @@ impl<T: Send + Sync + 'static> Actor for Monitor<T> {
             in_flight: None,
             suppression_stored: true,
             flags,
+            calendar: Timer::default(),
         };
-        state.flags.set(
-            state.spec.flap.flapping,
-            !state.spec.suppressed_by.is_empty(),
-        );
+        let flag_set = state.flag_set();
+        state.flags.set(flag_set);
+        // The calendar is in memory: ask it now, and only message ourselves (to commit) in
+        // the rare case that the stored maintenance is not what it says.
+        let view = self
+            .context
+            .ledger
+            .maintenance(&state.spec, self.context.clock.now());
+        if view.current != state.spec.maintenance {
+            let _ = myself.cast(MonitorMsg::Recalendar);
+        } else {
+            self.arm_calendar(&myself, &mut state, view.next_change);
+        }
         // Arming only spawns a timer (or a check) task that messages this actor later, so it
         // is safe before the actor runs and keeps `post_start` free.
         if args.check_now {
@@ -227,10 +256,8 @@ impl<T: Send + Sync + 'static> Actor for Monitor<T> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let handled = self.handle_message(myself, message, state).await;
-        state.flags.set(
-            state.spec.flap.flapping,
-            !state.spec.suppressed_by.is_empty(),
-        );
+        let flag_set = state.flag_set();
+        state.flags.set(flag_set);
         handled
     }
 }
@@ -278,6 +305,15 @@ impl<T: Send + Sync + 'static> Monitor<T> {
                 state.suppression_stored = false;
                 self.store_suppression(&myself, state).await;
             }
+            MonitorMsg::CalendarTick(generation) => {
+                if generation == state.calendar.generation {
+                    state.calendar.handle = None;
+                    self.recalendar(&myself, state).await;
+                }
+            }
+            MonitorMsg::Recalendar => {
+                self.recalendar(&myself, state).await;
+            }
             MonitorMsg::Reconfigure { spec, check_now } => {
                 if spec.version < state.spec.version {
                     // Loaded before this actor's own latest commit: it holds the newer row.
@@ -292,6 +328,10 @@ impl<T: Send + Sync + 'static> Monitor<T> {
                 let idle = state.timer.handle.is_none() && state.in_flight.is_none();
                 if check_now || before != after || idle {
                     self.replan(&myself, state, check_now);
+                }
+                // Its tags or environment may have changed, and with them its windows.
+                if self.recalendar(&myself, state).await == Applied::Stopped {
+                    return Ok(());
                 }
             }
         }
@@ -344,6 +384,92 @@ impl<T: Send + Sync + 'static> Monitor<T> {
             // The actor may be gone by now; then there is nobody left to tell.
             let _ = myself.cast(MonitorMsg::Tick(generation));
         }));
+    }
+
+    /// Arms the maintenance timer for `at` (none for `None`).
+    fn arm_calendar(
+        &self,
+        myself: &ActorRef<MonitorMsg<T>>,
+        state: &mut MonitorState<T>,
+        at: Option<DateTime<Utc>>,
+    ) {
+        state.calendar.cancel();
+        let Some(at) = at else {
+            return;
+        };
+        let generation = state.calendar.generation;
+        let due = Duration::from_micros(u64::try_from(at.timestamp_micros()).unwrap_or_default());
+        let at = self.context.instant(due);
+        let myself = myself.clone();
+        state.calendar.handle = Some(tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let _ = myself.cast(MonitorMsg::CalendarTick(generation));
+        }));
+    }
+
+    /// Asks the calendar which window the integration is in now and commits a change with
+    /// its audit entry and event (DESIGN §10): `maintenance_started` on entering,
+    /// `maintenance_ended` on leaving, none when one window hands over to the next. Either
+    /// way the counters start fresh: failures from before a window do not count after it.
+    /// Then arms the timer for the calendar's next change.
+    async fn recalendar(
+        &self,
+        myself: &ActorRef<MonitorMsg<T>>,
+        state: &mut MonitorState<T>,
+    ) -> Applied {
+        let view = self
+            .context
+            .ledger
+            .maintenance(&state.spec, self.context.clock.now());
+        if view.current == state.spec.maintenance {
+            self.arm_calendar(myself, state, view.next_change);
+            return Applied::Kept;
+        }
+        let event = match (state.spec.maintenance, view.current) {
+            (None, Some(_)) => Some(EventKind::MaintenanceStarted),
+            (Some(_), None) => Some(EventKind::MaintenanceEnded),
+            _ => None,
+        };
+        let id = state.spec.integration_id;
+        let lifecycle = Lifecycle::reset(state.spec.lifecycle.status);
+        let committed = self
+            .context
+            .ledger
+            .commit_maintenance(&state.spec, lifecycle, view.current, event)
+            .await;
+        let retry = || Some(self.context.clock.now() + CALENDAR_RETRY);
+        match committed {
+            Ok(Commit::Committed(committed)) => {
+                tracing::info!(
+                    integration_id = %id,
+                    window_id = ?view.current.map(|m| m.window_id),
+                    event = event.map(|e| e.as_str()),
+                    "maintenance changed"
+                );
+                keep_own(&mut state.spec, committed);
+                report_version(myself, &state.spec);
+                self.arm_calendar(myself, state, view.next_change);
+                Applied::Kept
+            }
+            Ok(Commit::Stale(Some(stored))) => {
+                adopt(&mut state.spec, stored, false);
+                report_version(myself, &state.spec);
+                self.arm_calendar(myself, state, retry());
+                Applied::Adopted
+            }
+            Ok(Commit::Stale(None)) => {
+                tracing::info!(integration_id = %id, "integration gone; stopping its monitor");
+                state.timer.cancel();
+                state.calendar.cancel();
+                myself.stop(Some(GONE.to_owned()));
+                Applied::Stopped
+            }
+            Err(error) => {
+                tracing::warn!(integration_id = %id, %error, "could not commit a maintenance change; retrying");
+                self.arm_calendar(myself, state, retry());
+                Applied::Kept
+            }
+        }
     }
 
     fn start_check(
@@ -482,8 +608,25 @@ impl<T: Send + Sync + 'static> Monitor<T> {
         {
             return Applied::Stopped;
         }
+        // A window that has closed but whose timer has not fired yet is left first, so this
+        // check counts afresh after it.
+        if state
+            .spec
+            .maintenance
+            .is_some_and(|m| m.ends_at <= self.context.clock.now())
+            && self.recalendar(myself, state).await == Applied::Stopped
+        {
+            return Applied::Stopped;
+        }
         let spec = &state.spec;
         let id = spec.integration_id;
+        // In a maintenance window the check is stored, marked (the ledger sees
+        // `spec.maintenance`), and counts towards nothing: no transition, the status from
+        // before the window holds, the flap detector sees nothing (DESIGN §10).
+        if spec.maintenance.is_some() {
+            self.context.ledger.record(spec, spec.lifecycle, &report);
+            return Applied::Kept;
+        }
         // While a dependency is degraded or failed, a failure is the dependency's: class
         // `dependency`, which counts towards nothing (DESIGN §10).
         let report = match report.outcome {
@@ -537,10 +680,7 @@ impl<T: Send + Sync + 'static> Monitor<T> {
                     flapping = flap.state.flapping,
                     "lifecycle transition committed"
                 );
-                // The actor owns the suppression; the row may not hold it yet.
-                let suppressed_by = state.spec.suppressed_by.clone();
-                state.spec = committed;
-                state.spec.suppressed_by = suppressed_by;
+                keep_own(&mut state.spec, committed);
                 report_version(myself, &state.spec);
                 Applied::Kept
             }
@@ -635,6 +775,14 @@ fn adopt<T>(current: &mut MonitorSpec<T>, stored: MonitorSpec<T>, check_now: boo
         suppressed_by,
         ..stored
     };
+}
+
+/// Takes the spec a commit returned, keeping the suppression: the actor owns it, and the row
+/// may not hold it yet.
+fn keep_own<T>(current: &mut MonitorSpec<T>, committed: MonitorSpec<T>) {
+    let suppressed_by = current.suppressed_by.clone();
+    *current = committed;
+    current.suppressed_by = suppressed_by;
 }
 
 /// Tells the supervisor which version of the row this actor now holds, so that its

@@ -13,7 +13,26 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::flap::FlapState;
-use crate::lifecycle::{CheckOutcome, Lifecycle, Status, Thresholds, Transition};
+use crate::lifecycle::{CheckOutcome, EventKind, Lifecycle, Status, Thresholds, Transition};
+
+/// The maintenance window an integration is in (DESIGN §10): the resource's `maintenance`
+/// field, `{ windowId, endsAt }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Maintenance {
+    pub window_id: Uuid,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// What the maintenance calendar says about one integration at one time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaintenanceView {
+    /// The window the integration is in, if any (of several, the one that ends last).
+    pub current: Option<Maintenance>,
+    /// When to ask again: the current window's end, or the next window's start. `None`:
+    /// nothing is planned.
+    pub next_change: Option<DateTime<Utc>>,
+}
 
 /// What one monitor actor knows about its integration.
 #[derive(Debug)]
@@ -38,6 +57,8 @@ pub struct MonitorSpec<T> {
     pub depends_on: Arc<[Uuid]>,
     /// The degraded or failed integrations that suppress this one's failures, as stored.
     pub suppressed_by: Arc<[Uuid]>,
+    /// The maintenance window the integration is in, as stored (DESIGN §10).
+    pub maintenance: Option<Maintenance>,
     /// Whatever the probe needs to run a check (provider, URL, AuthRef, configuration).
     /// Opaque to the engine.
     pub target: Arc<T>,
@@ -57,6 +78,7 @@ impl<T> Clone for MonitorSpec<T> {
             flap: self.flap.clone(),
             depends_on: self.depends_on.clone(),
             suppressed_by: self.suppressed_by.clone(),
+            maintenance: self.maintenance,
             target: self.target.clone(),
         }
     }
@@ -154,6 +176,27 @@ pub trait Ledger<T>: Send + Sync + 'static {
         tenant_id: &str,
         ids: &[Uuid],
     ) -> Result<Vec<(Uuid, Status, Vec<Uuid>)>, PortError>;
+
+    /// The maintenance window `spec`'s integration is in at `at`, and when that next changes
+    /// (DESIGN §10). In memory and cheap: each monitor asks when it starts, when its spec
+    /// changes, when the calendar changes and when the answer said it would change; never per
+    /// check. Without a calendar nothing is ever in maintenance.
+    fn maintenance(&self, spec: &MonitorSpec<T>, at: DateTime<Utc>) -> MaintenanceView {
+        let _ = (spec, at);
+        MaintenanceView::default()
+    }
+
+    /// Commits the integration's entering or leaving a maintenance window (`maintenance`
+    /// `Some`/`None`) with `lifecycle` (the counters start fresh), its audit entry and
+    /// `event` (`maintenance_started`/`maintenance_ended`; `None` when one window hands over
+    /// to another), in one transaction, only if the row is still at `spec.version`.
+    async fn commit_maintenance(
+        &self,
+        spec: &MonitorSpec<T>,
+        lifecycle: Lifecycle,
+        maintenance: Option<Maintenance>,
+        event: Option<EventKind>,
+    ) -> Result<Commit<T>, PortError>;
 
     /// Records a check result (health history, last-check fields, counters) that did not
     /// change the status. Implementations batch these; the call must not block on I/O.

@@ -70,6 +70,8 @@ pub(crate) enum SupervisorMsg {
     /// Page through the monitored integrations again and spawn those without an actor (the
     /// daemon took over more of the fleet).
     Rescan,
+    /// The maintenance windows changed: every child asks the calendar again.
+    Recalendar,
     /// Stop the actors of every integration the predicate names (the daemon gave up or lost
     /// them); the reply carries the stopped actors, so the caller can wait for them to exit.
     Release {
@@ -311,6 +313,13 @@ impl<T: Send + Sync + 'static> Actor for Supervisor<T> {
                 }
             }
             SupervisorMsg::SpawnPage => self.spawn_page(&myself, state).await?,
+            SupervisorMsg::Recalendar => {
+                // One message per actor: windows change rarely (an operator's edit), and
+                // each actor only asks the in-memory calendar.
+                for child in state.children.values() {
+                    let _ = child.actor.cast(MonitorMsg::Recalendar);
+                }
+            }
             SupervisorMsg::Rescan => {
                 if state.initial.is_some() {
                     state.rescan_again = true;

@@ -16,7 +16,9 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::flap::FlapState;
 use crate::lifecycle::{CheckOutcome, EventKind, Lifecycle, Status, Thresholds, Transition};
-use crate::ports::{CheckReport, Commit, Ledger, MonitorSpec, PortError, Probe};
+use crate::ports::{
+    CheckReport, Commit, Ledger, Maintenance, MaintenanceView, MonitorSpec, PortError, Probe,
+};
 
 /// A spec for integration `id` in `status`, checked every `interval` with a timeout of
 /// half of it and the default thresholds. Its target is its id.
@@ -37,6 +39,7 @@ pub fn spec(id: Uuid, status: Status, interval: Duration) -> MonitorSpec<Uuid> {
         flap: FlapState::default(),
         depends_on: Arc::from([]),
         suppressed_by: Arc::from([]),
+        maintenance: None,
         target: Arc::new(id),
     }
 }
@@ -49,6 +52,17 @@ pub struct HistoryEntry {
     pub lifecycle: Lifecycle,
     /// `Some((from, to))` when the result was committed as a transition.
     pub transition: Option<(Status, Status)>,
+    /// The check ran in a maintenance window.
+    pub maintenance: bool,
+}
+
+/// A maintenance window of a [`MemoryLedger`]'s calendar: these integrations, this time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestWindow {
+    pub window_id: Uuid,
+    pub integrations: Vec<Uuid>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
 }
 
 /// A store in memory. Rows can be changed "behind the engine's back" with [`update`],
@@ -71,6 +85,7 @@ struct Inner<T> {
     history: HashMap<Uuid, Vec<HistoryEntry>>,
     /// The events committed transitions published, with the status they carried.
     events: HashMap<Uuid, Vec<(EventKind, Status)>>,
+    windows: Vec<TestWindow>,
 }
 
 impl<T> Default for MemoryLedger<T> {
@@ -80,6 +95,7 @@ impl<T> Default for MemoryLedger<T> {
                 rows: BTreeMap::new(),
                 history: HashMap::new(),
                 events: HashMap::new(),
+                windows: Vec::new(),
             }),
             unavailable: AtomicBool::new(false),
             crashes: Mutex::new(HashMap::new()),
@@ -111,6 +127,12 @@ impl<T> MemoryLedger<T> {
         change(row);
         row.version += 1;
         Some(row.version)
+    }
+
+    /// Adds a window to the calendar. Tell the engine with
+    /// [`Engine::calendar_changed`](crate::Engine::calendar_changed).
+    pub fn add_window(&self, window: TestWindow) {
+        self.lock().windows.push(window);
     }
 
     pub fn remove(&self, id: Uuid) -> bool {
@@ -249,6 +271,7 @@ impl<T: Send + Sync + 'static> Ledger<T> for MemoryLedger<T> {
             report: *report,
             lifecycle: transition.state,
             transition: Some((transition.from, transition.state.status)),
+            maintenance: spec.maintenance.is_some(),
         });
         if let Some(event) = published {
             inner
@@ -295,6 +318,63 @@ impl<T: Send + Sync + 'static> Ledger<T> for MemoryLedger<T> {
             .collect())
     }
 
+    fn maintenance(&self, spec: &MonitorSpec<T>, at: DateTime<Utc>) -> MaintenanceView {
+        let inner = self.lock();
+        let mine = || {
+            inner
+                .windows
+                .iter()
+                .filter(|w| w.integrations.contains(&spec.integration_id))
+        };
+        let current = mine()
+            .filter(|w| w.starts_at <= at && at < w.ends_at)
+            .max_by_key(|w| w.ends_at)
+            .map(|w| Maintenance {
+                window_id: w.window_id,
+                ends_at: w.ends_at,
+            });
+        let next_start = mine().map(|w| w.starts_at).filter(|s| *s > at).min();
+        let next_change = match (current, next_start) {
+            (Some(m), Some(s)) => Some(m.ends_at.min(s)),
+            (Some(m), None) => Some(m.ends_at),
+            (None, s) => s,
+        };
+        MaintenanceView {
+            current,
+            next_change,
+        }
+    }
+
+    async fn commit_maintenance(
+        &self,
+        spec: &MonitorSpec<T>,
+        lifecycle: Lifecycle,
+        maintenance: Option<Maintenance>,
+        event: Option<EventKind>,
+    ) -> Result<Commit<T>, PortError> {
+        self.available()?;
+        let mut inner = self.lock();
+        let id = spec.integration_id;
+        let Some(row) = inner.rows.get_mut(&id) else {
+            return Ok(Commit::Stale(None));
+        };
+        if row.version != spec.version {
+            return Ok(Commit::Stale(Some(row.clone())));
+        }
+        row.lifecycle = lifecycle;
+        row.maintenance = maintenance;
+        row.version += 1;
+        let committed = row.clone();
+        if let Some(event) = event {
+            inner
+                .events
+                .entry(id)
+                .or_default()
+                .push((event, lifecycle.status));
+        }
+        Ok(Commit::Committed(committed))
+    }
+
     fn record(&self, spec: &MonitorSpec<T>, lifecycle: Lifecycle, report: &CheckReport) {
         let mut inner = self.lock();
         let id = spec.integration_id;
@@ -309,6 +389,7 @@ impl<T: Send + Sync + 'static> Ledger<T> for MemoryLedger<T> {
             report: *report,
             lifecycle,
             transition: None,
+            maintenance: spec.maintenance.is_some(),
         });
         let call = history.len() - 1;
         drop(inner);

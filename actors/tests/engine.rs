@@ -1066,3 +1066,106 @@ async fn a_flipping_target_flaps_then_settles() {
     .await;
     h.engine.stop().await;
 }
+
+/// A maintenance window (DESIGN §10) opening while an integration is failing its checks:
+/// the checks go on, marked, and count towards nothing (no transition, no `unhealthy`);
+/// `maintenance_started` and `maintenance_ended` are published; after the window, with the
+/// target still down, counting starts fresh: degraded only after `degraded_after` new
+/// failures.
+#[tokio::test(start_paused = true)]
+async fn a_maintenance_window_holds_the_status_and_counting_starts_fresh_after_it() {
+    use catalogd_actors::testing::TestWindow;
+    let interval = Duration::from_secs(10);
+    let failing = id(1);
+    let ledger = Arc::new(MemoryLedger::new());
+    ledger.insert(with_thresholds(
+        spec(failing, Status::Active, interval),
+        3,
+        100,
+        1,
+    ));
+    let probe = Arc::new(ScriptedProbe::new(fail(FailureClass::Connect)));
+    let clock = Arc::new(TestClock::new());
+    let engine = Engine::start(ledger.clone(), probe.clone(), clock.clone(), options())
+        .await
+        .expect("engine starts");
+    engine.spawned().await.expect("fleet spawned");
+
+    eventually("two failures counted", Duration::from_secs(60), || {
+        ledger.get(failing).unwrap().lifecycle.consecutive_failures == 2
+    })
+    .await;
+    // The window opens now, while the integration is one failure from degraded.
+    let window_id = Uuid::from_u128(42);
+    let opens = catalogd_actors::Clock::now(&*clock);
+    let closes = opens + chrono::Duration::seconds(60);
+    ledger.add_window(TestWindow {
+        window_id,
+        integrations: vec![failing],
+        starts_at: opens,
+        ends_at: closes,
+    });
+    engine.calendar_changed();
+    eventually("in maintenance", Duration::from_secs(5), || {
+        ledger.get(failing).unwrap().maintenance.is_some()
+            && engine.counters().in_maintenance() == 1
+    })
+    .await;
+    let stored = ledger.get(failing).unwrap();
+    assert_eq!(stored.maintenance.unwrap().window_id, window_id);
+    assert_eq!(stored.maintenance.unwrap().ends_at, closes);
+    assert_eq!(
+        stored.lifecycle.consecutive_failures, 0,
+        "counting starts fresh"
+    );
+    let during = probe.calls(failing);
+
+    eventually("out of maintenance", Duration::from_secs(120), || {
+        ledger.get(failing).unwrap().maintenance.is_none()
+    })
+    .await;
+    assert_eq!(engine.counters().in_maintenance(), 0);
+    let checked_in_window = probe.calls(failing) - during;
+    assert!(
+        checked_in_window >= 5,
+        "still checked in the window: {checked_in_window}"
+    );
+    let history = ledger.history(failing);
+    let marked = history.iter().filter(|e| e.maintenance).count();
+    assert!(marked >= 5, "{marked} checks marked as in maintenance");
+    assert!(
+        history
+            .iter()
+            .filter(|e| e.maintenance)
+            .all(|e| e.lifecycle.consecutive_failures == 0 && e.transition.is_none()),
+        "a check in maintenance counts towards nothing"
+    );
+    assert_eq!(
+        ledger.get(failing).unwrap().lifecycle.status,
+        Status::Active
+    );
+
+    eventually(
+        "degraded after the window",
+        Duration::from_secs(120),
+        || ledger.get(failing).unwrap().lifecycle.status == Status::Degraded,
+    )
+    .await;
+    let history = ledger.history(failing);
+    let last_marked = history.iter().rposition(|e| e.maintenance).unwrap();
+    let after: Vec<u32> = history[last_marked + 1..]
+        .iter()
+        .map(|e| e.lifecycle.consecutive_failures)
+        .collect();
+    assert_eq!(after, [1, 2, 3], "counting started fresh after the window");
+    let events: Vec<EventKind> = ledger.events(failing).into_iter().map(|(e, _)| e).collect();
+    assert_eq!(
+        events,
+        [
+            EventKind::MaintenanceStarted,
+            EventKind::MaintenanceEnded,
+            EventKind::Unhealthy
+        ]
+    );
+    engine.stop().await;
+}

@@ -34,6 +34,9 @@ pub struct CheckResultBody {
     pub lateness_ms: f64,
     #[schema(value_type = Option<String>, example = "http_status")]
     pub failure_class: Option<FailureClass>,
+    /// The check ran in a maintenance window: stored, but counted towards nothing and left
+    /// out of uptime (DESIGN §10).
+    pub maintenance: bool,
 }
 
 impl From<CheckResult> for CheckResultBody {
@@ -45,6 +48,7 @@ impl From<CheckResult> for CheckResultBody {
             latency_ms: millis(result.latency),
             lateness_ms: millis(result.lateness),
             failure_class: failure_class(Some(result.outcome)),
+            maintenance: result.maintenance,
         }
     }
 }
@@ -59,6 +63,9 @@ pub struct BucketBody {
     pub successes: u64,
     pub failures: u64,
     pub skipped: u64,
+    /// Checks that ran in a maintenance window, counted in `checks` and in none of the
+    /// other counts, uptime or latency (DESIGN §10).
+    pub maintenance: u64,
     /// `successes / (successes + failures)`, `null` without either.
     pub uptime: Option<f64>,
     /// Over the checks that ran; `null` when none did.
@@ -75,6 +82,7 @@ impl From<Bucket> for BucketBody {
             successes: bucket.successes,
             failures: bucket.failures,
             skipped: bucket.skipped,
+            maintenance: bucket.maintenance,
             uptime: bucket.uptime(),
             latency_avg_ms: bucket.latency_avg_us().map(|us| us / 1000.0),
             latency_max_ms: ran.then(|| bucket.latency_max_us as f64 / 1000.0),

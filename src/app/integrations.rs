@@ -33,6 +33,7 @@ pub const READ_ONLY_FIELDS: &[&str] = &[
     "modifiedBy",
     "suppressedBy",
     "flapping",
+    "maintenance",
 ];
 
 /// Filters and paging of the integration list. Every value is checked by

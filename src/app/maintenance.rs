@@ -61,6 +61,8 @@ impl App {
             self.clock.now(),
         );
         self.store.create_window(&window).await?;
+        // The monitors of the integrations it selects learn of it through the engine.
+        self.engine.calendar_changed();
         Ok(window)
     }
 
@@ -116,6 +118,7 @@ impl App {
                 tracing::error!(%id, "store returned no window for an update");
                 AppError::Internal
             })?;
+        self.engine.calendar_changed();
         Ok(window)
     }
 
@@ -130,6 +133,7 @@ impl App {
         self.store
             .change_window(&author(principal), id, change, self.clock.now())
             .await?;
+        self.engine.calendar_changed();
         Ok(())
     }
 }

@@ -226,6 +226,10 @@ pub struct Target {
     /// The claim on its shard under which this node monitors the integration: what the
     /// monitor's writes are fenced with. The connectors ignore it. `None` outside a monitor.
     pub claim: Option<Claim>,
+    /// The integration's tags and environment, which maintenance windows select by (DESIGN
+    /// §10). The connectors ignore them.
+    pub tags: Vec<String>,
+    pub environment: Option<String>,
 }
 
 impl Target {
@@ -239,6 +243,8 @@ impl Target {
             auth_ref: None,
             configuration: serde_json::Map::new(),
             claim: None,
+            tags: Vec::new(),
+            environment: None,
         }
     }
 
@@ -285,6 +291,8 @@ impl From<&Integration> for Target {
             auth_ref: integration.auth_ref.clone(),
             configuration: integration.configuration.clone(),
             claim: None,
+            tags: integration.tags.clone(),
+            environment: integration.environment.clone(),
         }
     }
 }

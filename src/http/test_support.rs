@@ -166,6 +166,30 @@ impl Store for FaultyStore {
             .await
     }
 
+    async fn commit_maintenance(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        lifecycle: Lifecycle,
+        maintenance: Option<catalogd_actors::Maintenance>,
+        event: Option<EventKind>,
+        now: DateTime<Utc>,
+        claim: Option<crate::cluster::Claim>,
+    ) -> Result<CheckCommit, StoreError> {
+        self.fault().await?;
+        self.inner
+            .commit_maintenance(
+                id,
+                expected_version,
+                lifecycle,
+                maintenance,
+                event,
+                now,
+                claim,
+            )
+            .await
+    }
+
     async fn import(
         &self,
         author: &Author,

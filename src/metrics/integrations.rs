@@ -693,7 +693,8 @@ impl Table {
 }
 
 /// Appends the engine's own gauges, read at scrape time from its lock-free counters, and
-/// with `per_integration` (`metrics.per_integration`) the sparse suppressed series.
+/// with `per_integration` (`metrics.per_integration`) the sparse suppressed and maintenance
+/// series.
 pub fn render_engine(out: &mut String, counters: &EngineCounters, per_integration: bool) {
     family(
         out,
@@ -726,6 +727,11 @@ pub fn render_engine(out: &mut String, counters: &EngineCounters, per_integratio
             "Integrations monitored here whose failures a degraded or failed dependency suppresses.",
             counters.suppressed(),
         ),
+        (
+            names::INTEGRATIONS_IN_MAINTENANCE,
+            "Integrations monitored here that are in a maintenance window.",
+            counters.in_maintenance(),
+        ),
     ] {
         family(out, name, "gauge", help);
         let _ = writeln!(out, "{name} {value}");
@@ -733,21 +739,29 @@ pub fn render_engine(out: &mut String, counters: &EngineCounters, per_integratio
     if !per_integration {
         return;
     }
-    // Sparse: a series only for an integration that is suppressed now, so alert rules can
-    // leave it out (`unless on (tenant, integration)`) at the cost of no series for the rest.
-    family(
-        out,
-        names::INTEGRATION_SUPPRESSED,
-        "gauge",
-        "1 for each integration monitored here whose failures a degraded or failed dependency suppresses.",
-    );
-    for (tenant, id) in counters.suppressed_integrations() {
-        let _ = writeln!(
-            out,
-            "{}{{tenant=\"{}\",integration=\"{id}\"}} 1",
+    // Sparse: a series only for an integration that is suppressed (or in maintenance) now,
+    // so alert rules can leave it out (`unless on (tenant, integration)`) at the cost of no
+    // series for the rest.
+    for (name, help, listed) in [
+        (
             names::INTEGRATION_SUPPRESSED,
-            escape(&tenant)
-        );
+            "1 for each integration monitored here whose failures a degraded or failed dependency suppresses.",
+            counters.suppressed_integrations(),
+        ),
+        (
+            names::INTEGRATION_MAINTENANCE,
+            "1 for each integration monitored here that is in a maintenance window.",
+            counters.maintenance_integrations(),
+        ),
+    ] {
+        family(out, name, "gauge", help);
+        for (tenant, id) in listed {
+            let _ = writeln!(
+                out,
+                "{name}{{tenant=\"{}\",integration=\"{id}\"}} 1",
+                escape(&tenant)
+            );
+        }
     }
 }
 

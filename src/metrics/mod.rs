@@ -56,6 +56,8 @@ pub mod names {
     pub const INTEGRATIONS_FLAPPING: &str = "catalogd_integrations_flapping";
     pub const INTEGRATIONS_SUPPRESSED: &str = "catalogd_integrations_suppressed";
     pub const INTEGRATION_SUPPRESSED: &str = "catalogd_integration_suppressed";
+    pub const INTEGRATIONS_IN_MAINTENANCE: &str = "catalogd_integrations_in_maintenance";
+    pub const INTEGRATION_MAINTENANCE: &str = "catalogd_integration_maintenance";
     pub const HTTP_REQUESTS_TOTAL: &str = "catalogd_http_requests_total";
     pub const HTTP_REQUEST_DURATION: &str = "catalogd_http_request_duration_seconds";
     pub const INTEGRATION_UP: &str = "catalogd_integration_up";

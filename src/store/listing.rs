@@ -27,7 +27,7 @@
 /// resource. The first [`HEAD`] are `list_head`'s, the last [`TAIL`] `list_tail`'s, the rest
 /// are rendered at read time.
 #[cfg(test)]
-const FIELDS: [(&str, &str); 28] = [
+const FIELDS: [(&str, &str); 29] = [
     ("integrationId", "integration_id"),
     ("tenantId", "tenant_id"),
     ("name", "name"),
@@ -56,11 +56,12 @@ const FIELDS: [(&str, &str); 28] = [
     ("dependsOn", "depends_on"),
     ("suppressedBy", "suppressed_by"),
     ("flapping", "flapping"),
+    ("maintenance", "maintenance"),
 ];
 #[cfg(test)]
 const HEAD: usize = 17;
 #[cfg(test)]
-const TAIL: usize = 8;
+const TAIL: usize = 9;
 
 /// SQLite: the JSON object of the row `i`. sqlx stores times as `to_rfc3339_opts(AutoSi,
 /// false)`: chrono's digits with `+00:00` where serde writes `Z`; `json_quote(NULL)` is `null`.
@@ -176,7 +177,7 @@ mod tests {
         }
     }
 
-    /// Each migration's latest triggers (0006's, made again with the §10 fields by 0007)
+    /// Each migration's latest triggers (0006's, made again with the §10 fields by 0007 and 0010)
     /// render the head's and the tail's fields in order and no other, and each item renders
     /// the fields between them, in order (where they go: tests/it).
     #[test]
@@ -184,8 +185,8 @@ mod tests {
         let (head, rest) = FIELDS.split_at(HEAD);
         let (middle, tail) = rest.split_at(rest.len() - TAIL);
         for migration in [
-            include_str!("../../migrations/sqlite/0007_flap_dependencies.sql"),
-            include_str!("../../migrations/postgres/0007_flap_dependencies.sql"),
+            include_str!("../../migrations/sqlite/0010_maintenance_engine.sql"),
+            include_str!("../../migrations/postgres/0010_maintenance_engine.sql"),
         ] {
             let rendered =
                 |(key, column): &(&str, &str)| (format!("'{key}', "), format!("NEW.{column}"));

@@ -30,7 +30,7 @@ use crate::integration::{
     Author, Change, ChangeError, CheckSummary, Integration, IntegrationType, TestSummary,
 };
 use crate::maintenance::{MaintenanceWindow, WindowChange};
-use catalogd_actors::{EventKind, FlapState, Lifecycle, Status, Thresholds};
+use catalogd_actors::{EventKind, FlapState, Lifecycle, Maintenance, Status, Thresholds};
 
 pub mod audit_chain;
 mod backend;
@@ -349,6 +349,22 @@ pub trait Store: Send + Sync + 'static {
         event: Option<EventKind>,
         flap: Option<FlapState>,
         check: CheckSummary,
+        now: DateTime<Utc>,
+        claim: Option<Claim>,
+    ) -> Result<CheckCommit, StoreError>;
+
+    /// Commits the integration's entering or leaving a maintenance window (DESIGN §10) as its
+    /// monitor decided: the `maintenance` field, the counters (`lifecycle`), a new version,
+    /// the audit entry and `event` in one transaction, like [`Store::commit_check`] (grouped,
+    /// version-checked, fenced by `claim`).
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_maintenance(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        lifecycle: Lifecycle,
+        maintenance: Option<Maintenance>,
+        event: Option<EventKind>,
         now: DateTime<Utc>,
         claim: Option<Claim>,
     ) -> Result<CheckCommit, StoreError>;

@@ -12,11 +12,11 @@ use uuid::Uuid;
 use super::audit_chain::StoredAuditEntry;
 use super::StoreError;
 use crate::integration::{HealthCheck, Integration, IntegrationType};
-use catalogd_actors::Status;
+use catalogd_actors::{Maintenance, Status};
 
 /// The columns of `integrations`, in the order [`IntegrationRow`] and the store's bind
 /// function use. Statements are generated from this list so they cannot drift apart.
-pub(super) const INTEGRATION_COLUMNS: [&str; 30] = [
+pub(super) const INTEGRATION_COLUMNS: [&str; 31] = [
     "integration_id",
     "tenant_id",
     "name",
@@ -47,6 +47,7 @@ pub(super) const INTEGRATION_COLUMNS: [&str; 30] = [
     "suppressed_by",
     "flapping",
     "flap_transitions",
+    "maintenance",
 ];
 
 /// The columns of `audit_log`, in [`AuditRow`]'s order.
@@ -101,6 +102,8 @@ pub(super) struct IntegrationRow {
     suppressed_by: Json<Vec<Uuid>>,
     flapping: bool,
     flap_transitions: Json<Vec<DateTime<Utc>>>,
+    /// JSON `null` outside a window.
+    maintenance: Json<Option<Maintenance>>,
 }
 
 impl IntegrationRow {
@@ -147,6 +150,7 @@ impl IntegrationRow {
             suppressed_by: self.suppressed_by.0,
             flapping: self.flapping,
             flap_transitions: self.flap_transitions.0,
+            maintenance: self.maintenance.0,
         })
     }
 }

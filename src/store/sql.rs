@@ -38,7 +38,7 @@ use crate::integration::{
     self, Applied, AuditRecord, Author, Change, CheckSummary, HealthCheck, Integration, TestSummary,
 };
 use crate::maintenance::{MaintenanceWindow, WindowChange};
-use catalogd_actors::{EventKind, FlapState, Lifecycle, Status, Thresholds};
+use catalogd_actors::{EventKind, FlapState, Lifecycle, Maintenance, Status, Thresholds};
 
 mod group_commit;
 
@@ -351,6 +351,7 @@ where
     for<'q> Json<&'q Vec<String>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q HealthCheck>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q Vec<Uuid>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q Option<Maintenance>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q Vec<DateTime<Utc>>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'r> IntegrationRow: sqlx::FromRow<'r, B::Row>,
     for<'r> AuditRow: sqlx::FromRow<'r, B::Row>,
@@ -397,6 +398,7 @@ where
             .bind(Json(&integration.suppressed_by))
             .bind(integration.flapping)
             .bind(Json(&integration.flap_transitions))
+            .bind(Json(&integration.maintenance))
     }
 
     /// Writes one `integration_tags` row per distinct tag.
@@ -884,6 +886,7 @@ where
     for<'q> Json<&'q Vec<String>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q HealthCheck>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q Vec<Uuid>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q Option<Maintenance>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q Vec<DateTime<Utc>>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'r> IntegrationRow: sqlx::FromRow<'r, B::Row>,
     for<'r> AuditRow: sqlx::FromRow<'r, B::Row>,
@@ -1227,18 +1230,46 @@ where
             expected_version,
             lifecycle,
             event,
-            flap: flap.map(|flap| FlapState {
-                transitions: flap
-                    .transitions
-                    .into_iter()
-                    .map(rows::stored_precision)
-                    .collect(),
-                ..flap
-            }),
-            check: CheckSummary {
-                started_at: rows::stored_precision(check.started_at),
-                ..check
+            change: group_commit::RowChange::Check {
+                flap: flap.map(|flap| FlapState {
+                    transitions: flap
+                        .transitions
+                        .into_iter()
+                        .map(rows::stored_precision)
+                        .collect(),
+                    ..flap
+                }),
+                check: CheckSummary {
+                    started_at: rows::stored_precision(check.started_at),
+                    ..check
+                },
             },
+            now: rows::stored_precision(now),
+            claim,
+            called: Instant::now(),
+        };
+        self.enqueue(request).await
+    }
+
+    async fn commit_maintenance(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        lifecycle: Lifecycle,
+        maintenance: Option<Maintenance>,
+        event: Option<EventKind>,
+        now: DateTime<Utc>,
+        claim: Option<Claim>,
+    ) -> Result<CheckCommit, StoreError> {
+        let request = group_commit::Request {
+            id,
+            expected_version,
+            lifecycle,
+            event,
+            change: group_commit::RowChange::Maintenance(maintenance.map(|m| Maintenance {
+                ends_at: rows::stored_precision(m.ends_at),
+                ..m
+            })),
             now: rows::stored_precision(now),
             claim,
             called: Instant::now(),
@@ -1433,8 +1464,8 @@ mod tests {
 
     #[test]
     fn statements_bind_every_column() {
-        assert!(INSERT_INTEGRATION.ends_with("$30)"));
-        assert!(UPDATE_INTEGRATION.contains("flap_transitions = $30 WHERE"));
+        assert!(INSERT_INTEGRATION.ends_with("$31)"));
+        assert!(UPDATE_INTEGRATION.contains("maintenance = $31 WHERE"));
         assert!(!UPDATE_INTEGRATION.contains("tenant_id = $2,"));
         assert!(INSERT_AUDIT.ends_with("$17)"));
     }

@@ -163,6 +163,7 @@ async fn a_stale_owners_writes_are_fenced_and_the_takeover_log_proves_it() {
         lifecycle,
         &report,
         Some(claim_a),
+        false,
     );
     writer.flush().await;
     assert_eq!(count(&mut raw, results).await, results_before);
@@ -181,6 +182,7 @@ async fn a_stale_owners_writes_are_fenced_and_the_takeover_log_proves_it() {
         lifecycle,
         &report,
         Some(claim_b),
+        false,
     );
     writer_b.flush().await;
     assert_eq!(count(&mut raw, results).await, results_before + 1);

@@ -101,6 +101,7 @@ async fn backdate(url: &str) -> anyhow::Result<()> {
                     skipped: 0,
                     latency_sum_us: 1440 * 20_000,
                     latency_max_us: 80_000,
+                    maintenance: 0,
                 },
             ));
         }

@@ -23,6 +23,8 @@ pub(super) struct CheckRecord {
     pub(super) consecutive_successes: u32,
     /// The claim on its shard the monitor checked under; `None`: unfenced.
     pub(super) claim: Option<Claim>,
+    /// The check ran in a maintenance window (DESIGN §10).
+    pub(super) maintenance: bool,
 }
 
 impl CheckRecord {
@@ -42,6 +44,7 @@ impl CheckRecord {
             consecutive_failures: lifecycle.consecutive_failures,
             consecutive_successes: lifecycle.consecutive_successes,
             claim: None,
+            maintenance: false,
         }
     }
 
@@ -133,7 +136,7 @@ impl Batch {
     }
 
     /// SQLite: the results as one JSON array of `[id hex, µs, latency, lateness, outcome,
-    /// class]`, for `json_each`.
+    /// class, maintenance]`, for `json_each`.
     pub(super) fn results_json(&self) -> String {
         use std::fmt::Write as _;
         let mut json = String::with_capacity(self.results.len() * 80 + 2);
@@ -144,14 +147,15 @@ impl Batch {
                 .map_or_else(|| "null".to_owned(), |class| format!("\"{class}\""));
             let _ = write!(
                 json,
-                "{}[\"{}\",{},{},{},{},{}]",
+                "{}[\"{}\",{},{},{},{},{},{}]",
                 if i == 0 { "" } else { "," },
                 r.integration_id.simple(),
                 r.checked_at.timestamp_micros(),
                 r.latency_us,
                 r.lateness_us,
                 r.outcome_code(),
-                class
+                class,
+                u8::from(r.maintenance)
             );
         }
         json.push(']');
@@ -201,6 +205,7 @@ mod tests {
             consecutive_failures: 0,
             consecutive_successes: 0,
             claim: None,
+            maintenance: minute == 3,
         };
         let batch = Batch::new(vec![
             record(2, 1, CheckOutcome::Success),
@@ -224,6 +229,8 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&batch.results_json()).unwrap();
         assert_eq!(json[1][5], "timeout");
         assert!(json[0][5].is_null());
+        assert_eq!(json[2][6], 1, "the check in maintenance is marked");
+        assert_eq!(json[1][6], 0);
         let json: serde_json::Value = serde_json::from_str(&batch.observations_json()).unwrap();
         assert_eq!(json[0][2], "2025-03-31T12:02:00+00:00");
     }

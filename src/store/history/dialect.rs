@@ -122,8 +122,10 @@ impl HistoryBackend for Postgres {
 }
 
 const SQLITE_INSERT_RESULTS: &str = "INSERT INTO check_results \
-         (integration_id, checked_at, latency_us, lateness_us, outcome, failure_class) \
-         SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
+         (integration_id, checked_at, latency_us, lateness_us, outcome, failure_class, \
+          maintenance) \
+         SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+                value ->> 5, value ->> 6 \
          FROM json_each($1) WHERE true \
          ON CONFLICT (integration_id, checked_at) DO NOTHING";
 
@@ -136,9 +138,10 @@ const SQLITE_UPDATE_OBSERVATIONS: &str = "UPDATE integrations SET last_tested_at
          WHERE integrations.integration_id = o.id AND integrations.version = o.version";
 
 const POSTGRES_INSERT_RESULTS: &str = "INSERT INTO check_results \
-         (integration_id, checked_at, latency_us, lateness_us, outcome, failure_class) \
+         (integration_id, checked_at, latency_us, lateness_us, outcome, failure_class, \
+          maintenance) \
          SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::int4[], $4::int4[], \
-                              $5::int2[], $6::text[]) \
+                              $5::int2[], $6::text[], $7::int2[]) \
          ON CONFLICT (integration_id, checked_at) DO NOTHING";
 
 const POSTGRES_UPDATE_OBSERVATIONS: &str =
@@ -224,6 +227,12 @@ async fn write_postgres(
             results
                 .iter()
                 .map(|r| r.failure_class())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            results
+                .iter()
+                .map(|r| i16::from(r.maintenance))
                 .collect::<Vec<_>>(),
         )
         .execute(&mut *transaction)

@@ -73,8 +73,11 @@ impl Source {
     pub(super) fn sums(self) -> &'static str {
         match self {
             Source::Raw => {
-                "CAST(COALESCE(SUM(CASE WHEN x.outcome = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-                 CAST(COALESCE(SUM(CASE WHEN x.outcome = 1 THEN 1 ELSE 0 END), 0) AS BIGINT)"
+                // A check in a maintenance window counts for neither (DESIGN §10).
+                "CAST(COALESCE(SUM(CASE WHEN x.outcome = 0 AND x.maintenance = 0 THEN 1 ELSE 0 \
+                 END), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(CASE WHEN x.outcome = 1 AND x.maintenance = 0 THEN 1 ELSE 0 \
+                 END), 0) AS BIGINT)"
             }
             Source::Hourly | Source::Daily => {
                 "CAST(COALESCE(SUM(x.successes), 0) AS BIGINT), \

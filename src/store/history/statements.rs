@@ -12,30 +12,35 @@ use crate::store::StoreError;
 use catalogd_actors::Status;
 
 /// The bucket columns aggregated from raw results `x`: successes, failures, skipped, latency
-/// sum and max (of the checks that ran).
+/// sum and max (of the checks that ran), each leaving out the checks that ran in a
+/// maintenance window, and those checks' count (DESIGN §10: uptime leaves the window out).
 pub(super) const RAW_AGGREGATES: &str = "\
-    CAST(SUM(CASE WHEN x.outcome = 0 THEN 1 ELSE 0 END) AS BIGINT), \
-    CAST(SUM(CASE WHEN x.outcome = 1 THEN 1 ELSE 0 END) AS BIGINT), \
-    CAST(SUM(CASE WHEN x.outcome = 2 THEN 1 ELSE 0 END) AS BIGINT), \
-    CAST(SUM(CASE WHEN x.outcome = 2 THEN 0 ELSE x.latency_us END) AS BIGINT), \
-    CAST(MAX(CASE WHEN x.outcome = 2 THEN 0 ELSE x.latency_us END) AS BIGINT)";
+    CAST(SUM(CASE WHEN x.outcome = 0 AND x.maintenance = 0 THEN 1 ELSE 0 END) AS BIGINT), \
+    CAST(SUM(CASE WHEN x.outcome = 1 AND x.maintenance = 0 THEN 1 ELSE 0 END) AS BIGINT), \
+    CAST(SUM(CASE WHEN x.outcome = 2 AND x.maintenance = 0 THEN 1 ELSE 0 END) AS BIGINT), \
+    CAST(SUM(CASE WHEN x.outcome = 2 OR x.maintenance <> 0 THEN 0 ELSE x.latency_us END) \
+    AS BIGINT), \
+    CAST(MAX(CASE WHEN x.outcome = 2 OR x.maintenance <> 0 THEN 0 ELSE x.latency_us END) \
+    AS BIGINT), \
+    CAST(SUM(x.maintenance) AS BIGINT)";
 
 /// The same from hourly buckets `x`.
 const ROLLUP_AGGREGATES: &str = "\
     CAST(SUM(x.successes) AS BIGINT), CAST(SUM(x.failures) AS BIGINT), \
     CAST(SUM(x.skipped) AS BIGINT), CAST(SUM(x.latency_sum_us) AS BIGINT), \
-    CAST(MAX(x.latency_max_us) AS BIGINT)";
+    CAST(MAX(x.latency_max_us) AS BIGINT), CAST(SUM(x.maintenance) AS BIGINT)";
 
 pub(super) const BUCKET_COLUMNS: &str = "x.bucket_start, CAST(x.successes AS BIGINT), \
     CAST(x.failures AS BIGINT), CAST(x.skipped AS BIGINT), CAST(x.latency_sum_us AS BIGINT), \
-    CAST(x.latency_max_us AS BIGINT)";
+    CAST(x.latency_max_us AS BIGINT), CAST(x.maintenance AS BIGINT)";
 
-const BUCKET_INSERT: &str =
-    "(integration_id, bucket_start, successes, failures, skipped, latency_sum_us, latency_max_us)";
+const BUCKET_INSERT: &str = "(integration_id, bucket_start, successes, failures, skipped, \
+    latency_sum_us, latency_max_us, maintenance)";
 
 const BUCKET_UPSERT: &str = "ON CONFLICT (integration_id, bucket_start) DO UPDATE SET \
     successes = excluded.successes, failures = excluded.failures, skipped = excluded.skipped, \
-    latency_sum_us = excluded.latency_sum_us, latency_max_us = excluded.latency_max_us";
+    latency_sum_us = excluded.latency_sum_us, latency_max_us = excluded.latency_max_us, \
+    maintenance = excluded.maintenance";
 
 /// The integration and a table `x` of its history, tenant-scoped: `$1` tenant, `$2` id.
 pub(super) fn scoped_from(source: Source) -> String {
@@ -66,10 +71,10 @@ pub(super) fn rollup_statement(target: Source) -> String {
     )
 }
 
-pub(super) type BucketRow<T> = (T, i64, i64, i64, i64, i64);
+pub(super) type BucketRow<T> = (T, i64, i64, i64, i64, i64, i64);
 
 pub(super) fn bucket_from_row<T: DbTime>(row: BucketRow<T>) -> Result<Bucket, StoreError> {
-    let (start, successes, failures, skipped, latency_sum, latency_max) = row;
+    let (start, successes, failures, skipped, latency_sum, latency_max, maintenance) = row;
     let count = |value: i64| {
         u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative count {value}")))
     };
@@ -80,24 +85,26 @@ pub(super) fn bucket_from_row<T: DbTime>(row: BucketRow<T>) -> Result<Bucket, St
         skipped: count(skipped)?,
         latency_sum_us: count(latency_sum)?,
         latency_max_us: count(latency_max)?,
+        maintenance: count(maintenance)?,
     })
 }
 
-pub(super) type ResultRow<T> = (T, i32, i32, i16, Option<String>);
+pub(super) type ResultRow<T> = (T, i32, i32, i16, Option<String>, i16);
 
 pub(super) fn result_from_row<T: DbTime>(row: ResultRow<T>) -> Result<CheckResult, StoreError> {
-    let (checked_at, latency, lateness, outcome, class) = row;
+    let (checked_at, latency, lateness, outcome, class, maintenance) = row;
     let duration = |us: i32| Duration::from_micros(u64::try_from(us).unwrap_or(0));
     Ok(CheckResult {
         checked_at: checked_at.into_time()?,
         outcome: decode_outcome(outcome, class.as_deref())?,
         latency: duration(latency),
         lateness: duration(lateness),
+        maintenance: maintenance != 0,
     })
 }
 
 pub(super) const RESULT_COLUMNS: &str =
-    "x.checked_at, x.latency_us, x.lateness_us, x.outcome, x.failure_class";
+    "x.checked_at, x.latency_us, x.lateness_us, x.outcome, x.failure_class, x.maintenance";
 
 /// The integration's own fields that `health` shows.
 #[derive(Debug)]

@@ -112,8 +112,10 @@ where
                 let hour = B::HOUR_OF.replace("{c}", "x.checked_at");
                 format!(
                     "SELECT x.integration_id, {hour} AS hour_start, \
-                     CAST(SUM(CASE WHEN x.outcome = 0 THEN 1 ELSE 0 END) AS BIGINT), \
-                     CAST(SUM(CASE WHEN x.outcome = 1 THEN 1 ELSE 0 END) AS BIGINT) \
+                     CAST(SUM(CASE WHEN x.outcome = 0 AND x.maintenance = 0 THEN 1 ELSE 0 END) \
+                     AS BIGINT), \
+                     CAST(SUM(CASE WHEN x.outcome = 1 AND x.maintenance = 0 THEN 1 ELSE 0 END) \
+                     AS BIGINT) \
                      FROM integrations i JOIN check_results x \
                      ON x.integration_id = i.integration_id WHERE i.tenant_id = $1 \
                      AND x.checked_at >= $2 AND x.checked_at < $3 \

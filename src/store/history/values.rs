@@ -46,6 +46,8 @@ pub struct CheckResult {
     pub outcome: CheckOutcome,
     pub latency: Duration,
     pub lateness: Duration,
+    /// It ran in a maintenance window, so it counted towards nothing (DESIGN §10).
+    pub maintenance: bool,
 }
 
 /// The checks of one hour or day.
@@ -58,6 +60,9 @@ pub struct Bucket {
     /// Over the checks that ran (successes and failures).
     pub latency_sum_us: u64,
     pub latency_max_us: u64,
+    /// Checks that ran in a maintenance window: counted here and in none of the above
+    /// (DESIGN §10).
+    pub maintenance: u64,
 }
 
 impl Bucket {
@@ -69,11 +74,12 @@ impl Bucket {
             skipped: 0,
             latency_sum_us: 0,
             latency_max_us: 0,
+            maintenance: 0,
         }
     }
 
     pub fn checks(&self) -> u64 {
-        self.successes + self.failures + self.skipped
+        self.successes + self.failures + self.skipped + self.maintenance
     }
 
     pub fn uptime(&self) -> Option<f64> {
@@ -92,6 +98,7 @@ impl Bucket {
         self.skipped += other.skipped;
         self.latency_sum_us += other.latency_sum_us;
         self.latency_max_us = self.latency_max_us.max(other.latency_max_us);
+        self.maintenance += other.maintenance;
     }
 }
 

@@ -132,11 +132,12 @@ impl HistoryWriter {
         lifecycle: Lifecycle,
         report: &CheckReport,
     ) {
-        self.record_under(integration_id, version, lifecycle, report, None);
+        self.record_under(integration_id, version, lifecycle, report, None, false);
     }
 
     /// Like [`HistoryWriter::record`], for a check made under `claim`: written only while
-    /// the claim holds.
+    /// the claim holds. `maintenance`: the check ran in a maintenance window (stored
+    /// marked, left out of uptime; DESIGN §10).
     pub fn record_under(
         &self,
         integration_id: Uuid,
@@ -144,8 +145,12 @@ impl HistoryWriter {
         lifecycle: Lifecycle,
         report: &CheckReport,
         claim: Option<Claim>,
+        maintenance: bool,
     ) {
-        let record = CheckRecord::new(integration_id, version, lifecycle, report).under(claim);
+        let record = CheckRecord {
+            maintenance,
+            ..CheckRecord::new(integration_id, version, lifecycle, report).under(claim)
+        };
         // Held for reads before it is queued, so the flush that commits it always finds it
         // (and releases it) afterwards.
         self.unflushed.queued(record);

@@ -41,7 +41,7 @@ use crate::cloudevents::{self, OutboxEvent};
 use crate::cluster::Claim;
 use crate::integration::{self, Applied, CheckSummary, HealthCheck, Integration};
 use crate::store::audit_chain::StoredAuditEntry;
-use catalogd_actors::{EventKind, FlapState, Lifecycle};
+use catalogd_actors::{EventKind, FlapState, Lifecycle, Maintenance};
 
 /// Transitions one group commits at most. Large enough that a group absorbs every
 /// transition that arrived during the previous commit at 10k/s; small enough that the
@@ -61,13 +61,47 @@ pub(super) struct Request {
     pub(super) expected_version: i64,
     pub(super) lifecycle: Lifecycle,
     pub(super) event: Option<EventKind>,
-    /// The flap detector's state after the check; `None` leaves it as stored.
-    pub(super) flap: Option<FlapState>,
-    pub(super) check: CheckSummary,
+    pub(super) change: RowChange,
     pub(super) now: DateTime<Utc>,
     pub(super) claim: Option<Claim>,
     /// When the caller called: the event's time is `now` advanced by the wait since.
     pub(super) called: Instant,
+}
+
+/// What the monitor commits besides the lifecycle.
+#[derive(Debug, Clone)]
+pub(super) enum RowChange {
+    /// A check's transition: the check, and the flap detector's state after it (`None`
+    /// leaves it as stored).
+    Check {
+        flap: Option<FlapState>,
+        check: CheckSummary,
+    },
+    /// Entering or leaving a maintenance window (DESIGN §10).
+    Maintenance(Option<Maintenance>),
+}
+
+impl Request {
+    /// What this request makes of the row `current`.
+    fn apply(&self, current: &Integration) -> Applied {
+        match &self.change {
+            RowChange::Check { flap, check } => integration::apply_check(
+                current,
+                self.lifecycle,
+                self.event,
+                flap.as_ref(),
+                *check,
+                self.now,
+            ),
+            RowChange::Maintenance(maintenance) => integration::apply_maintenance(
+                current,
+                self.lifecycle,
+                *maintenance,
+                self.event,
+                self.now,
+            ),
+        }
+    }
 }
 
 /// A queued transition and where its answer goes.
@@ -88,7 +122,7 @@ const UPDATE_TRANSITIONS: &str = "UPDATE integrations SET status = o.column2, \
      consecutive_failures = o.column6, consecutive_successes = o.column7, \
      last_tested_at = o.column8, last_test_success = o.column9, version = o.column10, \
      event_sequence = event_sequence + o.column11, flapping = o.column12, \
-     flap_transitions = o.column13 FROM (";
+     flap_transitions = o.column13, maintenance = o.column14 FROM (";
 
 const UPDATE_TRANSITIONS_END: &str = ") AS o WHERE integrations.integration_id = o.column1 \
      RETURNING integrations.integration_id, integrations.event_sequence";
@@ -125,6 +159,7 @@ where
     for<'q> Json<&'q Vec<String>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q HealthCheck>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q Vec<Uuid>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> Json<&'q Option<Maintenance>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Json<&'q Vec<DateTime<Utc>>>: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'r> IntegrationRow: sqlx::FromRow<'r, B::Row>,
     for<'r> super::AuditRow: sqlx::FromRow<'r, B::Row>,
@@ -250,14 +285,7 @@ where
             }
             let decision = match rows.get(&request.id) {
                 Some(current) if current.version == request.expected_version => {
-                    let applied = integration::apply_check(
-                        current,
-                        request.lifecycle,
-                        request.event,
-                        request.flap.as_ref(),
-                        request.check,
-                        request.now,
-                    );
+                    let applied = request.apply(current);
                     let after = applied.after.clone().expect("a check never deletes");
                     let before =
                         std::mem::replace(rows.get_mut(&request.id).expect("just read"), after);
@@ -344,7 +372,8 @@ where
                         .push_bind(after.version)
                         .push_bind(i64::from(applied.event.is_some()))
                         .push_bind(after.flapping)
-                        .push_bind(Json(&after.flap_transitions));
+                        .push_bind(Json(&after.flap_transitions))
+                        .push_bind(Json(&after.maintenance));
                 });
                 update.push(UPDATE_TRANSITIONS_END);
                 let updated: Vec<(Uuid, i64)> = B::build_query_as(&mut update)
@@ -492,13 +521,10 @@ where
         let Request {
             id,
             expected_version,
-            lifecycle,
-            event,
-            flap,
-            check,
             now,
             claim,
             called,
+            ..
         } = request;
         let _turn = self.gate.turn().await;
         let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
@@ -525,8 +551,7 @@ where
                 return Ok(CheckCommit::Stale(other));
             }
         };
-        let applied =
-            integration::apply_check(&current, lifecycle, event, flap.as_ref(), check, now);
+        let applied = request.apply(&current);
         let event = Self::write_applied(
             &mut transaction,
             &current,

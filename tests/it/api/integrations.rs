@@ -35,6 +35,7 @@ const RESOURCE_FIELDS: &[&str] = &[
     "dependsOn",
     "suppressedBy",
     "flapping",
+    "maintenance",
 ];
 
 fn full_body(name: &str) -> Value {

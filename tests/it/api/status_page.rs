@@ -448,6 +448,7 @@ pub async fn backdate(app: &TestApp, rows: &[(Uuid, i64, u64, u64)]) {
                     skipped: 0,
                     latency_sum_us: (successes + failures) * 20_000,
                     latency_max_us: 80_000,
+                    maintenance: 0,
                 },
             )
         })

@@ -6,4 +6,5 @@ mod canary;
 mod dependencies;
 mod flapping;
 pub(crate) mod lifecycle;
+mod maintenance;
 mod supervision;
