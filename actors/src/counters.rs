@@ -133,6 +133,10 @@ impl Flags {
     }
 
     pub(crate) fn set(&mut self, now: FlagSet) {
+        // Called after every message an actor handles: nothing to do is the common case.
+        if now == self.held {
+            return;
+        }
         let counters = self.counters.clone();
         adjust(&counters.flapping, &mut self.held.flapping, now.flapping);
         let listed = |ids: &Mutex<HashMap<Uuid, Arc<str>>>, on: bool| {
