@@ -372,7 +372,8 @@ pub struct HistoryConfig {
     /// Hourly rollups are kept this long.
     #[serde(with = "humantime_serde")]
     pub hourly_retention: Duration,
-    /// Daily rollups are kept this long (the 30-day uptime ratio needs 30 days).
+    /// Daily rollups are kept this long (the status page's 90-day bar needs 90 days, the
+    /// 30-day uptime ratio 30).
     #[serde(with = "humantime_serde")]
     pub rollup_retention: Duration,
     /// Check results are written in batches at least this often.
@@ -387,7 +388,7 @@ impl Default for HistoryConfig {
         HistoryConfig {
             raw_retention: Duration::from_secs(24 * 3600),
             hourly_retention: Duration::from_secs(8 * 24 * 3600),
-            rollup_retention: Duration::from_secs(35 * 24 * 3600),
+            rollup_retention: Duration::from_secs(90 * 24 * 3600),
             flush_interval: Duration::from_secs(1),
             batch_size: 5000,
         }

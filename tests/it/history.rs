@@ -648,6 +648,9 @@ async fn pruning_removes_only_expired_rows(backend: Backend) {
     let history = db
         .history_with(HistoryOptions {
             prune_batch: 2,
+            // 35 days of daily rollups (the default keeps 90), so that 40 days of checks
+            // reach past it.
+            daily_retention: std::time::Duration::from_secs(35 * 24 * 3600),
             ..manual()
         })
         .await;

@@ -10,10 +10,10 @@
 //! - `check_results`: one narrow row per check, kept `raw_retention` (default 24 h);
 //! - `check_rollups_hourly`: one row per integration and hour, kept `hourly_retention` (8 days);
 //! - `check_rollups_daily`: one row per integration and day, kept `daily_retention`
-//!   (`history.rollup_retention`, 35 days).
+//!   (`history.rollup_retention`, 90 days: the status page's bar).
 //!
 //! So storage per integration is bounded whatever its age: at a 60 s interval, 1,440 raw rows
-//! per day of raw retention, plus 192 hourly and 35 daily rows.
+//! per day of raw retention, plus 192 hourly and 90 daily rows.
 //!
 //! Rollups are computed set-based from closed windows: once an hour is `rollup_grace` old, one
 //! `INSERT … SELECT … GROUP BY` per chunk of integrations aggregates its raw rows (an index range
