@@ -21,6 +21,7 @@ use crate::clock::Clock;
 use crate::counters::{EngineCounters, Flags};
 use crate::flap::{self, FlapOptions};
 use crate::lifecycle::{self, CheckOutcome, FailureClass, Input, Transition};
+use crate::network_guard::{self, NetworkGuard};
 use crate::ports::{CheckReport, Commit, Ledger, MonitorSpec, Probe};
 use crate::schedule;
 use crate::supervisor::SupervisorMsg;
@@ -47,6 +48,8 @@ pub(crate) struct MonitorContext<T> {
     pub(crate) failed_backoff_max: Duration,
     /// `monitor.flap_threshold` and `monitor.flap_window`.
     pub(crate) flap: FlapOptions,
+    /// The engine-wide network guard (DESIGN §10), if on.
+    pub(crate) network_guard: Option<Arc<NetworkGuard>>,
     pub(crate) counters: Arc<EngineCounters>,
 }
 
@@ -482,6 +485,12 @@ impl<T: Send + Sync + 'static> Monitor<T> {
         {
             return Applied::Stopped;
         }
+        // The network guard sees the check as it came (before any relabelling below).
+        let network_held = self
+            .context
+            .network_guard
+            .as_ref()
+            .is_some_and(|guard| guard.observe(report.outcome, self.context.clock.now()));
         let spec = &state.spec;
         let id = spec.integration_id;
         // While a dependency is degraded or failed, a failure is the dependency's: class
@@ -504,6 +513,13 @@ impl<T: Send + Sync + 'static> Monitor<T> {
                 tracing::error!(integration_id = %id, %refused, "check result refused");
                 return Applied::Kept;
             }
+        };
+        // While the network is impaired (within the hold), a move to degraded/failed is
+        // counted but not made (DESIGN §10; see `network_guard`).
+        let transition = if network_held {
+            network_guard::hold(transition)
+        } else {
+            transition
         };
         let flap = flap::observe(
             &spec.flap,

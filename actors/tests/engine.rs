@@ -32,6 +32,7 @@ fn options() -> EngineOptions {
         restart_backoff_max: Duration::from_millis(800),
         failed_backoff_max: Duration::from_secs(4),
         flap: FlapOptions::default(),
+        network_guard: None,
     }
 }
 
