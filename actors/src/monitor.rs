@@ -485,12 +485,12 @@ impl<T: Send + Sync + 'static> Monitor<T> {
         {
             return Applied::Stopped;
         }
-        // The network guard sees the check as it came (before any relabelling below).
-        let network_held = self
-            .context
-            .network_guard
-            .as_ref()
-            .is_some_and(|guard| guard.observe(report.outcome, self.context.clock.now()));
+        // The network guard sees the check as it came (before any relabelling below), if it
+        // went over the network.
+        let network_held = self.context.network_guard.as_ref().is_some_and(|guard| {
+            self.context.probe.reaches_network(&state.spec.target)
+                && guard.observe(report.outcome, self.context.clock.now())
+        });
         let spec = &state.spec;
         let id = spec.integration_id;
         // While a dependency is degraded or failed, a failure is the dependency's: class

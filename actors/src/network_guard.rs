@@ -7,8 +7,9 @@
 //! [`MIN_CHECKS`] checks), when at least `ratio` of all checks failed with `dns`, `connect`
 //! or `timeout`, the network is *impaired*: [`NetworkGuard::observe`] then answers "hold"
 //! until `hold` after the impairment began, never longer, however long it lasts (a real mass
-//! outage is not hidden for long). When the ratio falls below `ratio` (or the window holds
-//! fewer than [`MIN_CHECKS`] checks), the network is *restored*. Each change is reported
+//! outage is not hidden for long). When the ratio falls below `ratio` (or the window is
+//! empty), the network is *restored*. [`MIN_CHECKS`] is needed to begin an impairment, not to
+//! go on with one: checks that time out complete slowly, so an outage thins the window. Each change is reported
 //! once, in order, through the [`NetworkGuardReporter`] port (the daemon publishes an event).
 //!
 //! **What "held" means.** The monitor keeps counting: a check whose lifecycle transition would
@@ -218,8 +219,12 @@ impl Detector {
         } else {
             self.failures as f64 / self.checks as f64
         };
-        let over = self.checks >= MIN_CHECKS
-            && self.failures as f64 >= self.options.ratio * self.checks as f64;
+        // Hysteresis on the evidence: an impairment needs `MIN_CHECKS` checks to begin, but
+        // not to go on. Checks that time out complete more slowly, so an outage thins the
+        // window; it ends when the ratio falls below the threshold, or the window is empty.
+        let at_ratio =
+            self.checks > 0 && self.failures as f64 >= self.options.ratio * self.checks as f64;
+        let over = at_ratio && (self.impaired.is_some() || self.checks >= MIN_CHECKS);
         let change = |impaired: bool, episode: Impairment| NetworkChange {
             impaired,
             at: now,
@@ -517,8 +522,8 @@ mod tests {
 
     proptest! {
         /// Over random outcomes at random (sometimes backwards) times: never held beyond
-        /// `hold` after the impairment began, never impaired with fewer than `MIN_CHECKS`
-        /// checks or below the ratio in the window, the counts are exactly those of a naive
+        /// `hold` after the impairment began, never impaired from fewer than `MIN_CHECKS`
+        /// checks, never impaired below the ratio or with an empty window, the counts are exactly those of a naive
         /// window over every check, and the changes alternate, starting with an impairment.
         #[test]
         fn the_guard_never_holds_beyond_the_hold_and_matches_a_naive_window(
@@ -561,8 +566,11 @@ mod tests {
                     last_change = Some(change.impaired);
                     since = change.impaired.then_some(change.since);
                 }
+                if let Some(change) = step.change.filter(|c| c.impaired) {
+                    prop_assert!(change.checks >= MIN_CHECKS && checks >= MIN_CHECKS);
+                }
                 if detector.impaired() {
-                    prop_assert!(checks >= MIN_CHECKS);
+                    prop_assert!(checks >= 1);
                     prop_assert!(failures as f64 >= ratio * checks as f64);
                 }
                 if step.holding {
