@@ -350,7 +350,7 @@ pub struct MonitorConfig {
     #[serde(with = "humantime_serde")]
     pub network_guard_window: Duration,
     /// The share of the window's checks (at least 20) that must fail with `dns`, `connect`
-    /// or `timeout` for the network to be impaired; in `(0, 1]`.
+    /// or `timeout` for the network to be impaired (restored below half of it); in `(0, 1]`.
     pub network_guard_ratio: f64,
     /// Transitions to degraded/failed are held for at most this long from when an
     /// impairment began.

@@ -7,9 +7,11 @@
 //! [`MIN_CHECKS`] checks), when at least `ratio` of all checks failed with `dns`, `connect`
 //! or `timeout`, the network is *impaired*: [`NetworkGuard::observe`] then answers "hold"
 //! until `hold` after the impairment began, never longer, however long it lasts (a real mass
-//! outage is not hidden for long). When the ratio falls below `ratio` (or the window is
-//! empty), the network is *restored*. [`MIN_CHECKS`] is needed to begin an impairment, not to
-//! go on with one: checks that time out complete slowly, so an outage thins the window. Each change is reported
+//! outage is not hidden for long). When the ratio falls below half of `ratio` (or the window
+//! is empty), the network is *restored*: hysteresis, as flap detection's "stable at half the
+//! threshold", so a fleet failing right at the ratio does not cross it back and forth with
+//! every check. [`MIN_CHECKS`] is needed to begin an impairment, not to go on with one:
+//! checks that time out complete slowly, so an outage thins the window. Each change is reported
 //! once, in order, through the [`NetworkGuardReporter`] port (the daemon publishes an event).
 //!
 //! **What "held" means.** The monitor keeps counting: a check whose lifecycle transition would
@@ -219,12 +221,18 @@ impl Detector {
         } else {
             self.failures as f64 / self.checks as f64
         };
-        // Hysteresis on the evidence: an impairment needs `MIN_CHECKS` checks to begin, but
-        // not to go on. Checks that time out complete more slowly, so an outage thins the
-        // window; it ends when the ratio falls below the threshold, or the window is empty.
-        let at_ratio =
-            self.checks > 0 && self.failures as f64 >= self.options.ratio * self.checks as f64;
-        let over = at_ratio && (self.impaired.is_some() || self.checks >= MIN_CHECKS);
+        // Hysteresis, as flap detection has: an impairment begins at the ratio with at least
+        // `MIN_CHECKS` checks, and ends only once the ratio has fallen below half of it (or
+        // the window is empty). A fleet failing right at the ratio (half of it down, at the
+        // default 0.5) would otherwise cross it back and forth with every check; and checks
+        // that time out complete slowly, so an outage thins the window.
+        let failures = self.failures as f64;
+        let checks = self.checks as f64;
+        let over = if self.impaired.is_some() {
+            self.checks > 0 && failures >= self.options.ratio / 2.0 * checks
+        } else {
+            self.checks >= MIN_CHECKS && failures >= self.options.ratio * checks
+        };
         let change = |impaired: bool, episode: Impairment| NetworkChange {
             impaired,
             at: now,
@@ -387,7 +395,7 @@ mod tests {
             }
         }
         let restored = restored.expect("restored");
-        assert!(!restored.impaired && restored.ratio < 0.5);
+        assert!(!restored.impaired && restored.ratio < 0.25);
         assert_eq!(restored.since, at(190));
         assert!(!detector.impaired());
     }
@@ -422,6 +430,28 @@ mod tests {
         let step = detector.refresh(at(5_000));
         assert_eq!(step.change.map(|c| c.impaired), Some(false));
         assert_eq!(detector.counts(), (0, 0));
+    }
+
+    #[test]
+    fn a_ratio_hovering_at_the_threshold_is_one_impairment_until_it_halves() {
+        let mut detector = Detector::new(options(60, 0.5, 300));
+        let mut changes = Vec::new();
+        // Half the fleet down: failures and successes alternate, the ratio at 0.5 ± one check.
+        for i in 0..200 {
+            let outcome = if i % 2 == 0 { OK } else { CONNECT };
+            changes.extend(detector.observe(outcome, at(i)).change);
+        }
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert!(changes[0].impaired);
+        // Back up: restored only once fewer than a quarter of the checks failed.
+        for i in 0..400 {
+            if let Some(change) = detector.observe(OK, at(200 + i)).change {
+                assert!(!change.impaired && change.ratio < 0.25, "{change:?}");
+                assert_eq!(change.checks, 200 + i as u64 + 1);
+                return;
+            }
+        }
+        panic!("never restored");
     }
 
     #[test]
@@ -523,7 +553,8 @@ mod tests {
     proptest! {
         /// Over random outcomes at random (sometimes backwards) times: never held beyond
         /// `hold` after the impairment began, never impaired from fewer than `MIN_CHECKS`
-        /// checks, never impaired below the ratio or with an empty window, the counts are exactly those of a naive
+        /// checks or below the ratio, never still impaired below half the ratio or with an
+        /// empty window, never unimpaired at the ratio with `MIN_CHECKS` checks, the counts are exactly those of a naive
         /// window over every check, and the changes alternate, starting with an impairment.
         #[test]
         fn the_guard_never_holds_beyond_the_hold_and_matches_a_naive_window(
@@ -569,9 +600,14 @@ mod tests {
                 if let Some(change) = step.change.filter(|c| c.impaired) {
                     prop_assert!(change.checks >= MIN_CHECKS && checks >= MIN_CHECKS);
                 }
+                if let Some(change) = step.change.filter(|c| c.impaired) {
+                    prop_assert!(failures as f64 >= ratio * checks as f64, "{:?}", change);
+                }
                 if detector.impaired() {
                     prop_assert!(checks >= 1);
-                    prop_assert!(failures as f64 >= ratio * checks as f64);
+                    prop_assert!(failures as f64 >= ratio / 2.0 * checks as f64);
+                } else {
+                    prop_assert!(checks < MIN_CHECKS || (failures as f64) < ratio * checks as f64);
                 }
                 if step.holding {
                     let since = since.expect("held only while impaired");

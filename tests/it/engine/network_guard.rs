@@ -2,10 +2,10 @@
 //! targets, all healthy, then half of them made unreachable at once (their listeners closed,
 //! so connects are refused: class `connect`).
 //!
-//! Half the fleet failing is a ratio of about 0.5, right at the default threshold, where the
-//! per-second window would cross it back and forth; these tests set
-//! `monitor.network_guard_ratio = 0.4`, so half the fleet down is clearly impaired and all
-//! up is clearly not. The window is 5 s (about 200 checks at a 1 s interval) and the
+//! Half the fleet failing is a ratio of about 0.5, right at the default threshold, which the
+//! window would reach only once it lies wholly in the outage, give or take a check; these
+//! tests set `monitor.network_guard_ratio = 0.4`, so half the fleet down is clearly impaired
+//! (and restored below 0.2) well before the integrations' own thresholds. The window is 5 s (about 200 checks at a 1 s interval) and the
 //! thresholds 7/10, so the guard sees the outage (at about 4 s) before any integration's
 //! seventh failure would degrade it.
 //!
