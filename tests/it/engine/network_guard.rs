@@ -43,12 +43,18 @@ struct Switchable {
 }
 
 impl Switchable {
+    /// On a port below Linux's ephemeral range (32768–60999): once closed, no outgoing
+    /// connection can take it as its source port (or connect to itself through it), so it
+    /// can be bound again.
     async fn start() -> Switchable {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        Switchable {
-            addr,
-            task: Some(serve(listener)),
+        loop {
+            let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)).await {
+                return Switchable {
+                    addr: listener.local_addr().unwrap(),
+                    task: Some(serve(listener)),
+                };
+            }
         }
     }
 
@@ -66,8 +72,9 @@ impl Switchable {
     }
 
     async fn open(&mut self) {
-        // The port was ours a moment ago; tokio binds with SO_REUSEADDR, so connections the
-        // old listener left in TIME_WAIT do not stand in the way.
+        // The port was ours a moment ago, outside the ephemeral range; tokio binds with
+        // SO_REUSEADDR, so connections the old listener left in TIME_WAIT do not stand in the
+        // way.
         let listener = eventually("the port again", Duration::from_secs(10), || async {
             TcpListener::bind(self.addr).await.ok()
         })
