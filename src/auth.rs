@@ -260,10 +260,12 @@ impl Authenticator {
 }
 
 /// Tenant ids name NATS subjects (`integrations.events.<tenant>.<event>`), so they are
-/// restricted to characters that are safe in a subject token: 1–64 of `[A-Za-z0-9_-]`.
+/// restricted to characters that are safe in a subject token: 1–64 of `[A-Za-z0-9_-]`, and
+/// never `_system`, whose subjects carry the daemon's own events (the network guard's).
 /// A token for any other tenant id is refused like any invalid token.
 pub fn is_valid_tenant_id(tenant: &str) -> bool {
-    (1..=64).contains(&tenant.len())
+    tenant != crate::network_guard::SYSTEM_TENANT
+        && (1..=64).contains(&tenant.len())
         && tenant
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -392,7 +394,16 @@ mod tests {
         let a = hs256(dir.path());
         let now = chrono::Utc::now();
         let ttl = Duration::from_secs(60);
-        for bad in ["", "a.b", "a b", "a*", "a>", &"x".repeat(65), "ünï"] {
+        for bad in [
+            "",
+            "a.b",
+            "a b",
+            "a*",
+            "a>",
+            &"x".repeat(65),
+            "ünï",
+            "_system",
+        ] {
             assert!(
                 matches!(
                     a.mint(bad, "s", &[], ttl, now),

@@ -344,6 +344,18 @@ pub struct MonitorConfig {
     pub flap_threshold: u32,
     #[serde(with = "humantime_serde")]
     pub flap_window: Duration,
+    /// The network guard (DESIGN §10): on by default.
+    pub network_guard: bool,
+    /// The window the guard judges the network's health over (whole seconds).
+    #[serde(with = "humantime_serde")]
+    pub network_guard_window: Duration,
+    /// The share of the window's checks (at least 20) that must fail with `dns`, `connect`
+    /// or `timeout` for the network to be impaired (restored below half of it); in `(0, 1]`.
+    pub network_guard_ratio: f64,
+    /// Transitions to degraded/failed are held for at most this long from when an
+    /// impairment began.
+    #[serde(with = "humantime_serde")]
+    pub network_guard_hold: Duration,
 }
 
 impl Default for MonitorConfig {
@@ -359,6 +371,10 @@ impl Default for MonitorConfig {
             restart_backoff_max: Duration::from_secs(60),
             flap_threshold: 6,
             flap_window: Duration::from_secs(30 * 60),
+            network_guard: true,
+            network_guard_window: Duration::from_secs(60),
+            network_guard_ratio: 0.5,
+            network_guard_hold: Duration::from_secs(300),
         }
     }
 }
@@ -504,6 +520,16 @@ impl MonitorConfig {
             window: self.flap_window,
         }
     }
+
+    /// The network guard's options; `None` when `monitor.network_guard` is off.
+    pub fn network_guard_options(&self) -> Option<catalogd_actors::NetworkGuardOptions> {
+        self.network_guard
+            .then_some(catalogd_actors::NetworkGuardOptions {
+                window: self.network_guard_window,
+                ratio: self.network_guard_ratio,
+                hold: self.network_guard_hold,
+            })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -558,6 +584,18 @@ impl Config {
         }
         if m.flap_threshold > 1000 {
             return fail("monitor.flap_threshold must be at most 1000 (0 switches it off)");
+        }
+        // Checked even while the guard is off, so switching it on cannot meet a bad value.
+        if !(m.network_guard_ratio > 0.0 && m.network_guard_ratio <= 1.0) {
+            return fail("monitor.network_guard_ratio must be greater than 0 and at most 1");
+        }
+        if m.network_guard_window < Duration::from_secs(1)
+            || m.network_guard_window > Duration::from_secs(24 * 3600)
+        {
+            return fail("monitor.network_guard_window must be between 1s and 24h");
+        }
+        if m.network_guard_hold.is_zero() {
+            return fail("monitor.network_guard_hold must be positive");
         }
         if self.database.max_connections == 0 {
             return fail("database.max_connections must be at least 1");
@@ -635,6 +673,49 @@ mod tests {
         );
         let e = load("[monitor]\nflap_window = \"0s\"\n", &[]).unwrap_err();
         assert!(e.contains("monitor.flap_window"), "{e}");
+    }
+
+    #[test]
+    fn network_guard_keys_default_load_from_the_file_and_the_environment_and_are_checked() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(
+            c.monitor.network_guard_options(),
+            Some(catalogd_actors::NetworkGuardOptions::default())
+        );
+        let c = load(
+            "[monitor]\nnetwork_guard_window = \"10s\"\nnetwork_guard_ratio = 0.4\n",
+            &[
+                ("CATALOGD__MONITOR__NETWORK_GUARD_HOLD", "3s"),
+                ("CATALOGD__MONITOR__NETWORK_GUARD_RATIO", "0.25"),
+            ],
+        )
+        .unwrap();
+        let options = c.monitor.network_guard_options().unwrap();
+        assert_eq!(options.window, Duration::from_secs(10));
+        assert_eq!(options.ratio, 0.25);
+        assert_eq!(options.hold, Duration::from_secs(3));
+        let off = load("", &[("CATALOGD__MONITOR__NETWORK_GUARD", "false")]).unwrap();
+        assert_eq!(off.monitor.network_guard_options(), None);
+        for (toml, key) in [
+            ("network_guard_ratio = 0.0", "monitor.network_guard_ratio"),
+            ("network_guard_ratio = 1.5", "monitor.network_guard_ratio"),
+            ("network_guard_ratio = -0.5", "monitor.network_guard_ratio"),
+            ("network_guard_ratio = nan", "monitor.network_guard_ratio"),
+            (
+                "network_guard_window = \"0s\"",
+                "monitor.network_guard_window",
+            ),
+            (
+                "network_guard_window = \"2days\"",
+                "monitor.network_guard_window",
+            ),
+            ("network_guard_hold = \"0s\"", "monitor.network_guard_hold"),
+        ] {
+            let e = load(&format!("[monitor]\n{toml}\n"), &[]).unwrap_err();
+            assert!(e.contains(key), "{toml}: {e}");
+        }
+        let e = load("[monitor]\nnetwork_guard_hold = \"soon\"\n", &[]).unwrap_err();
+        assert!(e.contains("network_guard_hold"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`config`]: layered configuration (defaults, TOML file, `CATALOGD__*` env overrides).
 //! - [`startup`]: builds the application from a configuration and runs it until shutdown.
 //! - [`monitoring`]: the ledger the monitor actors persist through, and how API changes reach them.
+//! - [`network_guard`]: the network guard's daemon side: its options, and its `_system`
+//!   events through the outbox.
 //! - [`cloudevents`]: lifecycle events as CloudEvents, written to the outbox at commit time.
 //! - [`integration`]: the integration resource and the pure rules for changing it.
 //! - [`maintenance`]: maintenance windows: the resource, its validation, when it is open.
@@ -45,6 +47,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod monitoring;
 pub mod nats;
+pub mod network_guard;
 pub mod providers;
 pub mod relay;
 pub mod secrets;

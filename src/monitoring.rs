@@ -224,6 +224,10 @@ impl Probe<Target> for OwnedProbe {
             _ => self.inner.check(target, timeout).await,
         }
     }
+
+    fn reaches_network(&self, target: &Target) -> bool {
+        self.inner.reaches_network(target)
+    }
 }
 
 /// `monitor.*`: what an integration's `healthCheck` falls back to.

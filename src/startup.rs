@@ -21,6 +21,7 @@ use crate::maintenance::{Calendar, CalendarSync};
 use crate::metrics::{self, Exporter, IntegrationGauges, Refresher};
 use crate::monitoring::{ClusterControl, EngineMonitors, MonitorDefaults, OwnedProbe, StoreLedger};
 use crate::nats::NatsReadiness;
+use crate::network_guard::NetworkGuardTask;
 use crate::relay::{Relay, RelayHandle, RelayOptions};
 use crate::store::history::HistoryWriter;
 use crate::store::{self, Database, ServeLock, StoreOptions};
@@ -62,6 +63,8 @@ pub struct Application {
     rate_limit: http::rate_limit::RateLimiter,
     /// This node's lease protocol (PostgreSQL); it leaves the cluster last.
     membership: Option<MembershipHandle>,
+    /// The network guard's event task; `None` when `monitor.network_guard` is off.
+    network_guard: Option<NetworkGuardTask>,
     /// Held until the daemon has stopped (SQLite: no second daemon on the same file).
     _serve_lock: Option<ServeLock>,
 }
@@ -158,6 +161,14 @@ impl Application {
         // before the engine or the listeners change anything (uptime ratios follow in the
         // background), and every change from then on reaches them at once.
         refresher.refresh_once(false).await?;
+        // The network guard (DESIGN §10): this node judges its own network from its checks.
+        let network_guard = NetworkGuardTask::start(
+            &config.monitor,
+            database.outbox(),
+            database.handoff(),
+            clock.clone(),
+            &cluster.node_id,
+        );
         let engine = Engine::start(
             Arc::new(ledger),
             Arc::new(OwnedProbe {
@@ -170,6 +181,7 @@ impl Application {
                 restart_backoff_max: config.monitor.restart_backoff_max,
                 failed_backoff_max: config.monitor.failed_backoff_max,
                 flap: config.monitor.flap_options(),
+                network_guard: network_guard.as_ref().map(|task| task.guard.clone()),
                 ..EngineOptions::default()
             },
         )
@@ -196,7 +208,9 @@ impl Application {
         let metrics_listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Listen { addr, source })?;
-        let exporter = Exporter::new(engine.counters(), gauges.clone()).with_cluster(ownership);
+        let exporter = Exporter::new(engine.counters(), gauges.clone())
+            .with_cluster(ownership)
+            .with_network_guard(network_guard.as_ref().map(|task| task.guard.clone()));
         let maintenance = Arc::new(crate::app::status_page::StoredCalendar {
             store: store.clone(),
         });
@@ -230,6 +244,7 @@ impl Application {
             calendar_sync,
             rate_limit: http::rate_limit::RateLimiter::new(&config.http.rate_limit),
             membership,
+            network_guard,
             _serve_lock: serve_lock,
         })
     }
@@ -332,6 +347,11 @@ impl Application {
         // write the check results they recorded.
         self.engine.stop().await;
         self.history_writer.close().await;
+        // No check reaches the guard any more; its stored events go out with the relay's
+        // last pass.
+        if let Some(network_guard) = self.network_guard {
+            network_guard.stop();
+        }
         // Last, so the events of the final transitions still go out.
         self.relay.stop().await;
         // Everything this node wrote under its claims is written: hand the shards over.

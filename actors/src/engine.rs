@@ -18,11 +18,12 @@ use crate::clock::Clock;
 use crate::counters::EngineCounters;
 use crate::flap::FlapOptions;
 use crate::monitor::MonitorContext;
+use crate::network_guard::NetworkGuard;
 use crate::ports::{CheckReport, Ledger, PortError, Probe};
 use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, SPAWN_PAGE};
 
 /// Tuning of the supervisor and the monitors; `monitor.*` in the daemon's configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// How often the actor set is compared with the store and drift repaired.
     pub reconcile_interval: Duration,
@@ -35,6 +36,9 @@ pub struct EngineOptions {
     pub failed_backoff_max: Duration,
     /// Flap detection (DESIGN §10): `monitor.flap_threshold` and `monitor.flap_window`.
     pub flap: FlapOptions,
+    /// The network guard (DESIGN §10) every monitor feeds its check outcomes to; `None`:
+    /// off. The daemon builds it (with its reporter) and keeps a handle for `/metrics`.
+    pub network_guard: Option<Arc<NetworkGuard>>,
 }
 
 impl Default for EngineOptions {
@@ -45,6 +49,7 @@ impl Default for EngineOptions {
             restart_backoff_max: Duration::from_secs(60),
             failed_backoff_max: Duration::from_secs(600),
             flap: FlapOptions::default(),
+            network_guard: None,
         }
     }
 }
@@ -118,6 +123,7 @@ impl<T: Send + Sync + 'static> Engine<T> {
             wall,
             failed_backoff_max: options.failed_backoff_max,
             flap: options.flap,
+            network_guard: options.network_guard.clone(),
             counters: counters.clone(),
         });
         tracing::info!("starting the monitor engine");

@@ -11,6 +11,9 @@
 //!   the injected time.
 //! - [`dependencies`]: the dependency graph the supervisor keeps (DESIGN §10), and which
 //!   degraded or failed integrations suppress a dependent's failures; pure.
+//! - [`network_guard`]: the network guard (DESIGN §10): one detector per engine, fed every
+//!   check outcome, that holds transitions to degraded/failed for a bounded time while most
+//!   checks fail with a network class; reports each change through a port.
 //! - [`schedule`]: the pure schedule math — phase offsets derived from the integration id,
 //!   drift-free next due times, the failed-integration and restart backoffs.
 //! - [`ports`]: the traits the engine talks through (`Ledger`, `Probe`) and the values that
@@ -32,6 +35,7 @@ pub mod engine;
 pub mod flap;
 pub mod lifecycle;
 mod monitor;
+pub mod network_guard;
 pub mod ports;
 pub mod schedule;
 mod supervisor;
@@ -45,6 +49,7 @@ pub use lifecycle::{
     apply, create, CheckOutcome, EventKind, FailureClass, Input, InvalidTransition, Lifecycle,
     Status, Thresholds, Transition,
 };
+pub use network_guard::{NetworkChange, NetworkGuard, NetworkGuardOptions, NetworkGuardReporter};
 pub use ports::{
     CheckReport, Commit, Ledger, Maintenance, MaintenanceView, MonitorSpec, PortError, Probe,
 };

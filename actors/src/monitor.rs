@@ -21,6 +21,7 @@ use crate::clock::Clock;
 use crate::counters::{EngineCounters, FlagSet, Flags};
 use crate::flap::{self, FlapOptions};
 use crate::lifecycle::{self, CheckOutcome, EventKind, FailureClass, Input, Lifecycle, Transition};
+use crate::network_guard::{self, NetworkGuard};
 use crate::ports::{CheckReport, Commit, Ledger, MonitorSpec, Probe};
 use crate::schedule;
 use crate::supervisor::SupervisorMsg;
@@ -47,6 +48,8 @@ pub(crate) struct MonitorContext<T> {
     pub(crate) failed_backoff_max: Duration,
     /// `monitor.flap_threshold` and `monitor.flap_window`.
     pub(crate) flap: FlapOptions,
+    /// The engine-wide network guard (DESIGN §10), if on.
+    pub(crate) network_guard: Option<Arc<NetworkGuard>>,
     pub(crate) counters: Arc<EngineCounters>,
 }
 
@@ -608,6 +611,12 @@ impl<T: Send + Sync + 'static> Monitor<T> {
         {
             return Applied::Stopped;
         }
+        // The network guard sees the check as it came (before any relabelling below), if it
+        // went over the network.
+        let network_held = self.context.network_guard.as_ref().is_some_and(|guard| {
+            self.context.probe.reaches_network(&state.spec.target)
+                && guard.observe(report.outcome, self.context.clock.now())
+        });
         // A window that has closed but whose timer has not fired yet is left first, so this
         // check counts afresh after it.
         if state
@@ -647,6 +656,13 @@ impl<T: Send + Sync + 'static> Monitor<T> {
                 tracing::error!(integration_id = %id, %refused, "check result refused");
                 return Applied::Kept;
             }
+        };
+        // While the network is impaired (within the hold), a move to degraded/failed is
+        // counted but not made (DESIGN §10; see `network_guard`).
+        let transition = if network_held {
+            network_guard::hold(transition)
+        } else {
+            transition
         };
         let flap = flap::observe(
             &spec.flap,

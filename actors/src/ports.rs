@@ -103,6 +103,13 @@ pub struct CheckReport {
 #[async_trait]
 pub trait Probe<T>: Send + Sync + 'static {
     async fn check(&self, target: &T, timeout: Duration) -> CheckOutcome;
+
+    /// Whether a check of `target` goes over the network, so that its outcome tells the
+    /// network guard (DESIGN §10) something about catalogd's network; synthetic targets (the
+    /// in-memory provider) say no.
+    fn reaches_network(&self, _target: &T) -> bool {
+        true
+    }
 }
 
 /// Why a port call failed. The engine retries or reloads; it never crashes on these.

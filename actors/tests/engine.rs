@@ -32,6 +32,7 @@ fn options() -> EngineOptions {
         restart_backoff_max: Duration::from_millis(800),
         failed_backoff_max: Duration::from_secs(4),
         flap: FlapOptions::default(),
+        network_guard: None,
     }
 }
 
@@ -1168,4 +1169,67 @@ async fn a_maintenance_window_holds_the_status_and_counting_starts_fresh_after_i
         ]
     );
     engine.stop().await;
+}
+
+/// Records the network guard's changes.
+#[derive(Default)]
+struct GuardChanges(std::sync::Mutex<Vec<catalogd_actors::NetworkChange>>);
+
+impl catalogd_actors::NetworkGuardReporter for GuardChanges {
+    fn changed(&self, change: &catalogd_actors::NetworkChange) {
+        self.0.lock().unwrap().push(*change);
+    }
+}
+
+/// The network guard (DESIGN §10) shared by a fleet whose every check fails with `connect`:
+/// from the 20th check on the network is impaired, the transitions are held (the failures
+/// still counted) for the hold, and then each integration's next check makes the transition
+/// its counters call for — straight to failed.
+#[tokio::test(start_paused = true)]
+async fn the_network_guard_holds_a_fleet_wide_outage_for_the_hold_only() {
+    let second = Duration::from_secs(1);
+    let hold = Duration::from_secs(20);
+    let ids: Vec<Uuid> = (1..=30).map(id).collect();
+    let changes = Arc::new(GuardChanges::default());
+    let guard = Arc::new(catalogd_actors::NetworkGuard::new(
+        catalogd_actors::NetworkGuardOptions {
+            window: Duration::from_secs(10),
+            ratio: 0.5,
+            hold,
+        },
+        changes.clone(),
+    ));
+    let h = start(
+        ids.iter().map(|&id| spec(id, Status::Active, second)),
+        ScriptedProbe::new(fail(FailureClass::Connect)),
+        EngineOptions {
+            network_guard: Some(guard.clone()),
+            ..options()
+        },
+    )
+    .await;
+    let began = Instant::now();
+    eventually("every integration failed", Duration::from_secs(120), || {
+        ids.iter()
+            .all(|&id| h.ledger.get(id).unwrap().lifecycle.status == Status::Failed)
+    })
+    .await;
+    // Nothing moved within the hold; then every integration went straight to failed, at a
+    // check whose counters were past failed_after (5): none was lost while held.
+    assert!(began.elapsed() >= hold, "{:?}", began.elapsed());
+    for &id in &ids {
+        let transitions = h.ledger.transitions(id);
+        assert_eq!(transitions.len(), 1, "{transitions:?}");
+        let (index, from, to) = transitions[0];
+        assert_eq!((from, to), (Status::Active, Status::Failed));
+        assert!(index >= 18, "{id}: transitioned at check {index}");
+        assert_eq!(
+            h.ledger.events(id),
+            [(EventKind::Unhealthy, Status::Failed)]
+        );
+    }
+    assert!(guard.impaired());
+    let seen = changes.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].impaired && seen[0].checks >= 20, "{seen:?}");
 }

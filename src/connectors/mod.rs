@@ -524,6 +524,11 @@ impl catalogd_actors::ports::Probe<Target> for Connectors {
     async fn check(&self, target: &Target, timeout: Duration) -> CheckOutcome {
         Connectors::check(self, target, timeout).await
     }
+
+    /// The in-memory provider's outcomes are scripted: they say nothing about the network.
+    fn reaches_network(&self, target: &Target) -> bool {
+        target.provider != "in-memory"
+    }
 }
 
 fn normalize_host(host: &str) -> String {

@@ -17,6 +17,7 @@
 //!   `metrics.uptime_refresh` — never on the scrape path, which at 100k integrations would
 //!   mean 100k uptime queries per scrape.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -26,7 +27,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use catalogd_actors::EngineCounters;
+use catalogd_actors::{EngineCounters, NetworkGuard};
 use futures_util::StreamExt as _;
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -71,6 +72,7 @@ pub mod names {
     pub const SHARD_TAKEOVERS_TOTAL: &str = "catalogd_shard_takeovers_total";
     pub const SHARD_LOSSES_TOTAL: &str = "catalogd_shard_losses_total";
     pub const FENCED_WRITES_TOTAL: &str = "catalogd_fenced_writes_total";
+    pub const NETWORK_IMPAIRED: &str = "catalogd_network_impaired";
 }
 
 /// Health checks take from about a millisecond (a local cache, a refused connection) to the
@@ -180,6 +182,8 @@ pub struct Exporter {
     pub gauges: IntegrationGauges,
     /// This node's shards and cluster counters (DESIGN §9).
     pub cluster: Option<Arc<Ownership>>,
+    /// The network guard (DESIGN §10); `None` when it is off (the gauge is then 0).
+    pub network_guard: Option<Arc<NetworkGuard>>,
 }
 
 impl Exporter {
@@ -189,7 +193,14 @@ impl Exporter {
             engine,
             gauges,
             cluster: None,
+            network_guard: None,
         }
+    }
+
+    /// Renders `catalogd_network_impaired` from this guard.
+    pub fn with_network_guard(mut self, guard: Option<Arc<NetworkGuard>>) -> Self {
+        self.network_guard = guard;
+        self
     }
 
     /// Renders this node's cluster metrics too.
@@ -257,6 +268,13 @@ impl Exporter {
         if let Some(ownership) = &self.cluster {
             render_cluster(&mut out, ownership);
         }
+        let impaired = self.network_guard.as_ref().is_some_and(|g| g.impaired());
+        let _ = writeln!(
+            out,
+            "# HELP {name} 1 while this node's network guard judges its network impaired (DESIGN §10).\n# TYPE {name} gauge\n{name} {}",
+            u8::from(impaired),
+            name = names::NETWORK_IMPAIRED,
+        );
         self.gauges.render_live(&mut out);
         out
     }

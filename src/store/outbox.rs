@@ -126,6 +126,12 @@ const SELECT_PENDING: &str =
 
 const COUNT_PENDING: &str = "SELECT count(*) FROM outbox WHERE published_at IS NULL";
 
+/// An event that belongs to no integration's transaction (the network guard's `_system`
+/// events): written on its own, unfenced (no shard, no epoch).
+const INSERT_EVENT: &str = "INSERT INTO outbox (event_id, tenant_id, integration_id, sequence, \
+     event_type, subject, payload, created_at, written_by) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
 /// Deletes at most `$2` rows published before `$1` (SQLite has no `DELETE … LIMIT`).
 const PRUNE: &str = "DELETE FROM outbox WHERE event_id IN (SELECT event_id FROM outbox \
      WHERE published_at IS NOT NULL AND published_at < $1 LIMIT $2)";
@@ -145,6 +151,7 @@ where
     for<'q> i64: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> Uuid: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'q> DateTime<Utc>: sqlx::Encode<'q, B> + sqlx::Type<B>,
+    for<'q> String: sqlx::Encode<'q, B> + sqlx::Type<B>,
     for<'r> Row: sqlx::FromRow<'r, B::Row>,
     for<'r> (i64,): sqlx::FromRow<'r, B::Row>,
 {
@@ -214,6 +221,23 @@ where
         }
         transaction.commit().await?;
         Ok(marked)
+    }
+
+    async fn append(&self, event: &OutboxEvent, node: &str) -> Result<(), StoreError> {
+        let _turn = self.gate.turn().await;
+        sqlx::query(INSERT_EVENT)
+            .bind(event.event_id)
+            .bind(event.tenant_id.clone())
+            .bind(event.integration_id)
+            .bind(event.sequence)
+            .bind(event.event_type.clone())
+            .bind(event.subject.clone())
+            .bind(event.payload.clone())
+            .bind(event.created_at)
+            .bind(node.to_owned())
+            .execute(self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn backlog(&self) -> Result<u64, StoreError> {
@@ -307,6 +331,16 @@ impl OutboxStore {
         match &self.pool {
             Pool::Sqlite(pool, _) => self.on(pool).mark_published(marks, node, at).await,
             Pool::Postgres(pool) => self.on(pool).mark_published(marks, node, at).await,
+        }
+    }
+
+    /// Writes an event that belongs to no integration's change (the network guard's
+    /// `_system` events), unfenced, as written by `node`. The caller numbers its events and
+    /// hands the event to the relay after this returns.
+    pub async fn append(&self, event: &OutboxEvent, node: &str) -> Result<(), StoreError> {
+        match &self.pool {
+            Pool::Sqlite(pool, _) => self.on(pool).append(event, node).await,
+            Pool::Postgres(pool) => self.on(pool).append(event, node).await,
         }
     }
 

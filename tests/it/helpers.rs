@@ -21,6 +21,8 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     /// The monitor engine's counters (restarts, running actors).
     pub engine_stats: Arc<catalogd_actors::EngineCounters>,
+    /// `http://127.0.0.1:port/metrics`.
+    pub metrics_url: String,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -59,6 +61,7 @@ pub async fn spawn_with_config(config: Config, dir: tempfile::TempDir) -> TestAp
     let address = format!("http://127.0.0.1:{}", app.port());
     let auth = app.state().auth.clone();
     let engine_stats = app.engine_stats();
+    let metrics_url = format!("http://{}/metrics", app.metrics_addr());
     let (tx, rx) = oneshot::channel();
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -70,6 +73,7 @@ pub async fn spawn_with_config(config: Config, dir: tempfile::TempDir) -> TestAp
         database_url: config.database.url.clone(),
         dir,
         engine_stats,
+        metrics_url,
         shutdown: Some(tx),
     }
 }
