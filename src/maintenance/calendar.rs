@@ -256,6 +256,45 @@ mod tests {
         )
     }
 
+    /// The monitors' view of a daily 01:00–02:00 window in Europe/Berlin follows local time
+    /// across the change to summer time on 29 March 2026: 00:00–01:00 UTC before it,
+    /// 23:00–00:00 UTC after.
+    #[test]
+    fn a_recurring_window_opens_at_local_time_across_daylight_saving() {
+        let id = Uuid::from_u128(1);
+        let mut berlin = window(
+            "a",
+            Selector::default(),
+            "2026-03-20T00:00:00Z",
+            None,
+            Some("FREQ=DAILY;BYHOUR=1;BYMINUTE=0;BYSECOND=0"),
+        );
+        berlin.time_zone = "Europe/Berlin".to_owned();
+        let calendar = Calendar::new();
+        calendar.load(vec![berlin]);
+        let cases = [
+            // (time, in the window until, else the next change)
+            ("2026-03-27T23:30:00Z", None, "2026-03-28T00:00:00Z"),
+            (
+                "2026-03-28T00:30:00Z",
+                Some("2026-03-28T01:00:00Z"),
+                "2026-03-28T01:00:00Z",
+            ),
+            ("2026-03-29T22:30:00Z", None, "2026-03-29T23:00:00Z"),
+            (
+                "2026-03-29T23:30:00Z",
+                Some("2026-03-30T00:00:00Z"),
+                "2026-03-30T00:00:00Z",
+            ),
+            ("2026-03-30T00:30:00Z", None, "2026-03-30T23:00:00Z"),
+        ];
+        for (time, until, next) in cases {
+            let view = calendar.view("a", id, &[], None, at(time));
+            assert_eq!(view.current.map(|m| m.ends_at), until.map(at), "{time}");
+            assert_eq!(view.next_change, Some(at(next)), "{time}");
+        }
+    }
+
     #[test]
     fn integrations_see_the_windows_that_select_them_and_when_that_changes() {
         let id = Uuid::from_u128(1);
