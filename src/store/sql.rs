@@ -66,19 +66,36 @@ static SELECT_INTEGRATION: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Binds `$1..$30` in [`INTEGRATION_COLUMNS`] order.
-static INSERT_INTEGRATION: LazyLock<String> = LazyLock::new(|| {
-    let placeholders: Vec<String> = (1..=INTEGRATION_COLUMNS.len())
-        .map(|n| format!("${n}"))
+/// New integrations per multi-row `INSERT` of an import (30 binds each: 3,840 parameters,
+/// far below SQLite's 32,766 and PostgreSQL's 65,535).
+const CREATIONS_PER_STATEMENT: usize = 128;
+/// Creations an import writes at a time (its events and audit entries are held until then).
+const CREATIONS_PER_ROUND: usize = 1024;
+
+/// `INSERT INTO integrations (…, event_sequence) VALUES ($1, …, $31, 1), ($32, …)`: `rows`
+/// new integrations, each bound by [`SqlStore::bind_integration`], one after the other. The event
+/// sequence is set in the insert: `integration.created` is a new row's event 1, and taking it
+/// with [`NEXT_EVENT_SEQUENCE`] made a second version of every row just inserted, through a
+/// lookup whose plan PostgreSQL had cached while the table was empty (a sequential scan, so an
+/// import of n items cost O(n²)).
+fn insert_integrations(rows: usize) -> String {
+    let columns = INTEGRATION_COLUMNS.len();
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let placeholders: Vec<String> = (1..=columns)
+                .map(|n| format!("${}", row * columns + n))
+                .collect();
+            format!("({}, 1)", placeholders.join(", "))
+        })
         .collect();
     format!(
-        "INSERT INTO integrations ({}) VALUES ({})",
+        "INSERT INTO integrations ({}, event_sequence) VALUES {}",
         INTEGRATION_COLUMNS.join(", "),
-        placeholders.join(", ")
+        values.join(", ")
     )
-});
+}
 
-/// Binds like [`INSERT_INTEGRATION`]; `$1` (id) and `$2` (tenant) select the row.
+/// Binds like [`insert_integrations`]' rows; `$1` (id) and `$2` (tenant) select the row.
 static UPDATE_INTEGRATION: LazyLock<String> = LazyLock::new(|| {
     let assignments: Vec<String> = INTEGRATION_COLUMNS
         .iter()
@@ -207,6 +224,7 @@ const DEPENDENCY_ROWS_PER_SELECT: usize = 500;
 
 const DELETE_INTEGRATION: &str =
     "DELETE FROM integrations WHERE tenant_id = $1 AND integration_id = $2";
+const INSERT_TAGS: &str = "INSERT INTO integration_tags (tenant_id, tag, name, integration_id) ";
 const DELETE_TAGS: &str =
     "DELETE FROM integration_tags WHERE tenant_id = $1 AND integration_id = $2";
 const SELECT_HEAD: &str = "SELECT sequence, hash FROM audit_heads WHERE tenant_id = $1";
@@ -362,7 +380,7 @@ where
     for<'r> JsonPageRow: sqlx::FromRow<'r, B::Row>,
     for<'r> (Uuid, String, Json<Vec<Uuid>>): sqlx::FromRow<'r, B::Row>,
 {
-    /// Binds every column of `integration` in [`INTEGRATION_COLUMNS`] order.
+    /// Binds every column of `integration` in [`INTEGRATION_COLUMNS`] order (31 values).
     fn bind_integration<'q>(
         query: sqlx::query::Query<'q, B, <B as sqlx::Database>::Arguments<'q>>,
         integration: &'q Integration,
@@ -410,9 +428,7 @@ where
         tags.sort_unstable();
         tags.dedup();
         for chunk in tags.chunks(TAG_ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<B>::new(
-                "INSERT INTO integration_tags (tenant_id, tag, name, integration_id) ",
-            );
+            let mut insert = QueryBuilder::<B>::new(INSERT_TAGS);
             insert.push_values(chunk, |mut row, tag| {
                 row.push_bind(integration.tenant_id.as_str())
                     .push_bind(*tag)
@@ -521,6 +537,15 @@ where
         })
     }
 
+    /// Has the session plan its statements afresh, on the tables as they are now
+    /// ([`Backend::REPLAN`]): an import runs it as it starts and after each round of creations.
+    async fn replan(connection: &mut <B as sqlx::Database>::Connection) -> Result<(), StoreError> {
+        if let Some(statement) = B::REPLAN {
+            sqlx::query(statement).execute(&mut *connection).await?;
+        }
+        Ok(())
+    }
+
     /// Writes audit heads back.
     async fn store_heads(
         connection: &mut <B as sqlx::Database>::Connection,
@@ -583,45 +608,79 @@ where
         Ok(event)
     }
 
-    /// Writes what [`integration::apply_change`] or [`integration::apply_check`]
-    /// decided about `current` (whose row the transaction has locked): the new row
-    /// or the deletion, the outbox event, and the audit entry.
-    /// Inserts a new integration with its `integration.created` event and audit entry, in
-    /// the caller's transaction; returns the event for the relay once it has committed.
+    /// Inserts new integrations with their `integration.created` events and audit entries,
+    /// in the caller's transaction, several rows per statement; returns the events for the
+    /// relay once it has committed. The entries are chained onto `heads` (a tenant's head is
+    /// locked and read the first time it is needed); the caller writes them back
+    /// ([`Self::store_heads`]).
     async fn insert_created(
         &self,
         connection: &mut <B as sqlx::Database>::Connection,
-        integration: &Integration,
+        integrations: &[Integration],
         called: Instant,
-        held: Option<&mut HashMap<String, (i64, String)>>,
-    ) -> Result<OutboxEvent, StoreError> {
-        Self::bind_integration(sqlx::query(&INSERT_INTEGRATION), integration)
-            .execute(&mut *connection)
-            .await
-            .map_err(write_error)?;
-        Self::insert_tags(&mut *connection, integration).await?;
-        let cause = EventCause {
-            actor: integration.created_by.clone(),
-            ..EventCause::default()
-        };
-        let event = Self::append_event(
-            &mut *connection,
-            EventKind::Created,
-            integration,
-            &cause,
-            integration.created_at,
-            called,
-            self.writer(None),
-        )
-        .await?;
-        Self::append_audit_held(
-            &mut *connection,
-            &integration::created(integration),
-            self.writer(None),
-            held,
-        )
-        .await?;
-        Ok(event)
+        heads: &mut HashMap<String, (i64, String)>,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        for chunk in integrations.chunks(CREATIONS_PER_STATEMENT) {
+            let insert = insert_integrations(chunk.len());
+            let mut query = sqlx::query(&insert);
+            for integration in chunk {
+                query = Self::bind_integration(query, integration);
+            }
+            query.execute(&mut *connection).await.map_err(write_error)?;
+        }
+        let mut tags: Vec<(&str, &str, &str, Uuid)> = Vec::new();
+        for integration in integrations {
+            let mut own: Vec<&str> = integration.tags.iter().map(String::as_str).collect();
+            own.sort_unstable();
+            own.dedup();
+            tags.extend(own.into_iter().map(|tag| {
+                (
+                    integration.tenant_id.as_str(),
+                    tag,
+                    integration.name.as_str(),
+                    integration.integration_id,
+                )
+            }));
+        }
+        for chunk in tags.chunks(TAG_ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<B>::new(INSERT_TAGS);
+            insert.push_values(chunk, |mut row, (tenant_id, tag, name, id)| {
+                row.push_bind(*tenant_id)
+                    .push_bind(*tag)
+                    .push_bind(*name)
+                    .push_bind(*id);
+            });
+            B::build(&mut insert).execute(&mut *connection).await?;
+        }
+        let mut events = Vec::with_capacity(integrations.len());
+        let mut entries = Vec::with_capacity(integrations.len());
+        for integration in integrations {
+            let cause = EventCause {
+                actor: integration.created_by.clone(),
+                ..EventCause::default()
+            };
+            // When it commits, on the caller's clock (see [`Self::append_event`]).
+            let time = TimeDelta::from_std(called.elapsed())
+                .ok()
+                .and_then(|waited| integration.created_at.checked_add_signed(waited))
+                .unwrap_or(integration.created_at);
+            let event = cloudevents::build(EventKind::Created, integration, 1, &cause, time);
+            events.push((event, None));
+            let head = match heads.get_mut(&integration.tenant_id) {
+                Some(head) => head,
+                None => {
+                    let head = Self::lock_head(connection, &integration.tenant_id).await?;
+                    heads.entry(integration.tenant_id.clone()).or_insert(head)
+                }
+            };
+            let entry =
+                StoredAuditEntry::chain(&integration::created(integration), head.0, &head.1);
+            *head = (entry.sequence, entry.hash.clone());
+            entries.push((entry, None));
+        }
+        self.insert_events(connection, &events).await?;
+        self.insert_entries(connection, &entries).await?;
+        Ok(events.into_iter().map(|(event, _)| event).collect())
     }
 
     /// Locks the row, applies `change` to it and writes the result with its audit entry and
@@ -661,6 +720,9 @@ where
         Ok((current, applied, event))
     }
 
+    /// Writes what [`integration::apply_change`] or [`integration::apply_check`]
+    /// decided about `current` (whose row the transaction has locked): the new row
+    /// or the deletion, the outbox event, and the audit entry.
     async fn write_applied(
         connection: &mut <B as sqlx::Database>::Connection,
         current: &Integration,
@@ -908,11 +970,20 @@ where
         let integration = rows::with_stored_precision(integration);
         let _turn = self.gate.turn().await;
         let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
-        let event = self
-            .insert_created(&mut transaction, &integration, called, None)
+        let mut heads = HashMap::new();
+        let events = self
+            .insert_created(
+                &mut transaction,
+                std::slice::from_ref(&integration),
+                called,
+                &mut heads,
+            )
             .await?;
+        Self::store_heads(&mut transaction, &heads).await?;
         transaction.commit().await?;
-        self.handoff.committed(event);
+        for event in events {
+            self.handoff.committed(event);
+        }
         self.observer.committed(None, Some(&integration));
         Ok(())
     }
@@ -1001,26 +1072,31 @@ where
         let now = rows::stored_precision(now);
         let _turn = self.gate.turn().await;
         let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
+        Self::replan(&mut transaction).await?;
         let mut events = Vec::with_capacity(operations.len());
         let mut observed = Vec::with_capacity(operations.len());
         let mut heads = HashMap::new();
-        for operation in operations {
+        // Creations are written a round at a time, several rows per statement; a change
+        // first writes the creations before it, so the audit trail keeps the plan's order.
+        let mut created: Vec<Integration> = Vec::new();
+        let mut operations = operations.into_iter().peekable();
+        while let Some(operation) = operations.next() {
             match operation {
                 ImportOp::Create(integration) => {
-                    let integration = rows::with_stored_precision(&integration);
                     if integration.tenant_id != author.tenant_id {
                         return Err(StoreError::Internal("import across tenants".into()));
                     }
-                    events.push(
-                        self.insert_created(
-                            &mut transaction,
-                            &integration,
-                            called,
-                            Some(&mut heads),
-                        )
-                        .await?,
-                    );
-                    observed.push((None, Some(integration)));
+                    created.push(rows::with_stored_precision(&integration));
+                    let round_ends = created.len() == CREATIONS_PER_ROUND
+                        || !matches!(operations.peek(), Some(ImportOp::Create(_)));
+                    if round_ends {
+                        events.extend(
+                            self.insert_created(&mut transaction, &created, called, &mut heads)
+                                .await?,
+                        );
+                        observed.extend(created.drain(..).map(|i| (None, Some(i))));
+                        Self::replan(&mut transaction).await?;
+                    }
                 }
                 ImportOp::Change(id, change) => {
                     let (current, applied, event) = self
@@ -1464,7 +1540,8 @@ mod tests {
 
     #[test]
     fn statements_bind_every_column() {
-        assert!(INSERT_INTEGRATION.ends_with("$31)"));
+        assert!(insert_integrations(1).ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, 1)"));
+        assert!(insert_integrations(2).ends_with("$31, 1), ($32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54, $55, $56, $57, $58, $59, $60, $61, $62, 1)"));
         assert!(UPDATE_INTEGRATION.contains("maintenance = $31 WHERE"));
         assert!(!UPDATE_INTEGRATION.contains("tenant_id = $2,"));
         assert!(INSERT_AUDIT.ends_with("$17)"));

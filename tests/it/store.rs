@@ -17,7 +17,9 @@ use catalogd::integration::{
     TestSummary,
 };
 use catalogd::store::audit_chain::ChainProblemKind;
-use catalogd::store::{self, AuditEntry, AuditQuery, ListQuery, Store, StoreError, StoreOptions};
+use catalogd::store::{
+    self, AuditEntry, AuditQuery, ImportOp, ListQuery, Store, StoreError, StoreOptions,
+};
 use catalogd_actors::{CheckOutcome, Clock, FailureClass, Input, Status, SystemClock};
 
 both_backends!(
@@ -34,6 +36,8 @@ both_backends!(
     intact_chains_verify,
     concurrent_changes_keep_one_chain,
     undecodable_rows_are_corrupt,
+    an_import_writes_each_creation_as_a_create_would,
+    an_import_that_fails_anywhere_changes_nothing,
 );
 
 // --- Fixtures -------------------------------------------------------------------------------
@@ -1414,4 +1418,185 @@ async fn postgresql_scheme_and_password_option() {
     let integration = Integration::new("acme", spec("main"), "alice", now());
     store.create(&integration).await.unwrap();
     assert_eq!(store.verify_audit(None).await.unwrap().entries, 1);
+}
+
+// --- Import ---------------------------------------------------------------------------------
+
+/// Creations an import test writes: more than one multi-row statement (128) and one round
+/// (1,024) of the store's import hold.
+const IMPORTED: usize = 1_100;
+
+/// The `i`th integration an import creates in tenant `acme`: tags repeated (one row each)
+/// and shared, every seventh with every field set.
+fn imported(i: usize) -> Integration {
+    let name = format!("imported-{i:04}");
+    let mut spec = if i.is_multiple_of(7) {
+        full_spec(&name)
+    } else {
+        spec(&name)
+    };
+    spec.tags = vec![format!("group-{}", i % 3), "all".into(), "all".into()];
+    Integration::new("acme", spec, "carol", now())
+}
+
+/// `creations` with `change` of `target` after the first `split` of them: the operations an
+/// import plan makes, in its order.
+fn operations(
+    creations: &[Integration],
+    split: usize,
+    target: &Integration,
+    change: Change,
+) -> Vec<ImportOp> {
+    let create = |i: &Integration| ImportOp::Create(Box::new(i.clone()));
+    let mut operations: Vec<ImportOp> = creations[..split].iter().map(create).collect();
+    operations.push(ImportOp::Change(target.integration_id, Box::new(change)));
+    operations.extend(creations[split..].iter().map(create));
+    operations
+}
+
+/// Each creation of an import is stored, listed, audited and evented as a single create
+/// would be (the store writes them several rows per statement), in the plan's order.
+async fn an_import_writes_each_creation_as_a_create_would(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    let existing = db.create("acme", full_spec("existing")).await;
+    let creations: Vec<Integration> = (0..IMPORTED).map(imported).collect();
+    let split = 600;
+    let mut described = full_spec("existing");
+    described.description = Some("changed by the import".into());
+    db.store
+        .import(
+            &actor("acme"),
+            operations(&creations, split, &existing, update(&existing, described)),
+            now(),
+        )
+        .await
+        .expect("import");
+
+    // Stored, and listed (the list JSON the triggers keep) as got, tag rows included.
+    let all = list_paged(&db, "acme", &list_all(), 500).await;
+    assert_eq!(all.len(), IMPORTED + 1);
+    for created in &creations {
+        let got = db
+            .store
+            .get("acme", created.integration_id)
+            .await
+            .unwrap()
+            .expect("imported");
+        assert_eq!(
+            (got.spec(), got.status, got.version, &got.created_by),
+            (created.spec(), Status::Draft, 1, &"carol".to_owned()),
+            "{}",
+            created.name
+        );
+    }
+    check_json_pages(&db, "acme", &list_all(), 500).await;
+    let group_1 = (0..IMPORTED).filter(|i| i % 3 == 1).count();
+    for (tag, expected) in [("group-1", group_1), ("all", IMPORTED)] {
+        let query = ListQuery {
+            tag: Some(tag.into()),
+            ..list_all()
+        };
+        assert_eq!(list_paged(&db, "acme", &query, 500).await.len(), expected);
+    }
+
+    // One audit entry each, chained in the plan's order.
+    let audit = db.audit("acme").await;
+    let targets: Vec<(Uuid, &str)> = audit
+        .iter()
+        .map(|e| (e.target_id, e.action.as_str()))
+        .collect();
+    let mut expected = vec![(existing.integration_id, "integration.create")];
+    let created = |i: &Integration| (i.integration_id, "integration.create");
+    expected.extend(creations[..split].iter().map(created));
+    expected.push((existing.integration_id, "integration.update"));
+    expected.extend(creations[split..].iter().map(created));
+    assert_eq!(targets, expected);
+    assert_eq!(audit[1].actor, "carol");
+    assert_eq!(audit[1].after, Some(creations[0].audit_summary()));
+    let report = db.store.verify_audit(Some("acme")).await.unwrap();
+    assert_eq!(report.entries, IMPORTED as u64 + 2);
+    assert_eq!(report.problem, None);
+
+    // One `created` event each, numbered 1; a later change of an imported integration is its
+    // event 2 (the sequence the insert set is the one the row carries).
+    db.lifecycle(&creations[3], Input::Submit).await;
+    let agreement = crate::storm::assert_store_audit_outbox_agree(&db.url).await;
+    assert_eq!(agreement.integrations, IMPORTED + 1);
+    assert_eq!(agreement.by_type["integration.created"], IMPORTED + 1);
+    assert_eq!(agreement.events, IMPORTED + 3);
+    let submitted: Vec<i64> = crate::storm::outbox(&db.url)
+        .await
+        .into_iter()
+        .filter(|row| row.1 == creations[3].integration_id)
+        .map(|row| row.2)
+        .collect();
+    assert_eq!(submitted, [1, 2]);
+}
+
+/// All or nothing: an import that fails at any point, in a multi-row statement or after
+/// several, leaves the catalog, its audit trail and the outbox as they were.
+async fn an_import_that_fails_anywhere_changes_nothing(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    let existing = db.create("acme", spec("existing")).await;
+    let creations: Vec<Integration> = (0..300).map(imported).collect();
+    let taken = |name: &str| Integration::new("acme", spec(name), "carol", now());
+    let touch = || {
+        let mut touched = spec("existing");
+        touched.description = Some("touched".into());
+        update(&existing, touched)
+    };
+    let stale = Change::Update {
+        expected_version: existing.version + 1,
+        spec: spec("existing"),
+    };
+    let cases: Vec<(&str, Vec<ImportOp>)> = vec![
+        ("a name already taken, last", {
+            let mut creations = creations.clone();
+            creations.push(taken("existing"));
+            operations(&creations, 10, &existing, touch())
+        }),
+        ("one name twice in one statement", {
+            let mut creations = creations.clone();
+            creations.insert(5, taken("imported-0001"));
+            operations(&creations, 200, &existing, touch())
+        }),
+        (
+            "a stale change between creations",
+            operations(&creations, 150, &existing, stale),
+        ),
+    ];
+    let outbox_before = crate::storm::outbox(&db.url).await;
+    let audit_before = db.audit("acme").await;
+    for (case, operations) in cases {
+        let result = db.store.import(&actor("acme"), operations, now()).await;
+        assert!(result.is_err(), "{case}: {result:?}");
+        let listed = list_paged(&db, "acme", &list_all(), 500).await;
+        let listed: Vec<(Uuid, i64)> = listed
+            .iter()
+            .map(|i| (i.integration_id, i.version))
+            .collect();
+        assert_eq!(
+            listed,
+            [(existing.integration_id, existing.version)],
+            "{case}"
+        );
+        assert_eq!(db.audit("acme").await, audit_before, "{case}");
+        assert_eq!(crate::storm::outbox(&db.url).await, outbox_before, "{case}");
+        let report = db.store.verify_audit(Some("acme")).await.unwrap();
+        assert_eq!(report.problem, None, "{case}");
+    }
+    // The tag rows went too: the names are free, and an import of them succeeds.
+    db.store
+        .import(
+            &actor("acme"),
+            operations(&creations, 0, &existing, touch()),
+            now(),
+        )
+        .await
+        .expect("the same creations, valid");
+    let query = ListQuery {
+        tag: Some("all".into()),
+        ..list_all()
+    };
+    assert_eq!(list_paged(&db, "acme", &query, 500).await.len(), 300);
 }

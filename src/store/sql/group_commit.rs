@@ -451,8 +451,8 @@ where
         Ok(outcomes)
     }
 
-    /// Inserts the group's outbox rows, several per statement.
-    async fn insert_events(
+    /// Inserts the group's outbox rows (or an import's), several per statement.
+    pub(super) async fn insert_events(
         &self,
         connection: &mut <B as sqlx::Database>::Connection,
         events: &[(OutboxEvent, Option<Claim>)],
@@ -478,8 +478,8 @@ where
         Ok(())
     }
 
-    /// Inserts the group's audit entries, several per statement.
-    async fn insert_entries(
+    /// Inserts the group's audit entries (or an import's), several per statement.
+    pub(super) async fn insert_entries(
         &self,
         connection: &mut <B as sqlx::Database>::Connection,
         entries: &[(StoredAuditEntry, Option<Claim>)],
