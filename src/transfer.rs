@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::integration::{Author, Change, Integration, IntegrationSpec};
-use crate::store::{ImportOp, ListQuery, Store, StoreError};
+use crate::store::{ImportOp, ImportProgress, ListQuery, Store, StoreError};
 use crate::validation::{self, FieldError, Rule, SpecRequest, SpecRules};
 use catalogd_actors::Input;
 
@@ -555,6 +555,7 @@ pub async fn import(
     mode: Mode,
     dry_run: bool,
     now: DateTime<Utc>,
+    progress: &ImportProgress,
 ) -> Result<Imported, ImportError> {
     let items = items(document, rewrite, rules)?;
     let existing = tenant_integrations(store, &author.tenant_id, ListQuery::default()).await?;
@@ -581,7 +582,13 @@ pub async fn import(
             }
         }
         imported.changed.dedup();
-        store.import(author, operations, now).await?;
+        progress.total.store(
+            operations.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        store
+            .import_counted(author, operations, now, progress)
+            .await?;
         body.applied = true;
     }
     imported.plan = body;

@@ -12,7 +12,7 @@ use crate::cli::{ExportArgs, FormatArg, ImportArgs, ModeArg};
 use crate::config::Config;
 use crate::connectors::Connectors;
 use crate::integration::Author;
-use crate::store::{self, ListQuery};
+use crate::store::{self, ImportProgress, ListQuery};
 use crate::transfer::{self, DocumentError, Format, ImportError, Mode, PlanBody, Rewrite};
 use crate::validation::SpecRules;
 
@@ -78,15 +78,45 @@ pub async fn import(config: &Config, args: ImportArgs) -> anyhow::Result<ExitCod
         subject: args.subject,
     };
     let items = document.items.len() as u64;
-    // One transaction: the bar shows it is working, not a count it cannot know.
+    // On a terminal, a bar of the operations written (the plan's creations, changes and
+    // deletions); they commit together at the end, so a full bar is then committing.
+    let progress = std::sync::Arc::new(ImportProgress::default());
     let bar = (std::io::stderr().is_terminal() && !args.dry_run).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_message(format!(
-            "importing {items} items into tenant {}",
-            args.tenant
-        ));
+        bar.set_message(format!("planning {items} items for tenant {}", args.tenant));
         bar.enable_steady_tick(Duration::from_millis(100));
-        bar
+        let shown = bar.clone();
+        let progress = progress.clone();
+        let tenant = args.tenant.clone();
+        let ticker = tokio::spawn(async move {
+            use std::sync::atomic::Ordering::Relaxed;
+            let mut interval = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                interval.tick().await;
+                let total = progress.total.load(Relaxed);
+                if total == 0 {
+                    continue;
+                }
+                let done = progress.done.load(Relaxed);
+                if shown.length() != Some(total) {
+                    shown.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{spinner} {msg} [{bar:30}] {pos}/{len} ({eta})",
+                        )
+                        .expect("a valid template")
+                        .progress_chars("=> "),
+                    );
+                    shown.set_length(total);
+                }
+                shown.set_position(done);
+                shown.set_message(if done < total {
+                    format!("importing into tenant {tenant}")
+                } else {
+                    "committing".to_owned()
+                });
+            }
+        });
+        (bar, ticker)
     });
     let result = transfer::import(
         store.as_ref(),
@@ -97,9 +127,11 @@ pub async fn import(config: &Config, args: ImportArgs) -> anyhow::Result<ExitCod
         mode,
         args.dry_run,
         chrono::Utc::now(),
+        &progress,
     )
     .await;
-    if let Some(bar) = bar {
+    if let Some((bar, ticker)) = bar {
+        ticker.abort();
         bar.finish_and_clear();
     }
     match result {

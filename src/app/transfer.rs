@@ -70,6 +70,7 @@ impl App {
             mode,
             dry_run,
             self.clock.now(),
+            &crate::store::ImportProgress::default(),
         )
         .await?;
         for id in imported.changed {

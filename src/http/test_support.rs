@@ -190,14 +190,17 @@ impl Store for FaultyStore {
             .await
     }
 
-    async fn import(
+    async fn import_counted(
         &self,
         author: &Author,
         operations: Vec<crate::store::ImportOp>,
         now: DateTime<Utc>,
+        progress: &crate::store::ImportProgress,
     ) -> Result<(), StoreError> {
         self.fault().await?;
-        self.inner.import(author, operations, now).await
+        self.inner
+            .import_counted(author, operations, now, progress)
+            .await
     }
 
     async fn create_window(&self, window: &MaintenanceWindow) -> Result<(), StoreError> {

@@ -19,6 +19,8 @@
 //!   [`census`]: the metrics' fleet-wide reads; [`status_pages`]: the status page's
 //!   configuration and reads.
 
+use std::sync::atomic::AtomicU64;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -279,6 +281,19 @@ pub trait Store: Send + Sync + 'static {
         author: &Author,
         operations: Vec<ImportOp>,
         now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.import_counted(author, operations, now, &ImportProgress::default())
+            .await
+    }
+
+    /// [`Store::import`], counting the operations written so far in `progress.done` (before
+    /// the commit: a bar that reaches the end is then committing).
+    async fn import_counted(
+        &self,
+        author: &Author,
+        operations: Vec<ImportOp>,
+        now: DateTime<Utc>,
+        progress: &ImportProgress,
     ) -> Result<(), StoreError>;
 
     async fn list_audit(
@@ -413,6 +428,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every tenant's windows, for the engine (never reached by a request).
     async fn all_windows(&self) -> Result<Vec<MaintenanceWindow>, StoreError>;
+}
+
+/// How far an import has got, for a progress bar: `total` operations planned (set once the
+/// plan is made), `done` of them written.
+#[derive(Debug, Default)]
+pub struct ImportProgress {
+    pub total: AtomicU64,
+    pub done: AtomicU64,
 }
 
 /// One step of [`Store::import`].

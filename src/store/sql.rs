@@ -29,8 +29,8 @@ use super::listing;
 use super::outbox::Handoff;
 use super::rows::{self, AuditRow, IntegrationRow, AUDIT_COLUMNS, INTEGRATION_COLUMNS};
 use super::{
-    AuditEntry, AuditQuery, ChainReport, ChangeObserver, CheckCommit, ImportOp, JsonPage,
-    ListQuery, Page, Store, StoreError, StoreOptions,
+    AuditEntry, AuditQuery, ChainReport, ChangeObserver, CheckCommit, ImportOp, ImportProgress,
+    JsonPage, ListQuery, Page, Store, StoreError, StoreOptions,
 };
 use crate::cloudevents::{self, EventCause, OutboxEvent};
 use crate::cluster::Claim;
@@ -1062,12 +1062,18 @@ where
         Ok(applied.after)
     }
 
-    async fn import(
+    async fn import_counted(
         &self,
         author: &Author,
         operations: Vec<ImportOp>,
         now: DateTime<Utc>,
+        progress: &ImportProgress,
     ) -> Result<(), StoreError> {
+        let written = |n: usize| {
+            progress
+                .done
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        };
         let called = Instant::now();
         let now = rows::stored_precision(now);
         let _turn = self.gate.turn().await;
@@ -1094,6 +1100,7 @@ where
                             self.insert_created(&mut transaction, &created, called, &mut heads)
                                 .await?,
                         );
+                        written(created.len());
                         observed.extend(created.drain(..).map(|i| (None, Some(i))));
                         Self::replan(&mut transaction).await?;
                     }
@@ -1112,6 +1119,7 @@ where
                         .await?;
                     events.extend(event);
                     observed.push((Some(current), applied.after));
+                    written(1);
                 }
             }
         }

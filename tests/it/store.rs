@@ -1463,14 +1463,22 @@ async fn an_import_writes_each_creation_as_a_create_would(backend: Backend) {
     let split = 600;
     let mut described = full_spec("existing");
     described.description = Some("changed by the import".into());
+    // The progress a terminal's bar shows: every operation written (the creations in
+    // rounds, the change on its own).
+    let progress = catalogd::store::ImportProgress::default();
     db.store
-        .import(
+        .import_counted(
             &actor("acme"),
             operations(&creations, split, &existing, update(&existing, described)),
             now(),
+            &progress,
         )
         .await
         .expect("import");
+    assert_eq!(
+        progress.done.load(std::sync::atomic::Ordering::Relaxed),
+        IMPORTED as u64 + 1
+    );
 
     // Stored, and listed (the list JSON the triggers keep) as got, tag rows included.
     let all = list_paged(&db, "acme", &list_all(), 500).await;

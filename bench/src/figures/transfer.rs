@@ -137,6 +137,7 @@ async fn measure(
         subject: "bench".into(),
     };
     let rewrite = Rewrite::default();
+    let progress = catalogd::store::ImportProgress::default();
     let import = |document| {
         transfer::import(
             store.as_ref(),
@@ -147,6 +148,7 @@ async fn measure(
             Mode::Merge,
             false,
             chrono::Utc::now(),
+            &progress,
         )
     };
     let began = Instant::now();
