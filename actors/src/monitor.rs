@@ -460,13 +460,7 @@ impl<T: Send + Sync + 'static> Monitor<T> {
                 self.arm_calendar(myself, state, retry());
                 Applied::Adopted
             }
-            Ok(Commit::Stale(None)) => {
-                tracing::info!(integration_id = %id, "integration gone; stopping its monitor");
-                state.timer.cancel();
-                state.calendar.cancel();
-                myself.stop(Some(GONE.to_owned()));
-                Applied::Stopped
-            }
+            Ok(Commit::Stale(None)) => stop_gone(myself, state),
             Err(error) => {
                 tracing::warn!(integration_id = %id, %error, "could not commit a maintenance change; retrying");
                 self.arm_calendar(myself, state, retry());
@@ -580,12 +574,7 @@ impl<T: Send + Sync + 'static> Monitor<T> {
                 state.suppression_stored = true;
                 Applied::Kept
             }
-            Ok(Commit::Stale(None)) => {
-                tracing::info!(integration_id = %spec.integration_id, "integration gone; stopping its monitor");
-                state.timer.cancel();
-                myself.stop(Some(GONE.to_owned()));
-                Applied::Stopped
-            }
+            Ok(Commit::Stale(None)) => stop_gone(myself, state),
             Err(error) => {
                 tracing::warn!(
                     integration_id = %spec.integration_id,
@@ -710,12 +699,7 @@ impl<T: Send + Sync + 'static> Monitor<T> {
                 report_version(myself, &state.spec);
                 Applied::Adopted
             }
-            Ok(Commit::Stale(None)) => {
-                tracing::info!(integration_id = %id, "integration gone; stopping its monitor");
-                state.timer.cancel();
-                myself.stop(Some(GONE.to_owned()));
-                Applied::Stopped
-            }
+            Ok(Commit::Stale(None)) => stop_gone(myself, state),
             Err(error) => {
                 // Keep the in-memory state as it was: the next check's result is applied to
                 // it again, so the transition is retried then, neither lost nor doubled.
@@ -791,6 +775,16 @@ fn adopt<T>(current: &mut MonitorSpec<T>, stored: MonitorSpec<T>, check_now: boo
         suppressed_by,
         ..stored
     };
+}
+
+/// The integration is gone from the store (deleted, turned back into a draft) or this node
+/// lost it: both timers stop and the actor stops, not to be restarted.
+fn stop_gone<T>(myself: &ActorRef<MonitorMsg<T>>, state: &mut MonitorState<T>) -> Applied {
+    tracing::info!(integration_id = %state.spec.integration_id, "integration gone; stopping its monitor");
+    state.timer.cancel();
+    state.calendar.cancel();
+    myself.stop(Some(GONE.to_owned()));
+    Applied::Stopped
 }
 
 /// Takes the spec a commit returned, keeping the suppression: the actor owns it, and the row
