@@ -27,7 +27,14 @@ pub(super) async fn connect(options: &StoreOptions) -> Result<SqlitePool, StoreE
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(synchronous)
         .foreign_keys(true)
-        .busy_timeout(BUSY_TIMEOUT);
+        .busy_timeout(BUSY_TIMEOUT)
+        // A batch's multi-row statements keep a statement journal, which SQLite spills to a
+        // temporary file past 64 KiB: in memory it cost no `pwrite`s (5% of the daemon's CPU
+        // at 3,000 checks/s, bench F4).
+        .pragma("temp_store", "memory")
+        // 32 MiB of page cache per connection instead of 2 MiB: the history writer's and the
+        // transitions' random row and index pages were read back with `pread` on every batch.
+        .pragma("cache_size", "-32768");
     let pool = if is_in_memory(&options.url) {
         // An in-memory database lives as long as one of its connections does, and a shared
         // cache between several would trade SQLITE_BUSY for table-level SQLITE_LOCKED errors
