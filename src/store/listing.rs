@@ -10,7 +10,8 @@
 //! row's object in two fragments, `list_head` and `list_tail`, rendered by triggers whenever
 //! a field in them is written (by any writer: every node of a cluster, an operator's SQL, so
 //! they cannot go stale), and this module renders only the three fields a check rewrites
-//! (`lastTestedAt`, `lastTestSuccess`, `consecutiveFailures`) between them. Migration
+//! (`lastTestedAt`, `lastTestSuccess`, `consecutiveFailures`) between them, taking the time and
+//! outcome of a check newer than the row's from `check_results` ([`Dialect::latest_check`]). Migration
 //! `0007_flap_dependencies` makes the triggers again with the fields of DESIGN §10 at the end
 //! of the tail. The history
 //! writer's batch updates of those fields therefore never fire the triggers.
@@ -21,6 +22,8 @@
 //! tests here check it against the serialized resource and the migrations, and
 //! `tests/it/store.rs` and `tests/it/api/integrations.rs` compare every value, on both
 //! backends, with a GET.
+
+use std::sync::LazyLock;
 
 /// The resource's fields in `Integration`'s declaration order (what `serde_json` writes), and
 /// the columns they come from. `consecutive_successes` is engine bookkeeping, not part of the
@@ -63,28 +66,71 @@ const HEAD: usize = 17;
 #[cfg(test)]
 const TAIL: usize = 9;
 
+/// SQLite: the check the row has not recorded yet, as `checked_at µs × 2 + success`, or
+/// `NULL`; see [`Dialect::latest_check`]. The row's times are RFC 3339 text (read to the
+/// millisecond here, so the row's own check can come back: it says the same).
+const SQLITE_LATEST: &str = "(SELECT max(p) FROM (SELECT r.checked_at * 2 + (r.outcome = 0) AS p, \
+     r.outcome AS o FROM check_results r WHERE r.integration_id = i.integration_id \
+     AND r.checked_at > CAST(round(max(coalesce(unixepoch(i.last_tested_at, 'subsec'), 0), \
+     unixepoch(i.modified_at, 'subsec')) * 1000) AS INTEGER) * 1000 \
+     ORDER BY r.checked_at DESC LIMIT 100) WHERE o <> 2)";
+
+/// PostgreSQL: as [`SQLITE_LATEST`].
+const POSTGRES_LATEST: &str = "(SELECT max(p) FROM (SELECT \
+     (extract(epoch FROM r.checked_at) * 1000000)::int8 * 2 + (r.outcome = 0)::int AS p, \
+     r.outcome AS o FROM check_results r WHERE r.integration_id = i.integration_id \
+     AND r.checked_at > GREATEST(i.last_tested_at, i.modified_at) \
+     ORDER BY r.checked_at DESC LIMIT 100) AS x WHERE o <> 2)";
+
 /// SQLite: the JSON object of the row `i`. sqlx stores times as `to_rfc3339_opts(AutoSi,
 /// false)`: chrono's digits with `+00:00` where serde writes `Z`; `json_quote(NULL)` is `null`.
-const SQLITE_ITEM: &str = "format('%s,\"lastTestedAt\":%s,\"lastTestSuccess\":%s,\
-     \"consecutiveFailures\":%d,%s', i.list_head, \
-     json_quote(replace(i.last_tested_at, '+00:00', 'Z')), \
-     CASE WHEN i.last_test_success IS NULL THEN 'null' \
-     WHEN i.last_test_success THEN 'true' ELSE 'false' END, \
-     i.consecutive_failures, i.list_tail)";
+/// A check newer than the row's (`x.l`, [`SQLITE_LATEST`] evaluated once) is formatted from
+/// its microseconds the way chrono's `AutoSi` writes them (0, 3 or 6 digits).
+static SQLITE_ITEM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "(SELECT format('%s,\"lastTestedAt\":%s,\"lastTestSuccess\":%s,\
+         \"consecutiveFailures\":%d,%s', i.list_head, \
+         CASE WHEN x.l IS NULL THEN json_quote(replace(i.last_tested_at, '+00:00', 'Z')) \
+         ELSE '\"' || strftime('%Y-%m-%dT%H:%M:%S', x.l / 2000000, 'unixepoch') || \
+         CASE WHEN x.l / 2 % 1000000 = 0 THEN '' \
+         WHEN x.l / 2 % 1000 = 0 THEN printf('.%03d', x.l / 2 % 1000000 / 1000) \
+         ELSE printf('.%06d', x.l / 2 % 1000000) END || 'Z\"' END, \
+         CASE WHEN x.l IS NOT NULL THEN CASE WHEN x.l % 2 = 1 THEN 'true' ELSE 'false' END \
+         WHEN i.last_test_success IS NULL THEN 'null' \
+         WHEN i.last_test_success THEN 'true' ELSE 'false' END, \
+         i.consecutive_failures, i.list_tail) FROM (SELECT {SQLITE_LATEST} AS l) AS x)"
+    )
+});
 
 /// PostgreSQL: the JSON object of the row `i` (`integrations_json_time` is the migration's).
 /// `concat` writes it in one allocation, where a chain of `||` copied the growing text at each
-/// step.
-const POSTGRES_ITEM: &str = "concat(i.list_head, ', \"lastTestedAt\" : ', \
-     coalesce('\"' || integrations_json_time(i.last_tested_at) || '\"', 'null'), \
-     ', \"lastTestSuccess\" : ', coalesce(i.last_test_success::text, 'null'), \
-     ', \"consecutiveFailures\" : ', i.consecutive_failures, ', ', i.list_tail)";
+/// step. A newer check as in [`SQLITE_ITEM`].
+static POSTGRES_ITEM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "(SELECT concat(i.list_head, ', \"lastTestedAt\" : ', \
+         coalesce('\"' || integrations_json_time(CASE WHEN x.l IS NULL THEN i.last_tested_at \
+         ELSE timestamptz 'epoch' + (x.l / 2) * interval '1 microsecond' END) || '\"', 'null'), \
+         ', \"lastTestSuccess\" : ', \
+         coalesce(CASE WHEN x.l IS NULL THEN i.last_test_success::text \
+         ELSE (x.l % 2 = 1)::text END, 'null'), \
+         ', \"consecutiveFailures\" : ', i.consecutive_failures, ', ', i.list_tail) \
+         FROM (SELECT {POSTGRES_LATEST} AS l) AS x)"
+    )
+});
 
 /// What differs between the backends in the page's statement ([`super::backend::Backend`]).
 #[derive(Debug)]
 pub(crate) struct Dialect {
     /// The JSON object of the integration row `i`, as text.
-    pub(crate) item: &'static str,
+    pub(crate) item: &'static LazyLock<String>,
+    /// The newest check of the integration row `i` that its row does not show yet, as
+    /// `checked_at µs × 2 + (1 if it succeeded)`, or `NULL`. The history writer does not
+    /// rewrite the row for a success that changes nothing but the time (see
+    /// `history::batch`), so reads take the time and outcome from the results. Only checks
+    /// after the row's last change count (a check of a version since edited is not shown, as
+    /// the writer's version guard keeps it off the row), and only the last 100 of them
+    /// (skipped checks do not count: a longer run of skipped checks shows the row's).
+    pub(crate) latest_check: &'static str,
     /// The id of the page's last row, beside `max(n)` (names are unique in a tenant).
     pub(crate) last_id: &'static str,
     /// How `string_agg` keeps the page's order.
@@ -92,7 +138,8 @@ pub(crate) struct Dialect {
 }
 
 pub(crate) static SQLITE: Dialect = Dialect {
-    item: SQLITE_ITEM,
+    item: &SQLITE_ITEM,
+    latest_check: SQLITE_LATEST,
     // SQLite's bare column: taken from the row that gave `max(n)`.
     last_id: "id",
     // SQLite runs the page's subquery as a co-routine and aggregates its rows as they come,
@@ -102,7 +149,8 @@ pub(crate) static SQLITE: Dialect = Dialect {
 };
 
 pub(crate) static POSTGRES: Dialect = Dialect {
-    item: POSTGRES_ITEM,
+    item: &POSTGRES_ITEM,
+    latest_check: POSTGRES_LATEST,
     last_id: "(array_agg(id ORDER BY n DESC))[1]",
     // PostgreSQL promises no order without it; sorting 100 rows in memory is cheap.
     order: " ORDER BY n, id",
@@ -135,7 +183,7 @@ pub(super) fn page_middle(dialect: &Dialect, key: &str) -> String {
     format!(
         ") AS ahead) AS found FROM (SELECT {} AS item, {key}.name AS n, \
          {key}.integration_id AS id",
-        dialect.item
+        dialect.item.as_str()
     )
 }
 
@@ -201,7 +249,7 @@ mod tests {
                 assert!(!migration.contains(&format!("NEW.{column}")), "{column}");
             }
         }
-        for item in [SQLITE_ITEM, POSTGRES_ITEM] {
+        for item in [SQLITE_ITEM.as_str(), POSTGRES_ITEM.as_str()] {
             let keys: Vec<String> = middle.iter().map(|(key, _)| format!("\"{key}\"")).collect();
             let mut from = 0;
             for key in &keys {

@@ -104,6 +104,10 @@ pub(super) struct IntegrationRow {
     flap_transitions: Json<Vec<DateTime<Utc>>>,
     /// JSON `null` outside a window.
     maintenance: Json<Option<Maintenance>>,
+    /// The newest check the row does not show yet, where the read asked for it
+    /// ([`super::listing::Dialect::latest_check`]: `checked_at µs × 2 + success`).
+    #[sqlx(default)]
+    latest_check: Option<i64>,
 }
 
 impl IntegrationRow {
@@ -118,6 +122,17 @@ impl IntegrationRow {
             .map_err(|error| corrupt(format!("{error}")))?;
         let counter = |column: &str, value: i64| {
             u32::try_from(value).map_err(|_| corrupt(format!("{column} out of range: {value}")))
+        };
+        // A check the history writer did not write to the row (a success that changed
+        // nothing else) is newer than the row's.
+        let (last_tested_at, last_test_success) = match self.latest_check {
+            Some(packed) => match DateTime::from_timestamp_micros(packed.div_euclid(2)) {
+                Some(at) if self.last_tested_at.is_none_or(|row| row < at) => {
+                    (Some(at), Some(packed.rem_euclid(2) == 1))
+                }
+                _ => (self.last_tested_at, self.last_test_success),
+            },
+            None => (self.last_tested_at, self.last_test_success),
         };
         Ok(Integration {
             integration_id: id,
@@ -137,8 +152,8 @@ impl IntegrationRow {
             paused: self.paused,
             pause_reason: self.pause_reason,
             pause_ticket: self.pause_ticket,
-            last_tested_at: self.last_tested_at,
-            last_test_success: self.last_test_success,
+            last_tested_at,
+            last_test_success,
             consecutive_failures: counter("consecutive_failures", self.consecutive_failures)?,
             consecutive_successes: counter("consecutive_successes", self.consecutive_successes)?,
             created_at: self.created_at,

@@ -59,12 +59,14 @@ const TAG_ROWS_PER_INSERT: usize = 500;
 static SELECT_INTEGRATION_COLUMNS: LazyLock<String> =
     LazyLock::new(|| qualified(&INTEGRATION_COLUMNS, "i"));
 
-static SELECT_INTEGRATION: LazyLock<String> = LazyLock::new(|| {
+/// One integration as the API reads it: with the newest check its row does not show yet.
+fn select_integration(dialect: &listing::Dialect) -> String {
     format!(
-        "SELECT {} FROM integrations i WHERE i.tenant_id = $1 AND i.integration_id = $2",
-        *SELECT_INTEGRATION_COLUMNS
+        "SELECT {}, {} AS latest_check FROM integrations i \
+         WHERE i.tenant_id = $1 AND i.integration_id = $2",
+        *SELECT_INTEGRATION_COLUMNS, dialect.latest_check
     )
-});
+}
 
 /// New integrations per multi-row `INSERT` of an import (30 binds each: 3,840 parameters,
 /// far below SQLite's 32,766 and PostgreSQL's 65,535).
@@ -698,12 +700,13 @@ where
         called: Instant,
         held: Option<&mut HashMap<String, (i64, String)>>,
     ) -> Result<(Integration, Applied, Option<OutboxEvent>), StoreError> {
-        let row: Option<IntegrationRow> = sqlx::query_as(&B::locked(&SELECT_INTEGRATION))
-            .bind(&author.tenant_id)
-            .bind(id)
-            .fetch_optional(&mut *connection)
-            .await
-            .map_err(read_error)?;
+        let row: Option<IntegrationRow> =
+            sqlx::query_as(&B::locked(&select_integration(B::listing())))
+                .bind(&author.tenant_id)
+                .bind(id)
+                .fetch_optional(&mut *connection)
+                .await
+                .map_err(read_error)?;
         let current = row.ok_or(StoreError::NotFound)?.into_integration()?;
         let applied =
             integration::apply_change(&current, change, author, self.default_thresholds, now)?;
@@ -989,7 +992,8 @@ where
     }
 
     async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Integration>, StoreError> {
-        let row: Option<IntegrationRow> = sqlx::query_as(&SELECT_INTEGRATION)
+        let statement = select_integration(B::listing());
+        let row: Option<IntegrationRow> = sqlx::query_as(&statement)
             .bind(tenant_id)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -1004,7 +1008,11 @@ where
         query: &ListQuery,
     ) -> Result<Page<Integration>, StoreError> {
         let mut select = QueryBuilder::<B>::new("SELECT ");
-        select.push(&*SELECT_INTEGRATION_COLUMNS);
+        select
+            .push(&*SELECT_INTEGRATION_COLUMNS)
+            .push(", ")
+            .push(B::listing().latest_check)
+            .push(" AS latest_check");
         Self::push_list_rows(&mut select, tenant_id, query);
         self.fetch_page(select, query.limit, IntegrationRow::into_integration)
             .await
@@ -1202,12 +1210,13 @@ where
         let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
         // The row is locked first (as every change does: row, then audit head), so the
         // event's sequence and its state are the row's at this commit.
-        let row: Option<IntegrationRow> = sqlx::query_as(&B::locked(&SELECT_INTEGRATION))
-            .bind(&author.tenant_id)
-            .bind(id)
-            .fetch_optional(&mut *transaction)
-            .await
-            .map_err(read_error)?;
+        let row: Option<IntegrationRow> =
+            sqlx::query_as(&B::locked(&select_integration(B::listing())))
+                .bind(&author.tenant_id)
+                .bind(id)
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(read_error)?;
         let Some(row) = row else {
             transaction.rollback().await?;
             return Err(StoreError::NotFound);

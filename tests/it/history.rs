@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use uuid::Uuid;
@@ -22,7 +22,7 @@ use catalogd::startup::{store_options, Application};
 use catalogd::store::history::{
     HistoryItem, HistoryOptions, HistoryQuery, HistoryStore, HistoryWriter, Resolution, Uptime,
 };
-use catalogd::store::{self, Store, StoreOptions};
+use catalogd::store::{self, ListQuery, Store, StoreOptions};
 use catalogd_actors::ports::CheckReport;
 use catalogd_actors::{CheckOutcome, FailureClass, Input, Lifecycle, Status, SystemClock};
 
@@ -31,6 +31,7 @@ both_backends!(
     writer_flushes_on_interval_on_size_and_on_close,
     writer_starts_a_write_once_enough_results_wait,
     stale_versions_never_overwrite_observations,
+    settled_successes_leave_the_row_and_reads_show_them,
     uptime_windows_from_raw_results_and_rollups,
     pruning_removes_only_expired_rows,
     history_pages_return_each_result_once_in_order,
@@ -125,6 +126,29 @@ impl TestDb {
         }
     }
 
+    /// The row's stored `last_tested_at`, as the database's text, read around the store.
+    async fn stored_last_tested_at(&self, id: Uuid) -> Option<String> {
+        let sql = "SELECT CAST(last_tested_at AS TEXT) FROM integrations WHERE integration_id = $1";
+        match self.backend {
+            Backend::Sqlite => {
+                let mut connection = SqliteConnection::connect(&self.options.url).await.unwrap();
+                sqlx::query_scalar(sql)
+                    .bind(id)
+                    .fetch_one(&mut connection)
+                    .await
+                    .unwrap()
+            }
+            Backend::Postgres => {
+                let mut connection = PgConnection::connect(&self.options.url).await.unwrap();
+                sqlx::query_scalar(sql)
+                    .bind(id)
+                    .fetch_one(&mut connection)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
     /// Writes checks of one integration (as the writer would, in one batch).
     async fn write(&self, integration: &Integration, checks: &[(DateTime<Utc>, CheckOutcome)]) {
         let results: Vec<_> = checks
@@ -175,6 +199,107 @@ const FAIL: CheckOutcome = CheckOutcome::Failure(FailureClass::HttpStatus);
 const SKIP: CheckOutcome = CheckOutcome::Skipped;
 
 // --- The writer -----------------------------------------------------------------------------
+
+/// A success after a success of an active integration changes nothing on its row but the
+/// time, so the writer leaves the row alone; a GET and the list (the database's JSON) still
+/// show that check, the same way, with every precision of time chrono writes.
+async fn settled_successes_leave_the_row_and_reads_show_them(backend: Backend) {
+    let db = TestDb::fresh(backend).await;
+    let created = db.create("acme", "steady").await;
+    let id = created.integration_id;
+    let writer = HistoryWriter::spawn(db.history.clone(), Arc::new(SystemClock));
+    // Checks after the row's last change (one before it is of an older version), from a
+    // whole minute.
+    let t0 = DateTime::from_timestamp((created.modified_at.timestamp() / 60 + 2) * 60, 0).unwrap();
+    let text = |at: DateTime<Utc>| json!(at.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+    let listed = || async {
+        let page = db
+            .store
+            .list_json(
+                "acme",
+                &ListQuery {
+                    limit: 10,
+                    ..ListQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+        let items: Value = serde_json::from_str(&format!("[{}]", page.items)).unwrap();
+        items[0].clone()
+    };
+    let shown = || async {
+        let resource = serde_json::to_value(db.get(&created).await).unwrap();
+        let item = listed().await;
+        assert_eq!(item, resource, "the list's item is the GET's resource");
+        (
+            resource["lastTestedAt"].clone(),
+            resource["lastTestSuccess"].clone(),
+            resource["consecutiveFailures"].clone(),
+        )
+    };
+
+    // The first success is written.
+    writer.record(id, created.version, lifecycle(0, 1), &report(t0, OK));
+    writer.flush().await;
+    let written = db.stored_last_tested_at(id).await;
+    assert!(written.is_some(), "the first success is written to the row");
+    assert_eq!(shown().await, (text(t0), json!(true), json!(0)));
+
+    // Settled successes: the row stays, reads show the newest, at each precision.
+    for (n, (offset, digits)) in [
+        (TimeDelta::microseconds(61_000_123), ".000123Z"),
+        (TimeDelta::milliseconds(122_250), ".250Z"),
+        (TimeDelta::seconds(183), ":03Z"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let expected = text(t0 + offset);
+        assert!(expected.as_str().unwrap().ends_with(digits), "{expected}");
+        writer.record(
+            id,
+            created.version,
+            lifecycle(0, 2 + n as u32),
+            &report(t0 + offset, OK),
+        );
+        writer.flush().await;
+        assert_eq!(
+            db.stored_last_tested_at(id).await,
+            written,
+            "the row is not rewritten"
+        );
+        assert_eq!(shown().await, (expected, json!(true), json!(0)));
+    }
+
+    // A skipped check is no test: the newest check that ran still shows.
+    writer.record(
+        id,
+        created.version,
+        lifecycle(0, 4),
+        &report(t0 + TimeDelta::seconds(240), SKIP),
+    );
+    writer.flush().await;
+    assert_eq!(shown().await.0, text(t0 + TimeDelta::seconds(183)));
+
+    // A failure is written, and shown.
+    writer.record(
+        id,
+        created.version,
+        lifecycle(1, 0),
+        &report(t0 + TimeDelta::seconds(300), FAIL),
+    );
+    writer.flush().await;
+    assert_ne!(
+        db.stored_last_tested_at(id).await,
+        written,
+        "a failure is written"
+    );
+    assert_eq!(
+        shown().await,
+        (text(t0 + TimeDelta::seconds(300)), json!(false), json!(1))
+    );
+    writer.close().await;
+}
 
 async fn writer_batches_thousands_of_results_into_few_statements(backend: Backend) {
     let db = TestDb::fresh(backend).await;

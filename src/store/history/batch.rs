@@ -8,7 +8,7 @@ use super::time::{clamp_micros, micros};
 use crate::cluster::Claim;
 use crate::store::StoreError;
 use catalogd_actors::ports::CheckReport;
-use catalogd_actors::{CheckOutcome, FailureClass, Lifecycle};
+use catalogd_actors::{CheckOutcome, FailureClass, Lifecycle, Status};
 
 /// One check result on its way to the database (~80 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,9 @@ pub(super) struct CheckRecord {
     pub(super) claim: Option<Claim>,
     /// The check ran in a maintenance window (DESIGN §10).
     pub(super) maintenance: bool,
+    /// A success of an active integration after a success: its row already says "success,
+    /// no failures", so writing it would change only the time and the success count.
+    pub(super) settled: bool,
 }
 
 impl CheckRecord {
@@ -45,6 +48,10 @@ impl CheckRecord {
             consecutive_successes: lifecycle.consecutive_successes,
             claim: None,
             maintenance: false,
+            settled: report.outcome == CheckOutcome::Success
+                && lifecycle.status == Status::Active
+                && lifecycle.consecutive_failures == 0
+                && lifecycle.consecutive_successes >= 2,
         }
     }
 
@@ -100,16 +107,29 @@ impl Batch {
     pub(super) fn new(mut results: Vec<CheckRecord>) -> Self {
         results.sort_unstable_by_key(|r| (r.integration_id, r.checked_at));
         results.dedup_by_key(|r| (r.integration_id, r.checked_at));
-        let mut observations: Vec<CheckRecord> = Vec::new();
+        // Each integration's last check that ran, and whether any of its checks here was
+        // not settled. An integration whose checks here are all settled keeps its row as it
+        // is (the row already says what they say, but for the time, which reads take from
+        // the results): at a million integrations that is most rows, and rewriting each on
+        // every check cost as much as storing the results (bench F4). A settled check
+        // follows one that was not (its first success) or was written.
+        let mut observations: Vec<(CheckRecord, bool)> = Vec::new();
         for result in results
             .iter()
             .filter(|r| r.outcome != CheckOutcome::Skipped)
         {
             match observations.last_mut() {
-                Some(last) if last.integration_id == result.integration_id => *last = *result,
-                _ => observations.push(*result),
+                Some((last, unsettled)) if last.integration_id == result.integration_id => {
+                    *last = *result;
+                    *unsettled |= !result.settled;
+                }
+                _ => observations.push((*result, !result.settled)),
             }
         }
+        let observations = observations
+            .into_iter()
+            .filter_map(|(observation, unsettled)| unsettled.then_some(observation))
+            .collect();
         Batch {
             results,
             observations,
@@ -206,6 +226,7 @@ mod tests {
             consecutive_successes: 0,
             claim: None,
             maintenance: minute == 3,
+            settled: false,
         };
         let batch = Batch::new(vec![
             record(2, 1, CheckOutcome::Success),
@@ -233,5 +254,88 @@ mod tests {
         assert_eq!(json[1][6], 0);
         let json: serde_json::Value = serde_json::from_str(&batch.observations_json()).unwrap();
         assert_eq!(json[0][2], "2025-03-31T12:02:00+00:00");
+    }
+
+    /// An integration whose checks in the batch are all settled keeps its row; one with any
+    /// check that is not gets its last check written, settled or not.
+    #[test]
+    fn settled_checks_alone_leave_the_row_alone() {
+        let report = |minute: i64, outcome| CheckReport {
+            started_at: at("2025-03-31T12:00:00Z") + TimeDelta::minutes(minute),
+            latency: std::time::Duration::from_millis(1),
+            lateness: std::time::Duration::ZERO,
+            outcome,
+        };
+        let active = |failures, successes| Lifecycle {
+            status: Status::Active,
+            consecutive_failures: failures,
+            consecutive_successes: successes,
+        };
+        let degraded = Lifecycle {
+            status: Status::Degraded,
+            ..active(0, 3)
+        };
+        let failed = CheckOutcome::Failure(FailureClass::Timeout);
+        type Case = (&'static str, Vec<(Lifecycle, CheckOutcome)>, Option<u32>);
+        let cases: [Case; 6] = [
+            (
+                "steady successes",
+                vec![
+                    (active(0, 7), CheckOutcome::Success),
+                    (active(0, 8), CheckOutcome::Success),
+                ],
+                None,
+            ),
+            (
+                "the first success",
+                vec![(active(0, 1), CheckOutcome::Success)],
+                Some(1),
+            ),
+            (
+                "first success, then settled",
+                vec![
+                    (active(0, 1), CheckOutcome::Success),
+                    (active(0, 2), CheckOutcome::Success),
+                ],
+                Some(2),
+            ),
+            (
+                "a failure, then settled",
+                vec![
+                    (active(1, 0), failed),
+                    (active(0, 1), CheckOutcome::Success),
+                    (active(0, 2), CheckOutcome::Success),
+                ],
+                Some(2),
+            ),
+            (
+                "recovering",
+                vec![(degraded, CheckOutcome::Success)],
+                Some(3),
+            ),
+            ("a failure", vec![(active(2, 0), failed)], Some(0)),
+        ];
+        for (case, checks, written) in cases {
+            let id = Uuid::from_u128(7);
+            let records = checks
+                .iter()
+                .enumerate()
+                .map(|(minute, (lifecycle, outcome))| {
+                    CheckRecord::new(id, 1, *lifecycle, &report(minute as i64, *outcome))
+                })
+                .collect();
+            let batch = Batch::new(records);
+            let observed: Vec<u32> = batch
+                .observations
+                .iter()
+                .map(|o| o.consecutive_successes)
+                .collect();
+            assert_eq!(observed, written.into_iter().collect::<Vec<_>>(), "{case}");
+            assert_eq!(
+                batch.results.len(),
+                checks.len(),
+                "{case}: every result is stored"
+            );
+        }
     }
 }
