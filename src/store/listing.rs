@@ -69,18 +69,19 @@ const TAIL: usize = 9;
 /// SQLite: the check the row has not recorded yet, as `checked_at µs × 2 + success`, or
 /// `NULL`; see [`Dialect::latest_check`]. The row's times are RFC 3339 text (read to the
 /// millisecond here, so the row's own check can come back: it says the same).
-const SQLITE_LATEST: &str = "(SELECT max(p) FROM (SELECT r.checked_at * 2 + (r.outcome = 0) AS p, \
-     r.outcome AS o FROM check_results r WHERE r.integration_id = i.integration_id \
+const SQLITE_LATEST: &str = "CASE WHEN i.status = 'active' THEN (SELECT max(p) FROM \
+     (SELECT r.checked_at * 2 + (r.outcome = 0) AS p, r.outcome AS o FROM check_results r \
+     WHERE r.integration_id = i.integration_id \
      AND r.checked_at > CAST(round(max(coalesce(unixepoch(i.last_tested_at, 'subsec'), 0), \
      unixepoch(i.modified_at, 'subsec')) * 1000) AS INTEGER) * 1000 \
-     ORDER BY r.checked_at DESC LIMIT 100) WHERE o <> 2)";
+     ORDER BY r.checked_at DESC LIMIT 100) WHERE o <> 2) END";
 
 /// PostgreSQL: as [`SQLITE_LATEST`].
-const POSTGRES_LATEST: &str = "(SELECT max(p) FROM (SELECT \
+const POSTGRES_LATEST: &str = "CASE WHEN i.status = 'active' THEN (SELECT max(p) FROM (SELECT \
      (extract(epoch FROM r.checked_at) * 1000000)::int8 * 2 + (r.outcome = 0)::int AS p, \
      r.outcome AS o FROM check_results r WHERE r.integration_id = i.integration_id \
      AND r.checked_at > GREATEST(i.last_tested_at, i.modified_at) \
-     ORDER BY r.checked_at DESC LIMIT 100) AS x WHERE o <> 2)";
+     ORDER BY r.checked_at DESC LIMIT 100) AS x WHERE o <> 2) END";
 
 /// SQLite: the JSON object of the row `i`. sqlx stores times as `to_rfc3339_opts(AutoSi,
 /// false)`: chrono's digits with `+00:00` where serde writes `Z`; `json_quote(NULL)` is `null`.
@@ -129,7 +130,8 @@ pub(crate) struct Dialect {
     /// `history::batch`), so reads take the time and outcome from the results. Only checks
     /// after the row's last change count (a check of a version since edited is not shown, as
     /// the writer's version guard keeps it off the row), and only the last 100 of them
-    /// (skipped checks do not count: a longer run of skipped checks shows the row's).
+    /// (skipped checks do not count: a longer run of skipped checks shows the row's). Only
+    /// an active integration's checks can be settled, so no other row is looked up.
     pub(crate) latest_check: &'static str,
     /// The id of the page's last row, beside `max(n)` (names are unique in a tenant).
     pub(crate) last_id: &'static str,

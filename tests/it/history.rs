@@ -97,6 +97,14 @@ impl TestDb {
         integration
     }
 
+    /// An integration created active, as its monitor would have made it.
+    async fn create_active(&self, tenant: &str, name: &str) -> Integration {
+        let mut integration = Integration::new(tenant, spec(name), "alice", Utc::now());
+        integration.status = Status::Active;
+        self.store.create(&integration).await.expect("create");
+        integration
+    }
+
     async fn get(&self, integration: &Integration) -> Integration {
         self.store
             .get(&integration.tenant_id, integration.integration_id)
@@ -205,7 +213,7 @@ const SKIP: CheckOutcome = CheckOutcome::Skipped;
 /// show that check, the same way, with every precision of time chrono writes.
 async fn settled_successes_leave_the_row_and_reads_show_them(backend: Backend) {
     let db = TestDb::fresh(backend).await;
-    let created = db.create("acme", "steady").await;
+    let created = db.create_active("acme", "steady").await;
     let id = created.integration_id;
     let writer = HistoryWriter::spawn(db.history.clone(), Arc::new(SystemClock));
     // Checks after the row's last change (one before it is of an older version), from a
