@@ -182,11 +182,16 @@ async fn measure(case: &Case) -> anyhow::Result<Measured> {
         Backend::Postgres => Some(seed::seeded_copy(Backend::Postgres, &spec, "f6-flap").await?),
         Backend::Sqlite => None,
     };
+    // Every integration here flips every second and half of them fail at any moment, by
+    // design: flap detection would (rightly) stop their events within seconds, and the
+    // network guard would read it as this host's network failing and hold every move to
+    // degraded. Both are off: this figure is the path of a transition to its event.
     let dir = DaemonDir::new(
         pg_url.as_deref().unwrap_or("sqlite://{dir}/catalogd.db"),
         &format!(
             "[nats]\nurl = \"{}\"\n[events]\njetstream = \"{}\"\n\
-             [monitor]\ndegraded_after = 1\nrecover_after = 1\n",
+             [monitor]\ndegraded_after = 1\nrecover_after = 1\nnetwork_guard = false\n\
+             flap_threshold = 0\n",
             nats.url(),
             if case.jetstream { "auto" } else { "off" }
         ),
