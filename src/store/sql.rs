@@ -548,6 +548,21 @@ where
         Ok(())
     }
 
+    /// Reads the tenant's integration `id` under its row lock (the first lock every change
+    /// takes: row, then audit head), as the API reads it.
+    async fn lock_row(
+        connection: &mut <B as sqlx::Database>::Connection,
+        tenant_id: &str,
+        id: Uuid,
+    ) -> Result<Option<IntegrationRow>, StoreError> {
+        sqlx::query_as(&B::locked(&select_integration(B::listing())))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(read_error)
+    }
+
     /// Writes audit heads back.
     async fn store_heads(
         connection: &mut <B as sqlx::Database>::Connection,
@@ -700,13 +715,7 @@ where
         called: Instant,
         held: Option<&mut HashMap<String, (i64, String)>>,
     ) -> Result<(Integration, Applied, Option<OutboxEvent>), StoreError> {
-        let row: Option<IntegrationRow> =
-            sqlx::query_as(&B::locked(&select_integration(B::listing())))
-                .bind(&author.tenant_id)
-                .bind(id)
-                .fetch_optional(&mut *connection)
-                .await
-                .map_err(read_error)?;
+        let row = Self::lock_row(connection, &author.tenant_id, id).await?;
         let current = row.ok_or(StoreError::NotFound)?.into_integration()?;
         let applied =
             integration::apply_change(&current, change, author, self.default_thresholds, now)?;
@@ -1210,13 +1219,7 @@ where
         let mut transaction = begin(&self.pool, B::BEGIN_WRITE).await?;
         // The row is locked first (as every change does: row, then audit head), so the
         // event's sequence and its state are the row's at this commit.
-        let row: Option<IntegrationRow> =
-            sqlx::query_as(&B::locked(&select_integration(B::listing())))
-                .bind(&author.tenant_id)
-                .bind(id)
-                .fetch_optional(&mut *transaction)
-                .await
-                .map_err(read_error)?;
+        let row = Self::lock_row(&mut transaction, &author.tenant_id, id).await?;
         let Some(row) = row else {
             transaction.rollback().await?;
             return Err(StoreError::NotFound);

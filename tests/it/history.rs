@@ -115,44 +115,47 @@ impl TestDb {
 
     /// One `SELECT COUNT(*)` through a connection of our own.
     async fn count(&self, table: &str) -> i64 {
-        let sql = format!("SELECT COUNT(*) FROM {table}");
-        match self.backend {
-            Backend::Sqlite => {
-                let mut connection = SqliteConnection::connect(&self.options.url).await.unwrap();
-                sqlx::query_scalar(&sql)
-                    .fetch_one(&mut connection)
-                    .await
-                    .unwrap()
-            }
-            Backend::Postgres => {
-                let mut connection = PgConnection::connect(&self.options.url).await.unwrap();
-                sqlx::query_scalar(&sql)
-                    .fetch_one(&mut connection)
-                    .await
-                    .unwrap()
-            }
-        }
+        self.scalar(&format!("SELECT COUNT(*) FROM {table}"), None)
+            .await
     }
 
     /// The row's stored `last_tested_at`, as the database's text, read around the store.
     async fn stored_last_tested_at(&self, id: Uuid) -> Option<String> {
-        let sql = "SELECT CAST(last_tested_at AS TEXT) FROM integrations WHERE integration_id = $1";
+        self.scalar(
+            "SELECT CAST(last_tested_at AS TEXT) FROM integrations WHERE integration_id = $1",
+            Some(id),
+        )
+        .await
+    }
+
+    /// One value, read through a connection of our own (`$1` is `id`, when given).
+    async fn scalar<T>(&self, sql: &str, id: Option<Uuid>) -> T
+    where
+        T: Send
+            + Unpin
+            + for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>
+            + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>,
+    {
         match self.backend {
             Backend::Sqlite => {
                 let mut connection = SqliteConnection::connect(&self.options.url).await.unwrap();
-                sqlx::query_scalar(sql)
-                    .bind(id)
-                    .fetch_one(&mut connection)
-                    .await
-                    .unwrap()
+                let query = sqlx::query_scalar(sql);
+                let query = match id {
+                    Some(id) => query.bind(id),
+                    None => query,
+                };
+                query.fetch_one(&mut connection).await.unwrap()
             }
             Backend::Postgres => {
                 let mut connection = PgConnection::connect(&self.options.url).await.unwrap();
-                sqlx::query_scalar(sql)
-                    .bind(id)
-                    .fetch_one(&mut connection)
-                    .await
-                    .unwrap()
+                let query = sqlx::query_scalar(sql);
+                let query = match id {
+                    Some(id) => query.bind(id),
+                    None => query,
+                };
+                query.fetch_one(&mut connection).await.unwrap()
             }
         }
     }
