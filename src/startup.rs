@@ -305,7 +305,13 @@ impl Application {
         let addr = self.local_addr();
         let (stop_metrics, stopped) = tokio::sync::watch::channel(false);
         metrics::log_listening(self.metrics_addr());
-        let refresher = self.refresher.spawn(stopped.clone());
+        let engine = self.engine.clone();
+        let refresher = self.refresher.spawn(
+            async move {
+                let _ = engine.spawned().await;
+            },
+            stopped.clone(),
+        );
         let calendar = self
             .calendar_sync
             .clone()

@@ -957,9 +957,23 @@ const UPTIME_CHUNK: usize = 500;
 const PAGE: u32 = 1000;
 
 impl Refresher {
-    /// Runs until `stop` turns true (or its sender is dropped).
-    pub fn spawn(self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    /// Runs until `stop` turns true (or its sender is dropped), starting once `after`
+    /// completes.
+    ///
+    /// The daemon passes the engine's initial spawn as `after`: the start-up read (before the
+    /// engine starts) has just set the counts and series, and the first pass (every row again,
+    /// then every integration's uptime ratios) would otherwise compete with spawning the
+    /// fleet for the cores and SQLite's connections (a tenth of start-up's CPU at 100k).
+    pub fn spawn(
+        self,
+        after: impl std::future::Future<Output = ()> + Send + 'static,
+        mut stop: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
         tokio::spawn(async move {
+            tokio::select! {
+                () = after => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
             let mut uptime_at: Option<Instant> = None;
             loop {
                 let with_uptime = uptime_at.is_none_or(|at| at.elapsed() >= self.uptime_refresh);

@@ -17,6 +17,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens (creating if missing) the database named by `options.url` and migrates it.
 pub(super) async fn connect(options: &StoreOptions) -> Result<SqlitePool, StoreError> {
+    without_memory_statistics();
     let synchronous = if options.sqlite_synchronous_full {
         SqliteSynchronous::Full
     } else {
@@ -63,6 +64,33 @@ pub(super) async fn connect(options: &StoreOptions) -> Result<SqlitePool, StoreE
         .await?;
     sqlx::migrate!("migrations/sqlite").run(&pool).await?;
     Ok(pool)
+}
+
+/// Turns off SQLite's memory statistics for the process, once, before its first connection.
+///
+/// With them on (the library's default), every `sqlite3_malloc` and `sqlite3_free` takes one
+/// process-wide mutex to count bytes nobody reads here. sqlx copies each column value of a
+/// row on its connection's worker thread and frees the copies on whichever thread drops the
+/// row, so the worker and the runtime's threads fought over that mutex on every row read:
+/// futex waits in the start-up's page reads and in every API read. The setting only takes
+/// before SQLite initializes (it is refused, harmlessly, after), which is why it runs
+/// before the first connection opens.
+fn without_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `sqlite3_config` must not run while another thread uses SQLite. This runs
+        // once, before this process opens its first SQLite connection (every connection
+        // is opened by `connect`, after this); if SQLite was initialized already, the call
+        // returns SQLITE_MISUSE and changes nothing.
+        let status =
+            unsafe { libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0) };
+        if status != libsqlite3_sys::SQLITE_OK {
+            tracing::debug!(
+                status,
+                "SQLite was initialized already; memory statistics stay on"
+            );
+        }
+    });
 }
 
 /// The database file `url` names; `None` for an in-memory database.
