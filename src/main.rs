@@ -2,9 +2,8 @@
 
 // mimalloc rather than glibc's malloc: start-up allocates a few KiB per integration from the
 // runtime's threads, and glibc grew its per-thread arenas a page range at a time (`mprotect`
-// and page faults were a fifth of start-up's CPU at 100k, bench F3); checks allocate less
-// expensively too (F4, about 5% fewer CPU-seconds per check, same-run A/B). RSS is the same
-// within 2% at 100k.
+// and page faults were a fifth of start-up's CPU at 100k, bench F3). F4's CPU per check did
+// not move beyond the machine's noise; RSS is the same within 2% at 100k.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
