@@ -185,7 +185,7 @@ impl Application {
         // The fleet gauges are exported from the first scrape: counts and series are read
         // before the listeners start (uptime ratios follow in the background), and every
         // change from then on reaches them at once. The read runs while the engine spawns
-        // the fleet rather than before it (a third of a second at 100k off start-up, bench
+        // the fleet rather than before it (about half a second at 100k off start-up, bench
         // F3): a transition committed during the read wins over the row the read saw
         // (`IntegrationGauges::sync` keeps what a change did), and a series the read had to
         // skip for it comes with the refresher's first pass, right after the spawn.

@@ -960,8 +960,8 @@ impl Refresher {
     /// Runs until `stop` turns true (or its sender is dropped), starting once `after`
     /// completes.
     ///
-    /// The daemon passes the engine's initial spawn as `after`: the start-up read (before the
-    /// engine starts) has just set the counts and series, and the first pass (every row again,
+    /// The daemon passes the engine's initial spawn as `after`: the start-up read (while the
+    /// engine spawns) has just set the counts and series, and the first pass (every row again,
     /// then every integration's uptime ratios) would otherwise compete with spawning the
     /// fleet for the cores and SQLite's connections (a tenth of start-up's CPU at 100k).
     pub fn spawn(

@@ -79,9 +79,9 @@ fn without_memory_statistics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // SAFETY: `sqlite3_config` must not run while another thread uses SQLite. This runs
-        // once, before this process opens its first SQLite connection (every connection
-        // is opened by `connect`, after this); if SQLite was initialized already, the call
-        // returns SQLITE_MISUSE and changes nothing.
+        // once, before the store's first connection; in the daemon every connection is
+        // opened by `connect`, after this. A process that opened SQLite some other way first
+        // (a test reading around the store) gets SQLITE_MISUSE here, and nothing changes.
         let status =
             unsafe { libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0) };
         if status != libsqlite3_sys::SQLITE_OK {
