@@ -451,19 +451,28 @@ mod tests {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore]
 async fn seed_file() {
-    let path = std::env::var("SEED_FILE").expect("SEED_FILE");
+    // `SEED_URL` (any database URL, PostgreSQL too) instead of `SEED_FILE`; `SEED_STATUS=draft`
+    // seeds drafts, as F8 does.
+    let url = std::env::var("SEED_URL").unwrap_or_else(|_| {
+        let path = std::env::var("SEED_FILE").expect("SEED_FILE or SEED_URL");
+        format!("sqlite://{path}?mode=rwc")
+    });
+    let status = match std::env::var("SEED_STATUS").as_deref() {
+        Ok("draft") => Status::Draft,
+        _ => Status::Active,
+    };
     let count: usize = std::env::var("SEED_TEST_COUNT").map_or(100_000, |n| n.parse().unwrap());
     let port: u16 = std::env::var("SEED_PORT").map_or(18999, |n| n.parse().unwrap());
     let target = |i: usize| Target::http(format!("http://127.0.0.{}:{port}/ok/{i}", i % 64 + 1));
     let started = Instant::now();
     seed(
-        &format!("sqlite://{path}?mode=rwc"),
+        &url,
         &Seed {
             tenant: "bench",
             count,
             interval_seconds: 60,
             timeout_seconds: 2,
-            status: Status::Active,
+            status,
             target: &target,
         },
     )
