@@ -490,7 +490,7 @@ mod tests {
         }
     }
 
-    /// A fixed entry's hash, as computed when the chain was introduced.
+    /// A fixed entry's hash, as the encoding before `canonical_fields` computed it.
     #[test]
     fn a_known_entry_keeps_its_hash() {
         let entry = StoredAuditEntry::chain(&record(7), 41, GENESIS_HASH);
