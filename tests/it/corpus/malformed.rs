@@ -30,12 +30,14 @@ const DEFAULT_SIZE: usize = 20_000;
 /// Requests sent before the first memory reading, so caches, pools and allocator arenas have
 /// reached their working size, in [`WARM_UP_ROUNDS`] rounds.
 const WARM_UP: usize = 6_000;
-/// The warm-up's rounds. The baseline is the highest reading after each of the last four,
-/// the working size's top: readings a thousand requests apart differ by up to 9 MB (the
+/// The warm-up's rounds. The baseline is the highest reading after each of the last
+/// [`BASELINE_READINGS`], the working size's top: readings a thousand requests apart differ by up to 9 MB (the
 /// allocator returns freed pages some time after they empty, and the reading catches it
 /// before or after), so one reading alone was sometimes that far below the working size and
 /// the corpus then "grew" by the bound without a leak (under CPU contention, in CI).
 const WARM_UP_ROUNDS: usize = 6;
+/// The warm-up's last readings the baseline is the highest of.
+const BASELINE_READINGS: usize = 4;
 /// Concurrent senders.
 const WORKERS: usize = 8;
 const BODY_LIMIT: usize = 64 * 1024;
@@ -1172,7 +1174,11 @@ async fn malformed_requests_never_break_the_daemon() {
             .await;
         readings.push(rss_kb(daemon.pid()));
     }
-    let before = readings[2..].iter().copied().max().expect("readings");
+    let before = readings[WARM_UP_ROUNDS - BASELINE_READINGS..]
+        .iter()
+        .copied()
+        .max()
+        .expect("readings");
     let started = Instant::now();
     corpus.run(seed, size).await;
     let elapsed = started.elapsed();
