@@ -10,16 +10,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::lifecycle::{events, post, spawn_monitoring_app};
+use super::resource;
 use crate::helpers::{problem, Backend, TestApp};
 use catalogd_testkit::{eventually, Mode, Target};
-
-async fn resource(app: &TestApp, token: &str, id: &str) -> Value {
-    app.get(token, &format!("/api/v1/integrations/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap()
-}
 
 fn body(name: &str, url: &str, degraded_after: u32, depends_on: &[&str]) -> Value {
     json!({

@@ -9,28 +9,16 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::lifecycle::post;
-use crate::helpers::{spawn_with_config, test_config, Backend, TestApp};
+use super::{events_app, monitor_actions, resource};
+use crate::helpers::{Backend, TestApp};
 use catalogd_testkit::{eventually, Mode, NatsServer, Target};
 
 async fn flapping_app(backend: Backend, nats_url: &str) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(backend, dir.path()).await;
-    config.egress.allow_private = true;
-    config.nats.url = nats_url.to_owned();
-    config.events.sweep_interval = Duration::from_millis(50);
-    config.monitor.reconcile_interval = Duration::from_secs(2);
-    config.history.flush_interval = Duration::from_millis(100);
-    config.monitor.flap_threshold = 4;
-    config.monitor.flap_window = Duration::from_secs(20);
-    spawn_with_config(config, dir).await
-}
-
-async fn resource(app: &TestApp, token: &str, id: &str) -> Value {
-    app.get(token, &format!("/api/v1/integrations/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap()
+    events_app(backend, nats_url, |config| {
+        config.monitor.flap_threshold = 4;
+        config.monitor.flap_window = Duration::from_secs(20);
+    })
+    .await
 }
 
 /// Flips the target and waits for the integration to reach `status`.
@@ -125,22 +113,7 @@ async fn flapping_holds_back_healthy_and_unhealthy_then_stable_carries_the_statu
     assert_eq!(seen, expected);
 
     // The held-back transitions were committed and audited all the same.
-    let audit: Value = app
-        .get(
-            &admin,
-            &format!("/api/v1/audit?integrationId={id}&limit=500"),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let actions: Vec<&str> = audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|entry| entry["actor"] == "catalogd")
-        .map(|entry| entry["action"].as_str().unwrap())
-        .collect();
+    let actions = monitor_actions(&app, &admin, &id).await;
     assert_eq!(
         actions,
         [
@@ -152,7 +125,7 @@ async fn flapping_holds_back_healthy_and_unhealthy_then_stable_carries_the_statu
             "integration.health",
             "integration.stable",
         ],
-        "{audit}"
+        "{actions:?}"
     );
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use super::audit_of;
 use crate::helpers::{outbox_rows, spawn_with_config, test_config, Backend, TestApp};
 use catalogd_testkit::{eventually, Mode, Target};
 
@@ -164,18 +165,8 @@ async fn checks_drive_the_lifecycle(backend: Backend) {
         assert!(event["data"]["latencyMs"].is_u64());
     }
     // Every transition is audited by the monitor.
-    let audit: Value = app
-        .get(
-            &admin,
-            &format!("/api/v1/audit?integrationId={id}&limit=500"),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let health: Vec<&Value> = audit["items"]
-        .as_array()
-        .unwrap()
+    let audit = audit_of(&app, &admin, &id).await;
+    let health: Vec<&Value> = audit
         .iter()
         .filter(|e| e["action"] == "integration.health")
         .collect();

@@ -12,27 +12,9 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::lifecycle::post;
-use crate::helpers::{spawn_with_config, test_config, Backend, TestApp};
+use super::{events_app, monitor_actions, resource};
+use crate::helpers::{Backend, TestApp};
 use catalogd_testkit::{eventually, Mode, NatsServer, Target};
-
-async fn maintenance_app(backend: Backend, nats_url: &str) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(backend, dir.path()).await;
-    config.egress.allow_private = true;
-    config.nats.url = nats_url.to_owned();
-    config.events.sweep_interval = Duration::from_millis(50);
-    config.monitor.reconcile_interval = Duration::from_secs(2);
-    config.history.flush_interval = Duration::from_millis(100);
-    spawn_with_config(config, dir).await
-}
-
-async fn resource(app: &TestApp, token: &str, id: &str) -> Value {
-    app.get(token, &format!("/api/v1/integrations/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap()
-}
 
 /// Every raw check result of `id`, oldest first.
 async fn results(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
@@ -68,7 +50,7 @@ async fn a_window_holds_the_status_counts_nothing_and_counting_starts_fresh_afte
     backend: Backend,
 ) {
     let nats = NatsServer::start();
-    let app = maintenance_app(backend, &nats.url()).await;
+    let app = events_app(backend, &nats.url(), |_| {}).await;
     let subscriber = async_nats::connect(nats.url()).await.unwrap();
     let mut subscription = subscriber
         .subscribe("integrations.events.acme.>")
@@ -294,22 +276,7 @@ async fn a_window_holds_the_status_counts_nothing_and_counting_starts_fresh_afte
     }
 
     // The audit trail names both changes, by the monitor.
-    let audit: Value = app
-        .get(
-            &admin,
-            &format!("/api/v1/audit?integrationId={inside}&limit=500"),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let actions: Vec<&str> = audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|entry| entry["actor"] == "catalogd")
-        .map(|entry| entry["action"].as_str().unwrap())
-        .collect();
+    let actions = monitor_actions(&app, &admin, &inside).await;
     assert_eq!(
         actions,
         [
@@ -318,7 +285,7 @@ async fn a_window_holds_the_status_counts_nothing_and_counting_starts_fresh_afte
             "integration.maintenance_ended",
             "integration.health",
         ],
-        "{audit}"
+        "{actions:?}"
     );
 }
 
