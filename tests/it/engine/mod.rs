@@ -45,7 +45,7 @@ pub(crate) async fn resource(app: &TestApp, token: &str, id: &str) -> Value {
         .unwrap()
 }
 
-/// The audit entries of integration `id`, newest first, as the API lists them.
+/// The audit entries of integration `id`, oldest first, as the API lists them.
 pub(crate) async fn audit_of(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
     let audit: Value = app
         .get(
@@ -59,7 +59,7 @@ pub(crate) async fn audit_of(app: &TestApp, token: &str, id: &str) -> Vec<Value>
     audit["items"].as_array().unwrap().clone()
 }
 
-/// The actions of the monitor's audit entries of integration `id`, newest first.
+/// The actions of the monitor's audit entries of integration `id`, oldest first.
 pub(crate) async fn monitor_actions(app: &TestApp, token: &str, id: &str) -> Vec<String> {
     audit_of(app, token, id)
         .await
