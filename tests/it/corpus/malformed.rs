@@ -31,10 +31,11 @@ const DEFAULT_SIZE: usize = 20_000;
 /// reached their working size, in [`WARM_UP_ROUNDS`] rounds.
 const WARM_UP: usize = 6_000;
 /// The warm-up's rounds. The baseline is the highest reading after each of the last
-/// [`BASELINE_READINGS`], the working size's top: readings a thousand requests apart differ by up to 9 MB (the
-/// allocator returns freed pages some time after they empty, and the reading catches it
-/// before or after), so one reading alone was sometimes that far below the working size and
-/// the corpus then "grew" by the bound without a leak (under CPU contention, in CI).
+/// [`BASELINE_READINGS`], the working size's top: readings a thousand requests apart differ
+/// by up to 9 MB (the allocator returns freed pages some time after they empty, and the
+/// reading catches it before or after), so one reading alone was sometimes that far below
+/// the working size and the corpus then "grew" by the bound without a leak (under CPU
+/// contention, in CI).
 const WARM_UP_ROUNDS: usize = 6;
 /// The warm-up's last readings the baseline is the highest of.
 const BASELINE_READINGS: usize = 4;

@@ -29,8 +29,9 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::events_app;
 use super::lifecycle::post;
-use crate::helpers::{spawn_with_config, test_config, Backend, TestApp};
+use crate::helpers::{Backend, TestApp};
 use catalogd_testkit::{eventually, NatsServer};
 
 const FLEET: usize = 40;
@@ -128,21 +129,16 @@ impl Events {
 }
 
 async fn guarded_app(backend: Backend, nats: &NatsServer, hold: Duration) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(backend, dir.path()).await;
-    config.egress.allow_private = true;
-    config.nats.url = nats.url();
-    config.events.sweep_interval = Duration::from_millis(50);
-    config.monitor.reconcile_interval = Duration::from_secs(2);
-    config.history.flush_interval = Duration::from_millis(100);
-    config.monitor.flap_threshold = 0;
-    config.monitor.degraded_after = 7;
-    config.monitor.failed_after = 10;
-    config.monitor.network_guard = true;
-    config.monitor.network_guard_window = Duration::from_secs(5);
-    config.monitor.network_guard_ratio = 0.4;
-    config.monitor.network_guard_hold = hold;
-    spawn_with_config(config, dir).await
+    events_app(backend, &nats.url(), |config| {
+        config.monitor.flap_threshold = 0;
+        config.monitor.degraded_after = 7;
+        config.monitor.failed_after = 10;
+        config.monitor.network_guard = true;
+        config.monitor.network_guard_window = Duration::from_secs(5);
+        config.monitor.network_guard_ratio = 0.4;
+        config.monitor.network_guard_hold = hold;
+    })
+    .await
 }
 
 /// `schemas/system-event.schema.json` accepts the event (without the subject the test added).
