@@ -36,6 +36,9 @@ use catalogd_testkit::{eventually, NatsServer};
 
 const FLEET: usize = 40;
 
+/// Every port a [`Switchable`] in this process has taken (or tried), never released.
+static RESERVED: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
 /// An HTTP target on a fixed loopback port whose listener can be closed (connects are then
 /// refused) and opened again on the same port.
 struct Switchable {
@@ -46,10 +49,16 @@ struct Switchable {
 impl Switchable {
     /// On a port below Linux's ephemeral range (32768–60999): once closed, no outgoing
     /// connection can take it as its source port (or connect to itself through it), so it
-    /// can be bound again.
+    /// can be bound again. Nothing else in the test process binds a fixed port there but
+    /// the other guard tests' targets, which run alongside; a port is ours for the rest of
+    /// the process once taken (see [`RESERVED`]), so another test cannot bind it while this
+    /// one has it closed (that happened once in CI: "not within 10s: the port again").
     async fn start() -> Switchable {
         loop {
             let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+            if !RESERVED.lock().unwrap().insert(port) {
+                continue;
+            }
             if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)).await {
                 return Switchable {
                     addr: listener.local_addr().unwrap(),
@@ -76,10 +85,20 @@ impl Switchable {
         // The port was ours a moment ago, outside the ephemeral range; tokio binds with
         // SO_REUSEADDR, so connections the old listener left in TIME_WAIT do not stand in the
         // way.
-        let listener = eventually("the port again", Duration::from_secs(10), || async {
-            TcpListener::bind(self.addr).await.ok()
-        })
-        .await;
+        let last_error = Mutex::new(None);
+        let listener = catalogd_testkit::poll::poll(
+            "the port again",
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || async {
+                TcpListener::bind(self.addr)
+                    .await
+                    .map_err(|error| *last_error.lock().unwrap() = Some(error))
+                    .ok()
+            },
+        )
+        .await
+        .unwrap_or_else(|timed_out| panic!("{timed_out}: {:?}", last_error.lock().unwrap().take()));
         self.task = Some(serve(listener));
     }
 }
