@@ -1,6 +1,6 @@
 //! The integration list as the database writes it: each row's JSON object read, not built, and
-//! the page's objects joined by the database (`string_agg`), handed out as one string that is
-//! never parsed here.
+//! the page's objects joined (on SQLite by the database, `string_agg`; on PostgreSQL here,
+//! from the page's rows, see [`Assembly`]), handed out as one string that is never parsed.
 //!
 //! Why: at a million rows the list's cost was not the query plan but decoding 26 columns of
 //! 100 rows through sqlx (a copy of every value, SQLite's worker thread handing each row
@@ -24,6 +24,9 @@
 //! backends, with a GET.
 
 use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 /// The resource's fields in `Integration`'s declaration order (what `serde_json` writes), and
 /// the columns they come from. `consecutive_successes` is engine bookkeeping, not part of the
@@ -105,12 +108,11 @@ static SQLITE_ITEM: LazyLock<String> = LazyLock::new(|| {
 
 /// PostgreSQL: what the page's rows select of `i` for their items: the fragments, the three
 /// fields rendered at read time, and the newest check the row does not show yet
-/// ([`POSTGRES_LATEST`]) as `l`.
+/// ([`POSTGRES_LATEST`]) as `l`; decoded as a [`ListRow`] and rendered by [`push_item`].
 ///
-/// Why the item is not built here, per row, as SQLite's is: PostgreSQL pulled the
-/// `(SELECT … AS l) AS x` of such an item up into it and planned `l` once per use, four
-/// sub-plans a row (four index seeks into `check_results` for an active row), and the
-/// sub-plan alone cost more than the item. Selected as a column of the limited page, `l` is
+/// Why `l` is a column: PostgreSQL pulled a `(SELECT … AS l) AS x` of an item built in the
+/// row up into it and planned `l` once per use, four sub-plans a row (four index seeks into
+/// `check_results` for an active row). Selected as a column of the limited page, `l` is
 /// evaluated once; 3,600 → 5,300 pages/s from `pgbench` at 1M drafts (bench F8).
 static POSTGRES_ROW: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -119,16 +121,40 @@ static POSTGRES_ROW: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// PostgreSQL: the JSON object of a page row ([`POSTGRES_ROW`]; `integrations_json_time` is
-/// the migration's). `concat` writes it in one allocation, where a chain of `||` copied the
-/// growing text at each step. A newer check as in [`SQLITE_ITEM`].
-const POSTGRES_ITEM: &str = "concat(list_head, ', \"lastTestedAt\" : ', \
-     coalesce('\"' || integrations_json_time(CASE WHEN l IS NULL THEN last_tested_at \
-     ELSE timestamptz 'epoch' + (l / 2) * interval '1 microsecond' END) || '\"', 'null'), \
-     ', \"lastTestSuccess\" : ', \
-     coalesce(CASE WHEN l IS NULL THEN last_test_success::text \
-     ELSE (l % 2 = 1)::text END, 'null'), \
-     ', \"consecutiveFailures\" : ', consecutive_failures, ', ', list_tail)";
+/// A PostgreSQL page row ([`POSTGRES_ROW`], then the row's name and id).
+pub(crate) type ListRow = (
+    String,
+    String,
+    Option<DateTime<Utc>>,
+    Option<bool>,
+    i64,
+    Option<i64>,
+    String,
+    Uuid,
+);
+
+/// Appends the JSON object of a PostgreSQL page row to `items`: `list_head`, the three
+/// fields a check rewrites, `list_tail`. A check newer than the row's (`l`: its microseconds
+/// × 2, plus 1 if it succeeded) stands in for the row's time and outcome. Times are written
+/// by serde, as a GET writes them.
+pub(crate) fn push_item(items: &mut String, row: &ListRow) {
+    use std::fmt::Write as _;
+    let (head, tail, tested_at, success, failures, newer, _, _) = row;
+    let (tested_at, success) = match newer {
+        Some(l) => (DateTime::from_timestamp_micros(l / 2), Some(l % 2 == 1)),
+        None => (*tested_at, *success),
+    };
+    let tested_at = tested_at.map_or_else(
+        || "null".to_owned(),
+        |at| serde_json::to_string(&at).expect("a time serializes"),
+    );
+    let success = success.map_or("null", |s| if s { "true" } else { "false" });
+    let _ = write!(
+        items,
+        "{head}, \"lastTestedAt\" : {tested_at}, \"lastTestSuccess\" : {success}, \
+         \"consecutiveFailures\" : {failures}, {tail}"
+    );
+}
 
 /// SQLite: the page row's item, built in the row (SQLite evaluates the `l` of
 /// [`SQLITE_ITEM`] once).
@@ -140,8 +166,6 @@ pub(crate) struct Dialect {
     /// What each of the page's rows selects of the integration row `i` (besides its name
     /// and id) for its item.
     pub(crate) row: &'static LazyLock<String>,
-    /// The JSON object of a page row, as text, over what [`Self::row`] selected.
-    pub(crate) item: &'static str,
     /// The newest check of the integration row `i` that its row does not show yet, as
     /// `checked_at µs × 2 + (1 if it succeeded)`, or `NULL`. The history writer does not
     /// rewrite the row for a success that changes nothing but the time (see
@@ -151,31 +175,51 @@ pub(crate) struct Dialect {
     /// (skipped checks do not count: a longer run of skipped checks shows the row's). Only
     /// an active integration's checks can be settled, so no other row is looked up.
     pub(crate) latest_check: &'static str,
-    /// The id of the page's last row, beside `max(n)` (names are unique in a tenant).
-    pub(crate) last_id: &'static str,
-    /// How `string_agg` keeps the page's order.
-    pub(crate) order: &'static str,
+    /// Where the page's items are joined.
+    pub(crate) assembly: Assembly,
+}
+
+/// Where a page's items are joined into one string.
+#[derive(Debug)]
+pub(crate) enum Assembly {
+    /// By the database, in one statement ([`page_head`]): SQLite, whose rows each cross from
+    /// its worker thread on a channel, so one aggregated value costs far less than 100 rows.
+    Database {
+        /// The JSON object of a page row, as text, over what [`Dialect::row`] selected.
+        item: &'static str,
+        /// The id of the page's last row, beside `max(n)` (names are unique in a tenant).
+        last_id: &'static str,
+        /// How `string_agg` keeps the page's order.
+        order: &'static str,
+    },
+    /// Here, from the page's rows and one more ([`ListRow`], [`push_item`]): PostgreSQL,
+    /// where building the items (`concat`, formatting the times) and aggregating them was
+    /// most of its CPU per page. `pgbench` of the two statements at 1M drafts, interleaved:
+    /// 5,228 / 4,127 pages/s aggregated, 8,140 / 8,043 as rows; through the API (`wrk`, 8
+    /// connections), 1,813 / 1,892 → 2,667 / 2,633 requests/s, the whole box's CPU per page
+    /// 1,082 / 1,029 → 719 / 729 µs, the daemon's unchanged (bench F8).
+    Daemon,
 }
 
 pub(crate) static SQLITE: Dialect = Dialect {
     row: &SQLITE_ROW,
-    item: "item",
     latest_check: SQLITE_LATEST,
-    // SQLite's bare column: taken from the row that gave `max(n)`.
-    last_id: "id",
-    // SQLite runs the page's subquery as a co-routine and aggregates its rows as they come,
-    // in its ORDER BY; an `ORDER BY` in the aggregate would copy every item into a B-tree and
-    // cost about as much as reading them. The tests page through every filter to check it.
-    order: "",
+    assembly: Assembly::Database {
+        item: "item",
+        // SQLite's bare column: taken from the row that gave `max(n)`.
+        last_id: "id",
+        // SQLite runs the page's subquery as a co-routine and aggregates its rows as they
+        // come, in its ORDER BY; an `ORDER BY` in the aggregate would copy every item into a
+        // B-tree and cost about as much as reading them. The tests page through every
+        // filter to check it.
+        order: "",
+    },
 };
 
 pub(crate) static POSTGRES: Dialect = Dialect {
     row: &POSTGRES_ROW,
-    item: POSTGRES_ITEM,
     latest_check: POSTGRES_LATEST,
-    last_id: "(array_agg(id ORDER BY n DESC))[1]",
-    // PostgreSQL promises no order without it; sorting 100 rows in memory is cheap.
-    order: " ORDER BY n, id",
+    assembly: Assembly::Daemon,
 };
 
 /// The statement of one page, written around the list's `FROM … WHERE … ORDER BY` (its keyset
@@ -192,19 +236,23 @@ pub(crate) static POSTGRES: Dialect = Dialect {
 /// another page follows). The count reads only the index, and the extra row's JSON is never
 /// assembled; no CTE is materialized (SQLite writes a materialized CTE into a B-tree, which
 /// cost more than the JSON). `string_agg` is PostgreSQL's and SQLite's (3.44+) alike.
-pub(super) fn page_head(dialect: &Dialect) -> String {
+pub(super) fn page_head(item: &str, order: &str, last_id: &str) -> String {
     format!(
-        "SELECT string_agg({}, ','{}) AS items, max(n) AS last_name, \
-         {} AS last_id, (SELECT count(*) FROM (SELECT 1 AS one",
-        dialect.item, dialect.order, dialect.last_id
+        "SELECT string_agg({item}, ','{order}) AS items, max(n) AS last_name, \
+         {last_id} AS last_id, (SELECT count(*) FROM (SELECT 1 AS one"
     )
 }
 
 /// After the counted rows and their `limit + 1`: the page's own select, up to its rows.
 pub(super) fn page_middle(dialect: &Dialect, key: &str) -> String {
+    format!(") AS ahead) AS found FROM ({}", page_rows(dialect, key))
+}
+
+/// The select of a page's rows ([`Dialect::row`], the row's name as `n` and id as `id`), up
+/// to its `FROM`; the whole page's statement when the daemon assembles it.
+pub(super) fn page_rows(dialect: &Dialect, key: &str) -> String {
     format!(
-        ") AS ahead) AS found FROM (SELECT {}, {key}.name AS n, \
-         {key}.integration_id AS id",
+        "SELECT {}, {key}.name AS n, {key}.integration_id AS id",
         dialect.row.as_str()
     )
 }
@@ -271,7 +319,21 @@ mod tests {
                 assert!(!migration.contains(&format!("NEW.{column}")), "{column}");
             }
         }
-        for item in [SQLITE_ITEM.as_str(), POSTGRES_ITEM] {
+        let mut postgres_item = String::new();
+        push_item(
+            &mut postgres_item,
+            &(
+                "list_head".into(),
+                "list_tail".into(),
+                None,
+                None,
+                0,
+                None,
+                "n".into(),
+                Uuid::nil(),
+            ),
+        );
+        for item in [SQLITE_ITEM.as_str(), &postgres_item] {
             let keys: Vec<String> = middle.iter().map(|(key, _)| format!("\"{key}\"")).collect();
             let mut from = 0;
             for key in &keys {
@@ -280,6 +342,68 @@ mod tests {
             assert!(item.contains("list_head") && item.contains("list_tail"));
         }
         assert!(POSTGRES_ROW.contains("i.list_head") && POSTGRES_ROW.contains("i.list_tail"));
+    }
+
+    /// A PostgreSQL row's item is an object whose middle fields say what serde writes for
+    /// the row's own check, or for a newer one (`l`), whichever stands.
+    #[test]
+    fn postgres_items_render_the_check_as_serde_does() {
+        let at = |micros: i64| DateTime::from_timestamp_micros(micros).unwrap();
+        // (the row's time and outcome, a newer check, what the item says)
+        let cases = [
+            (None, None, None, None),
+            (
+                Some(at(1_700_000_000_000_000)),
+                Some(true),
+                None,
+                Some((at(1_700_000_000_000_000), true)),
+            ),
+            (
+                Some(at(1_700_000_000_123_000)),
+                Some(false),
+                None,
+                Some((at(1_700_000_000_123_000), false)),
+            ),
+            (
+                Some(at(1_700_000_000_000_000)),
+                Some(false),
+                Some(1_700_000_001_000_007 * 2 + 1),
+                Some((at(1_700_000_001_000_007), true)),
+            ),
+            (
+                None,
+                None,
+                Some(1_700_000_002_500_000 * 2),
+                Some((at(1_700_000_002_500_000), false)),
+            ),
+        ];
+        for (tested_at, success, newer, says) in cases {
+            let mut item = String::new();
+            let row = (
+                r#"{"a" : 1"#.into(),
+                r#""z" : 2}"#.into(),
+                tested_at,
+                success,
+                3,
+                newer,
+                "n".into(),
+                Uuid::nil(),
+            );
+            push_item(&mut item, &row);
+            let value: serde_json::Value = serde_json::from_str(&item).expect(&item);
+            let (time, outcome) = match says {
+                Some((time, outcome)) => (
+                    serde_json::to_value(time).unwrap(),
+                    serde_json::Value::Bool(outcome),
+                ),
+                None => (serde_json::Value::Null, serde_json::Value::Null),
+            };
+            assert_eq!(
+                value,
+                serde_json::json!({"a": 1, "lastTestedAt": time, "lastTestSuccess": outcome, "consecutiveFailures": 3, "z": 2}),
+                "{item}"
+            );
+        }
     }
 
     fn assert_keys_in_order(text: &str, fields: &[(&str, &str)]) {

@@ -168,6 +168,7 @@ where
     for<'r> (String,): sqlx::FromRow<'r, B::Row>,
     for<'r> (i64,): sqlx::FromRow<'r, B::Row>,
     for<'r> super::JsonPageRow: sqlx::FromRow<'r, B::Row>,
+    for<'r> super::listing::ListRow: sqlx::FromRow<'r, B::Row>,
     for<'r> (Uuid, String, Json<Vec<Uuid>>): sqlx::FromRow<'r, B::Row>,
 {
     /// Queues `request` to the committer (started on first use) and waits for its answer.
