@@ -250,6 +250,7 @@ pub struct GaugesRefreshed {
 
 impl InternalEvent for GaugesRefreshed {
     fn emit(self) {
+        gauge!(names::METRICS_REFRESH_DURATION).set(self.duration.as_secs_f64());
         tracing::debug!(
             integrations = self.integrations,
             uptimes = self.uptimes,

@@ -51,6 +51,7 @@ pub mod names {
     pub const TRANSITIONS_TOTAL: &str = "catalogd_transitions_total";
     pub const EVENTS_PUBLISHED_TOTAL: &str = "catalogd_events_published_total";
     pub const OUTBOX_BACKLOG: &str = "catalogd_outbox_backlog";
+    pub const METRICS_REFRESH_DURATION: &str = "catalogd_metrics_refresh_duration_seconds";
     pub const EVENT_PUBLISH_DURATION: &str = "catalogd_event_publish_duration_seconds";
     pub const ACTORS: &str = "catalogd_actors";
     pub const ACTOR_RESTARTS_TOTAL: &str = "catalogd_actor_restarts_total";
@@ -156,6 +157,12 @@ fn describe() {
         names::OUTBOX_BACKLOG,
         Unit::Count,
         "Events in the outbox not yet published to NATS."
+    );
+    describe_gauge!(
+        names::METRICS_REFRESH_DURATION,
+        Unit::Seconds,
+        "How long the last pass of the store-derived gauges' refresh took (every integration \
+         read, and their uptime ratios when due); the next waits at least nine times as long."
     );
     describe_histogram!(
         names::EVENT_PUBLISH_DURATION,

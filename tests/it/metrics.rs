@@ -659,6 +659,27 @@ async fn deleted_integrations_lose_their_series() {
     assert!(body.contains(&format!("integration=\"{kept}\"")));
 }
 
+/// The refresh says how long its last pass took, so an operator can see what it costs at
+/// the fleet's size (and why the passes space out: each waits nine times its length).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_reports_how_long_its_last_pass_took() {
+    let app = spawn("acme-refresh", true).await;
+    app.integration("one", &["success"], false).await;
+    let body = app
+        .wait_scrape("the refresh's duration", |body| {
+            body.contains("\ncatalogd_metrics_refresh_duration_seconds ")
+        })
+        .await;
+    let line = body
+        .lines()
+        .find(|line| line.starts_with("catalogd_metrics_refresh_duration_seconds "))
+        .unwrap();
+    let seconds: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    // A pass over a few integrations, in seconds (not milliseconds), even on a loaded box.
+    assert!((0.0..5.0).contains(&seconds), "{line}");
+    assert!(body.contains("# TYPE catalogd_metrics_refresh_duration_seconds gauge"));
+}
+
 /// `catalogd_integrations` and the per-integration series are there from the first scrape
 /// and follow each change at once; a new integration's `up` and uptime ratios come with its
 /// first check. The refresh is an hour here, so only the start-up read and the changes
