@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::{author, require, App, AppError, UseCase};
 use crate::auth::Principal;
+use crate::maintenance::Selector;
 use crate::store::history::Counts;
 use crate::store::status_pages::{HealthTransition, StatusPageConfig, StoredStatusPage};
 use crate::validation::{self, FieldError, Rule, StatusPageRequest};
@@ -291,13 +292,14 @@ impl StatusPageView {
 }
 
 /// A maintenance window as the status page needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MaintenanceWindow {
     pub name: String,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
-    /// The integrations the window covers (its selector, resolved).
-    pub integration_ids: Vec<Uuid>,
+    /// Which integrations the window covers; the page resolves it against its members,
+    /// which it has read anyway.
+    pub selector: Selector,
 }
 
 /// Where the page learns of maintenance windows (DESIGN §10), past and upcoming.
@@ -312,9 +314,9 @@ pub trait MaintenanceCalendar: Send + Sync + 'static {
     ) -> Result<Vec<MaintenanceWindow>, AppError>;
 }
 
-/// The tenant's stored maintenance windows, each opening in the span one window of the page,
-/// its selector resolved against the tenant's integrations (read only when some window opens
-/// in the span).
+/// The tenant's stored maintenance windows, each opening in the span one window of the page.
+/// No integration is read here: the page matches each window's selector against its
+/// members (a second read of every integration of the tenant cost as much as the page).
 pub struct StoredCalendar {
     pub store: std::sync::Arc<dyn crate::store::Store>,
 }
@@ -334,33 +336,15 @@ impl MaintenanceCalendar for StoredCalendar {
                 continue;
             };
             for occurrence in schedule.between(from, to) {
-                openings.push((window.name.clone(), window.selector.clone(), occurrence));
+                openings.push(MaintenanceWindow {
+                    name: window.name.clone(),
+                    starts_at: occurrence.start,
+                    ends_at: occurrence.end,
+                    selector: window.selector.clone(),
+                });
             }
         }
-        if openings.is_empty() {
-            return Ok(Vec::new());
-        }
-        let integrations = crate::transfer::tenant_integrations(
-            self.store.as_ref(),
-            tenant_id,
-            crate::store::ListQuery::default(),
-        )
-        .await?;
-        Ok(openings
-            .into_iter()
-            .map(|(name, selector, occurrence)| MaintenanceWindow {
-                name,
-                starts_at: occurrence.start,
-                ends_at: occurrence.end,
-                integration_ids: integrations
-                    .iter()
-                    .filter(|i| {
-                        selector.matches(i.integration_id, &i.tags, i.environment.as_deref())
-                    })
-                    .map(|i| i.integration_id)
-                    .collect(),
-            })
-            .collect())
+        Ok(openings)
     }
 }
 
@@ -496,6 +480,23 @@ impl App {
             .map(|member| (member.integration_id, member.name.as_str()))
             .collect();
 
+        // Each window's members, once: a member's days look up every window.
+        let covered: Vec<HashSet<Uuid>> = windows
+            .iter()
+            .map(|window| {
+                members
+                    .iter()
+                    .filter(|member| {
+                        window.selector.matches(
+                            member.integration_id,
+                            &member.tags,
+                            member.environment.as_deref(),
+                        )
+                    })
+                    .map(|member| member.integration_id)
+                    .collect()
+            })
+            .collect();
         let mut in_maintenance_now = Vec::new();
         let integrations: Vec<ComponentView> = members
             .iter()
@@ -503,7 +504,9 @@ impl App {
                 let id = member.integration_id;
                 let own_windows: Vec<&MaintenanceWindow> = windows
                     .iter()
-                    .filter(|window| window.integration_ids.contains(&id))
+                    .zip(&covered)
+                    .filter(|(_, covered)| covered.contains(&id))
+                    .map(|(window, _)| window)
                     .collect();
                 let mut state = PageState::of(member.status);
                 if own_windows
@@ -563,10 +566,10 @@ impl App {
         let overall = overall(integrations.iter().map(|c| c.state));
         let mut upcoming_maintenance: Vec<MaintenanceView> = windows
             .iter()
-            .filter(|window| window.ends_at > now)
-            .filter_map(|window| {
-                let mut covered: Vec<String> = window
-                    .integration_ids
+            .zip(&covered)
+            .filter(|(window, _)| window.ends_at > now)
+            .filter_map(|(window, covered)| {
+                let mut covered: Vec<String> = covered
                     .iter()
                     .filter_map(|id| names.get(id).map(|name| (*name).to_owned()))
                     .collect();

@@ -339,6 +339,63 @@ async fn the_status_page_lists_upcoming_windows(backend: Backend) {
         summary["upcomingMaintenance"][0]["integrations"],
         json!(["db"])
     );
+
+    // A window open now, naming a second integration by id: that one is in maintenance
+    // today (its state and today's bar), the db is not.
+    let created = app
+        .create_ok(
+            &admin,
+            &json!({"name": "cache", "type": "host", "provider": "tcp"}),
+        )
+        .await;
+    let cache = created["integrationId"].as_str().unwrap();
+    let activated = send(
+        &app,
+        &admin,
+        Method::POST,
+        &format!("/api/v1/integrations/{cache}/activate"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(activated.status(), 200);
+    let now = chrono::Utc::now();
+    let open_now = json!({"name": "cache-upgrade", "startsAt": at(now - chrono::Duration::hours(1)), "endsAt": at(now + chrono::Duration::hours(1)), "selector": {"integrationIds": [cache]}});
+    assert_eq!(
+        send(&app, &admin, Method::POST, COLLECTION, Some(open_now))
+            .await
+            .status(),
+        201
+    );
+    let summary: Value = app
+        .request(Method::GET, "/status/acme/summary.json", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let component = |name: &str| {
+        summary["integrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not on the page: {summary}"))
+            .clone()
+    };
+    let today = |c: &Value| c["days"][89]["state"].clone();
+    assert_eq!(component("cache")["state"], "maintenance", "{summary}");
+    assert_eq!(today(&component("cache")), "maintenance", "{summary}");
+    assert_ne!(component("db")["state"], "maintenance", "{summary}");
+    assert_ne!(today(&component("db")), "maintenance", "{summary}");
+    let listed = summary["upcomingMaintenance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "cache-upgrade")
+        .unwrap_or_else(|| panic!("{summary}"))
+        .clone();
+    assert_eq!(listed["integrations"], json!(["cache"]));
 }
 
 catalogd_testkit::both_backends!(
