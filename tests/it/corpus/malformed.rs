@@ -44,7 +44,8 @@ const WORKERS: usize = 8;
 const BODY_LIMIT: usize = 64 * 1024;
 const ISSUER: &str = "https://sso.example.com";
 const AUDIENCE: &str = "catalogd";
-/// RSS growth allowed from after the warm-up to after the corpus. The corpus sends 20,000
+/// RSS growth allowed from after the warm-up (the highest of its last readings) to after the
+/// corpus (the lowest reading within a few seconds of it). The corpus sends 20,000
 /// requests averaging several KB (bodies up to 64 KB, tokens up to 20 KB): a leak of a mere
 /// 1 KB per request (a request's headers, a token, a problem document) would add 20 MB, twice
 /// this bound. What stays legitimately is bounded: the integrations the corpus happened to
@@ -1184,9 +1185,20 @@ async fn malformed_requests_never_break_the_daemon() {
     corpus.run(seed, size).await;
     let elapsed = started.elapsed();
     // Requests abandoned mid-way (raw sockets closed early) finish within the request limit;
-    // the reading is taken once the daemon is idle again.
+    // the readings are taken once the daemon is idle again. The lowest reading of the next
+    // few seconds counts: the allocator hands freed memory back to the system a while after
+    // a burst (readings swung about ±8 MB), while a leak is in every reading.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss_kb(daemon.pid());
+    let pid = daemon.pid();
+    let mut after_readings = vec![rss_kb(pid)];
+    let settle = Instant::now();
+    while *after_readings.iter().min().unwrap() > before + RSS_GROWTH_BOUND_KB
+        && settle.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after_readings.push(rss_kb(pid));
+    }
+    let after = *after_readings.iter().min().unwrap();
 
     let log = daemon.rest_of_log();
     {
@@ -1246,7 +1258,8 @@ async fn malformed_requests_never_break_the_daemon() {
     );
     assert!(
         after <= before + RSS_GROWTH_BOUND_KB,
-        "RSS grew from {before} kB to {after} kB over the corpus (bound +{RSS_GROWTH_BOUND})"
+        "RSS grew from {before} kB to {after} kB over the corpus (bound +{RSS_GROWTH_BOUND}; \
+         the readings after it: {after_readings:?})"
     );
 }
 
