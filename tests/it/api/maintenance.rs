@@ -251,6 +251,30 @@ async fn bad_windows_get_clear_errors_and_change_nothing(backend: Backend) {
     assert_eq!(list["items"], json!([]), "nothing was created");
 }
 
+/// Approves integration `id` without verification (draft → active).
+async fn activate(app: &TestApp, admin: &str, id: &str) {
+    let activated = send(
+        app,
+        admin,
+        Method::POST,
+        &format!("/api/v1/integrations/{id}/activate"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(activated.status(), 200);
+}
+
+/// Tenant acme's public status page, as `summary.json`.
+async fn page_summary(app: &TestApp) -> Value {
+    app.request(Method::GET, "/status/acme/summary.json", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The status page lists the openings of the next 30 days of the windows that cover its
 /// integrations, recurring ones once per opening.
 async fn the_status_page_lists_upcoming_windows(backend: Backend) {
@@ -263,15 +287,7 @@ async fn the_status_page_lists_upcoming_windows(backend: Backend) {
         )
         .await;
     let id = created["integrationId"].as_str().unwrap();
-    let activated = send(
-        &app,
-        &admin,
-        Method::POST,
-        &format!("/api/v1/integrations/{id}/activate"),
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(activated.status(), 200);
+    activate(&app, &admin, id).await;
     super::status_page::configure(
         &app,
         "acme",
@@ -298,14 +314,7 @@ async fn the_status_page_lists_upcoming_windows(backend: Backend) {
             201
         );
     }
-    let summary: Value = app
-        .request(Method::GET, "/status/acme/summary.json", None)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary = page_summary(&app).await;
     let upcoming: Vec<(&str, &str)> = summary["upcomingMaintenance"]
         .as_array()
         .unwrap()
@@ -349,15 +358,7 @@ async fn the_status_page_lists_upcoming_windows(backend: Backend) {
         )
         .await;
     let cache = created["integrationId"].as_str().unwrap();
-    let activated = send(
-        &app,
-        &admin,
-        Method::POST,
-        &format!("/api/v1/integrations/{cache}/activate"),
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(activated.status(), 200);
+    activate(&app, &admin, cache).await;
     let now = chrono::Utc::now();
     let open_now = json!({"name": "cache-upgrade", "startsAt": at(now - chrono::Duration::hours(1)), "endsAt": at(now + chrono::Duration::hours(1)), "selector": {"integrationIds": [cache]}});
     assert_eq!(
@@ -366,23 +367,8 @@ async fn the_status_page_lists_upcoming_windows(backend: Backend) {
             .status(),
         201
     );
-    let summary: Value = app
-        .request(Method::GET, "/status/acme/summary.json", None)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let component = |name: &str| {
-        summary["integrations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .unwrap_or_else(|| panic!("{name} is not on the page: {summary}"))
-            .clone()
-    };
+    let summary = page_summary(&app).await;
+    let component = |name: &str| super::status_page::component(&summary, name);
     let today = |c: &Value| c["days"][89]["state"].clone();
     assert_eq!(component("cache")["state"], "maintenance", "{summary}");
     assert_eq!(today(&component("cache")), "maintenance", "{summary}");

@@ -25,6 +25,17 @@ pub async fn put_config(app: &TestApp, token: &str, body: &Value) -> reqwest::Re
         .unwrap()
 }
 
+/// The integration called `name` on a page's `summary.json`.
+pub fn component(summary: &Value, name: &str) -> Value {
+    summary["integrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not on the page: {summary}"))
+        .clone()
+}
+
 pub async fn configure(app: &TestApp, tenant: &str, body: Value) -> Value {
     let response = put_config(app, &app.admin(tenant), &body).await;
     let status = response.status();
@@ -548,15 +559,7 @@ async fn summary_comes_from_checks_transitions_and_rollups(backend: Backend) {
     assert_eq!(status, 200, "{summary}");
     let summary: Value = serde_json::from_str(&summary).unwrap();
     assert_eq!(summary["overall"], "operational", "{summary}");
-    let component = |name: &str| {
-        summary["integrations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .unwrap_or_else(|| panic!("{name} missing: {summary}"))
-            .clone()
-    };
+    let component = |name: &str| component(&summary, name);
     let registry = component("registry-eu");
     let runners = component("ci-runners");
     let store = component("artifact-store");
