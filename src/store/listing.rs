@@ -322,16 +322,7 @@ mod tests {
         let mut postgres_item = String::new();
         push_item(
             &mut postgres_item,
-            &(
-                "list_head".into(),
-                "list_tail".into(),
-                None,
-                None,
-                0,
-                None,
-                "n".into(),
-                Uuid::nil(),
-            ),
+            &list_row("list_head", "list_tail", None, None, None),
         );
         for item in [SQLITE_ITEM.as_str(), &postgres_item] {
             let keys: Vec<String> = middle.iter().map(|(key, _)| format!("\"{key}\"")).collect();
@@ -342,6 +333,27 @@ mod tests {
             assert!(item.contains("list_head") && item.contains("list_tail"));
         }
         assert!(POSTGRES_ROW.contains("i.list_head") && POSTGRES_ROW.contains("i.list_tail"));
+    }
+
+    /// A page row with these fragments and check fields, 3 consecutive failures.
+    fn list_row(
+        head: &str,
+        tail: &str,
+        tested_at: Option<DateTime<Utc>>,
+        success: Option<bool>,
+        newer: Option<i64>,
+    ) -> ListRow {
+        let (head, tail) = (head.to_owned(), tail.to_owned());
+        (
+            head,
+            tail,
+            tested_at,
+            success,
+            3,
+            newer,
+            "n".into(),
+            Uuid::nil(),
+        )
     }
 
     /// A PostgreSQL row's item is an object whose middle fields say what serde writes for
@@ -379,16 +391,7 @@ mod tests {
         ];
         for (tested_at, success, newer, says) in cases {
             let mut item = String::new();
-            let row = (
-                r#"{"a" : 1"#.into(),
-                r#""z" : 2}"#.into(),
-                tested_at,
-                success,
-                3,
-                newer,
-                "n".into(),
-                Uuid::nil(),
-            );
+            let row = list_row(r#"{"a" : 1"#, r#""z" : 2}"#, tested_at, success, newer);
             push_item(&mut item, &row);
             let value: serde_json::Value = serde_json::from_str(&item).expect(&item);
             let (time, outcome) = match says {

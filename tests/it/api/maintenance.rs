@@ -4,6 +4,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::engine::lifecycle::post;
 use crate::helpers::{problem, spawn_app, Backend, TestApp};
 
 const COLLECTION: &str = "/api/v1/maintenance-windows";
@@ -251,19 +252,6 @@ async fn bad_windows_get_clear_errors_and_change_nothing(backend: Backend) {
     assert_eq!(list["items"], json!([]), "nothing was created");
 }
 
-/// Approves integration `id` without verification (draft → active).
-async fn activate(app: &TestApp, admin: &str, id: &str) {
-    let activated = send(
-        app,
-        admin,
-        Method::POST,
-        &format!("/api/v1/integrations/{id}/activate"),
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(activated.status(), 200);
-}
-
 /// Tenant acme's public status page, as `summary.json`.
 async fn page_summary(app: &TestApp) -> Value {
     app.request(Method::GET, "/status/acme/summary.json", None)
@@ -287,7 +275,7 @@ async fn the_status_page_lists_upcoming_windows(backend: Backend) {
         )
         .await;
     let id = created["integrationId"].as_str().unwrap();
-    activate(&app, &admin, id).await;
+    post(&app, &admin, id, "activate", Some(json!({}))).await;
     super::status_page::configure(
         &app,
         "acme",
@@ -358,7 +346,7 @@ async fn the_status_page_lists_upcoming_windows(backend: Backend) {
         )
         .await;
     let cache = created["integrationId"].as_str().unwrap();
-    activate(&app, &admin, cache).await;
+    post(&app, &admin, cache, "activate", Some(json!({}))).await;
     let now = chrono::Utc::now();
     let open_now = json!({"name": "cache-upgrade", "startsAt": at(now - chrono::Duration::hours(1)), "endsAt": at(now + chrono::Duration::hours(1)), "selector": {"integrationIds": [cache]}});
     assert_eq!(
