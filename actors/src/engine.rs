@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::counters::EngineCounters;
 use crate::flap::FlapOptions;
-use crate::monitor::MonitorContext;
+use crate::monitor::{MonitorContext, START_HOLD_MAX};
 use crate::network_guard::NetworkGuard;
 use crate::ports::{CheckReport, Ledger, PortError, Probe};
 use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, SPAWN_PAGE};
@@ -111,6 +111,7 @@ impl<T: Send + Sync + 'static> Engine<T> {
         options: EngineOptions,
     ) -> Result<Self, EngineError> {
         let first_page = ledger.monitored_page(None, SPAWN_PAGE).await?;
+        let (spawned_sender, spawned) = watch::channel(false);
         let counters = Arc::new(EngineCounters::default());
         let wall = Duration::from_micros(
             u64::try_from(clock.now().timestamp_micros()).unwrap_or_default(),
@@ -125,9 +126,10 @@ impl<T: Send + Sync + 'static> Engine<T> {
             flap: options.flap,
             network_guard: options.network_guard.clone(),
             counters: counters.clone(),
+            fleet_spawned: spawned.clone(),
+            hold_until: wall + START_HOLD_MAX,
         });
         tracing::info!("starting the monitor engine");
-        let (spawned_sender, spawned) = watch::channel(false);
         let args = SupervisorArgs {
             first_page,
             spawned: spawned_sender,

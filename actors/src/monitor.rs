@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -51,11 +52,29 @@ pub(crate) struct MonitorContext<T> {
     /// The engine-wide network guard (DESIGN §10), if on.
     pub(crate) network_guard: Option<Arc<NetworkGuard>>,
     pub(crate) counters: Arc<EngineCounters>,
+    /// `true` once the supervisor has spawned the whole initial fleet.
+    pub(crate) fleet_spawned: watch::Receiver<bool>,
+    /// Schedule time after which slots are checked even if the initial spawn is not done
+    /// (the store may be failing the page loads): the end of the start-up hold.
+    pub(crate) hold_until: Duration,
 }
+
+/// The longest the start-up hold (see [`MonitorContext::holds`]) lasts.
+pub(crate) const START_HOLD_MAX: Duration = Duration::from_secs(60);
 
 impl<T> MonitorContext<T> {
     fn now(&self) -> Duration {
         Instant::now().saturating_duration_since(self.epoch) + self.wall
+    }
+
+    /// Whether a slot due now is skipped rather than checked: while the initial fleet is
+    /// being spawned, at most [`START_HOLD_MAX`]. A million actors spawn in tens of seconds
+    /// on two cores; the first ones' checks, each spread over its interval, would otherwise
+    /// compete with the spawn, and at that scale kept it from ever finishing (807k of 1M
+    /// running after 300 s, BENCHMARKS.md F3). A skipped slot is only moved to the next one,
+    /// so the fleet stays spread over its interval, as after a restart.
+    fn holds(&self, now: Duration) -> bool {
+        now < self.hold_until && !*self.fleet_spawned.borrow()
     }
 
     /// The instant of schedule time `due`.
@@ -277,7 +296,13 @@ impl<T: Send + Sync + 'static> Monitor<T> {
                 if generation == state.timer.generation && state.in_flight.is_none() {
                     state.timer.handle = None;
                     let due = state.timer.due;
-                    self.start_check(&myself, state, due);
+                    let now = self.context.now();
+                    if self.context.holds(now) {
+                        let next = self.next_slot(&state.spec, due, now);
+                        self.arm(&myself, state, next);
+                    } else {
+                        self.start_check(&myself, state, due);
+                    }
                 }
             }
             MonitorMsg::CheckDone(finished) => self.check_done(&myself, state, *finished).await?,
@@ -369,6 +394,18 @@ impl<T: Send + Sync + 'static> Monitor<T> {
             let due = self.phase_slot(&state.spec, now);
             self.arm(myself, state, due);
         }
+    }
+
+    /// The slot after the one due at `due`: one step later (the failed state's backoff
+    /// included), whole slots skipped if that has passed too.
+    fn next_slot(&self, spec: &MonitorSpec<T>, due: Duration, now: Duration) -> Duration {
+        let step = schedule::step(
+            spec.interval,
+            spec.lifecycle,
+            spec.thresholds,
+            self.context.failed_backoff_max,
+        );
+        schedule::next_due(due, step, spec.interval, now)
     }
 
     fn phase_slot(&self, spec: &MonitorSpec<T>, now: Duration) -> Duration {
@@ -541,14 +578,7 @@ impl<T: Send + Sync + 'static> Monitor<T> {
                 self.arm(myself, state, due);
             }
             AfterCheck::Continue => {
-                let spec = &state.spec;
-                let step = schedule::step(
-                    spec.interval,
-                    spec.lifecycle,
-                    spec.thresholds,
-                    self.context.failed_backoff_max,
-                );
-                let due = schedule::next_due(finished.due, step, spec.interval, now);
+                let due = self.next_slot(&state.spec, finished.due, now);
                 self.arm(myself, state, due);
             }
         }

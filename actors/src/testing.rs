@@ -73,6 +73,9 @@ pub struct TestWindow {
 pub struct MemoryLedger<T> {
     inner: Mutex<Inner<T>>,
     unavailable: AtomicBool,
+    /// While `false`, `monitored_page` calls after the first page wait (see
+    /// [`MemoryLedger::hold_later_pages`]).
+    later_pages: tokio::sync::watch::Sender<bool>,
     /// Per integration, on which `record` calls (0-based) the ledger panics.
     crashes: Mutex<HashMap<Uuid, CrashScript>>,
 }
@@ -98,6 +101,7 @@ impl<T> Default for MemoryLedger<T> {
                 windows: Vec::new(),
             }),
             unavailable: AtomicBool::new(false),
+            later_pages: tokio::sync::watch::Sender::new(true),
             crashes: Mutex::new(HashMap::new()),
         }
     }
@@ -190,6 +194,12 @@ impl<T> MemoryLedger<T> {
         self.unavailable.store(unavailable, Ordering::SeqCst);
     }
 
+    /// While held, every page of `monitored_page` after the first one waits: the engine's
+    /// initial spawn stops after its first page, as with a slow store.
+    pub fn hold_later_pages(&self, held: bool) {
+        self.later_pages.send_replace(!held);
+    }
+
     fn available(&self) -> Result<(), PortError> {
         if self.unavailable.load(Ordering::SeqCst) {
             return Err(PortError::Unavailable(
@@ -212,6 +222,11 @@ impl<T: Send + Sync + 'static> Ledger<T> for MemoryLedger<T> {
         limit: usize,
     ) -> Result<Vec<MonitorSpec<T>>, PortError> {
         use std::ops::Bound::{Excluded, Unbounded};
+        if after.is_some() {
+            let mut open = self.later_pages.subscribe();
+            // The sender lives as long as `self`.
+            let _ = open.wait_for(|open| *open).await;
+        }
         self.available()?;
         let start = after.map_or(Unbounded, Excluded);
         Ok(self

@@ -344,6 +344,79 @@ async fn first_checks_of_a_fleet_are_spread_over_the_interval() {
     engine.stop().await;
 }
 
+/// A fleet of three spawn pages whose later pages load only when the test says so, checked
+/// every 2 s: the actors of the first page run meanwhile.
+async fn start_with_later_pages_held() -> (Harness, Vec<Uuid>) {
+    let interval = Duration::from_secs(2);
+    let ids: Vec<Uuid> = (0..2500).map(id).collect();
+    let ledger = Arc::new(MemoryLedger::new());
+    for &id in &ids {
+        ledger.insert(spec(id, Status::Active, interval));
+    }
+    ledger.hold_later_pages(true);
+    let probe = Arc::new(ScriptedProbe::new(SUCCESS));
+    let engine = start_on(&ledger, &probe, options()).await;
+    eventually("the first page running", Duration::from_secs(1), || {
+        engine.counters().actors() == 1024
+    })
+    .await;
+    let h = Harness {
+        ledger,
+        probe,
+        engine,
+    };
+    (h, ids)
+}
+
+/// While the initial fleet is being spawned, the running actors skip their slots instead of
+/// checking: at a million integrations their checks kept the spawn from finishing. Once
+/// every actor runs, each is checked at its next slot, so the fleet is spread over its
+/// interval and nothing fires at once.
+#[tokio::test(start_paused = true)]
+async fn checks_wait_for_the_initial_spawn_and_then_keep_their_slots() {
+    let (h, ids) = start_with_later_pages_held().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(h.probe.total_calls(), 0, "checks during the spawn");
+
+    h.ledger.hold_later_pages(false);
+    h.engine.spawned().await.unwrap();
+    let released = Instant::now();
+    eventually("every integration checked", Duration::from_secs(3), || {
+        h.probe.first_calls().len() == ids.len()
+    })
+    .await;
+    let mut quarters = [0usize; 4];
+    for first in h.probe.first_calls().values() {
+        let offset = *first - released;
+        // A slot at the very instant of the release may have been skipped still.
+        assert!(offset <= Duration::from_secs(2), "{offset:?}");
+        quarters[(offset.as_millis().min(1999) / 500) as usize] += 1;
+    }
+    // Uniform would be 625 in each half second.
+    assert!(
+        quarters.iter().all(|&n| (500..=750).contains(&n)),
+        "{quarters:?}"
+    );
+    h.engine.stop().await;
+}
+
+/// The hold is bounded: a store that never serves the rest of the fleet does not keep the
+/// running actors from checking for more than a minute.
+#[tokio::test(start_paused = true)]
+async fn the_start_up_hold_ends_after_a_minute_even_if_the_spawn_does_not() {
+    let (h, ids) = start_with_later_pages_held().await;
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    assert_eq!(h.probe.total_calls(), 0, "checks during the hold");
+    eventually("the first page checked", Duration::from_secs(3), || {
+        h.probe.first_calls().len() == 1024
+    })
+    .await;
+    assert!(ids[1024..].iter().all(|&id| h.probe.calls(id) == 0));
+    h.ledger.hold_later_pages(false);
+    h.engine.spawned().await.unwrap();
+    h.engine.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_rest_change_that_wins_the_race_is_adopted() {
     let a = id(1);
