@@ -6,6 +6,7 @@
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use catalogd_actors::{Clock, Engine, EngineCounters, EngineOptions, SystemClock};
 use tokio::net::TcpListener;
@@ -339,9 +340,28 @@ impl Application {
             None => None,
         };
         tracing::info!(%addr, "REST API listening");
+        // Told to stop: no check starts any more (one started now would be cut off), so the
+        // drain and the stop below have the box to themselves.
+        let draining = self.engine.clone();
+        let stopping = Arc::new(std::sync::OnceLock::new());
+        let stop_started = stopping.clone();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_started.set(Instant::now());
+            draining.drain();
+            tracing::info!("stopping: checks held, draining requests");
+        };
         let served = axum::serve(self.listener, http::router(self.app, self.rate_limit))
             .with_graceful_shutdown(shutdown)
             .await;
+        let stopping = stopping.get().copied().unwrap_or_else(Instant::now);
+        let step = |what: &str| {
+            tracing::info!(
+                elapsed_ms = stopping.elapsed().as_millis() as u64,
+                "stopping: {what}"
+            );
+        };
+        step("requests drained");
         // Control requests drain with the REST API, while the engine still runs.
         if let Some(control) = control {
             control.stop().await;
@@ -355,8 +375,11 @@ impl Application {
         }
         // Requests are drained: stop the actors (each finishes its current message), then
         // write the check results they recorded.
+        step("metrics and background passes stopped");
         self.engine.stop().await;
+        step("monitor actors stopped");
         self.history_writer.close().await;
+        step("check results written");
         // No check reaches the guard any more; its stored events go out with the relay's
         // last pass.
         if let Some(network_guard) = self.network_guard {
@@ -364,11 +387,15 @@ impl Application {
         }
         // Last, so the events of the final transitions still go out.
         self.relay.stop().await;
+        step("events relayed");
         // Everything this node wrote under its claims is written: hand the shards over.
         if let Some(membership) = self.membership {
             membership.leave().await;
         }
-        tracing::info!("stopped");
+        tracing::info!(
+            elapsed_ms = stopping.elapsed().as_millis() as u64,
+            "stopped"
+        );
         Ok(served?)
     }
 }

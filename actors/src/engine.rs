@@ -5,6 +5,7 @@
 //! types of the supervisor and the monitors are private to this crate.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +73,7 @@ pub struct Engine<T> {
     supervisor: ActorRef<SupervisorMsg>,
     counters: Arc<EngineCounters>,
     spawned: watch::Receiver<bool>,
+    draining: Arc<AtomicBool>,
     target: PhantomData<fn() -> T>,
 }
 
@@ -81,6 +83,7 @@ impl<T> Clone for Engine<T> {
             supervisor: self.supervisor.clone(),
             counters: self.counters.clone(),
             spawned: self.spawned.clone(),
+            draining: self.draining.clone(),
             target: PhantomData,
         }
     }
@@ -113,6 +116,7 @@ impl<T: Send + Sync + 'static> Engine<T> {
         let first_page = ledger.monitored_page(None, SPAWN_PAGE).await?;
         let (spawned_sender, spawned) = watch::channel(false);
         let counters = Arc::new(EngineCounters::default());
+        let draining = Arc::new(AtomicBool::new(false));
         let wall = Duration::from_micros(
             u64::try_from(clock.now().timestamp_micros()).unwrap_or_default(),
         );
@@ -128,6 +132,7 @@ impl<T: Send + Sync + 'static> Engine<T> {
             counters: counters.clone(),
             fleet_spawned: spawned.clone(),
             hold_until: wall + START_HOLD_MAX,
+            draining: draining.clone(),
         });
         tracing::info!("starting the monitor engine");
         let args = SupervisorArgs {
@@ -141,6 +146,7 @@ impl<T: Send + Sync + 'static> Engine<T> {
             supervisor,
             counters,
             spawned,
+            draining,
             target: PhantomData,
         })
     }
@@ -235,8 +241,19 @@ impl<T: Send + Sync + 'static> Engine<T> {
         self.supervisor.get_status() == ActorStatus::Running
     }
 
+    /// From now on no scheduled check starts: each actor skips its due slots, as during the
+    /// start-up hold, until the engine stops. The daemon calls this as soon as it is told to
+    /// stop, so that draining its APIs and stopping the actors do not compete with checks
+    /// that the stop would cut off anyway (at a million integrations the box is busy
+    /// checking, and a SIGTERM took more than a minute). Notifications and manual tests are
+    /// still handled.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
     /// Stops every actor, letting each finish its current message, and waits.
     pub async fn stop(&self) {
+        self.drain();
         if let Err(error) = self.supervisor.stop_and_wait(None, None).await {
             tracing::debug!(%error, "engine already stopped");
         }

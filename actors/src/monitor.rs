@@ -8,6 +8,7 @@
 //! check, so at most one check per integration is ever in flight.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +58,9 @@ pub(crate) struct MonitorContext<T> {
     /// Schedule time after which slots are checked even if the initial spawn is not done
     /// (the store may be failing the page loads): the end of the start-up hold.
     pub(crate) hold_until: Duration,
+    /// Set when the engine is told to stop: no check starts after that (see
+    /// [`Engine::drain`](crate::Engine::drain)).
+    pub(crate) draining: Arc<AtomicBool>,
 }
 
 /// The longest the start-up hold (see [`MonitorContext::holds`]) lasts.
@@ -73,8 +77,11 @@ impl<T> MonitorContext<T> {
     /// compete with the spawn, and at that scale kept it from ever finishing (807k of 1M
     /// running after 300 s, BENCHMARKS.md F3). A skipped slot is only moved to the next one,
     /// so the fleet stays spread over its interval, as after a restart.
+    /// The same holds from [`Engine::drain`](crate::Engine::drain) on: a check started while
+    /// the daemon stops would only be cut off.
     fn holds(&self, now: Duration) -> bool {
-        now < self.hold_until && !*self.fleet_spawned.borrow()
+        (now < self.hold_until && !*self.fleet_spawned.borrow())
+            || self.draining.load(Ordering::Relaxed)
     }
 
     /// The instant of schedule time `due`.

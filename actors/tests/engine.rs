@@ -714,6 +714,48 @@ async fn stop_stops_every_actor() {
     assert_eq!(h.engine.counters().checks_in_flight(), 0);
 }
 
+/// Told to stop (a SIGTERM), the engine starts no scheduled check while the daemon drains,
+/// but its actors still run: a resumed integration is still checked at once, as its
+/// request asked.
+#[tokio::test(start_paused = true)]
+async fn a_draining_engine_starts_no_scheduled_check_but_still_handles_changes() {
+    let ids: Vec<Uuid> = (0..100).map(id).collect();
+    let h = start(
+        ids.iter()
+            .map(|&id| spec(id, Status::Active, Duration::from_secs(1))),
+        ScriptedProbe::new(SUCCESS),
+        options(),
+    )
+    .await;
+    eventually("every integration checked", Duration::from_secs(3), || {
+        ids.iter().all(|&id| h.probe.calls(id) >= 1)
+    })
+    .await;
+    h.engine.drain();
+    // A check started just before the drain still finishes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let calls = h.probe.total_calls();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        h.probe.total_calls(),
+        calls,
+        "scheduled checks while draining"
+    );
+    assert_eq!(h.engine.counters().actors(), 100);
+
+    let resumed = ids[7];
+    let before = h.probe.calls(resumed);
+    h.engine.changed(resumed, true);
+    eventually(
+        "the resumed integration checked",
+        Duration::from_secs(1),
+        || h.probe.calls(resumed) == before + 1,
+    )
+    .await;
+    h.engine.stop().await;
+    assert!(!h.engine.is_running());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_target_times_out_and_delays_nobody() {
     let _real_time = real_time().await;

@@ -988,7 +988,13 @@ impl Refresher {
             loop {
                 let with_uptime = uptime_at.is_none_or(|at| at.elapsed() >= self.uptime_refresh);
                 let started = Instant::now();
-                match self.refresh_once(with_uptime).await {
+                // A pass only reads: on a stop it is dropped where it is, not finished (at a
+                // million integrations a pass takes seconds, which a SIGTERM would wait for).
+                let pass = tokio::select! {
+                    pass = self.refresh_once(with_uptime) => pass,
+                    _ = stop.wait_for(|stop| *stop) => return,
+                };
+                match pass {
                     Ok((integrations, uptimes)) => {
                         if with_uptime {
                             uptime_at = Some(started);

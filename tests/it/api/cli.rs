@@ -86,6 +86,23 @@ async fn quick_start(backend: Backend) {
     let secret = std::fs::read_to_string(&key).unwrap();
     let rest = daemon.rest_of_log();
     assert!(!rest.join("\n").contains(secret.trim()));
+    // The stop logs its steps in order, each with the time since the signal, so an operator
+    // whose pod is killed at the end of its grace period can see which step took the time.
+    let mut from = 0;
+    for step in [
+        "stopping: checks held, draining requests",
+        "stopping: requests drained elapsed_ms=",
+        "stopping: monitor actors stopped elapsed_ms=",
+        "stopping: check results written elapsed_ms=",
+        "stopping: events relayed elapsed_ms=",
+        ": stopped elapsed_ms=",
+    ] {
+        let found = rest[from..]
+            .iter()
+            .position(|line| line.contains(step))
+            .unwrap_or_else(|| panic!("no {step:?} after line {from} in {rest:#?}"));
+        from += found + 1;
+    }
 }
 
 async fn config_flag_works_with_every_subcommand(backend: Backend) {
