@@ -215,7 +215,8 @@ impl Application {
             .map_err(|source| StartupError::Listen { addr, source })?;
         let exporter = Exporter::new(engine.counters(), gauges.clone())
             .with_cluster(ownership)
-            .with_network_guard(network_guard.as_ref().map(|task| task.guard.clone()));
+            .with_network_guard(network_guard.as_ref().map(|task| task.guard.clone()))
+            .with_history(history_writer.clone());
         let maintenance = Arc::new(crate::app::status_page::StoredCalendar {
             store: store.clone(),
         });

@@ -41,6 +41,7 @@ pub use integrations::{
 };
 
 use crate::cluster::Ownership;
+use crate::store::history::{HistoryWriter, WriterCounters};
 
 /// Every metric name, so that emitters, descriptions and tests agree.
 pub mod names {
@@ -74,6 +75,9 @@ pub mod names {
     pub const SHARD_LOSSES_TOTAL: &str = "catalogd_shard_losses_total";
     pub const FENCED_WRITES_TOTAL: &str = "catalogd_fenced_writes_total";
     pub const NETWORK_IMPAIRED: &str = "catalogd_network_impaired";
+    pub const CHECK_RESULTS_WRITTEN_TOTAL: &str = "catalogd_check_results_written_total";
+    pub const CHECK_RESULTS_DROPPED_TOTAL: &str = "catalogd_check_results_dropped_total";
+    pub const CHECK_RESULTS_QUEUED: &str = "catalogd_check_results_queued";
 }
 
 /// Health checks take from about a millisecond (a local cache, a refused connection) to the
@@ -191,6 +195,8 @@ pub struct Exporter {
     pub cluster: Option<Arc<Ownership>>,
     /// The network guard (DESIGN §10); `None` when it is off (the gauge is then 0).
     pub network_guard: Option<Arc<NetworkGuard>>,
+    /// The history writer, whose queue refuses results when the database falls behind.
+    pub history: Option<HistoryWriter>,
 }
 
 impl Exporter {
@@ -201,7 +207,14 @@ impl Exporter {
             gauges,
             cluster: None,
             network_guard: None,
+            history: None,
         }
+    }
+
+    /// Renders the history writer's counters too.
+    pub fn with_history(mut self, writer: HistoryWriter) -> Self {
+        self.history = Some(writer);
+        self
     }
 
     /// Renders `catalogd_network_impaired` from this guard.
@@ -282,6 +295,9 @@ impl Exporter {
             u8::from(impaired),
             name = names::NETWORK_IMPAIRED,
         );
+        if let Some(history) = &self.history {
+            render_history(&mut out, &history.counters());
+        }
         self.gauges.render_live(&mut out);
         out
     }
@@ -292,6 +308,34 @@ impl Exporter {
             .route("/metrics", get(scrape))
             .with_state(self)
     }
+}
+
+/// The history writer's counters. Not in DESIGN §7: a check never waits for the database,
+/// so when the writer falls behind (a slow disk, an outage, a box short of CPU) its bounded
+/// queue refuses results, and an operator must be able to see that the history has gaps.
+fn render_history(out: &mut String, counters: &WriterCounters) {
+    let _ = writeln!(
+        out,
+        "# HELP {written} Check results written to the history.\n# TYPE {written} counter\n{written} {}",
+        counters.written,
+        written = names::CHECK_RESULTS_WRITTEN_TOTAL,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP {dropped} Check results not written to the history: the queue was full \
+         (the database fell behind the checks) or every retry of the write failed.\n\
+         # TYPE {dropped} counter\n\
+         {dropped}{{reason=\"queue_full\"}} {}\n{dropped}{{reason=\"write_failed\"}} {}",
+        counters.dropped,
+        counters.failed,
+        dropped = names::CHECK_RESULTS_DROPPED_TOTAL,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP {queued} Check results waiting to be written to the history.\n# TYPE {queued} gauge\n{queued} {}",
+        counters.queued,
+        queued = names::CHECK_RESULTS_QUEUED,
+    );
 }
 
 async fn scrape(State(exporter): State<Exporter>, headers: HeaderMap) -> impl IntoResponse {

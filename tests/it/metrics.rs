@@ -680,6 +680,71 @@ async fn the_refresh_reports_how_long_its_last_pass_took() {
     assert!(body.contains("# TYPE catalogd_metrics_refresh_duration_seconds gauge"));
 }
 
+/// The value of the one sample `series` (a name, with its labels if any) in `body`.
+fn sample(body: &str, series: &str) -> f64 {
+    let line = body
+        .lines()
+        .find(|line| {
+            line.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
+        .unwrap_or_else(|| panic!("no {series} in the scrape"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// The history writer's counters are exported: an operator sees the results written, and
+/// whether any were refused (the database fell behind) or lost to failed writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_writer_reports_what_it_wrote_and_dropped() {
+    let app = spawn("acme-history", false).await;
+    let id = app.integration("one", &["success"], false).await;
+    let body = app
+        .wait_scrape("three results written", |body| {
+            body.lines().any(|line| {
+                line.strip_prefix("catalogd_check_results_written_total ")
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .is_some_and(|v| v >= 3.0)
+            })
+        })
+        .await;
+    for (kind, name) in [
+        ("counter", "catalogd_check_results_written_total"),
+        ("counter", "catalogd_check_results_dropped_total"),
+        ("gauge", "catalogd_check_results_queued"),
+    ] {
+        assert!(body.contains(&format!("# TYPE {name} {kind}\n")), "{name}");
+    }
+    let written = sample(&body, "catalogd_check_results_written_total");
+    assert_eq!(
+        sample(
+            &body,
+            "catalogd_check_results_dropped_total{reason=\"queue_full\"}"
+        ),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "catalogd_check_results_dropped_total{reason=\"write_failed\"}"
+        ),
+        0.0
+    );
+    assert!(sample(&body, "catalogd_check_results_queued") >= 0.0);
+    // What the counter says was written is in the history.
+    let history = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/integrations/{id}/history?resolution=raw&limit=1000"),
+            None,
+        )
+        .await;
+    let stored = history["items"].as_array().map_or(0, Vec::len) as f64;
+    assert!(
+        stored >= written,
+        "history {stored}, written {written}: {history}"
+    );
+}
+
 /// `catalogd_integrations` and the per-integration series are there from the first scrape
 /// and follow each change at once; a new integration's `up` and uptime ratios come with its
 /// first check. The refresh is an hour here, so only the start-up read and the changes
