@@ -151,6 +151,9 @@ struct Run {
     /// What the window cost: requests the target fleet served, and the CPU time of the
     /// daemon and of the fleet, over `window` (zero when no cycles ran).
     window: Window,
+    /// SIGTERM to exit after the window (`None`: not stopped gracefully, or not within the
+    /// test kit's 60 s).
+    stopped_in: Option<Duration>,
 }
 
 /// Requests served and CPU used over the measurement window.
@@ -230,6 +233,7 @@ async fn run_daemon(
         lateness_ms: Vec::new(),
         expected_checks: 0.0,
         window: Window::default(),
+        stopped_in: None,
     };
     while spawned.elapsed() < limit {
         if let Ok(ready) = daemon.readyz(&client).await {
@@ -283,8 +287,16 @@ async fn run_daemon(
         // A graceful stop flushes the history writer; if it takes too long, the daemon is
         // killed and the history read holds what was written by then (the shortfall note
         // says so).
-        if let Err(e) = daemon.terminate() {
-            eprintln!("# {e:#}; killed");
+        let stopping = Instant::now();
+        match daemon.terminate() {
+            Ok(_) => run.stopped_in = Some(stopping.elapsed()),
+            Err(e) => eprintln!("# {e:#}; killed"),
+        }
+        // Where a slow stop spent its time: the daemon logs each step's elapsed time.
+        for line in daemon.rest_of_log() {
+            if line.contains("stopping") || line.contains("stopped") {
+                eprintln!("# daemon {n}: {line}");
+            }
         }
         drop(daemon);
         run.lateness_ms =
@@ -320,8 +332,9 @@ async fn read_lateness(
     Ok(rows.into_iter().map(|us| us as f64 / 1000.0).collect())
 }
 
-/// The RSS (KiB) of a daemon with an empty store, once it is listening.
-async fn empty_daemon_rss() -> anyhow::Result<u64> {
+/// The RSS (KiB) of a daemon with an empty store, once it is listening, and how long it
+/// took to stop on SIGTERM.
+async fn empty_daemon() -> anyhow::Result<(u64, Duration)> {
     let dir = DaemonDir::new("sqlite://{dir}/catalogd.db", "")?;
     let mut daemon = dir.start(Duration::from_secs(30))?;
     let client = reqwest::Client::new();
@@ -337,8 +350,30 @@ async fn empty_daemon_rss() -> anyhow::Result<u64> {
     .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss = sys::rss_kib(daemon.pid());
+    let stopping = Instant::now();
     daemon.terminate()?;
-    Ok(rss)
+    Ok((rss, stopping.elapsed()))
+}
+
+/// F1: how long the loaded daemon took to stop on SIGTERM, against an empty daemon. Not an
+/// issue's target, but what Kubernetes gives a pod by default (`terminationGracePeriodSeconds`
+/// is 30 s) before it kills it, and with it the check results still queued.
+fn stop_row(outcome: &mut Outcome, size: &str, run: &Run, empty: Duration) {
+    let ours = run.stopped_in.map_or(60.0, |d| d.as_secs_f64());
+    let mut row = Row::new(
+        "F1",
+        format!("SIGTERM to exit, {size}, after {CYCLES} intervals of checks"),
+        Value::new(ours, "s"),
+    )
+    .against("empty daemon", Value::new(empty.as_secs_f64(), "s"))
+    .at_most(30.0, "30 s (Kubernetes' default grace period)");
+    if run.stopped_in.is_none() {
+        row.met = Some(false);
+        outcome.notes.push(format!(
+            "F1 {size}: the daemon did not stop within 60 s of SIGTERM and was killed"
+        ));
+    }
+    outcome.rows.push(row);
 }
 
 /// `bench/src/bin/engine-fleet.rs`, built by scripts/bench.sh next to the runner.
@@ -421,7 +456,7 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
     let plan = plan(tier);
     let mut outcome = Outcome::default();
     let fleet = TargetFleet::start_on_fleet_port(ADDRS)?;
-    let empty_rss = empty_daemon_rss().await?;
+    let (empty_rss, empty_stop) = empty_daemon().await?;
     for &n in &plan.sizes {
         let size = size_name(n);
         let interval = plan.interval;
@@ -515,6 +550,7 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
                  (history lateness_us); engine alone: {bn} checks"
             ));
             steady_rate(&mut outcome, &size, n, interval, &run.window);
+            stop_row(&mut outcome, &size, &run, empty_stop);
         }
 
         // F3 on PostgreSQL: start-up only.
