@@ -76,6 +76,8 @@ pub struct MemoryLedger<T> {
     /// While `false`, `monitored_page` calls after the first page wait (see
     /// [`MemoryLedger::hold_later_pages`]).
     later_pages: tokio::sync::watch::Sender<bool>,
+    /// While `false`, `commit_transition` waits (see [`MemoryLedger::hang_commits`]).
+    commits: tokio::sync::watch::Sender<bool>,
     /// Per integration, on which `record` calls (0-based) the ledger panics.
     crashes: Mutex<HashMap<Uuid, CrashScript>>,
 }
@@ -102,6 +104,7 @@ impl<T> Default for MemoryLedger<T> {
             }),
             unavailable: AtomicBool::new(false),
             later_pages: tokio::sync::watch::Sender::new(true),
+            commits: tokio::sync::watch::Sender::new(true),
             crashes: Mutex::new(HashMap::new()),
         }
     }
@@ -200,6 +203,12 @@ impl<T> MemoryLedger<T> {
         self.later_pages.send_replace(!held);
     }
 
+    /// While hung, every `commit_transition` waits: an actor stays in the middle of a
+    /// commit, as on a database that stopped answering.
+    pub fn hang_commits(&self, hung: bool) {
+        self.commits.send_replace(!hung);
+    }
+
     fn available(&self) -> Result<(), PortError> {
         if self.unavailable.load(Ordering::SeqCst) {
             return Err(PortError::Unavailable(
@@ -268,6 +277,7 @@ impl<T: Send + Sync + 'static> Ledger<T> for MemoryLedger<T> {
         flap: &FlapState,
         report: &CheckReport,
     ) -> Result<Commit<T>, PortError> {
+        let _ = self.commits.subscribe().wait_for(|open| *open).await;
         self.available()?;
         let mut inner = self.lock();
         let id = spec.integration_id;

@@ -693,8 +693,8 @@ async fn a_changed_interval_is_adopted_at_once() {
     h.engine.stop().await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn stop_stops_every_actor() {
+/// 100 active integrations checked every second, each check a success.
+async fn hundred_active_every_second() -> (Harness, Vec<Uuid>) {
     let ids: Vec<Uuid> = (0..100).map(id).collect();
     let h = start(
         ids.iter()
@@ -703,8 +703,18 @@ async fn stop_stops_every_actor() {
         options(),
     )
     .await;
+    (h, ids)
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_stops_every_actor() {
+    let (h, ids) = hundred_active_every_second().await;
     assert_eq!(h.engine.counters().actors(), 100);
     tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        ids.iter().all(|&id| h.probe.calls(id) >= 1),
+        "checked before the stop"
+    );
     h.engine.stop().await;
     assert!(!h.engine.is_running());
     assert!(h.engine.actor_count().await.is_err());
@@ -714,19 +724,51 @@ async fn stop_stops_every_actor() {
     assert_eq!(h.engine.counters().checks_in_flight(), 0);
 }
 
+/// An actor stuck in a commit (a database that stopped answering) does not keep the engine
+/// from stopping: the stop waits `STOP_TIMEOUT` (10 s) for it, then kills what is left.
+#[tokio::test(start_paused = true)]
+async fn stop_gives_up_on_an_actor_stuck_in_a_commit_after_ten_seconds() {
+    let (h, ids) = hundred_active_every_second().await;
+    let stuck = id(1000);
+    h.ledger.hang_commits(true);
+    h.ledger.insert(spec(
+        stuck,
+        Status::PendingVerification,
+        Duration::from_secs(3600),
+    ));
+    h.engine.changed(stuck, true);
+    eventually("the verification checked", Duration::from_secs(1), || {
+        h.probe.calls(stuck) == 1
+    })
+    .await;
+    // Its commit of pending_verification → active now waits on the ledger.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(h.ledger.transitions(stuck).is_empty());
+    let stopping = Instant::now();
+    tokio::time::timeout(Duration::from_secs(60), h.engine.stop())
+        .await
+        .expect("the stop gives up on the stuck actor");
+    let took = stopping.elapsed();
+    assert!(
+        (Duration::from_secs(10)..Duration::from_secs(11)).contains(&took),
+        "{took:?}"
+    );
+    assert!(!h.engine.is_running());
+    // The others were stopped, not merely abandoned: none checks again.
+    let calls: usize = ids.iter().map(|&id| h.probe.calls(id)).sum();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        ids.iter().map(|&id| h.probe.calls(id)).sum::<usize>(),
+        calls
+    );
+}
+
 /// Told to stop (a SIGTERM), the engine starts no scheduled check while the daemon drains,
 /// but its actors still run: a resumed integration is still checked at once, as its
 /// request asked.
 #[tokio::test(start_paused = true)]
 async fn a_draining_engine_starts_no_scheduled_check_but_still_handles_changes() {
-    let ids: Vec<Uuid> = (0..100).map(id).collect();
-    let h = start(
-        ids.iter()
-            .map(|&id| spec(id, Status::Active, Duration::from_secs(1))),
-        ScriptedProbe::new(SUCCESS),
-        options(),
-    )
-    .await;
+    let (h, ids) = hundred_active_every_second().await;
     eventually("every integration checked", Duration::from_secs(3), || {
         ids.iter().all(|&id| h.probe.calls(id) >= 1)
     })
