@@ -292,12 +292,27 @@ async fn run_daemon(
             Ok(_) => run.stopped_in = Some(stopping.elapsed()),
             Err(e) => eprintln!("# {e:#}; killed"),
         }
-        // Where a slow stop spent its time: the daemon logs each step's elapsed time.
+        // Where a slow stop spent its time (the daemon logs each step's elapsed time), and
+        // what went wrong during the run, if anything did.
+        let (mut warnings, mut errors) = (0usize, 0usize);
         for line in daemon.rest_of_log() {
-            if line.contains("stopping") || line.contains("stopped") {
-                eprintln!("# daemon {n}: {line}");
+            let level = if line.contains(" WARN ") {
+                warnings += 1;
+                warnings
+            } else if line.contains(" ERROR ") {
+                errors += 1;
+                errors
+            } else {
+                0
+            };
+            if line.contains("stopping") || line.contains("stopped") || (1..=3).contains(&level) {
+                eprintln!(
+                    "# daemon {n}: {}",
+                    line.chars().take(400).collect::<String>()
+                );
             }
         }
+        eprintln!("# daemon {n}: {warnings} warnings and {errors} errors logged");
         drop(daemon);
         run.lateness_ms =
             read_lateness(database_url, window_start, window_end, healthy_only).await?;
