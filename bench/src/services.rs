@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 
-pub use catalogd_testkit::{nats, poll, postgres, Daemon};
+pub use catalogd_testkit::{metric_sum, nats, poll, postgres, Daemon};
 
 /// The HS256 key every benchmark daemon is configured with.
 pub const JWT_KEY: &str = "bench-key-0123456789abcdef0123456789abcdef";
@@ -81,22 +81,6 @@ impl DaemonDir {
             .args(["serve", "--config", self.config.to_str().unwrap()]);
         Daemon::start(command, ready_within)
     }
-}
-
-/// Sums the samples of a metric (all label sets) in a `/metrics` text; `None` if absent.
-pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
-    let mut found = None;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with('{') || rest.starts_with(' ')) {
-            continue;
-        }
-        let value = rest.rsplit(' ').next()?.parse::<f64>().ok()?;
-        *found.get_or_insert(0.0) += value;
-    }
-    found
 }
 
 /// The target fleet (`bench-target`): one HTTP server listening on `addrs` loopback

@@ -24,7 +24,7 @@ use crate::storm::{
     stream_messages, unpublished, Storm,
 };
 use catalogd_testkit::cluster::{Cluster, FleetTarget, Hit, View};
-use catalogd_testkit::{poll, Backend, NatsServer};
+use catalogd_testkit::{metric_sum, poll, Backend, NatsServer};
 
 /// Every integration's check interval.
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -232,8 +232,8 @@ async fn nodes_share_the_fleet_through_kill_stall_rolling_restart_join_and_leave
     settle(&cluster, &client, 3, "b rejoined").await;
     let taken_from_b = takeovers_from(&url, "b", stalled_wall).await;
     let b_metrics = cluster.daemon("b").scrape(&client).await.unwrap();
-    let b_fenced = metric_sum(&b_metrics, "catalogd_fenced_writes_total");
-    let b_losses = metric_sum(&b_metrics, "catalogd_shard_losses_total");
+    let b_fenced = metric_sum(&b_metrics, "catalogd_fenced_writes_total").unwrap_or(0.0);
+    let b_losses = metric_sum(&b_metrics, "catalogd_shard_losses_total").unwrap_or(0.0);
     let b_late = stale_writes(&url, Some("b")).await;
     println!(
         "cluster: b stalled {:?} holding {} shards, {} integrations; checked again within {}; \
@@ -310,7 +310,8 @@ async fn nodes_share_the_fleet_through_kill_stall_rolling_restart_join_and_leave
         fenced += metric_sum(
             &daemon.scrape(&client).await.unwrap(),
             "catalogd_fenced_writes_total",
-        );
+        )
+        .unwrap_or(0.0);
     }
     poll(
         "the outbox drained",
@@ -799,15 +800,4 @@ async fn monitor_writes_before(url: &str, node: &str, until: chrono::DateTime<ch
 async fn count_rows(url: &str, sql: &str) -> i64 {
     let rows: Vec<(i64,)> = crate::helpers::read_rows(url, sql, None).await;
     rows[0].0
-}
-
-/// The sum of every sample of metric `name` in a Prometheus text exposition.
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(['{', ' ']))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use catalogd::auth::SCOPE_ADMIN;
 use catalogd::config::Config;
 use catalogd::startup::Application;
-use catalogd_testkit::{eventually, poll, Prometheus};
+use catalogd_testkit::{eventually, metric_sum, poll, Prometheus};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -680,18 +680,6 @@ async fn the_refresh_reports_how_long_its_last_pass_took() {
     assert!(body.contains("# TYPE catalogd_metrics_refresh_duration_seconds gauge"));
 }
 
-/// The value of the one sample `series` (a name, with its labels if any) in `body`.
-fn sample(body: &str, series: &str) -> f64 {
-    let line = body
-        .lines()
-        .find(|line| {
-            line.strip_prefix(series)
-                .is_some_and(|rest| rest.starts_with(' '))
-        })
-        .unwrap_or_else(|| panic!("no {series} in the scrape"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
-}
-
 /// The history writer's counters are exported: an operator sees the results written, and
 /// whether any were refused (the database fell behind) or lost to failed writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -700,11 +688,7 @@ async fn the_history_writer_reports_what_it_wrote_and_dropped() {
     let id = app.integration("one", &["success"], false).await;
     let body = app
         .wait_scrape("three results written", |body| {
-            body.lines().any(|line| {
-                line.strip_prefix("catalogd_check_results_written_total ")
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .is_some_and(|v| v >= 3.0)
-            })
+            metric_sum(body, "catalogd_check_results_written_total").is_some_and(|v| v >= 3.0)
         })
         .await;
     for (kind, name) in [
@@ -714,22 +698,12 @@ async fn the_history_writer_reports_what_it_wrote_and_dropped() {
     ] {
         assert!(body.contains(&format!("# TYPE {name} {kind}\n")), "{name}");
     }
-    let written = sample(&body, "catalogd_check_results_written_total");
-    assert_eq!(
-        sample(
-            &body,
-            "catalogd_check_results_dropped_total{reason=\"queue_full\"}"
-        ),
-        0.0
-    );
-    assert_eq!(
-        sample(
-            &body,
-            "catalogd_check_results_dropped_total{reason=\"write_failed\"}"
-        ),
-        0.0
-    );
-    assert!(sample(&body, "catalogd_check_results_queued") >= 0.0);
+    let written = metric_sum(&body, "catalogd_check_results_written_total").unwrap();
+    for reason in ["queue_full", "write_failed"] {
+        let series = format!("catalogd_check_results_dropped_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric_sum(&body, &series), Some(0.0), "{series}");
+    }
+    assert!(metric_sum(&body, "catalogd_check_results_queued").is_some_and(|v| v >= 0.0));
     // What the counter says was written is in the history.
     let history = app
         .call(

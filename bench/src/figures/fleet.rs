@@ -296,16 +296,17 @@ async fn run_daemon(
         // what went wrong during the run, if anything did.
         let (mut warnings, mut errors) = (0usize, 0usize);
         for line in daemon.rest_of_log() {
-            let level = if line.contains(" WARN ") {
+            // The first three of each level are printed.
+            let problem = if line.contains(" WARN ") {
                 warnings += 1;
-                warnings
+                warnings <= 3
             } else if line.contains(" ERROR ") {
                 errors += 1;
-                errors
+                errors <= 3
             } else {
-                0
+                false
             };
-            if line.contains("stopping") || line.contains("stopped") || (1..=3).contains(&level) {
+            if problem || line.contains("stopping") || line.contains("stopped") {
                 eprintln!(
                     "# daemon {n}: {}",
                     line.chars().take(400).collect::<String>()

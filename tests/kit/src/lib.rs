@@ -23,7 +23,7 @@ pub use database::{database_url, Backend, FreshDatabase};
 pub use dns::DnsServer;
 pub use nats::NatsServer;
 pub use poll::{eventually, holds_within, poll};
-pub use prometheus::Prometheus;
+pub use prometheus::{metric_sum, Prometheus};
 pub use target::{Mode, Target};
 
 /// A loopback port that was free a moment ago (bound, then released).

@@ -1,6 +1,7 @@
 //! A real Prometheus for the observability tests: one scrape target, rule files, a 1 s scrape
 //! and evaluation interval, on a free loopback port with its store in a temp directory; killed
 //! on drop. Readiness is the caller's to poll (its queries answer "unreachable" until then).
+//! Also [`metric_sum`], the one reader of a `/metrics` text the tests and the runner share.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -89,4 +90,21 @@ impl Prometheus {
             .unwrap_or_default();
         (status, result)
     }
+}
+
+/// Sums the samples of metric `name` in a `/metrics` text: every label set of a bare name, or
+/// the one series when `name` carries its labels (`name{label="value"}`); `None` if absent.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        let value = rest.rsplit(' ').next()?.parse::<f64>().ok()?;
+        *found.get_or_insert(0.0) += value;
+    }
+    found
 }
