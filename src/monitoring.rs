@@ -446,14 +446,14 @@ impl Ledger<Target> for StoreLedger {
                     .emit();
                 }
                 // The check that caused the transition belongs in the history too (never
-                // in maintenance: a check in a window causes no transition).
-                self.history.record_under(
+                // in maintenance: a check in a window causes no transition); the row already
+                // holds it.
+                self.history.record_committed(
                     integration.integration_id,
                     integration.version,
                     transition.state,
                     report,
                     spec.target.claim,
-                    false,
                 );
                 self.answer(spec, CheckCommit::Committed(integration))
             }

@@ -332,6 +332,29 @@ async fn the_flap_state_and_the_suppression_are_stored_and_read_back(backend: Ba
     );
     let got = store.get("acme", id).await.unwrap().unwrap();
     assert_eq!(got.suppressed_by, [dependency.integration_id]);
+    // The list shows what the group commit and the suppression wrote (its rows' JSON is
+    // kept by triggers, and the check fields are rendered at read time): the item is the GET,
+    // field for field.
+    let query = catalogd::store::ListQuery {
+        limit: 10,
+        ..Default::default()
+    };
+    let page = store.list_json("acme", &query).await.expect("list");
+    let items: Vec<serde_json::Value> = serde_json::from_str(&format!("[{}]", page.items))
+        .unwrap_or_else(|e| panic!("{e}: {}", page.items));
+    let item = items
+        .iter()
+        .find(|item| item["integrationId"] == id.to_string())
+        .expect("listed");
+    assert_eq!(*item, serde_json::to_value(&got).unwrap());
+    assert_eq!(
+        (&item["status"], &item["version"], &item["flapping"]),
+        (
+            &serde_json::json!("degraded"),
+            &serde_json::json!(2),
+            &serde_json::json!(true)
+        )
+    );
     let read = store
         .dependencies("acme", &[id, dependency.integration_id])
         .await

@@ -28,6 +28,9 @@ pub(super) struct CheckRecord {
     /// A success of an active integration after a success: its row already says "success,
     /// no failures", so writing it would change only the time and the success count.
     pub(super) settled: bool,
+    /// The check of a transition, committed on the row with it: writing it would change
+    /// nothing.
+    pub(super) on_row: bool,
 }
 
 impl CheckRecord {
@@ -52,7 +55,14 @@ impl CheckRecord {
                 && lifecycle.status == Status::Active
                 && lifecycle.consecutive_failures == 0
                 && lifecycle.consecutive_successes >= 2,
+            on_row: false,
         }
+    }
+
+    /// Whether the result can leave the row as it is: settled, or already on it. A batch
+    /// writes an integration's last check to its row only if one of its checks cannot.
+    fn leaves_row(&self) -> bool {
+        self.settled || self.on_row
     }
 
     /// The same result, written only while `claim` holds.
@@ -121,9 +131,9 @@ impl Batch {
             match observations.last_mut() {
                 Some((last, unsettled)) if last.integration_id == result.integration_id => {
                     *last = *result;
-                    *unsettled |= !result.settled;
+                    *unsettled |= !result.leaves_row();
                 }
-                _ => observations.push((*result, !result.settled)),
+                _ => observations.push((*result, !result.leaves_row())),
             }
         }
         let observations = observations
@@ -227,6 +237,7 @@ mod tests {
             claim: None,
             maintenance: minute == 3,
             settled: false,
+            on_row: false,
         };
         let batch = Batch::new(vec![
             record(2, 1, CheckOutcome::Success),
@@ -256,8 +267,8 @@ mod tests {
         assert_eq!(json[0][2], "2025-03-31T12:02:00+00:00");
     }
 
-    /// An integration whose checks in the batch are all settled keeps its row; one with any
-    /// check that is not gets its last check written, settled or not.
+    /// An integration whose checks in the batch are all settled or on the row keeps its row;
+    /// one with any check that is not gets its last check written, whatever it is.
     #[test]
     fn settled_checks_alone_leave_the_row_alone() {
         let report = |minute: i64, outcome| CheckReport {
@@ -276,52 +287,76 @@ mod tests {
             ..active(0, 3)
         };
         let failed = CheckOutcome::Failure(FailureClass::Timeout);
-        type Case = (&'static str, Vec<(Lifecycle, CheckOutcome)>, Option<u32>);
-        let cases: [Case; 6] = [
+        // (case, each check: its lifecycle, outcome and whether it is a committed transition's,
+        // which observation is written: its success count)
+        type Case = (
+            &'static str,
+            Vec<(Lifecycle, CheckOutcome, bool)>,
+            Option<u32>,
+        );
+        let cases: [Case; 9] = [
             (
                 "steady successes",
                 vec![
-                    (active(0, 7), CheckOutcome::Success),
-                    (active(0, 8), CheckOutcome::Success),
+                    (active(0, 7), CheckOutcome::Success, false),
+                    (active(0, 8), CheckOutcome::Success, false),
                 ],
                 None,
             ),
             (
                 "the first success",
-                vec![(active(0, 1), CheckOutcome::Success)],
+                vec![(active(0, 1), CheckOutcome::Success, false)],
                 Some(1),
             ),
             (
                 "first success, then settled",
                 vec![
-                    (active(0, 1), CheckOutcome::Success),
-                    (active(0, 2), CheckOutcome::Success),
+                    (active(0, 1), CheckOutcome::Success, false),
+                    (active(0, 2), CheckOutcome::Success, false),
                 ],
                 Some(2),
             ),
             (
                 "a failure, then settled",
                 vec![
-                    (active(1, 0), failed),
-                    (active(0, 1), CheckOutcome::Success),
-                    (active(0, 2), CheckOutcome::Success),
+                    (active(1, 0), failed, false),
+                    (active(0, 1), CheckOutcome::Success, false),
+                    (active(0, 2), CheckOutcome::Success, false),
                 ],
                 Some(2),
             ),
             (
                 "recovering",
-                vec![(degraded, CheckOutcome::Success)],
+                vec![(degraded, CheckOutcome::Success, false)],
                 Some(3),
             ),
-            ("a failure", vec![(active(2, 0), failed)], Some(0)),
+            ("a failure", vec![(active(2, 0), failed, false)], Some(0)),
+            ("a transition alone", vec![(degraded, failed, true)], None),
+            (
+                "a transition, then a check",
+                vec![
+                    (degraded, failed, true),
+                    (active(0, 1), CheckOutcome::Success, false),
+                ],
+                Some(1),
+            ),
+            (
+                "a check, then a transition (its values again)",
+                vec![
+                    (active(1, 0), failed, false),
+                    (active(0, 5), CheckOutcome::Success, true),
+                ],
+                Some(5),
+            ),
         ];
         for (case, checks, written) in cases {
             let id = Uuid::from_u128(7);
             let records = checks
                 .iter()
                 .enumerate()
-                .map(|(minute, (lifecycle, outcome))| {
-                    CheckRecord::new(id, 1, *lifecycle, &report(minute as i64, *outcome))
+                .map(|(minute, (lifecycle, outcome, on_row))| CheckRecord {
+                    on_row: *on_row,
+                    ..CheckRecord::new(id, 1, *lifecycle, &report(minute as i64, *outcome))
                 })
                 .collect();
             let batch = Batch::new(records);
