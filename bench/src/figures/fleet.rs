@@ -42,6 +42,14 @@ const TENANT: &str = "bench";
 /// every integration checked once or the wait for that over).
 const CYCLES: u32 = 3;
 
+/// [`CYCLES`], or `BENCH_FLEET_CYCLES` (a sustained run by hand, e.g. 10 intervals).
+fn cycles() -> u32 {
+    std::env::var("BENCH_FLEET_CYCLES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(CYCLES)
+}
+
 struct Plan {
     sizes: Vec<usize>,
     interval: u32,
@@ -274,8 +282,27 @@ async fn run_daemon(
         let from = Instant::now();
         let (served, _) = fleet.counters(&client).await?;
         let (daemon_cpu, fleet_cpu) = (sys::cpu_time(daemon.pid()), sys::cpu_time(fleet.pid()));
-        tokio::time::sleep(window).await;
+        // One line per interval, so a long window shows whether the rate and the memory hold.
+        let mut last = served;
+        for cycle in 1..=cycles {
+            tokio::time::sleep_until((from + window * cycle / cycles).into()).await;
+            let (now, _) = fleet.counters(&client).await?;
+            eprintln!(
+                "# {n}: interval {cycle} of {cycles}: {:.0} checks/s served, daemon RSS {:.0} MiB",
+                now.saturating_sub(last) as f64 / f64::from(interval),
+                sys::rss_kib(daemon.pid()) as f64 / 1024.0
+            );
+            last = now;
+        }
         let (served_end, _) = fleet.counters(&client).await?;
+        if let Ok(metrics) = daemon.scrape(&client).await {
+            let sum = |name| crate::services::metric_sum(&metrics, name);
+            eprintln!(
+                "# {n}: the history writer wrote {:.0} check results and dropped {:.0} since start",
+                sum("catalogd_check_results_written_total").unwrap_or(0.0),
+                sum("catalogd_check_results_dropped_total").unwrap_or(0.0)
+            );
+        }
         run.window = Window {
             length: from.elapsed(),
             served: served_end.saturating_sub(served),
@@ -378,7 +405,10 @@ fn stop_row(outcome: &mut Outcome, size: &str, run: &Run, empty: Duration) {
     let ours = run.stopped_in.map_or(60.0, |d| d.as_secs_f64());
     let mut row = Row::new(
         "F1",
-        format!("SIGTERM to exit, {size}, after {CYCLES} intervals of checks"),
+        format!(
+            "SIGTERM to exit, {size}, after {} intervals of checks",
+            cycles()
+        ),
         Value::new(ours, "s"),
     )
     .against("empty daemon", Value::new(empty.as_secs_f64(), "s"))
@@ -478,7 +508,7 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
         let interval = plan.interval;
         let url = seed::seeded_copy(Backend::Sqlite, &spec(n, interval, &ok_target), "ok").await?;
         let fleet_cpu = sys::cpu_time(fleet.pid());
-        let mut run = run_daemon(&fleet, &url, n, interval, CYCLES, true, false).await?;
+        let mut run = run_daemon(&fleet, &url, n, interval, cycles(), true, false).await?;
         let fleet_cpu = sys::cpu_time(fleet.pid()).saturating_sub(fleet_cpu);
         seed::release(&url).await;
         let short = run.shortfall(&format!("SQLite {size}"), n);
@@ -513,12 +543,13 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
                 .against("idle bare ractor actor", Value::new(bare, "KiB")),
             );
             outcome.notes.push(format!(
-                "F1 {size}: daemon RSS {:.0} MiB after {CYCLES} check cycles at {interval} s \
+                "F1 {size}: daemon RSS {:.0} MiB after {cycles} check cycles at {interval} s \
                  (empty daemon {:.0} MiB); the target fleet used {:.1} CPU-s meanwhile (not \
                  counted anywhere)",
                 run.rss_kib as f64 / 1024.0,
                 empty_rss as f64 / 1024.0,
-                fleet_cpu.as_secs_f64()
+                fleet_cpu.as_secs_f64(),
+                cycles = cycles(),
             ));
 
             // F2.
@@ -562,8 +593,9 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
                 .against(base, Value::new(b999, "ms")),
             );
             outcome.notes.push(format!(
-                "F2 {size}: {checks} real HTTP checks in {CYCLES} intervals after the first checks \
-                 (history lateness_us); engine alone: {bn} checks"
+                "F2 {size}: {checks} real HTTP checks in {} intervals after the first checks \
+                 (history lateness_us); engine alone: {bn} checks",
+                cycles()
             ));
             steady_rate(&mut outcome, &size, n, interval, &run.window);
             stop_row(&mut outcome, &size, &run, empty_stop);
@@ -732,7 +764,7 @@ pub async fn isolation(tier: Tier) -> anyhow::Result<Outcome> {
         None => {
             let url =
                 seed::seeded_copy(Backend::Sqlite, &spec(n, interval, &ok_target), "ok").await?;
-            let run = run_daemon(&fleet, &url, n, interval, CYCLES, false, false).await;
+            let run = run_daemon(&fleet, &url, n, interval, cycles(), false, false).await;
             seed::release(&url).await;
             let run = run?;
             if let Some(short) = run.shortfall(&format!("F5 baseline {size}"), n) {
@@ -748,7 +780,7 @@ pub async fn isolation(tier: Tier) -> anyhow::Result<Outcome> {
         "hang10",
     )
     .await?;
-    let run = run_daemon(&fleet, &url, n, interval, CYCLES, false, true).await;
+    let run = run_daemon(&fleet, &url, n, interval, cycles(), false, true).await;
     seed::release(&url).await;
     let run = run?;
     if run.to_actors.is_none() {
@@ -772,7 +804,8 @@ pub async fn isolation(tier: Tier) -> anyhow::Result<Outcome> {
     );
     outcome.notes.push(format!(
         "F5 {size}: every tenth target hangs until the {TIMEOUT_SECONDS} s timeout; \
-         {healthy} healthy checks in {CYCLES} intervals"
+         {healthy} healthy checks in {} intervals",
+        cycles()
     ));
     Ok(outcome)
 }
