@@ -101,8 +101,19 @@ pub const PUBLISH_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
+/// How often the recorder's histogram samples are folded into their buckets when nobody
+/// scrapes: the interval `metrics-exporter-prometheus` uses for the recorders it installs.
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process-wide recorder, installed (with its buckets and descriptions) on first use.
 /// Several daemons in one process (tests) share it; the store-derived gauges are per daemon.
+///
+/// A histogram's samples wait in a list until the recorder's upkeep folds them into the
+/// buckets, and a recorder built by hand (as this one is) leaves that to its owner. A scrape
+/// runs it, so a daemon that nobody scraped kept every check's latency and lateness: about
+/// 16 bytes a check, 0.3 GB an hour at 10k checks a second. A thread of its own runs it every
+/// [`UPKEEP_INTERVAL`] (as the library's installed recorders do), whatever runtime is
+/// running, for as long as the process lives.
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
@@ -126,6 +137,16 @@ pub fn handle() -> &'static PrometheusHandle {
             tracing::error!(%error, "a metrics recorder is already installed");
         }
         describe();
+        let upkept = handle.clone();
+        let upkeep = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                upkept.run_upkeep();
+            });
+        if let Err(error) = upkeep {
+            tracing::error!(%error, "the metrics upkeep thread did not start; histogram samples are folded at scrapes only");
+        }
         handle
     })
 }
@@ -386,4 +407,28 @@ async fn scrape(State(exporter): State<Exporter>, headers: HeaderMap) -> impl In
 /// Logs where the exporter listens (tests of daemon processes read the port from it).
 pub fn log_listening(addr: SocketAddr) {
     tracing::info!(%addr, "metrics listening");
+}
+
+#[cfg(test)]
+mod tests {
+    /// The recorder comes with the thread that folds its histogram samples when nobody
+    /// scrapes (without it, every check's samples stay in memory until a scrape).
+    #[test]
+    fn the_recorder_is_upkept_without_scrapes() {
+        let _ = super::handle();
+        // A new thread names itself once it runs: poll for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let threads = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+            let names: Vec<String> = threads
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect();
+            if names.iter().any(|name| name == "metrics-upkeep") {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{names:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
