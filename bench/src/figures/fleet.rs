@@ -42,23 +42,18 @@ const TENANT: &str = "bench";
 /// every integration checked once or the wait for that over).
 const CYCLES: u32 = 3;
 
-/// [`CYCLES`], or `BENCH_FLEET_CYCLES` (a sustained run by hand, e.g. 10 intervals).
-fn cycles() -> u32 {
-    std::env::var("BENCH_FLEET_CYCLES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(CYCLES)
-}
-
 struct Plan {
     sizes: Vec<usize>,
     interval: u32,
     /// The size F5 runs at (one of `sizes`, so F2's figure can be reused).
     isolation_size: usize,
+    /// Intervals measured after the first checks.
+    cycles: u32,
 }
 
-/// The tier's plan; `BENCH_FLEET_SIZES=100000,1000000` and `BENCH_FLEET_INTERVAL=60`
-/// override it (for one datapoint by hand, e.g. while profiling).
+/// The tier's plan; `BENCH_FLEET_SIZES=100000,1000000`, `BENCH_FLEET_INTERVAL=60` and
+/// `BENCH_FLEET_CYCLES=10` override it (for one datapoint by hand, e.g. while profiling, or
+/// a sustained window).
 fn plan(tier: Tier) -> Plan {
     let mut plan = tier_plan(tier);
     if let Ok(sizes) = std::env::var("BENCH_FLEET_SIZES") {
@@ -74,6 +69,12 @@ fn plan(tier: Tier) -> Plan {
     {
         plan.interval = interval;
     }
+    if let Some(cycles) = std::env::var("BENCH_FLEET_CYCLES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+    {
+        plan.cycles = cycles;
+    }
     plan
 }
 
@@ -83,16 +84,19 @@ fn tier_plan(tier: Tier) -> Plan {
             sizes: vec![2_000],
             interval: 3,
             isolation_size: 2_000,
+            cycles: CYCLES,
         },
         Tier::Quick => Plan {
             sizes: vec![20_000],
             interval: 10,
             isolation_size: 20_000,
+            cycles: CYCLES,
         },
         Tier::Full => Plan {
             sizes: vec![100_000, 1_000_000],
             interval: 60,
             isolation_size: 100_000,
+            cycles: CYCLES,
         },
     }
 }
@@ -403,14 +407,11 @@ async fn empty_daemon() -> anyhow::Result<(u64, Duration)> {
 /// F1: how long the loaded daemon took to stop on SIGTERM, against an empty daemon. Not an
 /// issue's target, but what Kubernetes gives a pod by default (`terminationGracePeriodSeconds`
 /// is 30 s) before it kills it, and with it the check results still queued.
-fn stop_row(outcome: &mut Outcome, size: &str, run: &Run, empty: Duration) {
+fn stop_row(outcome: &mut Outcome, size: &str, run: &Run, cycles: u32, empty: Duration) {
     let ours = run.stopped_in.map_or(60.0, |d| d.as_secs_f64());
     let mut row = Row::new(
         "F1",
-        format!(
-            "SIGTERM to exit, {size}, after {} intervals of checks",
-            cycles()
-        ),
+        format!("SIGTERM to exit, {size}, after {cycles} intervals of checks"),
         Value::new(ours, "s"),
     )
     .against("empty daemon", Value::new(empty.as_secs_f64(), "s"))
@@ -510,7 +511,7 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
         let interval = plan.interval;
         let url = seed::seeded_copy(Backend::Sqlite, &spec(n, interval, &ok_target), "ok").await?;
         let fleet_cpu = sys::cpu_time(fleet.pid());
-        let mut run = run_daemon(&fleet, &url, n, interval, cycles(), true, false).await?;
+        let mut run = run_daemon(&fleet, &url, n, interval, plan.cycles, true, false).await?;
         let fleet_cpu = sys::cpu_time(fleet.pid()).saturating_sub(fleet_cpu);
         seed::release(&url).await;
         let short = run.shortfall(&format!("SQLite {size}"), n);
@@ -551,7 +552,7 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
                 run.rss_kib as f64 / 1024.0,
                 empty_rss as f64 / 1024.0,
                 fleet_cpu.as_secs_f64(),
-                cycles = cycles(),
+                cycles = plan.cycles,
             ));
 
             // F2.
@@ -597,10 +598,10 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
             outcome.notes.push(format!(
                 "F2 {size}: {checks} real HTTP checks in {} intervals after the first checks \
                  (history lateness_us); engine alone: {bn} checks",
-                cycles()
+                plan.cycles
             ));
             steady_rate(&mut outcome, &size, n, interval, &run.window);
-            stop_row(&mut outcome, &size, &run, empty_stop);
+            stop_row(&mut outcome, &size, &run, plan.cycles, empty_stop);
         }
 
         // F3 on PostgreSQL: start-up only.
@@ -766,7 +767,7 @@ pub async fn isolation(tier: Tier) -> anyhow::Result<Outcome> {
         None => {
             let url =
                 seed::seeded_copy(Backend::Sqlite, &spec(n, interval, &ok_target), "ok").await?;
-            let run = run_daemon(&fleet, &url, n, interval, cycles(), false, false).await;
+            let run = run_daemon(&fleet, &url, n, interval, plan.cycles, false, false).await;
             seed::release(&url).await;
             let run = run?;
             if let Some(short) = run.shortfall(&format!("F5 baseline {size}"), n) {
@@ -782,7 +783,7 @@ pub async fn isolation(tier: Tier) -> anyhow::Result<Outcome> {
         "hang10",
     )
     .await?;
-    let run = run_daemon(&fleet, &url, n, interval, cycles(), false, true).await;
+    let run = run_daemon(&fleet, &url, n, interval, plan.cycles, false, true).await;
     seed::release(&url).await;
     let run = run?;
     if run.to_actors.is_none() {
@@ -807,7 +808,7 @@ pub async fn isolation(tier: Tier) -> anyhow::Result<Outcome> {
     outcome.notes.push(format!(
         "F5 {size}: every tenth target hangs until the {TIMEOUT_SECONDS} s timeout; \
          {healthy} healthy checks in {} intervals",
-        cycles()
+        plan.cycles
     ));
     Ok(outcome)
 }

@@ -25,12 +25,11 @@ pub(super) struct CheckRecord {
     pub(super) claim: Option<Claim>,
     /// The check ran in a maintenance window (DESIGN §10).
     pub(super) maintenance: bool,
-    /// A success of an active integration after a success: its row already says "success,
-    /// no failures", so writing it would change only the time and the success count.
-    pub(super) settled: bool,
-    /// The check of a transition, committed on the row with it: writing it would change
-    /// nothing.
-    pub(super) on_row: bool,
+    /// The integration's row already says what writing this check to it would, but for the
+    /// time (which reads take from the results): a settled success (an active integration's
+    /// success after a success: "success, no failures"), or the check of a transition,
+    /// committed on the row with it ([`super::HistoryWriter::record_committed`]).
+    pub(super) row_current: bool,
 }
 
 impl CheckRecord {
@@ -51,18 +50,11 @@ impl CheckRecord {
             consecutive_successes: lifecycle.consecutive_successes,
             claim: None,
             maintenance: false,
-            settled: report.outcome == CheckOutcome::Success
+            row_current: report.outcome == CheckOutcome::Success
                 && lifecycle.status == Status::Active
                 && lifecycle.consecutive_failures == 0
                 && lifecycle.consecutive_successes >= 2,
-            on_row: false,
         }
-    }
-
-    /// Whether the result can leave the row as it is: settled, or already on it. A batch
-    /// writes an integration's last check to its row only if one of its checks cannot.
-    fn leaves_row(&self) -> bool {
-        self.settled || self.on_row
     }
 
     /// The same result, written only while `claim` holds.
@@ -117,28 +109,29 @@ impl Batch {
     pub(super) fn new(mut results: Vec<CheckRecord>) -> Self {
         results.sort_unstable_by_key(|r| (r.integration_id, r.checked_at));
         results.dedup_by_key(|r| (r.integration_id, r.checked_at));
-        // Each integration's last check that ran, and whether any of its checks here was
-        // not settled. An integration whose checks here are all settled keeps its row as it
-        // is (the row already says what they say, but for the time, which reads take from
-        // the results): at a million integrations that is most rows, and rewriting each on
-        // every check cost as much as storing the results (bench F4). A settled check
-        // follows one that was not (its first success) or was written.
+        // Each integration's last check that ran, and whether any of its checks here left
+        // its row out of date. An integration whose checks here are all `row_current` keeps
+        // its row as it is (the row already says what they say, but for the time, which
+        // reads take from the results): at a million integrations that is most rows, and
+        // rewriting each on every check cost as much as storing the results (bench F4). A
+        // settled check follows one that was not (its first success) or was written; a
+        // transition's check was written with it.
         let mut observations: Vec<(CheckRecord, bool)> = Vec::new();
         for result in results
             .iter()
             .filter(|r| r.outcome != CheckOutcome::Skipped)
         {
             match observations.last_mut() {
-                Some((last, unsettled)) if last.integration_id == result.integration_id => {
+                Some((last, stale)) if last.integration_id == result.integration_id => {
                     *last = *result;
-                    *unsettled |= !result.leaves_row();
+                    *stale |= !result.row_current;
                 }
-                _ => observations.push((*result, !result.leaves_row())),
+                _ => observations.push((*result, !result.row_current)),
             }
         }
         let observations = observations
             .into_iter()
-            .filter_map(|(observation, unsettled)| unsettled.then_some(observation))
+            .filter_map(|(observation, stale)| stale.then_some(observation))
             .collect();
         Batch {
             results,
@@ -236,8 +229,7 @@ mod tests {
             consecutive_successes: 0,
             claim: None,
             maintenance: minute == 3,
-            settled: false,
-            on_row: false,
+            row_current: false,
         };
         let batch = Batch::new(vec![
             record(2, 1, CheckOutcome::Success),
@@ -354,9 +346,13 @@ mod tests {
             let records = checks
                 .iter()
                 .enumerate()
-                .map(|(minute, (lifecycle, outcome, on_row))| CheckRecord {
-                    on_row: *on_row,
-                    ..CheckRecord::new(id, 1, *lifecycle, &report(minute as i64, *outcome))
+                .map(|(minute, (lifecycle, outcome, committed))| {
+                    let record =
+                        CheckRecord::new(id, 1, *lifecycle, &report(minute as i64, *outcome));
+                    CheckRecord {
+                        row_current: record.row_current || *committed,
+                        ..record
+                    }
                 })
                 .collect();
             let batch = Batch::new(records);

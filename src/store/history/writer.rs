@@ -167,7 +167,7 @@ impl HistoryWriter {
         claim: Option<Claim>,
     ) {
         self.queue_record(CheckRecord {
-            on_row: true,
+            row_current: true,
             ..CheckRecord::new(integration_id, version, lifecycle, report).under(claim)
         });
     }
