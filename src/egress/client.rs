@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use url::{Host, Url};
 
+use super::exchange::Use;
 use super::pool::{Pool, PoolKey};
 use super::{dial, exchange, redirect, resolve, tls};
 use super::{
@@ -208,7 +209,7 @@ impl EgressClient {
         if let Some((key, idle)) = reused {
             observer.begin(Phase::Http);
             let (result, back) =
-                exchange::on_connection(idle.sender, idle.connection, request, true).await;
+                exchange::on_connection(idle.sender, idle.connection, request, Use::Reused).await;
             observer.end(
                 Phase::Http,
                 result.as_ref().map(status_info).map_err(|(error, _)| error),
@@ -230,7 +231,7 @@ impl EgressClient {
         let (result, back) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
         {
             Ok((sender, connection)) => {
-                exchange::on_connection(sender, connection, request, false).await
+                exchange::on_connection(sender, connection, request, Use::Fresh).await
             }
             Err(e) => (Err((exchange::hyper_error(&e), false)), None),
         };

@@ -579,11 +579,15 @@ async fn the_connected_peer_is_checked_too() {
     assert!(holds_within(TIMEOUT, || canary.accepted() == 1).await);
 }
 
-/// A target that records the client address of every request it answers: one address per
-/// TCP connection, so the number of distinct addresses is the number of connections.
+/// A request a [`PeerRecorder`] answered: the client's address and its `Connection` header.
+type Seen = (SocketAddr, Option<String>);
+
+/// A target that records the client address of every request it answers (one address per
+/// TCP connection, so the number of distinct addresses is the number of connections) and the
+/// request's `Connection` header.
 struct PeerRecorder {
     addr: SocketAddr,
-    peers: Arc<Mutex<Vec<SocketAddr>>>,
+    peers: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -594,13 +598,19 @@ impl PeerRecorder {
         let seen = peers.clone();
         let router = axum::Router::new().route(
             "/ok",
-            axum::routing::get(move |ConnectInfo(peer): ConnectInfo<SocketAddr>| {
-                let seen = seen.clone();
-                async move {
-                    seen.lock().unwrap().push(peer);
-                    "ok"
-                }
-            }),
+            axum::routing::get(
+                move |ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                      headers: axum::http::HeaderMap| {
+                    let seen = seen.clone();
+                    let connection = headers
+                        .get(axum::http::header::CONNECTION)
+                        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+                    async move {
+                        seen.lock().unwrap().push((peer, connection));
+                        "ok"
+                    }
+                },
+            ),
         );
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
             .await
@@ -622,8 +632,19 @@ impl PeerRecorder {
             .lock()
             .unwrap()
             .iter()
+            .map(|(peer, _)| peer)
             .collect::<HashSet<_>>()
             .len()
+    }
+
+    /// The `Connection` header of each request, in order.
+    fn connection_headers(&self) -> Vec<Option<String>> {
+        self.peers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, connection)| connection.clone())
+            .collect()
     }
 }
 
@@ -658,6 +679,8 @@ async fn keep_alive_reuses_one_connection_for_several_checks() {
     assert_eq!(target.requests(), 5);
     assert_eq!(target.connections(), 1);
     assert_eq!(dialer.dialled().len(), 1);
+    // A pooled connection is not asked to close.
+    assert_eq!(target.connection_headers(), vec![None; 5]);
     // A connection test opens its own connection: its TCP stage is real.
     let report = connectors
         .test(&Target::new("http", Some(&url)), TIMEOUT)
@@ -682,6 +705,12 @@ async fn without_keep_alive_every_check_opens_its_own_connection() {
     }
     assert_eq!(target.requests(), 5);
     assert_eq!(target.connections(), 5);
+    // Each request says its connection ends with it (RFC 9112 §9.6), so the server closes
+    // first and the checker keeps no TIME_WAIT socket per check.
+    assert_eq!(
+        target.connection_headers(),
+        vec![Some("close".to_owned()); 5]
+    );
 }
 
 #[tokio::test]
