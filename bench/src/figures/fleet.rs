@@ -166,6 +166,75 @@ struct Run {
     /// SIGTERM to exit after the window (`None`: not stopped gracefully, or not within the
     /// test kit's 60 s).
     stopped_in: Option<Duration>,
+    /// Every check's lateness since start, from the daemon's own histogram at the window's
+    /// end (see [`LatenessHistogram`]).
+    histogram: Option<LatenessHistogram>,
+}
+
+/// The daemon's `catalogd_check_lateness_seconds` histogram: `(le, cumulative count)` by
+/// bound. Unlike the history's `lateness_us` it counts every check the engine ran, including
+/// those whose results the history writer dropped (at 1M on this box, most of them), but it
+/// starts at the process start, so the first interval's spread-out first checks are in it,
+/// and its quantiles are bucket bounds.
+struct LatenessHistogram {
+    buckets: Vec<(f64, f64)>,
+}
+
+impl LatenessHistogram {
+    fn parse(metrics: &str) -> Option<LatenessHistogram> {
+        let mut buckets: Vec<(f64, f64)> = metrics
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("catalogd_check_lateness_seconds_bucket{le=\"")?;
+                let (le, count) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, count.trim().parse().ok()?))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        (buckets.last()?.1 > 0.0).then_some(LatenessHistogram { buckets })
+    }
+
+    fn total(&self) -> f64 {
+        self.buckets.last().map_or(0.0, |&(_, count)| count)
+    }
+
+    /// The share of checks that started at most `seconds` late (`seconds` must be a bound).
+    fn share_within(&self, seconds: f64) -> Option<f64> {
+        let &(_, count) = self.buckets.iter().find(|(le, _)| *le == seconds)?;
+        Some(count / self.total())
+    }
+
+    /// The smallest bound that at least `q` of the checks are within.
+    fn quantile_bound(&self, q: f64) -> f64 {
+        let needed = q * self.total();
+        self.buckets
+            .iter()
+            .find(|(_, count)| *count >= needed)
+            .map_or(f64::INFINITY, |&(le, _)| le)
+    }
+
+    fn note(&self, size: &str) -> String {
+        let bound = |q| match self.quantile_bound(q) {
+            le if le.is_finite() => format!("≤ {} ms", le * 1000.0),
+            _ => "above the last bound".to_owned(),
+        };
+        format!(
+            "F2 {size}: the daemon's own lateness histogram, every check since start ({:.0}, \
+             the first interval included): {} started within 100 ms of their slot; p50 {}, p99 \
+             {}, p99.9 {} (bucket bounds)",
+            self.total(),
+            self.share_within(0.1)
+                .map_or("?".to_owned(), |share| format!("{:.2}%", share * 100.0)),
+            bound(0.5),
+            bound(0.99),
+            bound(0.999)
+        )
+    }
 }
 
 /// Requests served and CPU used over the measurement window.
@@ -246,6 +315,7 @@ async fn run_daemon(
         expected_checks: 0.0,
         window: Window::default(),
         stopped_in: None,
+        histogram: None,
     };
     while spawned.elapsed() < limit {
         if let Ok(ready) = daemon.readyz(&client).await {
@@ -309,6 +379,7 @@ async fn run_daemon(
         // hundreds of MiB that the allocator keeps a while (700 MiB more in one 1M run).
         run.rss_kib = sys::rss_kib(daemon.pid());
         if let Ok(metrics) = daemon.scrape(&client).await {
+            run.histogram = LatenessHistogram::parse(&metrics);
             let sum = |name| crate::services::metric_sum(&metrics, name);
             eprintln!(
                 "# {n}: the history writer wrote {:.0} check results and dropped {:.0} since start",
@@ -600,6 +671,9 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
                  (history lateness_us); engine alone: {bn} checks",
                 plan.cycles
             ));
+            if let Some(histogram) = &run.histogram {
+                outcome.notes.push(histogram.note(&size));
+            }
             steady_rate(&mut outcome, &size, n, interval, &run.window);
             stop_row(&mut outcome, &size, &run, plan.cycles, empty_stop);
         }
@@ -811,4 +885,38 @@ pub async fn isolation(tier: Tier) -> anyhow::Result<Outcome> {
         plan.cycles
     ));
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LatenessHistogram;
+
+    #[test]
+    fn the_lateness_histogram_gives_bucket_bounds_and_the_share_within_100_ms() {
+        let metrics = "# TYPE catalogd_check_lateness_seconds histogram\n\
+            catalogd_check_lateness_seconds_bucket{le=\"0.001\"} 500\n\
+            catalogd_check_lateness_seconds_bucket{le=\"0.01\"} 900\n\
+            catalogd_check_lateness_seconds_bucket{le=\"0.1\"} 985\n\
+            catalogd_check_lateness_seconds_bucket{le=\"1\"} 999\n\
+            catalogd_check_lateness_seconds_bucket{le=\"+Inf\"} 1000\n\
+            catalogd_check_lateness_seconds_sum 12.5\n\
+            catalogd_check_lateness_seconds_count 1000\n\
+            catalogd_check_latency_seconds_bucket{le=\"0.1\"} 7\n";
+        let histogram = LatenessHistogram::parse(metrics).expect("parsed");
+        assert_eq!(histogram.total(), 1000.0);
+        assert_eq!(histogram.share_within(0.1), Some(0.985));
+        assert_eq!(histogram.quantile_bound(0.5), 0.001);
+        assert_eq!(histogram.quantile_bound(0.99), 1.0);
+        assert_eq!(histogram.quantile_bound(0.9999), f64::INFINITY);
+        let note = histogram.note("1M");
+        assert!(note.contains("98.50% started within 100 ms"), "{note}");
+        assert!(note.contains("p99 ≤ 1000 ms"), "{note}");
+        assert!(note.contains("p99.9 ≤ 1000 ms"), "{note}");
+        // No checks yet (or no such family): nothing to say.
+        assert!(LatenessHistogram::parse(
+            "catalogd_check_lateness_seconds_bucket{le=\"+Inf\"} 0\n"
+        )
+        .is_none());
+        assert!(LatenessHistogram::parse("").is_none());
+    }
 }
