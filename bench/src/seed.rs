@@ -140,8 +140,25 @@ pub async fn seed(database_url: &str, seed: &Seed<'_>) -> anyhow::Result<()> {
             .pragma("cache_size", "-262144");
         let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
         insert_all_sqlite(&mut conn, seed.count, &first, &integrations).await?;
-        // Fold the WAL into the main file, so a copy of the file alone is the database.
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").await?;
+        // Fold the WAL into the main file, so a copy of the file alone is the database. The
+        // pragma reports `busy = 1` (not an error) when another connection held the
+        // checkpoint, e.g. the background checkpointer of the store opened above for the
+        // migrations: the WAL is then not folded, and a copy of the main file alone is
+        // malformed. Retry until it is.
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&mut conn)
+                .await?;
+            if busy == 0 {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the WAL could not be checkpointed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         conn.close().await?;
     } else {
         let mut conn = sqlx::PgConnection::connect(database_url).await?;
