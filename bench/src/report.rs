@@ -165,7 +165,7 @@ pub fn write_table(
     let _ = writeln!(table, "{BEGIN}");
     let _ = writeln!(
         table,
-        "Tier `{tier}`, run {} UTC.\n",
+        "Tier `{tier}`, run finished {} UTC.\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M")
     );
     for (name, version) in &versions.0 {

@@ -26,6 +26,7 @@ use super::Outcome;
 use crate::report::{Row, Value};
 use crate::seed::{self, Backend, Seed, Target};
 use crate::services::{admin_token, DaemonDir};
+use crate::sys::CpuWindow;
 use crate::Tier;
 
 /// What `wrk --latency` reported.
@@ -124,7 +125,10 @@ async fn measure(
     );
 
     let floor = wrk(&format!("{}/healthz", daemon.api), None, seconds)?;
+    // wrk exits before the window ends: its CPU is in the note's "rest".
+    let cpu = CpuWindow::start(&["catalogd", "postgres"]);
     let first = wrk(&list, Some(&token), seconds)?;
+    let cpu = cpu.finish();
     let deep = wrk(&deep, Some(&token), seconds)?;
     drop(daemon);
     seed::release(&url).await;
@@ -190,6 +194,13 @@ async fn measure(
             floor.rps
         ));
     }
+    // Where a page's CPU goes (the first page's run), and whether 5,000 pages/s fit the
+    // box's cores at that cost.
+    outcome.notes.push(format!(
+        "{b}: first page at {:.0} req/s, CPU {}",
+        first.rps,
+        cpu.describe(first.rps * f64::from(seconds), "page", 5000.0)
+    ));
     outcome.notes.push(format!(
         "{b}: deep page p50 {:.2} ms, {:.0} req/s",
         deep.p50_ms, deep.rps
