@@ -151,7 +151,9 @@ impl CpuUse {
         let needed = wanted * per(self.busy) / 1e6;
         // Both can hold: a serial path stops the rate with cores idle, and the work per unit
         // would still not fit the box at the rate wanted.
+        let reached = done / self.wall.as_secs_f64().max(1e-9) >= wanted * 0.95;
         let verdict = match (in_use < cpus * 0.85, needed > cpus * 0.95) {
+            _ if reached => "the rate wanted was reached",
             (true, true) => {
                 "a serial path stopped it with cores to spare, and the box's cores would \
                  not hold the rate wanted either"
