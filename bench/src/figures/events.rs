@@ -56,7 +56,6 @@ struct Measured {
     backlog: f64,
     /// The CPU of the daemon, its database, NATS and this runner over the window.
     cpu: CpuUse,
-    window: Duration,
 }
 
 pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
@@ -124,7 +123,7 @@ pub async fn run(tier: Tier) -> anyhow::Result<Outcome> {
                 "F6 {mode} at {label}/s: {:.0} events/s delivered; CPU {}",
                 m.achieved,
                 m.cpu
-                    .describe(m.achieved * m.window.as_secs_f64(), "event", rate as f64)
+                    .describe(m.achieved * case.window.as_secs_f64(), "event", rate as f64)
             ));
             if m.achieved < 0.9 * rate as f64 {
                 outcome.notes.push(format!(
@@ -349,6 +348,5 @@ async fn measure(case: &Case) -> anyhow::Result<Measured> {
         committed,
         backlog,
         cpu,
-        window: case.window,
     })
 }
